@@ -185,14 +185,18 @@ export class ByteReader {
     this.avail -= length;
   }
 
-  /** Consumes and returns every available byte as views, in order. */
-  takeAll(): Buffer[] {
+  /** Consumes and returns up to `max` available bytes as views, in order. */
+  take(max: number): Buffer[] {
     const out: Buffer[] = [];
-    while (this.avail > 0) {
+    let left = max;
+    while (this.avail > 0 && left > 0) {
       const current = this.chunks[this.head]!;
-      out.push(current.subarray(this.pos));
-      this.avail -= current.length - this.pos;
-      this.advanceChunk();
+      const length = Math.min(left, current.length - this.pos);
+      out.push(current.subarray(this.pos, this.pos + length));
+      this.avail -= length;
+      left -= length;
+      this.pos += length;
+      if (this.pos === current.length) this.advanceChunk();
     }
     return out;
   }
