@@ -12,6 +12,39 @@ import { FILE_MAGIC, SectionType, type FramingRecord } from './records.js';
 import type { BaseRecord, SectionCodec } from './section-codec.js';
 import { ByteWriter } from './writer.js';
 
+/** Number of bytes the encoder writes for a framing record. */
+export function framingRecordLength(record: FramingRecord): number {
+  switch (record.type) {
+    case 'header':
+      return 8;
+    case 'configuration': {
+      let length = 1 + 4 + Buffer.byteLength(record.machineType, 'latin1');
+      for (const sub of record.subsections) {
+        length += 1 + 1 + sub.name.length + 4;
+        if (sub.name === 'configuration/target-page-bits') length += 4;
+        else if (sub.name === 'configuration/uuid') length += sub.uuid.length;
+        else for (const capability of sub.capabilities) length += 1 + capability.length;
+        if (sub.name === 'configuration/capabilities') length += 4;
+      }
+      return length;
+    }
+    case 'section-start':
+      return 1 + 4 + 1 + Buffer.byteLength(record.idstr, 'latin1') + 4 + 4;
+    case 'section-resume':
+    case 'section-footer':
+      return 5;
+    case 'device-state':
+    case 'packaged-data':
+      return record.data.length;
+    case 'command':
+      return 5 + record.data.length;
+    case 'eof':
+      return 1;
+    case 'vmdesc':
+      return 5 + record.json.length;
+  }
+}
+
 export class StreamEncoder<B extends BaseRecord = never> {
   private readonly writer: ByteWriter;
   private readonly codecByType = new Map<string, SectionCodec<B>>();
@@ -31,6 +64,12 @@ export class StreamEncoder<B extends BaseRecord = never> {
   /** Encoded bytes so far, as chunks; the encoder starts afresh. */
   take(): Buffer[] {
     return this.writer.take();
+  }
+
+  /** Number of bytes `write` would add for `record`. */
+  encodedLength(record: FramingRecord | B): number {
+    const codec = this.codecByType.get(record.type);
+    return codec === undefined ? framingRecordLength(record as FramingRecord) : codec.encodedLength(record as B);
   }
 
   write(record: FramingRecord | B): void {

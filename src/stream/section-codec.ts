@@ -55,4 +55,6 @@ export interface SectionCodec<R extends BaseRecord> {
   newDecoder(): SectionBodyDecoder<R>;
   /** Writes the exact bytes of `record`; throws EncodeError for an unwritable record. */
   encode(record: R, writer: ByteWriter): void;
+  /** Number of bytes `encode` writes for `record` (for statistics, without encoding). */
+  encodedLength(record: R): number;
 }

@@ -26,6 +26,7 @@ const toyCodec: SectionCodec<ToyRecord> = {
     endsBody: (record) => record.value === 0xff,
   }),
   encode: (record, writer) => writer.u8(record.value),
+  encodedLength: () => 1,
 };
 
 type Rec = FramingRecord | ToyRecord;
@@ -102,6 +103,15 @@ describe('StreamDecoder framing', () => {
   test('re-encoding gives the same bytes', () => {
     const stream = sampleStream();
     expect(encodeAll(decodeChunks([stream])).equals(stream)).toBe(true);
+  });
+
+  test('encodedLength of every record equals the bytes the encoder writes', () => {
+    const encoder = new StreamEncoder<ToyRecord>([toyCodec]);
+    for (const record of decodeChunks([sampleStream()])) {
+      const length = encoder.encodedLength(record);
+      encoder.write(record);
+      expect(Buffer.concat(encoder.take()).length, record.type).toBe(length);
+    }
   });
 
   test('every split point and one byte at a time give the same records', () => {
