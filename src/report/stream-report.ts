@@ -1,0 +1,262 @@
+/**
+ * What `migstream inspect` reports: a pure consumer of records that counts what a stream
+ * holds. Feed it every record with its encoded length; read `summary()`.
+ */
+import type { BlockRecord } from '../block/records.js';
+import type { RamBlockInfo, RamRecord } from '../ram/records.js';
+import { CommandName, type ConfigurationSubsection, type FramingRecord } from '../stream/records.js';
+
+export interface RamCounts {
+  /** Full pages (RAM_SAVE_FLAG_PAGE): QMP's ram.normal. */
+  normal: number;
+  /** Same-byte pages (RAM_SAVE_FLAG_ZERO): QMP's ram.duplicate. */
+  zero: number;
+  xbzrle: number;
+  compressed: number;
+  /** Bytes of the XBZRLE deltas and zlib payloads. */
+  xbzrleBytes: number;
+  compressedBytes: number;
+}
+
+export interface RamIteration extends RamCounts {
+  /** Position among the ram sections (0 = START). */
+  index: number;
+  kind: 'start' | 'part' | 'end';
+  /** Encoded bytes of the section, header and footer included. */
+  bytes: number;
+}
+
+export interface BlockDeviceCounts {
+  name: string;
+  dataChunks: number;
+  zeroChunks: number;
+  /** Payload bytes of data chunks. */
+  bytes: number;
+  /** Highest sector + chunk seen: a lower bound of the disk size. */
+  extentBytes: number;
+}
+
+export interface DeviceSection {
+  sectionId: number;
+  idstr: string;
+  instanceId: number;
+  versionId: number;
+  bytes: number;
+}
+
+export interface StreamSummary {
+  totalBytes: number;
+  version: number | null;
+  machineType: string | null;
+  configuration: readonly ConfigurationSubsection[];
+  complete: boolean;
+  sections: { start: number; part: number; end: number; full: number };
+  ram: {
+    blocks: RamBlockInfo[];
+    totals: RamCounts & { bytes: number; iterations: number };
+    perBlock: Record<string, RamCounts>;
+    iterations: RamIteration[];
+  } | null;
+  block: { sections: number; lastProgress: number | null; devices: BlockDeviceCounts[] } | null;
+  devices: DeviceSection[];
+  commands: { command: number; name: string; length: number }[];
+  vmdesc: { bytes: number; devices: number | null; pageSize: number | null } | null;
+}
+
+const emptyCounts = (): RamCounts => ({ normal: 0, zero: 0, xbzrle: 0, compressed: 0, xbzrleBytes: 0, compressedBytes: 0 });
+
+type AnyRecord = FramingRecord | RamRecord | BlockRecord;
+
+export class StreamReport {
+  private totalBytes = 0;
+  private version: number | null = null;
+  private machineType: string | null = null;
+  private configuration: readonly ConfigurationSubsection[] = [];
+  private complete = false;
+  private readonly sections = { start: 0, part: 0, end: 0, full: 0 };
+  private readonly sectionNames = new Map<number, string>();
+  private readonly fullSections = new Map<number, DeviceSection>();
+  private ramBlocks: RamBlockInfo[] = [];
+  private readonly ramIterations: RamIteration[] = [];
+  private readonly ramPerBlock = new Map<string, RamCounts>();
+  private currentRam: RamIteration | undefined;
+  private currentDevice: DeviceSection | undefined;
+  private blockSections = 0;
+  private blockProgress: number | null = null;
+  private readonly blockDevices = new Map<string, BlockDeviceCounts>();
+  private readonly commands: { command: number; name: string; length: number }[] = [];
+  private vmdesc: StreamSummary['vmdesc'] = null;
+  private sawRam = false;
+
+  /** Counts one record; `bytes` is its encoded length. */
+  add(record: AnyRecord, bytes: number): void {
+    this.totalBytes += bytes;
+    if (this.currentRam !== undefined) this.currentRam.bytes += bytes;
+    if (this.currentDevice !== undefined) this.currentDevice.bytes += bytes;
+    switch (record.type) {
+      case 'header':
+        this.version = record.version;
+        break;
+      case 'configuration':
+        this.machineType = record.machineType;
+        this.configuration = record.subsections;
+        break;
+      case 'section-start':
+        this.sections[record.kind]++;
+        this.sectionNames.set(record.sectionId, record.idstr);
+        this.openSection(record.idstr, record.kind, bytes);
+        if (!this.isBodyCodec(record.idstr)) {
+          this.currentDevice = {
+            sectionId: record.sectionId,
+            idstr: record.idstr,
+            instanceId: record.instanceId,
+            versionId: record.versionId,
+            bytes,
+          };
+        }
+        break;
+      case 'section-resume': {
+        this.sections[record.kind]++;
+        this.openSection(record.idstr, record.kind, bytes);
+        const started = this.fullSections.get(record.sectionId);
+        if (started !== undefined) this.currentDevice = { ...started, bytes };
+        break;
+      }
+      case 'section-footer':
+        if (this.currentDevice !== undefined) {
+          const existing = this.fullSections.get(this.currentDevice.sectionId);
+          if (existing === undefined || existing === this.currentDevice) {
+            this.fullSections.set(this.currentDevice.sectionId, this.currentDevice);
+          } else {
+            existing.bytes += this.currentDevice.bytes;
+          }
+        }
+        this.currentRam = undefined;
+        this.currentDevice = undefined;
+        break;
+      case 'command':
+        this.commands.push({ command: record.command, name: CommandName[record.command] ?? 'UNKNOWN', length: record.data.length });
+        break;
+      case 'eof':
+        this.complete = true;
+        break;
+      case 'vmdesc':
+        this.vmdesc = describeVmdesc(record.json);
+        break;
+      case 'ram-mem-size':
+        this.ramBlocks = record.blocks.map((block) => ({ ...block }));
+        break;
+      case 'ram-page':
+        this.countRam(record.block, 'normal', 0, 0);
+        break;
+      case 'ram-zero':
+        this.countRam(record.block, 'zero', 0, 0);
+        break;
+      case 'ram-xbzrle':
+        this.countRam(record.block, 'xbzrle', record.data.length, 0);
+        break;
+      case 'ram-compressed':
+        this.countRam(record.block, 'compressed', 0, record.data.length);
+        break;
+      case 'block-data':
+        this.countBlock(record.device, record.sector, record.data.length, false);
+        break;
+      case 'block-zero':
+        this.countBlock(record.device, record.sector, 0, true);
+        break;
+      case 'block-progress':
+        this.blockProgress = record.percent;
+        break;
+      default:
+        break;
+    }
+  }
+
+  private isBodyCodec(idstr: string): boolean {
+    return idstr === 'ram' || idstr === 'block';
+  }
+
+  private openSection(idstr: string, kind: 'start' | 'part' | 'end' | 'full', bytes: number): void {
+    if (idstr === 'ram') {
+      this.sawRam = true;
+      this.currentRam = { index: this.ramIterations.length, kind: kind === 'full' ? 'start' : kind, bytes, ...emptyCounts() };
+      this.ramIterations.push(this.currentRam);
+    } else if (idstr === 'block') {
+      this.blockSections++;
+    }
+  }
+
+  private countRam(block: string, kind: 'normal' | 'zero' | 'xbzrle' | 'compressed', xbzrleBytes: number, compressedBytes: number): void {
+    let perBlock = this.ramPerBlock.get(block);
+    if (perBlock === undefined) {
+      perBlock = emptyCounts();
+      this.ramPerBlock.set(block, perBlock);
+    }
+    for (const counts of this.currentRam === undefined ? [perBlock] : [perBlock, this.currentRam]) {
+      counts[kind]++;
+      counts.xbzrleBytes += xbzrleBytes;
+      counts.compressedBytes += compressedBytes;
+    }
+  }
+
+  private countBlock(name: string, sector: number, bytes: number, zero: boolean): void {
+    let device = this.blockDevices.get(name);
+    if (device === undefined) {
+      device = { name, dataChunks: 0, zeroChunks: 0, bytes: 0, extentBytes: 0 };
+      this.blockDevices.set(name, device);
+    }
+    if (zero) device.zeroChunks++;
+    else device.dataChunks++;
+    device.bytes += bytes;
+    device.extentBytes = Math.max(device.extentBytes, sector * 512 + 1024 * 1024);
+  }
+
+  summary(): StreamSummary {
+    const totals = { ...emptyCounts(), bytes: 0, iterations: this.ramIterations.length };
+    for (const iteration of this.ramIterations) {
+      totals.normal += iteration.normal;
+      totals.zero += iteration.zero;
+      totals.xbzrle += iteration.xbzrle;
+      totals.compressed += iteration.compressed;
+      totals.xbzrleBytes += iteration.xbzrleBytes;
+      totals.compressedBytes += iteration.compressedBytes;
+      totals.bytes += iteration.bytes;
+    }
+    return {
+      totalBytes: this.totalBytes,
+      version: this.version,
+      machineType: this.machineType,
+      configuration: this.configuration,
+      complete: this.complete,
+      sections: { ...this.sections },
+      ram: this.sawRam
+        ? {
+            blocks: this.ramBlocks,
+            totals,
+            perBlock: Object.fromEntries(this.ramPerBlock),
+            iterations: this.ramIterations,
+          }
+        : null,
+      block:
+        this.blockSections > 0
+          ? { sections: this.blockSections, lastProgress: this.blockProgress, devices: [...this.blockDevices.values()] }
+          : null,
+      devices: [...this.fullSections.values()].filter((d) => !this.isBodyCodec(d.idstr)),
+      commands: this.commands,
+      vmdesc: this.vmdesc,
+    };
+  }
+}
+
+function describeVmdesc(json: Buffer): NonNullable<StreamSummary['vmdesc']> {
+  try {
+    const parsed = JSON.parse(json.toString('utf8')) as { devices?: unknown[]; page_size?: number };
+    return {
+      bytes: json.length,
+      devices: Array.isArray(parsed.devices) ? parsed.devices.length : null,
+      pageSize: typeof parsed.page_size === 'number' ? parsed.page_size : null,
+    };
+  } catch {
+    return { bytes: json.length, devices: null, pageSize: null };
+  }
+}
