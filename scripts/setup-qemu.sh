@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the real-QEMU test bench needs. Idempotent: apt runs only when something is
+# missing, and `apt-get update` at most once.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gcc libc6-dev)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup-qemu: all packages present" >&2
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup-qemu: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo -n env DEBIAN_FRONTEND=noninteractive)
+fi
+
+echo "setup-qemu: installing ${missing[*]}" >&2
+"${sudo[@]}" apt-get update
+"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"

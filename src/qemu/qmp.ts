@@ -1,0 +1,219 @@
+/**
+ * QMP client over a unix socket: one JSON object per line in each direction. Replies are
+ * matched to commands by the `id` member QMP echoes back, so commands may overlap.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { QmpConnectionError, QmpError, QemuTimeoutError, type QmpErrorReply } from './errors.js';
+
+export interface QmpGreeting {
+  QMP: {
+    version: { qemu: { major: number; minor: number; micro: number }; package: string };
+    capabilities: string[];
+  };
+}
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
+
+type QmpArgs = Readonly<Record<string, unknown>>;
+
+interface Pending {
+  command: string;
+  args: QmpArgs | undefined;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+export interface QmpConnectOptions {
+  /** How long to wait for the greeting once connected. */
+  timeoutMs?: number;
+}
+
+export class QmpClient {
+  readonly greeting: QmpGreeting;
+  private readonly socket: Socket;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Set<(event: QmpEvent) => void>();
+  private nextId = 1;
+  private closedError: QmpConnectionError | undefined;
+
+  private constructor(socket: Socket, greeting: QmpGreeting, rest: LineReader) {
+    this.socket = socket;
+    this.greeting = greeting;
+    rest.attach((line) => this.dispatch(line));
+    socket.on('close', () => this.fail(new QmpConnectionError('QMP connection closed')));
+    socket.on('error', (err) => this.fail(new QmpConnectionError(`QMP socket error: ${err.message}`, { cause: err })));
+  }
+
+  /** Connects, reads the greeting and leaves capabilities-negotiation mode. */
+  static async connect(path: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = createConnection(path);
+      s.once('connect', () => resolve(s));
+      s.once('error', (err) => reject(new QmpConnectionError(`cannot connect to QMP at ${path}: ${err.message}`, { cause: err })));
+    });
+    const reader = new LineReader(socket);
+    let greeting: QmpGreeting;
+    try {
+      greeting = await withTimeout(reader.next(), timeoutMs, `waiting for the QMP greeting on ${path}`) as QmpGreeting;
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    if (!greeting || typeof greeting !== 'object' || !('QMP' in greeting)) {
+      socket.destroy();
+      throw new QmpConnectionError(`unexpected QMP greeting: ${JSON.stringify(greeting)}`);
+    }
+    const client = new QmpClient(socket, greeting, reader);
+    await client.execute('qmp_capabilities');
+    return client;
+  }
+
+  /** Runs a command and resolves with its `return` value; rejects with QmpError on `error`. */
+  execute<T = unknown>(command: string, args?: QmpArgs): Promise<T> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    const message = args ? { execute: command, arguments: args, id } : { execute: command, id };
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { command, args, resolve: resolve as (v: unknown) => void, reject });
+      this.socket.write(`${JSON.stringify(message)}\n`);
+    });
+  }
+
+  /** Subscribes to asynchronous events; returns the unsubscribe function. */
+  onEvent(listener: (event: QmpEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Resolves with the next event named `name` (and accepted by `match`) that arrives from now on. */
+  waitForEvent(name: string, timeoutMs: number, match: (event: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+    let unsubscribe = (): void => undefined;
+    const seen = new Promise<QmpEvent>((resolve) => {
+      unsubscribe = this.onEvent((event) => {
+        if (event.event === name && match(event)) resolve(event);
+      });
+    });
+    return withTimeout(seen, timeoutMs, `waiting for QMP event ${name}`).finally(unsubscribe);
+  }
+
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.fail(new QmpConnectionError('QMP connection closed by client'));
+  }
+
+  private dispatch(line: string): void {
+    let message: Record<string, unknown>;
+    try {
+      message = JSON.parse(line) as Record<string, unknown>;
+    } catch (err) {
+      this.fail(new QmpConnectionError(`QMP sent invalid JSON: ${line.slice(0, 200)}`, { cause: err }));
+      this.socket.destroy();
+      return;
+    }
+    if (typeof message.event === 'string') {
+      for (const listener of [...this.listeners]) listener(message as unknown as QmpEvent);
+      return;
+    }
+    const id = message.id;
+    const pending = typeof id === 'number' ? this.pending.get(id) : undefined;
+    if (!pending) return; // replies to commands without our id cannot be ours
+    this.pending.delete(id as number);
+    if ('error' in message) {
+      pending.reject(new QmpError(pending.command, pending.args, message.error as QmpErrorReply));
+    } else {
+      pending.resolve(message.return);
+    }
+  }
+
+  private fail(error: QmpConnectionError): void {
+    if (this.closedError) return;
+    this.closedError = error;
+    for (const pending of this.pending.values()) {
+      pending.reject(new QmpConnectionError(`${error.message} while waiting for the reply to ${pending.command}`, { cause: error }));
+    }
+    this.pending.clear();
+  }
+}
+
+/** Splits socket data into lines; until attach(), lines queue up for next(). */
+class LineReader {
+  private onLine: ((line: string) => void) | undefined;
+  private buffer = '';
+  private readonly queue: string[] = [];
+  private waiter: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
+
+  constructor(socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let newline: number;
+      while ((newline = this.buffer.indexOf('\n')) >= 0) {
+        const line = this.buffer.slice(0, newline).trim();
+        this.buffer = this.buffer.slice(newline + 1);
+        if (line) this.push(line);
+      }
+    });
+    socket.on('close', () => this.waiter?.reject(new QmpConnectionError('QMP connection closed before the greeting')));
+  }
+
+  attach(onLine: (line: string) => void): void {
+    this.onLine = onLine;
+    for (const line of this.queue.splice(0)) onLine(line);
+  }
+
+  next(): Promise<unknown> {
+    const line = this.queue.shift();
+    if (line !== undefined) return Promise.resolve(parseGreeting(line));
+    return new Promise((resolve, reject) => {
+      this.waiter = {
+        resolve: (l) => {
+          try {
+            resolve(parseGreeting(l as string));
+          } catch (err) {
+            reject(err);
+          }
+        },
+        reject,
+      };
+    });
+  }
+
+  private push(line: string): void {
+    if (this.onLine) {
+      this.onLine(line);
+    } else if (this.waiter) {
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      waiter.resolve(line);
+    } else {
+      this.queue.push(line);
+    }
+  }
+}
+
+function parseGreeting(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch (err) {
+    throw new QmpConnectionError(`QMP greeting is not JSON: ${line.slice(0, 200)}`, { cause: err });
+  }
+}
+
+export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QemuTimeoutError(what, timeoutMs)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
