@@ -12,7 +12,9 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { createDecoder, createEncoder, encodedLength } from '../../src/codec.js';
+import { createDecoder, createEncoder, decode, encodedLength } from '../../src/codec.js';
+import { DeviceFieldCollector } from '../../src/report/device-fields.js';
+import { createReadStream } from 'node:fs';
 import { compareDumpWithRamBlock, firstDifference, loadFixture, restoreFixture, shellQuote } from './qemu.js';
 
 const BIN = join(import.meta.dirname, '../../bin/migstream');
@@ -118,6 +120,17 @@ export function interopSuite(name: string, options: { resume?: boolean } = {}): 
         expect(await compareDumpWithRamBlock(fixture.sourceDump, fixture.meta.memoryLayout, idstr, files.get(idstr)!)).toBeNull();
       }
     }, 120_000);
+
+    test('every device-state section splits exactly into the fields its vmdesc describes', async () => {
+      const collector = new DeviceFieldCollector();
+      for await (const record of decode(createReadStream(fixture.stream))) collector.add(record);
+      const devices = collector.result();
+      expect(devices).not.toBeNull();
+      expect(devices!.length).toBeGreaterThan(30);
+      expect(devices!.filter((device) => !device.exact).map((device) => `${device.idstr}: ${device.problem}`)).toEqual([]);
+      const cpu = devices!.find((device) => device.idstr === 'cpu');
+      expect(cpu?.fields.length).toBeGreaterThan(50);
+    });
 
     test('inspect counts agree with query-migrate', () => {
       const result = migstream(['inspect', '--json', fixture.stream]);
