@@ -2,7 +2,7 @@
  * Field-level view of the device-state sections of a stream, once its vmdesc is known (the
  * vmdesc arrives last, so the bodies are kept until then; they are small, ~200 KiB on a pc).
  */
-import type { DeviceStateRecord, VmdescRecord } from '../stream/records.js';
+import type { DeviceStateRecord, SectionStartRecord, VmdescRecord } from '../stream/records.js';
 import { decodeDeviceState, parseVmdesc, type DecodedField } from '../stream/vmstate.js';
 
 export interface DeviceFields {
@@ -24,7 +24,7 @@ export class DeviceFieldCollector {
   /** Feed every record of the stream. */
   add(record: { readonly type: string }): void {
     if (record.type === 'section-start') {
-      const start = record as { sectionId: number; instanceId: number };
+      const start = record as SectionStartRecord;
       this.instances.set(start.sectionId, start.instanceId);
     } else if (record.type === 'device-state') {
       const { sectionId, idstr, data } = record as DeviceStateRecord;
