@@ -1,5 +1,19 @@
 import { describe, expect, test } from 'vitest';
-import { createDecoder, createEncoder, decode, decodeBuffer, encode, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  createDecodeStream,
+  createDecoder,
+  createEncodeStream,
+  createEncoder,
+  decode,
+  decodeBuffer,
+  encode,
+  encodeBuffer,
+  encodedLength,
+  type MigrationRecord,
+} from '../src/codec.js';
+import { TruncatedStreamError } from '../src/stream/errors.js';
 import { MemoryPageStore, RamImage } from '../src/ram/index.js';
 import { sampleStream } from './helpers/sample-stream.js';
 
@@ -73,6 +87,31 @@ describe('whole-stream codec on a hand-built stream with every record kind', () 
     const out: Buffer[] = [];
     for await (const chunk of encode(decode(chunks))) out.push(chunk);
     expect(Buffer.concat(out).equals(sample.bytes)).toBe(true);
+  });
+
+  test('Node Transform adapters round-trip and report damage as a stream error', async () => {
+    const out: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        out.push(chunk);
+        callback();
+      },
+    });
+    const source = () => Readable.from([sample.bytes.subarray(0, 777), sample.bytes.subarray(777)], { objectMode: false });
+    await pipeline(source(), createDecodeStream(), createEncodeStream(), sink);
+    expect(Buffer.concat(out).equals(sample.bytes)).toBe(true);
+
+    const truncated = Readable.from([sample.bytes.subarray(0, 5000)], { objectMode: false });
+    const records: MigrationRecord[] = [];
+    const collect = new Writable({
+      objectMode: true,
+      write(record: MigrationRecord, _encoding, callback) {
+        records.push(record);
+        callback();
+      },
+    });
+    await expect(pipeline(truncated, createDecodeStream(), collect)).rejects.toBeInstanceOf(TruncatedStreamError);
+    expect(records[0]?.type).toBe('header');
   });
 
   test('RAM image of the records equals the expected guest RAM', () => {
