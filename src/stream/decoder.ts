@@ -134,6 +134,15 @@ export class StreamDecoder<B extends BaseRecord = never> {
     return out;
   }
 
+  /**
+   * Stops referencing the memory of the chunks pushed so far (the unread tail of an incomplete
+   * record is copied), so the caller can read the next input into the same buffer. Records
+   * already returned still point into those chunks: finish with them first.
+   */
+  releaseInput(): void {
+    this.reader.ownRetained();
+  }
+
   /** Declares the input finished; throws TruncatedStreamError unless it ended cleanly. */
   end(): (FramingRecord | B)[] {
     if (this.failure !== undefined) throw this.failure;

@@ -17,6 +17,8 @@ const EMPTY = Buffer.alloc(0);
 
 export class ByteReader {
   private chunks: Buffer[] = [];
+  /** Chunks that are copies made by ownRetained(), not caller memory. */
+  private readonly owned = new WeakSet<Buffer>();
   /** Index in `chunks` of the chunk holding the cursor. */
   private head = 0;
   /** Cursor position inside chunks[head]. */
@@ -183,6 +185,27 @@ export class ByteReader {
       if (this.pos === current.length) this.advanceChunk();
     }
     this.avail -= length;
+  }
+
+  /**
+   * Copies the unread bytes that still point into pushed chunks, so the caller may reuse the
+   * memory of those chunks. Each byte is copied at most once.
+   */
+  ownRetained(): void {
+    this.dropConsumed();
+    for (let i = 0; i < this.chunks.length; i++) {
+      const chunk = this.chunks[i]!;
+      if (this.owned.has(chunk)) continue;
+      const start = i === 0 ? this.pos : 0;
+      const copy = Buffer.from(chunk.subarray(start));
+      this.owned.add(copy);
+      this.chunks[i] = copy;
+      if (i === 0) {
+        this.headOffset += start;
+        this.pos = 0;
+      }
+    }
+    this.mark();
   }
 
   /** Consumes and returns up to `max` available bytes as views, in order. */

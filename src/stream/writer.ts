@@ -91,6 +91,16 @@ export class ByteWriter {
     return out;
   }
 
+  /**
+   * Hands everything written so far to `consume`, then writes over the same memory: `consume`
+   * must be finished with the chunks when it returns (e.g. a synchronous write).
+   */
+  drainTo(consume: (chunks: Buffer[]) => void): void {
+    consume(this.take());
+    this.pos = 0;
+    this.start = 0;
+  }
+
   /** Takes everything written so far as one buffer. */
   takeBuffer(): Buffer {
     const parts = this.take();
