@@ -15,17 +15,9 @@ import {
 } from '../src/codec.js';
 import { TruncatedStreamError } from '../src/stream/errors.js';
 import { MemoryPageStore, RamImage } from '../src/ram/index.js';
+import { prng } from './helpers/feed.js';
 import { sampleStream } from './helpers/sample-stream.js';
 
-function seededRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 function decodeInChunks(bytes: Buffer, cuts: number[]): MigrationRecord[] {
   const decoder = createDecoder();
@@ -63,7 +55,7 @@ describe('whole-stream codec on a hand-built stream with every record kind', () 
 
   test('random chunkings give the same records and bytes', () => {
     const whole = decodeBuffer(sample.bytes);
-    const random = seededRandom(7);
+    const random = prng(7);
     for (let round = 0; round < 20; round++) {
       const cuts: number[] = [];
       for (let at = 0; ; ) {

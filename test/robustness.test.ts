@@ -7,19 +7,11 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { createDecoder, decodeBuffer, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
 import { DecodeError, LimitExceededError, TruncatedStreamError } from '../src/stream/errors.js';
+import { prng } from './helpers/feed.js';
 import { fixtureStream } from './helpers/interop.js';
 import { loadFixture } from './helpers/qemu.js';
 import { Bytes, configuration, header } from './helpers/stream-bytes.js';
 
-function seededRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** Decodes `bytes` cut at random points; returns the re-encoded stream. */
 function recodeRandomlyChunked(bytes: Buffer, random: () => number, maxChunk: number): Buffer {
@@ -47,7 +39,7 @@ function decodeError(bytes: Buffer): unknown {
 describe('real streams under random chunking', () => {
   test.each(['compress', 'block', 'xbzrle'])('%s: random chunk sizes decode to the same bytes', (name) => {
     const bytes = fixtureStream(name);
-    const random = seededRandom(name.length * 7919);
+    const random = prng(name.length * 7919);
     for (const maxChunk of [7, 4099, 65536, 1 << 20]) {
       // Tiny chunks on the first 2 MiB only, to keep the test fast.
       const input = maxChunk < 100 ? bytes.subarray(0, 2 << 20) : bytes;
@@ -71,7 +63,7 @@ describe('damaged real streams', () => {
   const bytes = fixtureStream('compress');
 
   test('truncation at random points is a TruncatedStreamError at or before the cut', () => {
-    const random = seededRandom(99);
+    const random = prng(99);
     for (let i = 0; i < 40; i++) {
       const cut = Math.floor(random() * (bytes.length - 1));
       const error = decodeError(bytes.subarray(0, cut));
@@ -81,7 +73,7 @@ describe('damaged real streams', () => {
   });
 
   test('flipped bits in page payloads still decode; in record headers they decode or fail typed', () => {
-    const random = seededRandom(1234);
+    const random = prng(1234);
     const records = decodeBuffer(bytes);
     // Where each record starts, from the encoded lengths.
     const starts: number[] = [];

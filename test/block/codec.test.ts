@@ -157,7 +157,7 @@ describe('blockCodec chunked input', () => {
 
   it('gives the same records one byte at a time', () => {
     const bytes = [...small].map((byte) => Buffer.from([byte]));
-    expect(feed(bytes)).toEqual({ records: smallRecords, leftover: 0 });
+    expect(feed(bytes)).toMatchObject({ records: smallRecords, leftover: 0 });
   });
 
   const withData = Buffer.concat([
