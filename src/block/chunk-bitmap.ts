@@ -1,51 +1,42 @@
 /**
- * Growable bitset with one bit per chunk (1 MiB of a drive in DiskImage): a drive of 1 TiB
- * needs 128 KiB. Bits past the allocated words read as clear; setting one grows the words.
+ * Growable bitset with one bit per chunk (1 MiB of a drive in DiskImage): an HBitmap at 1 MiB
+ * granularity, so "is any chunk in this range written?" skips empty stretches a level at a
+ * time instead of walking every chunk. A drive of 1 TiB needs 128 KiB. Bits past the current
+ * size read as clear; setting one grows the map (doubling, up to HBitmap.MAX_GRANULES chunks,
+ * 2 EiB of drive: chunk indexes of byte offsets up to 2^53 reach only 2^33).
  */
-// Chunk indexes reach 2^33 (byte offsets up to 2^53), past what `>>>` keeps: divide instead.
-const wordOf = (index: number): number => Math.floor(index / 32);
-const bitOf = (index: number): number => 1 << index % 32;
+import { HBitmap } from '../native.js';
+import { BLK_MIG_BLOCK_SIZE } from './flags.js';
 
 export class ChunkBitmap {
-  private words = new Uint32Array(0);
+  private readonly map = new HBitmap(0, { granularity: BLK_MIG_BLOCK_SIZE });
 
   /** Whether `index` is set. */
   get(index: number): boolean {
-    const word = this.words[wordOf(index)];
-    return word !== undefined && (word & bitOf(index)) !== 0;
+    return index >= 0 && index < this.map.size && this.map.get(index);
   }
 
   /** Whether any bit in `first..last` (inclusive) is set. */
   anySet(first: number, last: number): boolean {
-    const stop = Math.min(last, this.words.length * 32 - 1);
-    for (let index = first; index <= stop; index++) {
-      // Skip whole clear words: a zero scan over a large unwritten range stays cheap.
-      if (index % 32 === 0 && this.words[wordOf(index)] === 0) {
-        index += 31;
-        continue;
-      }
-      if (this.get(index)) return true;
-    }
-    return false;
+    const end = Math.min(last + 1, this.map.size);
+    return first < end && this.map.nextSet(Math.max(0, first), end) >= 0;
   }
 
   /** Sets (`value` true) or clears every bit in `first..last` (inclusive). */
   fill(first: number, last: number, value: boolean): void {
     if (last < first) return;
-    if (value) this.grow(last);
-    const stop = Math.min(last, this.words.length * 32 - 1);
-    for (let index = first; index <= stop; index++) {
-      const at = wordOf(index);
-      const bit = bitOf(index);
-      this.words[at] = value ? this.words[at]! | bit : this.words[at]! & ~bit;
+    if (value) {
+      this.grow(last);
+      this.map.set(first, last - first + 1);
+      return;
     }
+    const end = Math.min(last + 1, this.map.size);
+    if (first < end) this.map.reset(first, end - first);
   }
 
   private grow(index: number): void {
-    const needed = wordOf(index) + 1;
-    if (needed <= this.words.length) return;
-    const next = new Uint32Array(Math.max(needed, this.words.length * 2));
-    next.set(this.words);
-    this.words = next;
+    const size = this.map.size;
+    if (index < size) return;
+    this.map.resize(Math.min(HBitmap.MAX_GRANULES, Math.max(index + 1, 2 * size, 64)));
   }
 }

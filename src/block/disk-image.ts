@@ -10,15 +10,17 @@
  *   the drive's end are written (the rest of the last 1 MiB chunk is padding); a chunk that
  *   starts at or past the end is an error, as the write fails with -EIO in QEMU. With no known
  *   size the file grows to cover whole chunks.
- * - A zero chunk (ZERO_BLOCK), and a data chunk that is all zero, is written as zeros only where
- *   the file may hold data: a compact bitmap (one bit per 1 MiB) tracks chunks that were ever
- *   written with non-zero bytes. Elsewhere the file already reads as zero (hole or unwritten
- *   extension), so the image stays sparse, as with QEMU's BDRV_REQ_MAY_UNMAP.
+ * - A zero chunk (ZERO_BLOCK), and a data chunk that is all zero (the native zero scan), is
+ *   written as zeros only where the file may hold data: an HBitmap (one bit per 1 MiB chunk)
+ *   tracks chunks that were ever written with non-zero bytes. Elsewhere the file already reads
+ *   as zero (hole or unwritten extension), so the image stays sparse, as with QEMU's
+ *   BDRV_REQ_MAY_UNMAP.
  * - The drive name is looked up up to its first NUL byte, as block_load's C string does.
  *
  * I/O is synchronous: records arrive one at a time and each write completes before the next.
  */
 import { closeSync, ftruncateSync, mkdirSync } from 'node:fs';
+import { isAllZero } from '../native.js';
 import { ArgumentError } from '../stream/errors.js';
 import { ChunkBitmap } from './chunk-bitmap.js';
 import { BDRV_SECTOR_SIZE, BLK_MIG_BLOCK_SIZE } from './flags.js';
@@ -122,7 +124,7 @@ export class DiskImage {
     if (length === 0) return true;
     drive.end = Math.max(drive.end, offset + length);
     const data = record.type === 'block-data' ? record.data.subarray(0, length) : undefined;
-    if (data === undefined || data.equals(ZEROS.subarray(0, length))) {
+    if (data === undefined || isAllZero(data)) {
       this.zero(drive, offset, length);
     } else {
       writeFully(drive.fd, data, offset);

@@ -9,8 +9,10 @@ import { Progress } from './progress.js';
 const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--progress]
 
 Decode a migration stream and report what it holds: header and machine type, RAM blocks,
-per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, block devices and their
-chunk counts, device-state sections with sizes, the vmdesc, total bytes and decode speed.
+per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, pages sent more than
+once (re-dirtied by the guest) per RAM block and per iteration, normal pages that were all
+zero, block devices and their chunk counts, device-state sections with sizes, the vmdesc,
+total bytes and decode speed.
 A damaged stream is reported up to the damage, then the error (exit status 1).
 
 Options:
@@ -80,16 +82,21 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
     const ram = result.ram;
     const t = ram.totals;
     lines.push('');
+    const resend = ram.resend;
     lines.push(`RAM        ${ram.blocks.length} blocks, ${formatBytes(ram.blocks.reduce((sum, b) => sum + b.usedLength, 0))}`);
-    lines.push(indent(table(['block', 'size', 'normal', 'zero', 'xbzrle', 'compressed'], ram.blocks.map((b) => {
+    lines.push(indent(table(['block', 'size', 'normal', 'zero', 'xbzrle', 'compressed', 'pages sent', 're-sent'], ram.blocks.map((b) => {
       const c = ram.perBlock[b.idstr];
-      return [b.idstr, formatBytes(b.usedLength), c?.normal ?? 0, c?.zero ?? 0, c?.xbzrle ?? 0, c?.compressed ?? 0];
+      const r = resend.perBlock[b.idstr];
+      return [b.idstr, formatBytes(b.usedLength), c?.normal ?? 0, c?.zero ?? 0, c?.xbzrle ?? 0, c?.compressed ?? 0, r?.pages ?? 0, r?.resentPages ?? 0];
     }))));
-    lines.push(`pages      ${t.normal} normal, ${t.zero} zero, ${t.xbzrle} xbzrle (${formatBytes(t.xbzrleBytes)}), ${t.compressed} compressed (${formatBytes(t.compressedBytes)})`);
+    lines.push(`pages      ${t.normal} normal, ${t.zero} zero, ${t.xbzrle} xbzrle (${formatBytes(t.xbzrleBytes)}), ${t.compressed} compressed (${formatBytes(t.compressedBytes)}); ${t.normalAllZero} normal pages all zero`);
+    const r = resend.totals;
+    const share = r.pages === 0 ? '0' : ((100 * r.resentPages) / r.pages).toFixed(1);
+    lines.push(`re-sent    ${r.resentPages} of ${r.pages} pages sent more than once (${share}%), ${r.resends} sends beyond the first (${resend.pageSize}-byte pages)`);
     lines.push(`iterations ${t.iterations} ram sections, ${formatBytes(t.bytes)}`);
-    const rows = ram.iterations.map((it) => [String(it.index), it.kind, it.normal, it.zero, it.xbzrle, it.compressed, formatBytes(it.bytes)]);
-    const shown = allIterations || rows.length <= 20 ? rows : [...rows.slice(0, 10), ['…', `${rows.length - 15} more`, '', '', '', '', ''], ...rows.slice(-5)];
-    lines.push(indent(table(['#', 'kind', 'normal', 'zero', 'xbzrle', 'compressed', 'bytes'], shown)));
+    const rows = ram.iterations.map((it) => [String(it.index), it.kind, it.normal, it.zero, it.xbzrle, it.compressed, it.resent, formatBytes(it.bytes)]);
+    const shown = allIterations || rows.length <= 20 ? rows : [...rows.slice(0, 10), ['…', `${rows.length - 15} more`, '', '', '', '', '', ''], ...rows.slice(-5)];
+    lines.push(indent(table(['#', 'kind', 'normal', 'zero', 'xbzrle', 'compressed', 're-sent', 'bytes'], shown)));
   }
   if (result.block) {
     const block = result.block;

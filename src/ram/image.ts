@@ -3,7 +3,9 @@
  * way QEMU's destination does (ram_load_precopy), into a PageStore.
  *
  *   MEM_SIZE       declares (or resizes) each block
- *   PAGE           writes the page
+ *   PAGE           writes the page; an all-zero payload for a page never written is skipped
+ *                  like a ZERO record (a producer without zero-page detection, such as QEMU
+ *                  7.2's multifd, sends zero pages this way), so the sparse file stays sparse
  *   ZERO fill 0    skipped while the page was never written (the store reads it as zero; QEMU's
  *                  ram_handle_compressed likewise skips already-zero memory), else written
  *   ZERO fill n    writes the page full of n
@@ -12,9 +14,10 @@
  *   COMPRESS_PAGE  inflates and writes the page
  * Other records (any `type`) are ignored, so a whole stream's records can be fed in.
  *
- * Written pages are tracked with one bit per page. Everything is synchronous; finish() returns
- * the store's block list directly.
+ * Written pages (those that may hold non-zero bytes) are tracked in one HBitmap per block, one
+ * bit per page. Everything is synchronous; finish() returns the store's block list directly.
  */
+import { HBitmap, isAllZero } from '../native.js';
 import { ArgumentError } from '../stream/errors.js';
 import type { BaseRecord } from '../stream/section-codec.js';
 import type { PageStore, RamBlockImage } from './page-store.js';
@@ -40,6 +43,8 @@ export interface RamImageStats {
   zeroPages: number;
   /** ZERO records with fill 0 for pages never written: nothing to do. */
   zeroPagesSkipped: number;
+  /** PAGE records (counted in `pages`) whose all-zero payload went to a page never written. */
+  zeroPayloadsSkipped: number;
   xbzrlePages: number;
   compressedPages: number;
 }
@@ -47,12 +52,19 @@ export interface RamImageStats {
 interface ImageBlock {
   readonly idstr: string;
   length: number;
-  /** Bit i set: page i has been written. */
-  written: Uint8Array;
+  /** Granule i set: page i has been written and may hold non-zero bytes. */
+  readonly written: HBitmap;
 }
 
 export class RamImage<R extends RamBlockImage = RamBlockImage> {
-  readonly stats: RamImageStats = { pages: 0, zeroPages: 0, zeroPagesSkipped: 0, xbzrlePages: 0, compressedPages: 0 };
+  readonly stats: RamImageStats = {
+    pages: 0,
+    zeroPages: 0,
+    zeroPagesSkipped: 0,
+    zeroPayloadsSkipped: 0,
+    xbzrlePages: 0,
+    compressedPages: 0,
+  };
   private readonly pageSize: number;
   private readonly blocks = new Map<string, ImageBlock>();
   private last: ImageBlock | undefined;
@@ -84,8 +96,14 @@ export class RamImage<R extends RamBlockImage = RamBlockImage> {
         if (page.data.length !== this.pageSize) {
           throw new ArgumentError(`ram-page of ${page.data.length} bytes, expected ${this.pageSize}`);
         }
-        this.put(this.target(page), page.offset, page.data);
+        const block = this.target(page);
         this.stats.pages++;
+        // Only pages never written are scanned, and the scan stops at the first non-zero bytes.
+        if (!this.isWritten(block, page.offset) && isAllZero(page.data)) {
+          this.stats.zeroPayloadsSkipped++;
+          return;
+        }
+        this.put(block, page.offset, page.data);
         return;
       }
       case 'ram-zero':
@@ -115,15 +133,12 @@ export class RamImage<R extends RamBlockImage = RamBlockImage> {
     for (const { idstr, usedLength } of record.blocks) {
       const known = this.blocks.get(idstr);
       if (known !== undefined && known.length === usedLength) continue;
-      const written = new Uint8Array(Math.ceil(pages(usedLength) / 8));
       if (known !== undefined) {
-        written.set(known.written.subarray(0, written.length));
-        // Bits past the new end (a shrunken block's partial last byte) must not linger.
-        const keep = pages(usedLength) % 8;
-        if (keep !== 0 && known.written.length >= written.length) written[written.length - 1]! &= (1 << keep) - 1;
+        // Pages past a shrunken block's end are dropped, and read as zero if it grows again.
+        known.written.resize(pages(usedLength));
         known.length = usedLength;
-        known.written = written;
       } else {
+        const written = new HBitmap(pages(usedLength), { granularity: this.pageSize });
         this.blocks.set(idstr, { idstr, length: usedLength, written });
       }
       this.store.declareBlock(idstr, usedLength);
@@ -147,8 +162,7 @@ export class RamImage<R extends RamBlockImage = RamBlockImage> {
   }
 
   private isWritten(block: ImageBlock, offset: number): boolean {
-    const page = offset / this.pageSize;
-    return (block.written[page >>> 3]! & (1 << (page & 7))) !== 0;
+    return block.written.get(offset / this.pageSize);
   }
 
   /** Writes a page (clipped at the block end) and marks it written. */
@@ -156,7 +170,7 @@ export class RamImage<R extends RamBlockImage = RamBlockImage> {
     const room = block.length - offset;
     this.store.write(block.idstr, offset, data.length <= room ? data : data.subarray(0, room));
     const page = offset / this.pageSize;
-    block.written[page >>> 3]! |= 1 << (page & 7);
+    if (!block.written.get(page)) block.written.set(page);
   }
 
   private applyZero(record: RamZeroRecord): void {

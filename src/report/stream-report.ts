@@ -1,9 +1,18 @@
 /**
  * What `migstream inspect` reports: a pure consumer of records that counts what a stream
  * holds. Feed it every record with its encoded length; read `summary()`.
+ *
+ * Re-sends: every page record (normal, zero, XBZRLE, compressed) is a send of one page. Two
+ * HBitmaps per RAMBlock, one bit per page, record which pages were sent ("seen") and which
+ * were sent again ("resent"). A precopy pass over RAM sends each dirty page once and a ram
+ * section never spans two passes (the dirty bitmap is synced between iterations, in
+ * ram_save_pending), so a page sent more than once is a page sent in more than one iteration:
+ * the guest dirtied it again after it was sent.
  */
 import type { BlockRecord } from '../block/records.js';
+import { HBitmap, isAllZero } from '../native.js';
 import type { RamBlockInfo, RamRecord } from '../ram/records.js';
+import { ArgumentError } from '../stream/errors.js';
 import { CommandName, type ConfigurationSubsection, type FramingRecord } from '../stream/records.js';
 
 export interface RamCounts {
@@ -16,6 +25,18 @@ export interface RamCounts {
   /** Bytes of the XBZRLE deltas and zlib payloads. */
   xbzrleBytes: number;
   compressedBytes: number;
+  /** Full pages whose payload is all zero bytes: a 1-byte ZERO record would have done. */
+  normalAllZero: number;
+}
+
+/** Which pages of a RAMBlock (or of all of them) were sent more than once. */
+export interface RamResend {
+  /** Distinct pages sent at least once. */
+  pages: number;
+  /** Distinct pages sent more than once (in more than one iteration). */
+  resentPages: number;
+  /** Page records beyond each page's first: all page records minus `pages`. */
+  resends: number;
 }
 
 export interface RamIteration extends RamCounts {
@@ -24,6 +45,8 @@ export interface RamIteration extends RamCounts {
   kind: 'start' | 'part' | 'end';
   /** Encoded bytes of the section, header and footer included. */
   bytes: number;
+  /** Page records of this iteration for pages already sent before. */
+  resent: number;
 }
 
 export interface BlockDeviceCounts {
@@ -56,6 +79,8 @@ export interface StreamSummary {
     totals: RamCounts & { bytes: number; iterations: number };
     perBlock: Record<string, RamCounts>;
     iterations: RamIteration[];
+    /** Re-sent pages, counted in pages of `pageSize` bytes. */
+    resend: { pageSize: number; totals: RamResend; perBlock: Record<string, RamResend> };
   } | null;
   block: { sections: number; lastProgress: number | null; devices: BlockDeviceCounts[] } | null;
   devices: DeviceSection[];
@@ -63,9 +88,69 @@ export interface StreamSummary {
   vmdesc: { bytes: number; devices: number | null; pageSize: number | null } | null;
 }
 
-const emptyCounts = (): RamCounts => ({ normal: 0, zero: 0, xbzrle: 0, compressed: 0, xbzrleBytes: 0, compressedBytes: 0 });
+const emptyCounts = (): RamCounts => ({
+  normal: 0,
+  zero: 0,
+  xbzrle: 0,
+  compressed: 0,
+  xbzrleBytes: 0,
+  compressedBytes: 0,
+  normalAllZero: 0,
+});
 
 type AnyRecord = FramingRecord | RamRecord | BlockRecord;
+
+/**
+ * Pages tracked per RAMBlock: 2^35 (128 TiB of 4 KiB pages, 4 GiB of address space per bitmap,
+ * committed only where pages were sent). Pages past it, which only a damaged or hostile
+ * MEM_SIZE could declare, are not counted.
+ */
+const MAX_TRACKED_PAGES = 2 ** 35;
+
+const isPageSize = (size: number): boolean => Number.isInteger(size) && size >= 512 && size <= 2 ** 30 && (size & (size - 1)) === 0;
+
+/** The pages of one RAMBlock sent so far and those sent again; grows with the offsets seen. */
+class SentPages {
+  private readonly seen: HBitmap;
+  private readonly resent: HBitmap;
+  private records = 0;
+
+  constructor(pages: number, pageSize: number) {
+    this.seen = new HBitmap(pages, { granularity: pageSize });
+    this.resent = new HBitmap(pages, { granularity: pageSize });
+  }
+
+  /** Grows to cover `pages` pages (a block declared larger, or a page past the known end). */
+  cover(pages: number): void {
+    if (pages <= this.seen.size || this.seen.size === MAX_TRACKED_PAGES) return;
+    const size = Math.min(MAX_TRACKED_PAGES, Math.max(pages, 2 * this.seen.size));
+    this.seen.resize(size);
+    this.resent.resize(size);
+  }
+
+  /** Counts a send of page `index`; true when the page had been sent before. */
+  send(index: number): boolean {
+    if (index >= MAX_TRACKED_PAGES) return false;
+    this.cover(index + 1);
+    this.records++;
+    if (!this.seen.get(index)) {
+      this.seen.set(index);
+      return false;
+    }
+    if (!this.resent.get(index)) this.resent.set(index);
+    return true;
+  }
+
+  summary(): RamResend {
+    const pages = this.seen.count();
+    return { pages, resentPages: this.resent.count(), resends: this.records - pages };
+  }
+}
+
+export interface StreamReportOptions {
+  /** TARGET_PAGE_SIZE until a configuration section announces target-page-bits (default 4096). */
+  pageSize?: number;
+}
 
 export class StreamReport {
   private totalBytes = 0;
@@ -87,6 +172,16 @@ export class StreamReport {
   private readonly commands: { command: number; name: string; length: number }[] = [];
   private vmdesc: StreamSummary['vmdesc'] = null;
   private sawRam = false;
+  private pageSize: number;
+  private readonly sent = new Map<string, SentPages>();
+
+  constructor(options: StreamReportOptions = {}) {
+    const pageSize = options.pageSize ?? 4096;
+    if (!isPageSize(pageSize)) {
+      throw new ArgumentError(`StreamReport: pageSize must be a power of two in 512..2^30, got ${String(pageSize)}`);
+    }
+    this.pageSize = pageSize;
+  }
 
   /** Counts one record; `bytes` is its encoded length. */
   add(record: AnyRecord, bytes: number): void {
@@ -100,6 +195,12 @@ export class StreamReport {
       case 'configuration':
         this.machineType = record.machineType;
         this.configuration = record.subsections;
+        for (const sub of record.subsections) {
+          // An absurd value leaves the page size as it was: the counts stay usable.
+          if (sub.name === 'configuration/target-page-bits' && isPageSize(2 ** sub.targetPageBits)) {
+            this.pageSize = 2 ** sub.targetPageBits;
+          }
+        }
         break;
       case 'section-start':
         this.sections[record.kind]++;
@@ -145,18 +246,19 @@ export class StreamReport {
         break;
       case 'ram-mem-size':
         this.ramBlocks = record.blocks.map((block) => ({ ...block }));
+        for (const { idstr, usedLength } of record.blocks) this.sentPages(idstr).cover(Math.ceil(usedLength / this.pageSize));
         break;
       case 'ram-page':
-        this.countRam(record.block, 'normal', 0, 0);
+        this.countRam(record.block, record.offset, 'normal', 0, 0, isAllZero(record.data));
         break;
       case 'ram-zero':
-        this.countRam(record.block, 'zero', 0, 0);
+        this.countRam(record.block, record.offset, 'zero', 0, 0, false);
         break;
       case 'ram-xbzrle':
-        this.countRam(record.block, 'xbzrle', record.data.length, 0);
+        this.countRam(record.block, record.offset, 'xbzrle', record.data.length, 0, false);
         break;
       case 'ram-compressed':
-        this.countRam(record.block, 'compressed', 0, record.data.length);
+        this.countRam(record.block, record.offset, 'compressed', 0, record.data.length, false);
         break;
       case 'block-data':
         this.countBlock(record.device, record.sector, record.data.length, false);
@@ -179,23 +281,42 @@ export class StreamReport {
   private openSection(idstr: string, kind: 'start' | 'part' | 'end' | 'full', bytes: number): void {
     if (idstr === 'ram') {
       this.sawRam = true;
-      this.currentRam = { index: this.ramIterations.length, kind: kind === 'full' ? 'start' : kind, bytes, ...emptyCounts() };
+      this.currentRam = { index: this.ramIterations.length, kind: kind === 'full' ? 'start' : kind, bytes, resent: 0, ...emptyCounts() };
       this.ramIterations.push(this.currentRam);
     } else if (idstr === 'block') {
       this.blockSections++;
     }
   }
 
-  private countRam(block: string, kind: 'normal' | 'zero' | 'xbzrle' | 'compressed', xbzrleBytes: number, compressedBytes: number): void {
+  private sentPages(block: string): SentPages {
+    let sent = this.sent.get(block);
+    if (sent === undefined) {
+      sent = new SentPages(0, this.pageSize);
+      this.sent.set(block, sent);
+    }
+    return sent;
+  }
+
+  private countRam(
+    block: string,
+    offset: number,
+    kind: 'normal' | 'zero' | 'xbzrle' | 'compressed',
+    xbzrleBytes: number,
+    compressedBytes: number,
+    allZero: boolean,
+  ): void {
     let perBlock = this.ramPerBlock.get(block);
     if (perBlock === undefined) {
       perBlock = emptyCounts();
       this.ramPerBlock.set(block, perBlock);
     }
+    const again = this.sentPages(block).send(Math.floor(offset / this.pageSize));
+    if (again && this.currentRam !== undefined) this.currentRam.resent++;
     for (const counts of this.currentRam === undefined ? [perBlock] : [perBlock, this.currentRam]) {
       counts[kind]++;
       counts.xbzrleBytes += xbzrleBytes;
       counts.compressedBytes += compressedBytes;
+      if (allZero) counts.normalAllZero++;
     }
   }
 
@@ -220,7 +341,17 @@ export class StreamReport {
       totals.compressed += iteration.compressed;
       totals.xbzrleBytes += iteration.xbzrleBytes;
       totals.compressedBytes += iteration.compressedBytes;
+      totals.normalAllZero += iteration.normalAllZero;
       totals.bytes += iteration.bytes;
+    }
+    const resendPerBlock: Record<string, RamResend> = {};
+    const resendTotals: RamResend = { pages: 0, resentPages: 0, resends: 0 };
+    for (const [block, sent] of this.sent) {
+      const counts = sent.summary();
+      resendPerBlock[block] = counts;
+      resendTotals.pages += counts.pages;
+      resendTotals.resentPages += counts.resentPages;
+      resendTotals.resends += counts.resends;
     }
     return {
       totalBytes: this.totalBytes,
@@ -235,6 +366,7 @@ export class StreamReport {
             totals,
             perBlock: Object.fromEntries(this.ramPerBlock),
             iterations: this.ramIterations,
+            resend: { pageSize: this.pageSize, totals: resendTotals, perBlock: resendPerBlock },
           }
         : null,
       block:

@@ -98,7 +98,7 @@ describe('RamImage with a MemoryPageStore', () => {
     expect(mem.subarray(5 * PAGE).equals(Buffer.alloc(11 * PAGE))).toBe(true);
     expect(rom?.data.subarray(PAGE).equals(pattern(3))).toBe(true);
     expect(rom?.data.subarray(0, PAGE).equals(Buffer.alloc(PAGE))).toBe(true);
-    expect(image.stats).toEqual({ pages: 2, zeroPages: 3, zeroPagesSkipped: 1, xbzrlePages: 2, compressedPages: 1 });
+    expect(image.stats).toEqual({ pages: 2, zeroPages: 3, zeroPagesSkipped: 1, zeroPayloadsSkipped: 0, xbzrlePages: 2, compressedPages: 1 });
   });
 
   it('matches a naive model over random record sequences', () => {

@@ -1,0 +1,23 @@
+# The native addon (native/README.md): node-gyp builds it during `npm install` from these
+# sources and node-addon-api's headers alone, with Node's own headers (npm's nodedir), so the
+# build needs no download and no library beyond the C++ toolchain.
+{
+  "targets": [
+    {
+      "target_name": "migstream_native",
+      "sources": ["native/addon.cc", "native/hbitmap.cc", "native/pages.cc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-Wall", "-Wextra"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"],
+      "xcode_settings": {
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "GCC_OPTIMIZATION_LEVEL": "3",
+        "GCC_SYMBOLS_PRIVATE_EXTERN": "YES"
+      },
+      "msvs_settings": {
+        "VCCLCompilerTool": { "AdditionalOptions": ["/std:c++17", "/O2"] }
+      }
+    }
+  ]
+}
