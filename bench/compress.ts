@@ -1,0 +1,135 @@
+/**
+ * Compression benchmark on the recorded QEMU streams (npm run bench:compress), in one run:
+ *   1. migstream's lz4 and zstd modes against `lz4 -1` and `zstd -3 -T<cores>` (and `gzip -1`)
+ *      on the same files: sizes and MB/s, compress and decompress;
+ *   2. the compacted size of the dirtying guest's save against its uncompressed size;
+ *   3. restore into QEMU through `-incoming "exec:cat stream.mig"` against
+ *      `-incoming "exec:migstream decompress stream.msz"` (idle and dirty guests).
+ * The machine may be shared: every figure is the best of --repeat runs (default 2).
+ *
+ *   npm run bench:compress [-- --repeat 3] [--skip-restore | --restore-only] [--svg bench.svg]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chartPoints, formatRows, rate, runBench, totals, type BenchConfig, type BenchRow } from '../src/cli/bench-run.js';
+import { svgChart } from '../src/cli/bench-chart.js';
+import { parseBaseline } from '../src/cli/bench-tools.js';
+import { launchQemu } from '../src/qemu/launcher.js';
+import { restoreFromExec, shellQuote } from '../src/qemu/migration.js';
+import { REPO_ROOT } from '../test/fixtures/meta.js';
+import { loadFixture } from '../test/helpers/qemu.js';
+
+const { values } = parseArgs({
+  options: { repeat: { type: 'string' }, 'skip-restore': { type: 'boolean' }, 'restore-only': { type: 'boolean' }, svg: { type: 'string' } },
+  allowPositionals: false,
+});
+const repeat = Number(values.repeat ?? 2);
+const cores = availableParallelism();
+const BIN = join(REPO_ROOT, 'bin/migstream');
+const root = join(REPO_ROOT, '.cache/fixtures');
+const names = existsSync(root) ? readdirSync(root).filter((name) => existsSync(join(root, name, 'stream.mig'))).sort() : [];
+if (names.length === 0) {
+  console.error('no fixture streams: run the tests once to build .cache/fixtures');
+  process.exit(2);
+}
+const files = names.map((name) => join(root, name, 'stream.mig'));
+
+// 1. Ours against the command-line tools.
+if (!values['restore-only']) await compareCompression();
+
+async function compareCompression(): Promise<void> {
+  const configs: BenchConfig[] = [
+    { codec: 'lz4', level: 1, threads: cores, dedup: false },
+    { codec: 'zstd', level: 1, threads: cores, dedup: false },
+    { codec: 'zstd', level: 3, threads: cores, dedup: false },
+    { codec: 'zstd', level: 3, threads: cores, dedup: true },
+  ];
+  const baselines = ['lz4 -1', `zstd -3 -T${cores}`, 'gzip -1'].map(parseBaseline);
+  console.log(`compression on ${names.length} QEMU streams, ${cores} cores, best of ${repeat}`);
+  const result = await runBench(files, { configs, baselines, repeat, raw: false, log: (line) => process.stderr.write(`  ${line}\n`) });
+  for (const name of names) {
+    const rows = result.rows.filter((row) => row.file === name);
+    console.log(`\n${name} (${(rows[0]!.inputBytes / 1e6).toFixed(1)} MB)\n${formatRows(rows)}`);
+  }
+  const all = totals(result.rows);
+  console.log(`\nall streams (${(all[0]!.inputBytes / 1e6).toFixed(1)} MB)\n${formatRows(all)}`);
+  for (const note of result.notes) console.log(`note: ${note}`);
+  if (values.svg) writeFileSync(values.svg, svgChart(`migstream vs lz4/zstd/gzip on ${names.length} QEMU streams`, chartPoints(result.rows)));
+
+  function verdict(ours: BenchRow | undefined, theirs: BenchRow | undefined, what: string): void {
+    if (!ours || !theirs) return console.log(`${what}: baseline missing`);
+    const size = ours.outputBytes / theirs.outputBytes;
+    const speed = rate(ours.inputBytes, ours.compressSeconds) / rate(theirs.inputBytes, theirs.compressSeconds);
+    const dspeed = rate(ours.inputBytes, ours.decompressSeconds) / rate(theirs.inputBytes, theirs.decompressSeconds);
+    console.log(
+      `${what}: ${ours.method} ${ours.outputBytes} B at ${rate(ours.inputBytes, ours.compressSeconds).toFixed(0)} MB/s ` +
+        `vs ${theirs.method} ${theirs.outputBytes} B at ${rate(theirs.inputBytes, theirs.compressSeconds).toFixed(0)} MB/s: ` +
+        `size ×${size.toFixed(4)}, compress speed ×${speed.toFixed(2)}, decompress speed ×${dspeed.toFixed(2)}`,
+    );
+  }
+  const find = (method: string): BenchRow | undefined => all.find((row) => row.method === method);
+  console.log('');
+  verdict(find(`zstd:3 j${cores}`), find(`zstd -3 -T${cores}`), 'zstd mode');
+  verdict(find(`zstd:3+dedup j${cores}`), find(`zstd -3 -T${cores}`), 'zstd mode, dedup');
+  verdict(find(`zstd:1 j${cores}`), find(`zstd -3 -T${cores}`), 'zstd level 1');
+  verdict(find(`lz4 j${cores}`), find('lz4 -1'), 'lz4 mode');
+}
+
+// 2. Compaction of the dirtying guest's save.
+const scratch = mkdtempSync(join(tmpdir(), 'migstream-bench-compress-'));
+try {
+  if (names.includes('dirty') && !values['restore-only']) {
+    const dirty = loadFixture('dirty');
+    const compacted = join(scratch, 'dirty-compact.mig');
+    const packed = join(scratch, 'dirty-compact.msz');
+    run(['compact', '--quiet', dirty.stream, compacted]);
+    run(['compress', '--quiet', '--compact', '-c', 'zstd', dirty.stream, '-o', packed]);
+    const ram = dirty.meta.memoryBytes;
+    console.log(
+      `\ncompaction (dirty guest, ${(ram / 1048576).toFixed(0)} MiB pc.ram): stream ${statSync(dirty.stream).size} B -> compacted ` +
+        `${statSync(compacted).size} B (×${(statSync(compacted).size / statSync(dirty.stream).size).toFixed(3)}); compacted + zstd ${statSync(packed).size} B`,
+    );
+  }
+
+  // 3. Restore time into QEMU.
+  if (!values['skip-restore']) {
+    console.log('\nrestore into QEMU (seconds from migrate-incoming to "completed", best of runs):');
+    for (const name of ['idle', 'dirty'].filter((n) => names.includes(n))) {
+      const fixture = loadFixture(name);
+      const methods: [string, string][] = [['exec:cat stream.mig', `cat ${shellQuote(fixture.stream)}`]];
+      for (const codec of ['zstd', 'lz4']) {
+        const container = join(scratch, `${name}.${codec}.msz`);
+        run(['compress', '--quiet', '-c', codec, fixture.stream, '-o', container]);
+        methods.push([`exec:migstream decompress (${codec})`, `${shellQuote(process.execPath)} ${shellQuote(BIN)} decompress --quiet ${shellQuote(container)}`]);
+      }
+      for (const [label, command] of methods) {
+        let best = Infinity;
+        for (let i = 0; i < repeat; i++) best = Math.min(best, await restoreSeconds(name, command));
+        console.log(`  ${name.padEnd(6)} ${label.padEnd(34)} ${best.toFixed(2)} s  (${rate(fixture.meta.streamBytes, best).toFixed(0)} MB/s of stream)`);
+      }
+    }
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+function run(args: string[]): void {
+  const result = spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (result.status !== 0) throw new Error(`migstream ${args.join(' ')} failed`);
+}
+
+/** Seconds a paused destination takes to load the output of `command`. */
+async function restoreSeconds(name: string, command: string): Promise<number> {
+  const { meta } = loadFixture(name);
+  const vm = await launchQemu({ args: [...meta.machineArgs, '-S', '-incoming', 'defer'], accel: meta.accel, name: `bench-restore-${name}`, cwd: REPO_ROOT });
+  try {
+    const started = process.hrtime.bigint();
+    await restoreFromExec(vm, command, { capabilities: meta.destinationCapabilities, pollMs: 10, timeoutMs: 5 * 60_000 });
+    return Number(process.hrtime.bigint() - started) / 1e9;
+  } finally {
+    await vm.quit();
+  }
+}

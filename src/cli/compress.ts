@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { Compactor, compactedBytes } from '../compress/compact.js';
+import { CODECS, codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions } from '../compress/compressor.js';
+import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
+import { parse, UsageError, type Command } from './args.js';
+import { formatBytes } from './format.js';
+import { openInput, openOutput } from './io.js';
+import { reopen, spool } from './spool.js';
+import { TransferProgress, parseCount, parseSize } from './transfer-progress.js';
+
+const usage = `Usage: migstream compress [IN|-] [-o OUT|-] [options]
+
+Compress a QEMU migration stream into a migstream container (docs/container.md): page-aware,
+on all cores, every frame checksummed. "migstream decompress" gives back the exact stream.
+Reads stdin and writes stdout by default, so QEMU can save and restore through it:
+
+  (qemu) migrate "exec:migstream compress -c zstd -o vm.msz"
+  qemu-system-x86_64 … -incoming "exec:migstream decompress vm.msz"
+
+Options:
+  -o, --output FILE      container file (default: stdout)
+  -c, --codec NAME       ${CODECS.map((c) => c.name).join(', ')} (default: zstd)
+  -l, --level N          codec level: zstd -7..22 (default 3), zlib 1..9 (default 1); lz4 has one
+  -j, --threads N        worker threads (default: ${defaultThreads()}, the number of cores)
+      --frame-size SIZE  raw bytes per frame, e.g. 4M (default ${DEFAULT_FRAME_BYTES / 1048576}M)
+      --dedup            store pages equal to a recent one as references (64 MiB window)
+      --dedup-window N   the window in pages (default ${DEFAULT_DEDUP_WINDOW_PAGES}); implies --dedup
+      --compact          keep only the final content of each page: the container restores a
+                         smaller stream that loads into the same RAM (two passes; stdin is
+                         spooled to a temporary file next to OUT)
+      --raw              the input is not a QEMU stream (e.g. extract-ram output): opaque bytes
+      --progress         progress on stderr
+      --quiet            no summary on stderr
+  -h, --help             this help`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export const compressCommand: Command = {
+  name: 'compress',
+  summary: 'compress a stream into a checksummed container, in parallel (exec: save)',
+  usage,
+  async run(argv) {
+    const { values, positionals, help } = parse(
+      argv,
+      {
+        output: { type: 'string', short: 'o' },
+        codec: { type: 'string', short: 'c' },
+        level: { type: 'string', short: 'l' },
+        threads: { type: 'string', short: 'j' },
+        'frame-size': { type: 'string' },
+        dedup: { type: 'boolean' },
+        'dedup-window': { type: 'string' },
+        compact: { type: 'boolean' },
+        raw: { type: 'boolean' },
+        progress: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+      },
+      1,
+    );
+    if (help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    const codec = values.codec ?? 'zstd';
+    if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"; known: ${CODECS.map((c) => c.name).join(', ')}`);
+    if (values.compact && values.raw) throw new UsageError('--compact needs a QEMU stream, not --raw input');
+    const frameBytes = values['frame-size'] === undefined ? undefined : parseSize(values['frame-size']);
+    if (frameBytes === undefined && values['frame-size'] !== undefined) throw new UsageError(`bad --frame-size "${values['frame-size']}"`);
+    const window = parseCount(values['dedup-window'], '--dedup-window', 1, 1 << 24);
+    const level = parseCount(values.level, '--level', -7, 22);
+    try {
+      resolveLevel(codecByName(codec), level);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const options: CompressOptions = {
+      codec: codec as CodecName,
+      level,
+      threads: parseCount(values.threads, '--threads', 1, MAX_THREADS),
+      frameBytes,
+      mode: values.raw ? 'raw' : 'qemu',
+      dedupWindowPages: window ?? (values.dedup ? DEFAULT_DEDUP_WINDOW_PAGES : 0),
+      compacted: values.compact === true,
+      creator: `migstream ${version()}`,
+    };
+
+    const input = openInput(positionals[0]);
+    const output = openOutput(values.output);
+    const progress = new TransferProgress(values.progress === true, 'compress', 'in');
+    const compressor = new Compressor({ ...options, onProgress: (s) => progress.update(s.bytesIn, s.bytesOut) });
+    let source: AsyncIterable<Uint8Array> = input.stream;
+    let cleanup = (): void => {};
+    let compactor: Compactor | undefined;
+    if (values.compact) {
+      // Two passes: a pipe is kept in a temporary file first.
+      const path = input.size === null ? await spool(input.stream, values.output) : undefined;
+      if (path) cleanup = path.remove;
+      else input.stream.destroy();
+      compactor = new Compactor(reopen(path?.path ?? input.name));
+      source = compactedBytes(compactor);
+    }
+    try {
+      await pipeline(compressor.compress(source), output.stream);
+    } finally {
+      cleanup();
+    }
+    progress.done();
+    if (values.quiet !== true) {
+      const { bytesIn, bytesOut, framesByCodec, refs } = compressor.stats;
+      const seconds = progress.elapsed();
+      const compacted = compactor
+        ? `, compacted ${compactor.stats.pageRecordsIn} page records to ${compactor.stats.pageRecordsOut}`
+        : '';
+      const stored = framesByCodec.none > 0 ? ` (${framesByCodec.none} frames stored uncompressed)` : '';
+      process.stderr.write(
+        `migstream compress: ${progress.line(bytesIn, bytesOut).replace(/^compress: /, '')} in ${seconds.toFixed(2)} s; ` +
+          `${codec} level ${compressor.level}, ${compressor.threads} threads${stored}${refs ? `, ${refs} page references` : ''}${compacted}; ` +
+          `${formatBytes(bytesOut)} written to ${output.name}\n`,
+      );
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,96 @@
+import { closeSync, openSync, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { isatty } from 'node:tty';
+import { Decompressor, type DecompressStats } from '../compress/decompressor.js';
+import { DirectDecompressor } from '../compress/direct.js';
+import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
+import { parse, UsageError, type Command } from './args.js';
+import { formatBytes } from './format.js';
+import { openInput, openOutput } from './io.js';
+import { TransferProgress, parseCount } from './transfer-progress.js';
+
+const usage = `Usage: migstream decompress [IN|-] [-o OUT|-] [options]
+
+Turn a migstream container back into the exact QEMU stream it was made from, checking every
+frame. A damaged or truncated container stops it with a non-zero exit and a message naming the
+frame and its byte offset; the end of the stream is only written once the whole container
+checked out, so QEMU never completes a load from a bad file. Reads stdin and writes stdout by
+default:
+
+  qemu-system-x86_64 … -incoming "exec:migstream decompress vm.msz"
+  migstream decompress vm.msz -o vm.mig
+
+Options:
+  -o, --output FILE   stream file (default: stdout)
+  -j, --threads N     worker threads (default: ${defaultThreads()}, the number of cores)
+      --progress      progress on stderr
+      --quiet         no summary on stderr
+  -h, --help          this help`;
+
+export const decompressCommand: Command = {
+  name: 'decompress',
+  summary: 'restore the exact stream from a container, checking every frame (exec: restore)',
+  usage,
+  async run(argv) {
+    const { values, positionals, help } = parse(
+      argv,
+      {
+        output: { type: 'string', short: 'o' },
+        threads: { type: 'string', short: 'j' },
+        progress: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+      },
+      1,
+    );
+    if (help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    const threads = parseCount(values.threads, '--threads', 1, MAX_THREADS);
+    const progress = new TransferProgress(values.progress === true, 'decompress', 'out');
+    const onProgress = (s: Readonly<DecompressStats>): void => progress.update(s.bytesIn, s.bytesOut);
+    const summary = (stats: DecompressStats, outputName: string): void => {
+      progress.done();
+      if (values.quiet === true) return;
+      const { bytesIn, bytesOut, frames, info } = stats;
+      const what = info ? `${info.codec}${info.compacted ? ', compacted' : ''}` : '';
+      process.stderr.write(
+        `migstream decompress: ${progress.line(bytesIn, bytesOut).replace(/^decompress: /, '')} in ${progress.elapsed().toFixed(2)} s; ` +
+          `${frames} frames (${what}) checked; ${formatBytes(bytesOut)} written to ${outputName}\n`,
+      );
+    };
+
+    const path = positionals[0];
+    if (path !== undefined && path !== '-' && isFile(path)) {
+      // A container file: workers read it and write the stream themselves (direct.ts).
+      const toStdout = values.output === undefined || values.output === '-';
+      if (toStdout && isatty(1)) throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
+      const fd = toStdout ? 1 : openSync(values.output!, 'w');
+      const direct = new DirectDecompressor({ threads, onProgress });
+      let done: boolean;
+      try {
+        done = await direct.run(path, fd);
+      } finally {
+        if (!toStdout) closeSync(fd);
+      }
+      if (done) {
+        summary(direct.stats, toStdout ? 'stdout' : values.output!);
+        return 0;
+      }
+    }
+    const input = openInput(path);
+    const output = openOutput(values.output);
+    const decompressor = new Decompressor({ threads, onProgress });
+    await pipeline(decompressor.decompress(input.stream), output.stream);
+    summary(decompressor.stats, output.name);
+    return 0;
+  },
+};
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Errors of the container (compressed stream) and of the worker pool.
+ *
+ *   DecodeError (src/stream/errors.ts)
+ *   └── ContainerError               bytes that are not a valid container      (ERR_CONTAINER_*)
+ *       ├── ContainerMagicError      not a container / unknown version         (ERR_CONTAINER_MAGIC)
+ *       ├── CorruptFrameError        checksum, length, codec or layout wrong   (ERR_CONTAINER_CORRUPT)
+ *       ├── FrameOrderError          frame number or kind out of sequence      (ERR_CONTAINER_ORDER)
+ *       └── TruncatedContainerError  the file ends before the END frame        (ERR_CONTAINER_TRUNCATED)
+ *   MigstreamError
+ *   └── WorkerError                  a worker thread failed or exited          (ERR_WORKER)
+ *
+ * Every ContainerError names the frame (its number, counted from 0 in file order) and the byte
+ * offset of the frame's header in the container file, e.g.
+ * "container frame 17 (PAYLOAD) at offset 4194368 (0x400040): raw bytes fail their checksum".
+ */
+import { DecodeError, MigstreamError, type DecodeErrorDetails } from '../stream/errors.js';
+
+export interface FrameRef {
+  /** Frame number: its position in the file, counted from 0 (the HEADER frame). */
+  readonly frame: number;
+  /** Byte offset of the frame header in the container. */
+  readonly offset: number;
+  /** Kind name when known, e.g. "PAYLOAD". */
+  readonly kind?: string | undefined;
+}
+
+export interface ContainerErrorDetails {
+  expected?: string | undefined;
+  actual?: unknown;
+  cause?: unknown;
+}
+
+function details(where: FrameRef | { offset: number; context: string }, extra: ContainerErrorDetails): DecodeErrorDetails {
+  const context =
+    'frame' in where ? `container frame ${where.frame}${where.kind ? ` (${where.kind})` : ''}` : where.context;
+  return { offset: where.offset, context, ...extra };
+}
+
+export class ContainerError extends DecodeError {
+  /** The frame number, or undefined for the file preamble. */
+  readonly frame: number | undefined;
+  constructor(code: string, problem: string, where: FrameRef | { offset: number; context: string }, extra: ContainerErrorDetails = {}) {
+    super(code, problem, details(where, extra));
+    this.frame = 'frame' in where ? where.frame : undefined;
+  }
+}
+
+export class ContainerMagicError extends ContainerError {
+  constructor(problem: string, offset: number, extra: ContainerErrorDetails = {}) {
+    super('ERR_CONTAINER_MAGIC', problem, { offset, context: 'container preamble' }, extra);
+  }
+}
+
+export class CorruptFrameError extends ContainerError {
+  constructor(problem: string, where: FrameRef, extra: ContainerErrorDetails = {}) {
+    super('ERR_CONTAINER_CORRUPT', problem, where, extra);
+  }
+}
+
+export class FrameOrderError extends ContainerError {
+  constructor(problem: string, where: FrameRef, extra: ContainerErrorDetails = {}) {
+    super('ERR_CONTAINER_ORDER', problem, where, extra);
+  }
+}
+
+export class TruncatedContainerError extends ContainerError {
+  constructor(problem: string, where: FrameRef, extra: ContainerErrorDetails = {}) {
+    super('ERR_CONTAINER_TRUNCATED', problem, where, extra);
+  }
+}
+
+export class WorkerError extends MigstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_WORKER', message, options);
+  }
+}

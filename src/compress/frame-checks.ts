@@ -1,0 +1,80 @@
+/**
+ * Checks of the HEADER and END frames and the errors for frames the workers found damaged,
+ * shared by the general decompressor (decompressor.ts) and direct mode (direct.ts).
+ */
+import { xxh32 } from './checksum.js';
+import { CODEC_IDS, codecById } from './codecs.js';
+import { frameRef } from './container-reader.js';
+import { CorruptFrameError, type FrameRef } from './errors.js';
+import { decodeEnd, type ContainerInfo, type FrameHeader } from './format.js';
+import type { FailureReply } from './protocol.js';
+
+type StoredHeader = FrameHeader & { readonly offset: number; readonly stored: Buffer };
+
+/** The HEADER frame's JSON, checked. */
+export function parseInfo(frame: StoredHeader, ref: FrameRef): ContainerInfo {
+  if (frame.codec !== CODEC_IDS.none) throw new CorruptFrameError('compressed HEADER frame', ref, { expected: 'codec none' });
+  const actual = xxh32(frame.stored);
+  if (actual !== frame.rawChecksum) throw checksumError('HEADER frame fails its checksum', ref, frame.rawChecksum, actual);
+  let info: ContainerInfo;
+  try {
+    info = JSON.parse(frame.stored.toString('utf8')) as ContainerInfo;
+  } catch (error) {
+    throw new CorruptFrameError('HEADER frame is not JSON', ref, { cause: error });
+  }
+  const pageSizeOk = Number.isInteger(info.pageSize) && info.pageSize >= 512 && (info.pageSize & (info.pageSize - 1)) === 0;
+  const windowOk = Number.isInteger(info.dedupWindowPages) && info.dedupWindowPages >= 0 && info.dedupWindowPages <= 1 << 24;
+  const frameOk = Number.isInteger(info.frameBytes) && info.frameBytes > 0;
+  if (!pageSizeOk || !windowOk || !frameOk || (info.mode !== 'qemu' && info.mode !== 'raw')) {
+    throw new CorruptFrameError('HEADER frame has an invalid mode, pageSize, frameBytes or dedupWindowPages', ref, {
+      actual: frame.stored.toString('utf8').slice(0, 200),
+    });
+  }
+  return info;
+}
+
+function hex(value: number): string {
+  return `0x${value.toString(16).padStart(8, '0')}`;
+}
+
+export function checksumError(problem: string, ref: FrameRef, expected: number, actual: number): CorruptFrameError {
+  return new CorruptFrameError(problem, ref, { expected: `XXH32 ${hex(expected)}`, actual: hex(actual) });
+}
+
+/** The error for a frame a worker reported damaged. */
+export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }): CorruptFrameError {
+  const ref = frameRef(frame);
+  const codec = codecById(frame.codec)?.name ?? String(frame.codec);
+  switch (reply.kind) {
+    case 'stored-checksum':
+      return checksumError('stored bytes fail their checksum', ref, frame.storedChecksum, reply.actual ?? 0);
+    case 'raw-checksum':
+      return checksumError(`${codec}-decompressed bytes fail their checksum`, ref, frame.rawChecksum, reply.actual ?? 0);
+    case 'layout':
+      return new CorruptFrameError(reply.message, ref);
+    default:
+      return new CorruptFrameError(`${codec} cannot decompress the stored bytes: ${reply.message}`, ref, {
+        expected: `${frame.rawLength} raw bytes`,
+      });
+  }
+}
+
+/**
+ * The END frame: its own checksum, its length, the frame count, and the stream it vouches for
+ * (`streamBytes` written, `chain` over the frames' raw checksums).
+ */
+export function checkEnd(frame: FrameHeader, stored: Buffer, ref: FrameRef, streamBytes: number, chain: number): void {
+  const actual = xxh32(stored);
+  if (actual !== frame.rawChecksum) throw checksumError('END frame fails its checksum', ref, frame.rawChecksum, actual);
+  const end = decodeEnd(stored);
+  if (end === undefined) throw new CorruptFrameError(`END frame of ${stored.length} bytes`, ref, { expected: '16 bytes' });
+  if (end.frames !== frame.number) {
+    throw new CorruptFrameError(`END frame counts ${end.frames} frames before it`, ref, { expected: `${frame.number}`, actual: end.frames });
+  }
+  if (end.streamBytes !== streamBytes || end.streamChecksum !== chain) {
+    throw new CorruptFrameError('the frames are not the ones the compressor wrote', ref, {
+      expected: `${end.streamBytes} stream bytes, frame checksum chain ${hex(end.streamChecksum)}`,
+      actual: `${streamBytes} bytes, chain ${hex(chain)}`,
+    });
+  }
+}

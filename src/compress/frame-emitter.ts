@@ -1,0 +1,169 @@
+/**
+ * The writing half of the container: numbers frames, has the pool build and compress them, and
+ * hands out container bytes in frame order (OrderedQueue), with at most `limit` jobs in flight.
+ */
+import { ChecksumChain, xxh32 } from './checksum.js';
+import { CODEC_IDS, CODECS, type CodecId, type CodecName } from './codecs.js';
+import { WorkerError } from './errors.js';
+import {
+  FRAME_HEADER_LENGTH,
+  FrameKind,
+  encodeEnd,
+  encodeFrameHeader,
+  encodePreamble,
+  type ContainerEnd,
+  type ContainerInfo,
+  type FrameKindId,
+} from './format.js';
+import { OrderedQueue } from './ordered.js';
+import type { SegmentPlan } from './planner.js';
+import type { WorkerPool } from './pool.js';
+import type { CompressRequest, FailureReply, PackReply, PackedFrame, Returning, SplitRequest } from './protocol.js';
+import { SlotPool } from './slots.js';
+
+interface Numbered {
+  readonly first: number;
+  readonly kinds: readonly FrameKindId[];
+  readonly frames: readonly PackedFrame[];
+  /** Stream bytes of a segment or DATA frame (HEADER and END: undefined). */
+  readonly streamBytes?: number;
+}
+
+export interface EmitterStats {
+  /** Container bytes handed out. */
+  bytesOut: number;
+  frames: number;
+  /** Data frames (META, PAYLOAD, DATA) per codec used: one a codec cannot shrink is stored as `none`. */
+  framesByCodec: Record<CodecName, number>;
+}
+
+export class FrameEmitter {
+  readonly stats: EmitterStats = { bytesOut: 0, frames: 0, framesByCodec: { none: 0, lz4: 0, zstd: 0, zlib: 0 } };
+  private readonly queue: OrderedQueue<Numbered>;
+  private readonly slots: SlotPool;
+  private readonly chain = new ChecksumChain();
+  private streamBytes = 0;
+  private ready: Buffer[] = [];
+  private nextNumber = 0;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly codec: CodecId,
+    private readonly level: number,
+    limit: number,
+    slotBytes: number,
+    private readonly onFrame: () => void = () => {},
+  ) {
+    this.queue = new OrderedQueue(limit, (numbered) => this.write(numbered));
+    this.slots = new SlotPool(slotBytes);
+    this.ready.push(encodePreamble());
+    this.stats.bytesOut += this.ready[0]!.length;
+  }
+
+  /** Container bytes ready to be written, in order. */
+  take(): Buffer[] {
+    const out = this.ready;
+    this.ready = [];
+    return out;
+  }
+
+  header(info: ContainerInfo): Promise<void> {
+    return this.uncompressed(FrameKind.HEADER, Buffer.from(JSON.stringify(info), 'utf8'));
+  }
+
+  /**
+   * Queues one segment: META and, when it stores payload bytes, PAYLOAD. `fill` copies the
+   * segment's stream bytes into the buffer it is given.
+   */
+  segment(plan: SegmentPlan, fill: (into: Buffer) => void): Promise<void> {
+    const kinds: FrameKindId[] = plan.payloadBytes > 0 ? [FrameKind.META, FrameKind.PAYLOAD] : [FrameKind.META];
+    return this.submit(kinds, plan.end - plan.start, fill, (segment) => ({
+      op: 'split',
+      codec: this.codec,
+      level: this.level,
+      segment,
+      cutList: plan.cutList,
+      ranges: plan.ranges,
+      payloadBytes: plan.payloadBytes,
+    }));
+  }
+
+  /** Queues one DATA frame of `length` bytes, copied in by `fill`. */
+  data(length: number, fill: (into: Buffer) => void): Promise<void> {
+    return this.submit([FrameKind.DATA], length, fill, (raw) => ({ op: 'compress', codec: this.codec, level: this.level, raw }));
+  }
+
+  /**
+   * Writes everything outstanding, then the END frame. `streamBytes` is what the caller fed in:
+   * the segments must add up to it.
+   */
+  async end(streamBytes: number): Promise<ContainerEnd> {
+    await this.queue.drain();
+    if (this.streamBytes !== streamBytes) {
+      throw new WorkerError(`the segments hold ${this.streamBytes} bytes of a ${streamBytes}-byte stream`);
+    }
+    const end: ContainerEnd = { streamBytes, frames: this.nextNumber, streamChecksum: this.chain.value };
+    await this.uncompressed(FrameKind.END, encodeEnd(end));
+    await this.queue.drain();
+    return end;
+  }
+
+  private async submit(
+    kinds: FrameKindId[],
+    length: number,
+    fill: (into: Buffer) => void,
+    request: (bytes: Buffer) => CompressRequest | SplitRequest,
+  ): Promise<void> {
+    const first = this.nextNumber;
+    this.nextNumber += kinds.length;
+    const slot = this.slots.acquire();
+    const bytes = slot.view(length);
+    fill(bytes);
+    const job = (this.pool.run(request(bytes), [slot.lend()]) as Promise<Returning<PackReply | FailureReply>>).then(
+      (reply) => {
+        slot.restore(reply.returned);
+        this.slots.release(slot);
+        if (!reply.ok) throw new WorkerError(`building frame ${first}: ${reply.message}`);
+        return { first, kinds, frames: reply.frames, streamBytes: length };
+      },
+    );
+    await this.queue.add(job);
+  }
+
+  /** A frame stored without a codec, in order with the others. */
+  private async uncompressed(kind: FrameKindId, raw: Buffer): Promise<void> {
+    const checksum = xxh32(raw);
+    const frame: PackedFrame = { codec: CODEC_IDS.none, stored: raw, rawLength: raw.length, rawChecksum: checksum, storedChecksum: checksum };
+    await this.queue.add(Promise.resolve({ first: this.nextNumber++, kinds: [kind], frames: [frame] }));
+  }
+
+  private write(numbered: Numbered): void {
+    if (numbered.streamBytes !== undefined) {
+      this.streamBytes += numbered.streamBytes;
+      for (const frame of numbered.frames) this.chain.add(frame.rawChecksum);
+    }
+    numbered.frames.forEach((frame, i) => {
+      const stored = Buffer.from(frame.stored.buffer, frame.stored.byteOffset, frame.stored.byteLength);
+      this.ready.push(
+        encodeFrameHeader({
+          kind: numbered.kinds[i]!,
+          codec: frame.codec,
+          flags: 0,
+          number: numbered.first + i,
+          rawLength: frame.rawLength,
+          storedLength: stored.length,
+          rawChecksum: frame.rawChecksum,
+          storedChecksum: frame.storedChecksum,
+        }),
+        stored,
+      );
+      this.stats.bytesOut += FRAME_HEADER_LENGTH + stored.length;
+      this.stats.frames++;
+      if (numbered.streamBytes !== undefined) this.stats.framesByCodec[CODECS.find((c) => c.id === frame.codec)!.name]++;
+    });
+    if (numbered.frames.length !== numbered.kinds.length) {
+      throw new WorkerError(`frame ${numbered.first}: the worker built ${numbered.frames.length} frames, expected ${numbered.kinds.length}`);
+    }
+    this.onFrame();
+  }
+}

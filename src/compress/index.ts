@@ -1,0 +1,27 @@
+/** Public API of the container: compressor, decompressor, compaction, codecs and errors. */
+export { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions, type CompressStats } from './compressor.js';
+export { Decompressor, type DecompressOptions, type DecompressStats } from './decompressor.js';
+export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs.js';
+export { ContainerReader, type Frame as ContainerFrame } from './container-reader.js';
+export {
+  CONTAINER_MAGIC,
+  CONTAINER_VERSION,
+  FrameKind,
+  frameKindName,
+  type ContainerEnd,
+  type ContainerInfo,
+} from './format.js';
+export {
+  ContainerError,
+  ContainerMagicError,
+  CorruptFrameError,
+  FrameOrderError,
+  TruncatedContainerError,
+  WorkerError,
+  type FrameRef,
+} from './errors.js';
+export { WorkerPool, defaultThreads } from './pool.js';
+export { xxh32, Xxh32Stream } from './checksum.js';
+export { SegmentPlanner, type SegmentPlan } from './planner.js';
+export { DedupIndex, PageWindow, xxh32PageHasher, type PageHasher } from './window.js';
+export { Compactor, compactedBytes, type CompactStats, type ByteSource } from './compact.js';

@@ -1,0 +1,157 @@
+/**
+ * A fixed set of worker threads running worker.ts, one request at a time each, queueing the
+ * rest. The first failure of any worker (an uncaught error, an unexpected exit) fails the pool:
+ * every pending request is rejected with a WorkerError and the workers are terminated, so a
+ * compressor never waits forever on a thread that is gone.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ArgumentError } from '../stream/errors.js';
+import { WorkerError } from './errors.js';
+import type { DoneReply, FailureReply, LoadReply, PackReply, UnpackReply, WorkerRequest } from './protocol.js';
+
+interface Replies {
+  compress: PackReply;
+  split: PackReply;
+  decompress: UnpackReply;
+  splice: UnpackReply;
+  load: LoadReply;
+  write: DoneReply;
+  drop: DoneReply;
+}
+
+/** The reply type of each request. */
+export type ReplyTo<R extends WorkerRequest> = Replies[R['op']] | FailureReply;
+
+/** Upper bound for -j: far past any useful count, low enough to stop typos. */
+export const MAX_THREADS = 256;
+
+export function defaultThreads(): number {
+  return availableParallelism();
+}
+
+/**
+ * The compiled worker: next to this module when running from dist/, else dist/compress/worker.js
+ * of the checkout (tests and benches run src/ through vite, but a worker thread runs plain
+ * JavaScript: `npm test` and `npm run bench:compress` build dist/ first).
+ */
+export function workerEntry(): URL {
+  const sibling = new URL('./worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(sibling))) return sibling;
+  const built = new URL('../../dist/compress/worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new WorkerError(`cannot find the compiled worker (${fileURLToPath(built)}): run "npm run build"`);
+}
+
+interface Job {
+  readonly request: WorkerRequest;
+  readonly transfer: ArrayBuffer[];
+  resolve(reply: { reply: unknown; worker: number }): void;
+  reject(error: Error): void;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  readonly index: number;
+  job: Job | undefined;
+  /** Jobs only this worker may run (it holds their state). */
+  readonly pinned: Job[];
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private failure: Error | undefined;
+  private closing = false;
+  private nextId = 0;
+
+  constructor(readonly size: number, entry: URL = workerEntry()) {
+    if (!(Number.isInteger(size) && size >= 1 && size <= MAX_THREADS)) {
+      throw new ArgumentError(`thread count must be an integer in 1..${MAX_THREADS}, got ${String(size)}`);
+    }
+    for (let index = 0; index < size; index++) {
+      // Own stdio streams: by default Node pipes a worker's stdout into process.stdout, which
+      // makes fd 1 non-blocking, and direct mode's workers write the stream to fd 1 themselves.
+      const worker = new Worker(entry, { name: `migstream-worker-${index}`, stdout: true, stderr: true });
+      worker.stdout.resume();
+      worker.stderr.on('data', (data: Buffer) => process.stderr.write(data));
+      const slot: Slot = { worker, index, job: undefined, pinned: [] };
+      worker.on('message', (reply: { id: number }) => this.settle(slot, reply));
+      worker.on('error', (error) => this.fail(new WorkerError(`worker thread ${index} failed: ${error.message}`, { cause: error })));
+      worker.on('messageerror', (error) => this.fail(new WorkerError(`worker thread ${index} sent an unreadable message: ${error.message}`)));
+      worker.on('exit', (code) => {
+        if (!this.closing) this.fail(new WorkerError(`worker thread ${index} exited unexpectedly (exit code ${code})`));
+      });
+      this.slots.push(slot);
+    }
+  }
+
+  /** Runs a request on the next free worker; `transfer` lists buffers handed over with it. */
+  async run<R extends WorkerRequest>(request: R, transfer: ArrayBuffer[] = []): Promise<ReplyTo<R>> {
+    return (await this.enqueue(request, transfer, undefined)).reply as ReplyTo<R>;
+  }
+
+  /** Like run, and says which worker ran it (for requests that leave state in the worker). */
+  runTracked<R extends WorkerRequest>(request: R, transfer: ArrayBuffer[] = []): Promise<{ reply: ReplyTo<R>; worker: number }> {
+    return this.enqueue(request, transfer, undefined) as Promise<{ reply: ReplyTo<R>; worker: number }>;
+  }
+
+  /** Runs a request on worker `index`, after the ones pinned to it before. */
+  async runOn<R extends WorkerRequest>(index: number, request: R): Promise<ReplyTo<R>> {
+    return (await this.enqueue(request, [], index)).reply as ReplyTo<R>;
+  }
+
+  /** Terminates the workers; requests still pending are rejected. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.rejectAll(this.failure ?? new WorkerError('worker pool closed'));
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+
+  private enqueue(request: WorkerRequest, transfer: ArrayBuffer[], pinned: number | undefined): Promise<{ reply: unknown; worker: number }> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new WorkerError('worker pool closed'));
+    return new Promise((resolve, reject) => {
+      const job = { request, transfer, resolve, reject };
+      if (pinned === undefined) this.queue.push(job);
+      else this.slots[pinned]!.pinned.push(job);
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (slot.job !== undefined) continue;
+      const job = slot.pinned.shift() ?? this.queue.shift();
+      if (job === undefined) continue;
+      slot.job = job;
+      slot.worker.postMessage({ ...job.request, id: this.nextId++ }, job.transfer);
+    }
+  }
+
+  private settle(slot: Slot, reply: unknown): void {
+    const job = slot.job;
+    slot.job = undefined;
+    job?.resolve({ reply, worker: slot.index });
+    this.dispatch();
+  }
+
+  private fail(error: Error): void {
+    if (this.failure || this.closing) return;
+    this.failure = error;
+    this.rejectAll(error);
+    void this.close();
+  }
+
+  private rejectAll(error: Error): void {
+    for (const slot of this.slots) {
+      slot.job?.reject(error);
+      slot.job = undefined;
+      for (const job of slot.pinned.splice(0)) job.reject(error);
+    }
+    for (const job of this.queue.splice(0)) job.reject(error);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Worker thread entry (started by pool.ts). It does the byte work of the container, one request
+ * at a time: splitting segments and compressing frames, checking and decompressing them and
+ * splicing segments back (frame-work.ts, split.ts), and direct mode's reads and writes
+ * (worker-direct.ts). The main thread only decodes, plans and orders.
+ */
+import { parentPort } from 'node:worker_threads';
+import { pack, unpack } from './frame-work.js';
+import type {
+  CompressRequest,
+  DecompressRequest,
+  DoneReply,
+  Envelope,
+  FailureReply,
+  LoadReply,
+  PackReply,
+  SpliceRequest,
+  SplitRequest,
+  UnpackReply,
+  WorkerRequest,
+} from './protocol.js';
+import { Scratch, split, splice } from './split.js';
+import { asBuffer, transferable } from './transfer.js';
+import { drop, load, write } from './worker-direct.js';
+
+const port = parentPort;
+if (port === null) throw new Error('src/compress/worker.ts runs as a worker thread (see pool.ts)');
+
+const scratch = { meta: new Scratch(), payload: new Scratch() };
+
+type Reply = [PackReply | UnpackReply | LoadReply | DoneReply | FailureReply, ArrayBuffer[]];
+
+async function compress(request: CompressRequest): Promise<Reply> {
+  const transfer: ArrayBuffer[] = [];
+  const frame = await pack(request.codec, request.level, request.raw, transfer);
+  return [{ ok: true, frames: [frame] }, transfer];
+}
+
+async function splitAndCompress(request: SplitRequest): Promise<Reply> {
+  const { meta, payload } = split(request.segment, request.cutList, request.ranges, request.payloadBytes, scratch);
+  const transfer: ArrayBuffer[] = [];
+  const frames = [await pack(request.codec, request.level, meta, transfer)];
+  if (payload.length > 0) frames.push(await pack(request.codec, request.level, payload, transfer));
+  return [{ ok: true, frames }, transfer];
+}
+
+async function decompress(request: DecompressRequest): Promise<Reply> {
+  const raw = await unpack(request.frame);
+  if (!Buffer.isBuffer(raw)) return [raw, []];
+  const [bytes, transfer] = transferable(raw);
+  return [{ ok: true, bytes }, transfer];
+}
+
+async function spliceSegment(request: SpliceRequest): Promise<Reply> {
+  const meta = await unpack(request.meta, 'meta');
+  if (!Buffer.isBuffer(meta)) return [meta, []];
+  let payload: Buffer | undefined;
+  if (request.payload !== undefined) {
+    const raw = await unpack(request.payload, 'payload');
+    if (!Buffer.isBuffer(raw)) return [raw, []];
+    payload = raw;
+  }
+  const result = splice(asBuffer(meta), payload, request.pageSize, request.window);
+  if ('problem' in result) return [{ ok: false, kind: 'layout', message: result.problem, frame: result.frame }, []];
+  const transfer = [result.bytes.buffer as ArrayBuffer];
+  if (result.pages) transfer.push(result.pages.buffer as ArrayBuffer);
+  return [{ ok: true, bytes: result.bytes, pages: result.pages }, transfer];
+}
+
+async function handle(request: WorkerRequest): Promise<Reply> {
+  switch (request.op) {
+    case 'compress':
+      return compress(request);
+    case 'split':
+      return splitAndCompress(request);
+    case 'decompress':
+      return decompress(request);
+    case 'splice':
+      return spliceSegment(request);
+    case 'load':
+      return load(request);
+    case 'write':
+      return write(request);
+    case 'drop':
+      return drop(request);
+  }
+}
+
+/** The buffer holding the request's bytes, to hand back to the main thread's slot pool. */
+function lent(request: WorkerRequest): ArrayBuffer | undefined {
+  let view: Uint8Array;
+  switch (request.op) {
+    case 'compress':
+      view = request.raw;
+      break;
+    case 'split':
+      view = request.segment;
+      break;
+    case 'decompress':
+      view = request.frame.stored;
+      break;
+    case 'splice':
+      view = request.meta.stored;
+      break;
+    default:
+      return undefined;
+  }
+  return view.buffer instanceof ArrayBuffer ? view.buffer : undefined;
+}
+
+port.on('message', (request: Envelope<WorkerRequest>) => {
+  handle(request).then(
+    ([reply, transfer]) => {
+      const returned = lent(request);
+      port.postMessage({ ...reply, id: request.id, returned }, returned ? [...transfer, returned] : transfer);
+    },
+    (error: unknown) => {
+      const failure: FailureReply = { ok: false, kind: 'internal', message: (error as Error)?.message ?? String(error) };
+      port.postMessage({ ...failure, id: request.id });
+    },
+  );
+});

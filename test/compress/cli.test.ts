@@ -1,0 +1,113 @@
+/**
+ * compress, decompress and compact as QEMU's exec: programs run them: bin/migstream (the
+ * compiled dist/, built by `npm test`'s pretest), files and pipes, stderr only for progress and
+ * summaries, exit status 1 with frame and offset on a damaged container, 2 on bad usage.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { busyStream } from '../helpers/busy-stream.js';
+
+const BIN = join(import.meta.dirname, '../../bin/migstream');
+
+function run(args: string[], input?: Buffer): { status: number | null; stdout: Buffer; stderr: string } {
+  const result = spawnSync(process.execPath, [BIN, ...args], { input, maxBuffer: 256 << 20 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr.toString() };
+}
+
+const stream = busyStream().bytes;
+const dir = mkdtempSync(join(tmpdir(), 'migstream-compress-cli-'));
+const streamPath = join(dir, 'busy.mig');
+writeFileSync(streamPath, stream);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('migstream compress / decompress / compact', () => {
+  test('--help', () => {
+    for (const command of ['compress', 'decompress', 'compact', 'bench']) {
+      const help = run([command, '--help']);
+      expect(help.status, command).toBe(0);
+      expect(help.stdout.toString()).toContain(`Usage: migstream ${command}`);
+    }
+    expect(run(['--help']).stdout.toString()).toMatch(/compress.*\n.*decompress.*\n.*compact/);
+  });
+
+  test('file to file, then back', () => {
+    const packed = join(dir, 'busy.msz');
+    const restored = join(dir, 'busy.out');
+    const c = run(['compress', streamPath, '-o', packed, '-c', 'lz4', '-j', '2']);
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stderr).toMatch(/^migstream compress: 3\.8 MiB in, .* out, ratio \d+\.\d\d, \d+ MB\/s in .*lz4 level 1, 2 threads/);
+    expect(readFileSync(packed).length).toBeLessThan(stream.length / 2);
+    const d = run(['decompress', packed, '-o', restored]);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.stderr).toMatch(/frames \(lz4\) checked/);
+    expect(readFileSync(restored).equals(stream)).toBe(true);
+  });
+
+  test('stdin to stdout, as exec: runs it, with progress on stderr only', () => {
+    const c = run(['compress', '--progress', '-c', 'zstd', '-l', '5'], stream);
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stderr).toMatch(/in, .* out, ratio/);
+    const d = run(['decompress', '--progress', '-j', '1'], c.stdout);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.stdout.equals(stream)).toBe(true);
+    const quiet = run(['decompress', '--quiet', '-'], c.stdout);
+    expect(quiet.stderr).toBe('');
+    expect(quiet.stdout.equals(stream)).toBe(true);
+  });
+
+  test('a damaged container: exit 1, the frame and offset named, and not the whole stream out', () => {
+    const packed = run(['compress', '--quiet', '--frame-size', '64K'], stream).stdout;
+    const damaged = Buffer.from(packed);
+    damaged[Math.floor(damaged.length * 0.6)]! ^= 0xff;
+    const d = run(['decompress'], damaged);
+    expect(d.status).toBe(1);
+    expect(d.stderr).toMatch(/^migstream decompress: error: container frame \d+ \((META|PAYLOAD)\) at offset \d+ \(0x[0-9a-f]+\): /);
+    expect(d.stdout.length).toBeLessThan(stream.length);
+    // From a file, workers read and write directly (direct.ts): same checks, same message.
+    const damagedPath = join(dir, 'damaged.msz');
+    writeFileSync(damagedPath, damaged);
+    const fromFile = run(['decompress', damagedPath]);
+    expect(fromFile.status).toBe(1);
+    expect(fromFile.stderr).toMatch(/^migstream decompress: error: container frame \d+ \((META|PAYLOAD)\) at offset \d+ \(0x[0-9a-f]+\): /);
+    expect(fromFile.stdout.length).toBeLessThan(stream.length);
+    const truncated = run(['decompress'], packed.subarray(0, packed.length - 20));
+    expect(truncated.status).toBe(1);
+    expect(truncated.stderr).toMatch(/container frame \d+ at offset \d+ .*the input ends inside a frame header/);
+    expect(truncated.stdout.length).toBeLessThan(stream.length);
+  });
+
+  test('usage errors exit 2', () => {
+    expect(run(['compress', '-c', 'brotli'], stream).status).toBe(2);
+    expect(run(['compress', '-l', 'high'], stream).status).toBe(2);
+    expect(run(['compress', '-j', '0'], stream).status).toBe(2);
+    expect(run(['compress', '--frame-size', 'big'], stream).status).toBe(2);
+    expect(run(['decompress', '--bogus']).status).toBe(2);
+  });
+
+  test('a non-stream input is refused unless --raw', () => {
+    const text = Buffer.from('hello, this is not a migration stream\n'.repeat(1000));
+    const refused = run(['compress'], text);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/magic/);
+    const raw = run(['compress', '--raw', '--quiet'], text);
+    expect(raw.status, raw.stderr).toBe(0);
+    expect(run(['decompress', '--quiet'], raw.stdout).stdout.equals(text)).toBe(true);
+  });
+
+  test('compact and compress --compact, from a file and from stdin', () => {
+    const compactPath = join(dir, 'compact.mig');
+    const fromFile = run(['compact', streamPath, compactPath]);
+    expect(fromFile.status, fromFile.stderr).toBe(0);
+    expect(fromFile.stderr).toMatch(/page records -> \d+/);
+    const compacted = readFileSync(compactPath);
+    expect(compacted.length).toBeLessThan(stream.length);
+    const fromStdin = run(['compact', '--quiet'], stream);
+    expect(fromStdin.stdout.equals(compacted)).toBe(true);
+    const packed = run(['compress', '--compact', '--quiet', '-c', 'lz4'], stream);
+    expect(packed.status, packed.stderr).toBe(0);
+    expect(run(['decompress', '--quiet'], packed.stdout).stdout.equals(compacted)).toBe(true);
+  });
+});

@@ -1,0 +1,87 @@
+/**
+ * Direct mode (a container file into a file descriptor, what `-incoming "exec:migstream
+ * decompress FILE"` runs): the same bytes as the general path, and the same detection of every
+ * kind of damage, naming frame and offset, with the stream never written whole.
+ */
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
+import { DirectDecompressor } from '../../src/compress/direct.js';
+import { ContainerError } from '../../src/compress/errors.js';
+import { FRAME_HEADER_LENGTH, frameKindName } from '../../src/compress/format.js';
+import { busyStream } from '../helpers/busy-stream.js';
+import { compressBuffer } from '../helpers/container.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'migstream-direct-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const stream = busyStream({ pages: 256, iterations: 3 }).bytes;
+const { container } = await compressBuffer(stream, { codec: 'lz4', frameBytes: 64 * 1024 });
+const frames: Frame[] = (() => {
+  const reader = new ContainerReader();
+  const all = reader.push(Buffer.from(container));
+  reader.end();
+  return all;
+})();
+
+async function direct(bytes: Buffer, threads = 2): Promise<{ done: boolean; output: Buffer; error: unknown }> {
+  const input = join(dir, 'in.msz');
+  const output = join(dir, 'out.mig');
+  writeFileSync(input, bytes);
+  const fd = openSync(output, 'w');
+  let done = false;
+  let error: unknown;
+  try {
+    done = await new DirectDecompressor({ threads }).run(input, fd);
+  } catch (caught) {
+    error = caught;
+  } finally {
+    closeSync(fd);
+  }
+  return { done, output: readFileSync(output), error };
+}
+
+describe('direct mode', () => {
+  test('writes the identical stream, on one worker and on several', async () => {
+    for (const threads of [1, 3]) {
+      const { done, output, error } = await direct(container, threads);
+      expect(error).toBeUndefined();
+      expect(done).toBe(true);
+      expect(output.equals(stream)).toBe(true);
+    }
+  });
+
+  test('leaves a container with a page window to the general path, writing nothing', async () => {
+    const dedup = (await compressBuffer(stream, { dedupWindowPages: 1024 })).container;
+    const { done, output } = await direct(dedup);
+    expect(done).toBe(false);
+    expect(output.length).toBe(0);
+  });
+
+  test('detects damage in every frame, names it, and never writes the whole stream', async () => {
+    const cases: [string, Buffer, Frame | undefined][] = [];
+    for (const frame of frames) {
+      for (const at of [3, 21, FRAME_HEADER_LENGTH + (frame.stored.length >> 1)]) {
+        const damaged = Buffer.from(container);
+        damaged[frame.offset + at]! ^= 0x20;
+        cases.push([`frame ${frame.number} (${frameKindName(frame.kind)}) byte ${at}`, damaged, frame]);
+      }
+      cases.push([`cut inside frame ${frame.number}`, container.subarray(0, frame.offset + FRAME_HEADER_LENGTH + (frame.stored.length >> 1)), undefined]);
+    }
+    const [a, b] = [frames[3]!, frames[4]!];
+    const span = (f: Frame): Buffer => container.subarray(f.offset, f.offset + FRAME_HEADER_LENGTH + f.stored.length);
+    cases.push(['swapped frames', Buffer.concat([container.subarray(0, a.offset), span(b), span(a), container.subarray(b.offset + span(b).length)]), a]);
+    cases.push(['junk after END', Buffer.concat([container, Buffer.from('x')]), undefined]);
+    cases.push(['last byte missing', container.subarray(0, container.length - 1), undefined]);
+    for (const [what, damaged, frame] of cases) {
+      const { error, output } = await direct(damaged);
+      expect(error, what).toBeInstanceOf(ContainerError);
+      expect((error as Error).message, what).toMatch(/container frame \d+ .*at offset \d+ \(0x/);
+      if (frame) expect((error as ContainerError).frame, what).toBe(frame.number);
+      expect(output.length, what).toBeLessThan(stream.length);
+    }
+    expect(statSync(join(dir, 'out.mig')).size).toBeLessThan(stream.length);
+  }, 120_000);
+});
