@@ -1,0 +1,192 @@
+/**
+ * Throughput of the multi-channel transport against its baselines, on loopback and across a
+ * veth link between two network namespaces, then a whole live migration of the same guest
+ * through QEMU's own TLS (tls-creds-x509, migrate tcp:) and through exec:migstream send/recv.
+ *
+ *   npm run bench:transport          (root for the namespaced link; needs a test run's fixtures)
+ *
+ * Throughput runs move BYTES of a real stream repeated (--no-verify: the repetition is not one
+ * valid stream) from a file to /dev/null; every figure is the best of ROUNDS wall times, from
+ * spawning the sender to both ends exiting, so process and worker start-up are included.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { table } from '../src/cli/format.js';
+import { launchQemu, type QemuVm } from '../src/qemu/launcher.js';
+import { migrateToExec, queryMigrate, setParameters, shellQuote, type MigrationInfo } from '../src/qemu/migration.js';
+import { makeQuickStart } from '../src/tls/certs.js';
+import { REPO_ROOT, guestArgs, HEARTBEAT } from '../test/fixtures/meta.js';
+import { findScenario } from '../test/fixtures/scenarios.js';
+import { createLink, netnsAvailable, type Link } from '../test/helpers/netns.js';
+import { loadFixture } from '../test/helpers/qemu.js';
+import { BIN, startRecv, run } from '../test/helpers/transport.js';
+
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const COPIES = 3;
+const RUN_LIMIT_MS = 120_000;
+const scratch = mkdtempSync(join(tmpdir(), 'migstream-bench-transport-'));
+const certs = join(scratch, 'certs');
+makeQuickStart({ dir: certs, names: ['localhost', '127.0.0.1'], days: 2 });
+
+const source = loadFixture('dirty');
+const input = join(scratch, 'input.bin');
+{
+  const bytes = readFileSync(source.stream);
+  const fd = openSync(input, 'w');
+  for (let i = 0; i < COPIES; i++) writeSync(fd, bytes);
+  closeSync(fd);
+}
+const BYTES = source.meta.streamBytes * COPIES;
+
+function waitExit(argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_LIMIT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(0);
+      else reject(new Error(`${argv.join(' ')} exited ${code}: ${err}`));
+    });
+  });
+}
+
+interface Where {
+  name: string;
+  host: string;
+  sendPrefix: string[];
+  recvPrefix: string[];
+}
+
+async function migstreamSeconds(where: Where, channels: number, security: string[]): Promise<number> {
+  const recvSecurity = security.includes('--tls-name') ? security.slice(0, 2) : security;
+  const recv = await startRecv([...recvSecurity, '-o', '/dev/null', '--quiet'], { host: where.host, prefix: where.recvPrefix });
+  const started = performance.now();
+  const send = run(['send', `${where.host}:${recv.port}`, input, '--channels', String(channels), '--no-verify', '--quiet', ...security], { prefix: where.sendPrefix });
+  const [s, r] = await Promise.all([send.exited, recv.exited]);
+  if (s.code !== 0 || r.code !== 0) throw new Error(`send ${s.code}: ${s.stderr} / recv ${r.code}: ${r.stderr}`);
+  return (performance.now() - started) / 1000;
+}
+
+async function socatSeconds(where: Where): Promise<number> {
+  const port = 30000 + Math.floor(Math.random() * 20000);
+  const listener = waitExit([...where.recvPrefix, 'socat', '-u', `TCP-LISTEN:${port},bind=${where.host},reuseaddr`, 'OPEN:/dev/null']);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const started = performance.now();
+  await Promise.all([waitExit([...where.sendPrefix, 'socat', '-u', `OPEN:${input}`, `TCP:${where.host}:${port}`]), listener]);
+  return (performance.now() - started) / 1000;
+}
+
+async function best(run: () => Promise<number>): Promise<{ best: number; all: number[] }> {
+  const all: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) all.push(await run());
+  return { best: Math.min(...all), all };
+}
+
+const mbps = (seconds: number): string => (BYTES / 1e6 / seconds).toFixed(0);
+
+async function throughput(where: Where): Promise<string> {
+  const tls = ['--tls', certs, '--tls-name', '127.0.0.1'];
+  const rows: [string, () => Promise<number>][] = [
+    ['socat (raw TCP)', () => socatSeconds(where)],
+    ['plaintext, 1 channel', () => migstreamSeconds(where, 1, ['--insecure'])],
+    ['plaintext, 4 channels', () => migstreamSeconds(where, 4, ['--insecure'])],
+    ['TLS, 1 channel', () => migstreamSeconds(where, 1, tls)],
+    ['TLS, 2 channels', () => migstreamSeconds(where, 2, tls)],
+    ['TLS, 4 channels', () => migstreamSeconds(where, 4, tls)],
+  ];
+  const results: (string | number)[][] = [];
+  let oneTls = 0;
+  for (const [name, fn] of rows) {
+    const r = await best(fn);
+    if (name === 'TLS, 1 channel') oneTls = r.best;
+    results.push([name, mbps(r.best), r.all.map((s) => s.toFixed(2)).join(' / '), name.startsWith('TLS') && oneTls > 0 ? `${(oneTls / r.best).toFixed(2)}x` : '']);
+    process.stderr.write(`${where.name}: ${name}: ${r.all.map((s) => s.toFixed(2)).join(', ')} s\n`);
+  }
+  return `${where.name}: ${(BYTES / 1e6).toFixed(0)} MB, best of ${ROUNDS}\n${table(['transport', 'MB/s', 'seconds (runs)', 'vs 1 TLS'], results)}`;
+}
+
+// ---- whole migrations: QEMU native TLS against exec:migstream send/recv ----
+
+const scenario = findScenario('idle');
+const machineArgs = [...scenario.machine, ...guestArgs(scenario.guestMode)];
+const accel = loadFixture('idle').meta.accel;
+const qemuCreds = join(scratch, 'qemu-creds');
+cpSync(join(certs, 'ca.pem'), join(qemuCreds, 'ca-cert.pem'));
+cpSync(join(certs, 'server.pem'), join(qemuCreds, 'server-cert.pem'));
+cpSync(join(certs, 'server-key.pem'), join(qemuCreds, 'server-key.pem'));
+cpSync(join(certs, 'client.pem'), join(qemuCreds, 'client-cert.pem'));
+cpSync(join(certs, 'client-key.pem'), join(qemuCreds, 'client-key.pem'));
+const FAST = { 'max-bandwidth': 100 * 1024 * 1024 * 1024, 'downtime-limit': 300 };
+
+async function waitDone(vm: QemuVm): Promise<MigrationInfo> {
+  const deadline = Date.now() + RUN_LIMIT_MS;
+  for (;;) {
+    const info = await queryMigrate(vm);
+    if (info.status === 'completed' || info.status === 'failed') return info;
+    if (Date.now() > deadline) throw new Error(`${vm.name}: timeout`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function migrationSeconds(kind: 'qemu-tls' | 'qemu-tcp' | 'migstream'): Promise<{ seconds: number; bytes: number }> {
+  const port = 30000 + Math.floor(Math.random() * 20000);
+  const creds = (endpoint: string): string[] => ['-object', `tls-creds-x509,id=tls0,dir=${qemuCreds},endpoint=${endpoint},verify-peer=on`];
+  const src = await launchQemu({ args: [...machineArgs, ...(kind === 'qemu-tls' ? creds('client') : [])], accel, name: `bench-src-${kind}`, cwd: REPO_ROOT });
+  const dst = await launchQemu({ args: [...machineArgs, ...(kind === 'qemu-tls' ? creds('server') : []), '-S', '-incoming', 'defer'], accel, name: `bench-dst-${kind}`, cwd: REPO_ROOT });
+  try {
+    await src.waitForSerial(HEARTBEAT, 120_000);
+    const tlsParams = kind === 'qemu-tls' ? { 'tls-creds': 'tls0', 'tls-hostname': '127.0.0.1' } : {};
+    await setParameters(src, { ...FAST, ...tlsParams });
+    await setParameters(dst, kind === 'qemu-tls' ? { 'tls-creds': 'tls0' } : {});
+    const cli = (args: string[]): string => [process.execPath, BIN, ...args].map(shellQuote).join(' ');
+    const incoming = kind === 'migstream' ? `exec:${cli(['recv', '--listen', `127.0.0.1:${port}`, '--tls', certs, '--quiet'])}` : `tcp:127.0.0.1:${port}`;
+    await dst.execute('migrate-incoming', { uri: incoming });
+    const started = performance.now();
+    let info: MigrationInfo;
+    if (kind === 'migstream') {
+      info = await migrateToExec(src, cli(['send', `127.0.0.1:${port}`, '--channels', '4', '--tls', certs, '--quiet']), { pollMs: 20, timeoutMs: RUN_LIMIT_MS });
+    } else {
+      await src.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      info = await waitDone(src);
+    }
+    const dest = await waitDone(dst);
+    const seconds = (performance.now() - started) / 1000;
+    if (info.status !== 'completed' || dest.status !== 'completed') throw new Error(`${kind}: ${info.status}/${dest.status}`);
+    return { seconds, bytes: info.ram?.transferred ?? 0 };
+  } finally {
+    await Promise.all([src.quit(), dst.quit()]);
+  }
+}
+
+async function migrations(): Promise<string> {
+  const rows: (string | number)[][] = [];
+  for (const [label, kind] of [['QEMU tcp: (plaintext)', 'qemu-tcp'], ['QEMU tcp: + tls-creds-x509', 'qemu-tls'], ['exec:migstream send/recv, 4 TLS channels', 'migstream']] as const) {
+    const runs: { seconds: number; bytes: number }[] = [];
+    for (let i = 0; i < ROUNDS; i++) runs.push(await migrationSeconds(kind));
+    const bestRun = runs.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
+    rows.push([label, bestRun.seconds.toFixed(2), runs.map((r) => r.seconds.toFixed(2)).join(' / '), (bestRun.bytes / 1e6).toFixed(0)]);
+    process.stderr.write(`migration: ${label}: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s\n`);
+  }
+  return `live migration of the idle 256 MiB guest (${accel}), migrate to destination "completed", best of ${ROUNDS}\n${table(['path', 'seconds', 'runs', 'RAM MB'], rows)}`;
+}
+
+const out: string[] = [`cores: ${cpus().length}, node ${process.version}`];
+let link: Link | undefined;
+try {
+  out.push(await throughput({ name: 'loopback', host: '127.0.0.1', sendPrefix: [], recvPrefix: [] }));
+  if (netnsAvailable()) {
+    link = createLink();
+    out.push(await throughput({ name: 'veth between two namespaces (uncapped)', host: link.addressB, sendPrefix: link.inNs(link.a, []), recvPrefix: link.inNs(link.b, []) }));
+  } else {
+    out.push('namespaced link skipped: needs root and iproute2');
+  }
+  out.push(await migrations());
+} finally {
+  link?.destroy();
+  rmSync(scratch, { recursive: true, force: true });
+}
+process.stdout.write(`${out.join('\n\n')}\n`);

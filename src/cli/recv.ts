@@ -1,0 +1,63 @@
+import { isatty } from 'node:tty';
+import { receive } from '../tls/receiver.js';
+import { formatSummary } from '../tls/summary.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from '../tls/options.js';
+import { openOutputFd, writeAll } from './fd-io.js';
+import { parse, type Command } from './args.js';
+import { Progress } from './progress.js';
+
+const usage = `Usage: migstream recv --listen HOST:PORT [-o OUT|-] [TLS options]
+
+Receive one stream from "migstream send" and write it, in order, to stdout (or OUT). Exits 0
+once the sender's end frame matched the bytes and checksum received; any channel failure
+ends it with a non-zero exit, and nothing more is written after the failure.
+
+  qemu-system-x86_64 … -incoming "exec:migstream recv --listen 0.0.0.0:4444 --tls /etc/migstream"
+
+Options:
+  --listen HOST:PORT   address to listen on (port 0: any; the port is printed on stderr)
+  -o, --output FILE    write the stream to FILE instead of stdout
+  --no-client-auth     do not require a client certificate (TLS without mutual authentication)
+  --timeout S          fail when an open channel is silent for S seconds (default 30)
+  --progress           progress on stderr (default when stderr is a terminal)
+  --quiet              no summary
+${tlsUsage}`;
+
+export const recvCommand: Command = {
+  name: 'recv',
+  summary: 'receive a stream from "migstream send" and write it to stdout',
+  usage,
+  async run(argv) {
+    const { values, help } = parse(
+      argv,
+      { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' } },
+      0,
+    );
+    if (help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    const address = parseAddress(values.listen, '--listen');
+    const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
+    const output = openOutputFd(values.output);
+    const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'recv', null);
+    try {
+      const summary = await receive({
+        host: address.host,
+        port: address.port,
+        tls,
+        timeoutMs: parseSeconds(values.timeout, 30),
+        write: (chunks) => writeAll(output.fd, chunks),
+        onListening: ({ host, port }) => process.stderr.write(`migstream recv: listening on ${host}:${port}${tls ? ' (TLS 1.3)' : ' (plaintext)'}\n`),
+        onProgress: (bytes) => progress.update(bytes),
+        onRefused: (peer, reason) => process.stderr.write(`migstream recv: refused ${peer}: ${reason}\n`),
+      });
+      progress.done();
+      if (values.quiet !== true) process.stderr.write(formatSummary('migstream recv', summary));
+      return 0;
+    } finally {
+      progress.done();
+      output.close();
+    }
+  },
+};

@@ -1,0 +1,103 @@
+import { isatty } from 'node:tty';
+import { CODECS, type CodecName } from '../compress/codecs.js';
+import { send } from '../tls/sender.js';
+import { formatSummary } from '../tls/summary.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from '../tls/options.js';
+import { openInputFd } from './fd-io.js';
+import { parse, UsageError, type Command } from './args.js';
+import { Progress } from './progress.js';
+
+const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
+
+Send a migration stream (stdin by default) to "migstream recv" over N parallel channels, each
+encrypted in its own thread. Exits 0 only after the receiver confirmed the whole stream.
+
+  migrate "exec:migstream send dest:4444 --channels 4 --tls /etc/migstream"
+
+Options:
+  --channels N       parallel connections (default 4)
+  -c, --codec NAME   per-frame compression: ${CODECS.map((c) => c.name).join(', ')} (default none)
+  --level N          compression level
+  --tls-name NAME    name the receiver's certificate must carry (default: HOST)
+  --tls-pin SHA256   accept the receiver's certificate by fingerprint instead of the CA
+  --frame-size KiB   stream bytes per frame (default 1024)
+  --timeout S        fail when a channel makes no progress for S seconds (default 30)
+  --no-verify        do not decode the stream while sending
+  --progress         progress on stderr (default when stderr is a terminal)
+  --quiet            no summary
+${tlsUsage}`;
+
+function integer(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${text}"`);
+  return value;
+}
+
+export const sendCommand: Command = {
+  name: 'send',
+  summary: 'send a stream to "migstream recv" over N (TLS) channels',
+  usage,
+  async run(argv) {
+    const { values, positionals, help } = parse(
+      argv,
+      {
+        ...tlsOptionSpec,
+        channels: { type: 'string' },
+        codec: { type: 'string', short: 'c' },
+        level: { type: 'string' },
+        'tls-name': { type: 'string' },
+        'tls-pin': { type: 'string' },
+        'frame-size': { type: 'string' },
+        'no-verify': { type: 'boolean' },
+      },
+      2,
+    );
+    if (help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    const address = parseAddress(positionals[0], 'the destination');
+    const channels = integer(values.channels, 4, '--channels', 1, 64);
+    const codec = (values.codec ?? 'none') as CodecName;
+    if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"`);
+    const tls = tlsMaterialFrom('client', values, {
+      ...(values['tls-name'] !== undefined ? { servername: values['tls-name'] } : {}),
+      ...(values['tls-pin'] !== undefined ? { pin: values['tls-pin'] } : {}),
+    });
+    const input = openInputFd(positionals[1]);
+    // QEMU may signal its exec: child once it has written the last byte (qio_channel_command
+    // abort on close), while frames are still in flight: those must still arrive. Before the
+    // input ended, a SIGTERM aborts the transfer.
+    let draining = false;
+    const onTerm = (): void => {
+      if (draining) process.stderr.write('migstream send: SIGTERM while delivering the end of the stream; finishing first\n');
+      else process.exit(143);
+    };
+    process.on('SIGTERM', onTerm);
+    const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'send', null);
+    try {
+      const summary = await send({
+        host: address.host,
+        port: address.port,
+        channels,
+        tls,
+        codec,
+        level: values.level === undefined ? undefined : Number(values.level),
+        input: input.fd,
+        timeoutMs: parseSeconds(values.timeout, 30),
+        frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
+        verify: values['no-verify'] !== true,
+        onProgress: (bytes) => progress.update(bytes),
+        onInputEnd: () => (draining = true),
+      });
+      progress.done();
+      if (values.quiet !== true) process.stderr.write(formatSummary('migstream send', summary));
+      return 0;
+    } finally {
+      process.off('SIGTERM', onTerm);
+      progress.done();
+      input.close();
+    }
+  },
+};

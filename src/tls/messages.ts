@@ -1,0 +1,53 @@
+/**
+ * Messages between the main thread and the channel workers. Frame payloads travel as
+ * transferred ArrayBuffers, never copied.
+ */
+import type { SerializedError } from './errors.js';
+import type { TlsMaterial } from './credentials.js';
+
+export interface SendWorkerData {
+  index: number;
+  host: string;
+  port: number;
+  tls: TlsMaterial | null;
+  sessionId: Uint8Array;
+  channels: number;
+  codec: number;
+  level: number;
+  timeoutMs: number;
+}
+
+export type ToSendWorker =
+  | { t: 'frame'; seq: number; data: Uint8Array }
+  | { t: 'end'; frames: number; bytes: number; crc: number }
+  | { t: 'abort'; reason: string };
+
+export type FromSendWorker =
+  | { t: 'open' }
+  | { t: 'credit'; raw: number; wire: number }
+  | { t: 'done'; bytes: number }
+  | { t: 'error'; error: SerializedError };
+
+export interface RecvWorkerData {
+  /** The accepted TCP socket's descriptor: the worker wraps it (net.Socket({ fd })). */
+  fd: number;
+  tls: TlsMaterial | null;
+  timeoutMs: number;
+  /** Frames posted and not yet acknowledged before the worker stops reading its socket. */
+  window: number;
+  peer: string;
+}
+
+export type ToRecvWorker =
+  | { t: 'accept'; index: number }
+  | { t: 'refuse'; reason: string }
+  | { t: 'ack' }
+  | { t: 'done'; bytes: number }
+  | { t: 'abort'; reason: string };
+
+export type FromRecvWorker =
+  | { t: 'open'; magic: number; version: number; sessionId: Uint8Array; channels: number; index: number; codec: number }
+  | { t: 'frame'; seq: number; data: Uint8Array; wire: number }
+  | { t: 'end'; frames: number; bytes: number; crc: number }
+  | { t: 'finished' }
+  | { t: 'error'; error: SerializedError };

@@ -1,0 +1,225 @@
+/**
+ * The receiving side's main thread: accepts connections, hands each socket to a channel
+ * worker, admits channels into one session, puts frames back in order and writes them to the
+ * output, and answers DONE once the end frame's totals and checksum match.
+ *
+ * Sockets move to workers by descriptor: the main thread accepts with pauseOnConnect, never
+ * reads, and never closes its handle (closing would close the worker's descriptor).
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { codecById } from '../compress/codecs.js';
+import { ChannelError, ChecksumError, HandshakeError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
+import type { TlsMaterial } from './credentials.js';
+import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
+import { Reorderer } from './reorder.js';
+import { crc32 } from './sender.js';
+import { admit, type SessionInfo } from './session.js';
+import type { ChannelStats, TransferSummary } from './summary.js';
+import { workerUrl } from './worker-url.js';
+
+export interface ReceiveOptions {
+  host: string;
+  port: number;
+  tls: TlsMaterial | null;
+  /** Writes in-order stream bytes (blocking is fine: the workers keep reading meanwhile). */
+  write: (chunks: Buffer[]) => void;
+  timeoutMs?: number;
+  /** Unacknowledged frames per channel before its worker stops reading. */
+  window?: number;
+  holdBytes?: number;
+  onListening?: (address: { host: string; port: number }) => void;
+  onProgress?: (bytes: number) => void;
+  /** Connections that were refused or failed outside the session (the session goes on). */
+  onRefused?: (peer: string, reason: string) => void;
+}
+
+interface Connection {
+  worker: Worker;
+  peer: string;
+  index: number | undefined;
+  stats: ChannelStats;
+  ended: { frames: number; bytes: number; crc: number } | undefined;
+}
+
+export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const url = workerUrl('recv-worker');
+  const connections = new Set<Connection>();
+  const members: Connection[] = [];
+  const parked: Socket[] = [];
+  let session: SessionInfo | undefined;
+  let started = 0n;
+  let finished = false;
+  let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
+  const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
+  let joinTimer: NodeJS.Timeout | undefined;
+
+  // The checksum covers the held tail too, so it is computed as frames are released.
+  let releasedCrc = 0;
+  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, options.write, (frame) => {
+    releasedCrc = crc32(frame, releasedCrc);
+  });
+
+  const post = (c: Connection, message: ToRecvWorker): void => c.worker.postMessage(message);
+
+  const fail = (error: TransportError): void => {
+    if (finished) return;
+    finished = true;
+    for (const c of connections) post(c, { t: 'abort', reason: error.message });
+    settle.reject(error);
+  };
+
+  const summary = (): TransferSummary => ({
+    bytes: reorder.bytes,
+    frames: reorder.next,
+    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    crc: releasedCrc,
+    codec: codecById(session!.codec)?.name ?? String(session!.codec),
+    tls: options.tls !== null,
+    channels: members.map((c) => c.stats).sort((a, b) => a.index - b.index),
+  });
+
+  const checkComplete = (): void => {
+    if (session === undefined || members.length < session.channels) return;
+    if (members.some((c) => c.ended === undefined)) return;
+    const end = members[0]!.ended!;
+    if (members.some((c) => c.ended!.frames !== end.frames || c.ended!.bytes !== end.bytes || c.ended!.crc !== end.crc)) {
+      return fail(new ProtocolError('the channels announce different end totals'));
+    }
+    if (reorder.next < end.frames) return; // frames still in flight on other channels
+    if (reorder.next > end.frames || reorder.pendingFrames > 0) {
+      return fail(new ChecksumError(`received ${reorder.next + reorder.pendingFrames} frames, the sender announced ${end.frames}`));
+    }
+    if (reorder.bytes !== end.bytes) return fail(new ChecksumError(`received ${reorder.bytes} bytes, the sender announced ${end.bytes}`));
+    if (releasedCrc !== end.crc) {
+      return fail(new ChecksumError(`stream checksum ${releasedCrc.toString(16)} differs from the sender's ${end.crc.toString(16)}`));
+    }
+    reorder.flush();
+    finished = true;
+    clearTimeout(joinTimer);
+    const zero = members.find((c) => c.index === 0)!;
+    zero.worker.on('message', (message: FromRecvWorker) => {
+      if (message.t === 'finished') settle.resolve(summary());
+    });
+    post(zero, { t: 'done', bytes: reorder.bytes });
+  };
+
+  const onMessage = (c: Connection, message: FromRecvWorker): void => {
+    if (finished) return;
+    switch (message.t) {
+      case 'open': {
+        const verdict = admit(session, message);
+        if ('refuse' in verdict) {
+          options.onRefused?.(c.peer, verdict.refuse);
+          post(c, { t: 'refuse', reason: verdict.refuse });
+          retire(c);
+          return;
+        }
+        if (session === undefined) {
+          started = process.hrtime.bigint();
+          joinTimer = setTimeout(() => {
+            if (members.length < verdict.session.channels) {
+              fail(new TimeoutError(`only ${members.length} of ${verdict.session.channels} channels joined within ${timeoutMs / 1000} s`));
+            }
+          }, timeoutMs);
+        }
+        session = verdict.session;
+        c.index = message.index;
+        c.stats.index = message.index;
+        members.push(c);
+        post(c, { t: 'accept', index: message.index });
+        if (members.length === session.channels) clearTimeout(joinTimer);
+        return;
+      }
+      case 'frame': {
+        const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
+        c.stats.frames++;
+        c.stats.rawBytes += data.length;
+        c.stats.wireBytes += message.wire;
+        try {
+          const released = reorder.add(message.seq, data, c.index!);
+          if (released.length > 0) options.onProgress?.(reorder.bytes);
+        } catch (error) {
+          return fail(error as TransportError);
+        }
+        // Acks go to the channel that delivered the frame, now it is out of the way; frames
+        // waiting for an earlier one stay counted against their channel's window.
+        ackReleased(c, message.seq);
+        checkComplete();
+        return;
+      }
+      case 'end':
+        c.ended = { frames: message.frames, bytes: message.bytes, crc: message.crc };
+        checkComplete();
+        return;
+      case 'finished':
+        return;
+      case 'error': {
+        const error = transportErrorFrom(message.error);
+        if (c.index === undefined && session !== undefined) {
+          // A stranger failed (authentication, garbage) while a session runs: refuse it only.
+          options.onRefused?.(c.peer, error.message);
+          retire(c);
+          return;
+        }
+        return fail(error);
+      }
+    }
+  };
+
+  // A refused connection's worker gets a moment to send its REFUSE, then goes.
+  function retire(c: Connection): void {
+    connections.delete(c);
+    setTimeout(() => void c.worker.terminate(), 1000);
+  }
+
+  // seq -> channel that delivered it, to return the window slot when the frame is released.
+  const owner = new Map<number, Connection>();
+  let ackedUpTo = 0;
+  function ackReleased(c: Connection, seq: number): void {
+    owner.set(seq, c);
+    for (; ackedUpTo < reorder.next; ackedUpTo++) {
+      const o = owner.get(ackedUpTo)!;
+      owner.delete(ackedUpTo);
+      post(o, { t: 'ack' });
+    }
+  }
+
+  const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    parked.push(socket);
+    socket.unref();
+    if (finished || fd === undefined || fd < 0) {
+      socket.destroy();
+      return;
+    }
+    const data: RecvWorkerData = { fd, tls: options.tls, timeoutMs, window: options.window ?? 8, peer };
+    const worker = new Worker(url, { workerData: data });
+    const c: Connection = { worker, peer, index: undefined, stats: { index: -1, frames: 0, rawBytes: 0, wireBytes: 0 }, ended: undefined };
+    connections.add(c);
+    worker.on('message', (message: FromRecvWorker) => onMessage(c, message));
+    worker.on('error', (error) => fail(new ChannelError(`worker failed: ${error.message}`, c.index, { cause: error })));
+    worker.on('exit', (code) => {
+      if (!finished && c.index !== undefined) fail(new ChannelError(`worker exited (${code})`, c.index));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(new ChannelError(`cannot listen on ${options.host}:${options.port}: ${error.message}`, undefined, { cause: error })));
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const address = server.address() as { address: string; port: number };
+  options.onListening?.({ host: address.address, port: address.port });
+
+  try {
+    return await result;
+  } finally {
+    clearTimeout(joinTimer);
+    server.close();
+    // Let ABORT/DONE frames leave before the workers go.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await Promise.all([...connections].map((c) => c.worker.terminate()));
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The sending side's main thread: reads the source stream, checks it with the decoder, cuts
+ * it into sequence-numbered frames and hands each to a channel worker that has credit.
+ *
+ * Credit is counted in frames: a worker starts with `credit` and gets one back per frame its
+ * socket has taken. Frames go to the channel with the most credit, so a slow channel gets
+ * fewer, and with no credit anywhere the main thread stops reading its input.
+ */
+import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import * as zlib from 'node:zlib';
+import { createDecoder } from '../codec.js';
+import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { ChannelError, ChecksumError, TransportError, transportErrorFrom } from './errors.js';
+import { openInput, type Input } from './input.js';
+import type { TlsMaterial } from './credentials.js';
+import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
+import type { ChannelStats, TransferSummary } from './summary.js';
+import { workerUrl } from './worker-url.js';
+
+export interface SendOptions {
+  host: string;
+  port: number;
+  channels: number;
+  /** null: plaintext (--insecure). */
+  tls: TlsMaterial | null;
+  codec: CodecName;
+  level?: number | undefined;
+  /** Source stream descriptor (0 for stdin). */
+  input: number;
+  timeoutMs?: number;
+  frameBytes?: number;
+  credit?: number;
+  /** Decode the stream while sending, so a damaged source fails before its end is sent. */
+  verify?: boolean;
+  onProgress?: (bytes: number) => void;
+  /** The input ended; what is left is delivering and confirming the buffered frames. */
+  onInputEnd?: () => void;
+}
+
+export const crc32: (data: Uint8Array, value?: number) => number = (zlib as unknown as { crc32: (d: Uint8Array, v?: number) => number }).crc32;
+
+interface Channel {
+  worker: Worker;
+  credit: number;
+  stats: ChannelStats;
+}
+
+export async function send(options: SendOptions): Promise<TransferSummary> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const frameBytes = options.frameBytes ?? 1024 * 1024;
+  const initialCredit = options.credit ?? 4;
+  const codec = codecByName(options.codec);
+  const level = resolveLevel(codec, options.level);
+  const sessionId = randomBytes(16);
+  const url = workerUrl('send-worker');
+  const channels: Channel[] = [];
+
+  let failure: TransportError | undefined;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const waitForEvent = (): Promise<void> => new Promise((resolve) => (wake = resolve));
+  let opened = 0;
+  let doneBytes: number | undefined;
+
+  const failWith = (error: TransportError): void => {
+    failure ??= error;
+    poke();
+  };
+
+  const startChannel = (index: number): Channel => {
+    const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs };
+    const worker = new Worker(url, { workerData: data });
+    const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 } };
+    worker.on('message', (message: FromSendWorker) => {
+      switch (message.t) {
+        case 'open':
+          channel.credit = initialCredit;
+          opened++;
+          break;
+        case 'credit':
+          channel.credit++;
+          channel.stats.wireBytes += message.wire;
+          break;
+        case 'done':
+          doneBytes = message.bytes;
+          break;
+        case 'error':
+          failWith(transportErrorFrom(message.error));
+          break;
+      }
+      poke();
+    });
+    worker.on('error', (error) => failWith(new ChannelError(`worker failed: ${error.message}`, index, { cause: error })));
+    worker.on('exit', (code) => {
+      if (doneBytes === undefined) failWith(new ChannelError(`worker exited (${code}) before the end of the stream`, index));
+    });
+    channels.push(channel);
+    return channel;
+  };
+
+  const until = async (condition: () => boolean): Promise<void> => {
+    while (!condition()) {
+      if (failure) throw failure;
+      await waitForEvent();
+    }
+    if (failure) throw failure;
+  };
+
+  const started = process.hrtime.bigint();
+  let bytes = 0;
+  let seq = 0;
+  let crc = 0;
+  let input: Input | undefined;
+  try {
+    // Channel 0 opens the session; the others join it once it exists.
+    startChannel(0);
+    await until(() => opened === 1);
+    for (let i = 1; i < options.channels; i++) startChannel(i);
+    await until(() => opened === options.channels);
+
+    const decoder = options.verify === false ? undefined : createDecoder();
+    input = openInput(options.input);
+    for (;;) {
+      await until(() => channels.some((c) => c.credit > 0));
+      const buffer = Buffer.allocUnsafeSlow(frameBytes);
+      // A frame goes out once a quarter full: pipes deliver 64 KiB per read and a slow source
+      // should not wait for a whole frame.
+      const n = await input.fill(buffer, frameBytes >> 2);
+      if (failure) throw failure;
+      if (n === 0) break;
+      const chunk = buffer.subarray(0, n);
+      crc = crc32(chunk, crc);
+      if (decoder) {
+        decoder.push(chunk);
+        decoder.releaseInput();
+      }
+      // Most credit first; ties rotate, so idle channels share the work (and the cores).
+      let best = channels[seq % channels.length]!;
+      for (const c of channels) if (c.credit > best.credit) best = c;
+      best.credit--;
+      best.stats.frames++;
+      best.stats.rawBytes += n;
+      const message: ToSendWorker = { t: 'frame', seq, data: chunk };
+      best.worker.postMessage(message, [buffer.buffer as ArrayBuffer]);
+      seq++;
+      bytes += n;
+      options.onProgress?.(bytes);
+    }
+    decoder?.end();
+    options.onInputEnd?.();
+    const end: ToSendWorker = { t: 'end', frames: seq, bytes, crc };
+    for (const c of channels) c.worker.postMessage(end);
+    await until(() => doneBytes !== undefined);
+    if (doneBytes !== bytes) throw new ChecksumError(`the receiver confirmed ${doneBytes} bytes, ${bytes} were sent`);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { bytes, frames: seq, seconds, crc, codec: codec.name, tls: options.tls !== null, channels: channels.map((c) => c.stats) };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    for (const c of channels) c.worker.postMessage({ t: 'abort', reason } satisfies ToSendWorker);
+    // Give the workers a moment to tell the receiver why.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    throw error;
+  } finally {
+    input?.close();
+    doneBytes ??= -1;
+    await Promise.all(channels.map((c) => c.worker.terminate()));
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * Frames on one channel. Every frame is
+ *
+ *   u32 length (of type + body, big-endian) | u8 type | body
+ *
+ * and the types, with their bodies (all integers big-endian):
+ *
+ *   OPEN    1  "MGTX" | u16 version | 16 B session id | u16 channels | u16 index | u8 codec
+ *   ACCEPT  2  u16 index
+ *   REFUSE  3  utf-8 reason
+ *   DATA    4  u64 seq | u32 raw length | u8 codec | payload (raw or compressed)
+ *   END     5  u64 frames | u64 bytes | u32 crc32 of the whole stream
+ *   DONE    6  u64 bytes: the receiver wrote and verified the whole stream (channel 0 only)
+ *   ABORT   7  utf-8 reason: the peer failed; the channel closes after it
+ *   PING    8  empty: keeps the idle timeout of a quiet channel from firing
+ *
+ * Zero is not a type, so a run of zero bytes is never a valid frame.
+ */
+import { ProtocolError } from './errors.js';
+
+export const PROTOCOL_MAGIC = 0x4d475458; // "MGTX"
+export const PROTOCOL_VERSION = 1;
+export const SESSION_ID_BYTES = 16;
+/** Bound on one frame's length: a corrupt length must not make us buffer gigabytes. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+export const FrameType = { OPEN: 1, ACCEPT: 2, REFUSE: 3, DATA: 4, END: 5, DONE: 6, ABORT: 7, PING: 8 } as const;
+
+export interface OpenFrame {
+  type: typeof FrameType.OPEN;
+  magic: number;
+  version: number;
+  sessionId: Buffer;
+  channels: number;
+  index: number;
+  codec: number;
+}
+export interface DataFrame {
+  type: typeof FrameType.DATA;
+  seq: number;
+  rawLength: number;
+  codec: number;
+  payload: Buffer;
+}
+export interface EndFrame {
+  type: typeof FrameType.END;
+  frames: number;
+  bytes: number;
+  crc: number;
+}
+export type Frame =
+  | OpenFrame
+  | { type: typeof FrameType.ACCEPT; index: number }
+  | { type: typeof FrameType.REFUSE; reason: string }
+  | DataFrame
+  | EndFrame
+  | { type: typeof FrameType.DONE; bytes: number }
+  | { type: typeof FrameType.ABORT; reason: string }
+  | { type: typeof FrameType.PING };
+
+function frame(type: number, bodyLength: number): Buffer {
+  const out = Buffer.allocUnsafe(5 + bodyLength);
+  out.writeUInt32BE(1 + bodyLength, 0);
+  out.writeUInt8(type, 4);
+  return out;
+}
+
+export function encodeOpen(open: Omit<OpenFrame, 'type' | 'magic' | 'version'> & { version?: number }): Buffer {
+  const out = frame(FrameType.OPEN, 4 + 2 + SESSION_ID_BYTES + 2 + 2 + 1);
+  out.writeUInt32BE(PROTOCOL_MAGIC, 5);
+  out.writeUInt16BE(open.version ?? PROTOCOL_VERSION, 9);
+  open.sessionId.copy(out, 11, 0, SESSION_ID_BYTES);
+  out.writeUInt16BE(open.channels, 27);
+  out.writeUInt16BE(open.index, 29);
+  out.writeUInt8(open.codec, 31);
+  return out;
+}
+
+export function encodeAccept(index: number): Buffer {
+  const out = frame(FrameType.ACCEPT, 2);
+  out.writeUInt16BE(index, 5);
+  return out;
+}
+
+function encodeText(type: number, text: string): Buffer {
+  const body = Buffer.from(text.slice(0, 1000), 'utf8');
+  const out = frame(type, body.length);
+  body.copy(out, 5);
+  return out;
+}
+
+export const encodeRefuse = (reason: string): Buffer => encodeText(FrameType.REFUSE, reason);
+export const encodeAbort = (reason: string): Buffer => encodeText(FrameType.ABORT, reason);
+export const encodePing = (): Buffer => frame(FrameType.PING, 0);
+
+/** The 18-byte header of a DATA frame; the payload follows it as a separate write. */
+export function encodeDataHeader(seq: number, rawLength: number, codec: number, payloadLength: number): Buffer {
+  const out = frame(FrameType.DATA, 13 + payloadLength).subarray(0, 18);
+  out.writeBigUInt64BE(BigInt(seq), 5);
+  out.writeUInt32BE(rawLength, 13);
+  out.writeUInt8(codec, 17);
+  return out;
+}
+
+export function encodeEnd(end: Omit<EndFrame, 'type'>): Buffer {
+  const out = frame(FrameType.END, 20);
+  out.writeBigUInt64BE(BigInt(end.frames), 5);
+  out.writeBigUInt64BE(BigInt(end.bytes), 13);
+  out.writeUInt32BE(end.crc >>> 0, 21);
+  return out;
+}
+
+export function encodeDone(bytes: number): Buffer {
+  const out = frame(FrameType.DONE, 8);
+  out.writeBigUInt64BE(BigInt(bytes), 5);
+  return out;
+}
+
+function need(body: Buffer, length: number, name: string, channel: number | undefined): void {
+  if (body.length !== length) throw new ProtocolError(`${name} frame of ${body.length} bytes, expected ${length}`, channel);
+}
+
+function u64(body: Buffer, at: number): number {
+  return Number(body.readBigUInt64BE(at));
+}
+
+export function decodeFrame(type: number, body: Buffer, channel?: number): Frame {
+  switch (type) {
+    case FrameType.OPEN:
+      need(body, 27, 'OPEN', channel);
+      return {
+        type,
+        magic: body.readUInt32BE(0),
+        version: body.readUInt16BE(4),
+        sessionId: Buffer.from(body.subarray(6, 22)),
+        channels: body.readUInt16BE(22),
+        index: body.readUInt16BE(24),
+        codec: body.readUInt8(26),
+      };
+    case FrameType.ACCEPT:
+      need(body, 2, 'ACCEPT', channel);
+      return { type, index: body.readUInt16BE(0) };
+    case FrameType.REFUSE:
+    case FrameType.ABORT:
+      return { type, reason: body.toString('utf8') };
+    case FrameType.DATA:
+      if (body.length < 13) throw new ProtocolError(`DATA frame of ${body.length} bytes`, channel);
+      return { type, seq: u64(body, 0), rawLength: body.readUInt32BE(8), codec: body.readUInt8(12), payload: body.subarray(13) };
+    case FrameType.END:
+      need(body, 20, 'END', channel);
+      return { type, frames: u64(body, 0), bytes: u64(body, 8), crc: body.readUInt32BE(16) };
+    case FrameType.DONE:
+      need(body, 8, 'DONE', channel);
+      return { type, bytes: u64(body, 0) };
+    case FrameType.PING:
+      need(body, 0, 'PING', channel);
+      return { type };
+    default:
+      throw new ProtocolError(`unknown frame type ${type} (not a migstream transport peer?)`, channel);
+  }
+}
+
+/**
+ * Push parser: `push(chunk)` returns the frames the chunk completes. Bodies are sliced from
+ * the chunk when a frame lies inside it, and copied only when it straddles chunks.
+ */
+export class FrameParser {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly channel?: number) {}
+
+  /** Bytes received but not yet part of a whole frame (non-zero at EOF means a cut frame). */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.buffered < 5) break;
+      const head = this.peek(5);
+      const length = head.readUInt32BE(0);
+      if (length === 0 || length > MAX_FRAME_BYTES) {
+        throw new ProtocolError(`frame length ${length} out of range (not a migstream transport peer?)`, this.channel);
+      }
+      if (this.buffered < 4 + length) break;
+      const whole = this.take(4 + length);
+      frames.push(decodeFrame(whole.readUInt8(4), whole.subarray(5), this.channel));
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first;
+    const parts: Buffer[] = [];
+    let have = 0;
+    for (const chunk of this.chunks) {
+      parts.push(chunk);
+      have += chunk.length;
+      if (have >= n) break;
+    }
+    return Buffer.concat(parts, have);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.chunks);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return out;
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Across a real link: two network namespaces joined by a veth pair capped with tc, the
+ * receiver in one and the sender in the other (and a real QEMU destination whose exec: recv
+ * runs inside the receiver's namespace).
+ */
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLink, netnsAvailable, type Link } from '../helpers/netns.js';
+import { firstDifference, loadFixture, restoreFixture, shellQuote } from '../helpers/qemu.js';
+import { BIN, run, startRecv, testCerts } from '../helpers/transport.js';
+
+const RATE_MBIT = 800;
+
+describe.skipIf(!netnsAvailable())(`send/recv across two network namespaces (${RATE_MBIT} Mbit/s veth)`, () => {
+  let link: Link;
+  const scratch = mkdtempSync(join(tmpdir(), 'migstream-netns-'));
+  beforeAll(() => {
+    link = createLink({ rateMbit: RATE_MBIT });
+  });
+  afterAll(() => {
+    link?.destroy();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('4 TLS channels carry a QEMU stream byte for byte, no faster than the link', async () => {
+    const fixture = loadFixture('compress');
+    const out = join(scratch, 'out.mig');
+    const certs = testCerts();
+    const recv = await startRecv(['--tls', certs, '-o', out], { host: link.addressB, prefix: link.inNs(link.b, []) });
+    const send = run(['send', `${link.addressB}:${recv.port}`, fixture.stream, '--channels', '4', '--tls', certs, '--tls-name', '127.0.0.1'], { prefix: link.inNs(link.a, []) });
+    const [sent, received] = await Promise.all([send.exited, recv.exited]);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(received.code, received.stderr).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(fixture.stream))).toBe(true);
+    // The bytes crossed the capped link: the transfer took at least its wire time.
+    const wireSeconds = (fixture.meta.streamBytes * 8) / (RATE_MBIT * 1e6);
+    expect(sent.ms / 1000).toBeGreaterThan(wireSeconds * 0.9);
+  }, 120_000);
+
+  test('a real QEMU destination in the other namespace loads the stream', async () => {
+    const fixture = loadFixture('idle');
+    const certs = testCerts();
+    const port = 40000 + Math.floor(Math.random() * 20000);
+    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--tls', certs, '--quiet']
+      .map(shellQuote)
+      .join(' ');
+    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '2', '-c', 'lz4', '--tls', certs, '--tls-name', '127.0.0.1', '--timeout', '120'],
+      { prefix: link.inNs(link.a, []) });
+    const restored = await restoreFixture('idle', recvCommand);
+    try {
+      const sent = await send.exited;
+      expect(sent.code, sent.stderr).toBe(0);
+      expect(await firstDifference(fixture.sourceDump, restored.dumpPath)).toBe(-1);
+    } finally {
+      await restored.cleanup();
+    }
+  }, 300_000);
+});

@@ -1,0 +1,86 @@
+import { describe, expect, test } from 'vitest';
+import { ProtocolError } from '../../src/tls/errors.js';
+import { Reorderer } from '../../src/tls/reorder.js';
+import { admit } from '../../src/tls/session.js';
+import { FrameParser, FrameType, encodeAbort, encodeDataHeader, encodeDone, encodeEnd, encodeOpen, encodePing } from '../../src/tls/wire.js';
+
+const sessionId = Buffer.alloc(16, 7);
+
+function frames(): Buffer {
+  const payload = Buffer.from('hello, stream');
+  return Buffer.concat([
+    encodeOpen({ sessionId, channels: 4, index: 2, codec: 1 }),
+    encodeDataHeader(5, payload.length, 0, payload.length),
+    payload,
+    encodePing(),
+    encodeEnd({ frames: 6, bytes: 2 ** 40 + 3, crc: 0xdeadbeef }),
+    encodeDone(2 ** 33),
+    encodeAbort('boom'),
+  ]);
+}
+
+describe('wire frames', () => {
+  test('round-trip through the parser at every split point', () => {
+    const bytes = frames();
+    for (let split = 0; split <= bytes.length; split++) {
+      const parser = new FrameParser();
+      const out = [...parser.push(bytes.subarray(0, split)), ...parser.push(bytes.subarray(split))];
+      expect(parser.pending).toBe(0);
+      expect(out.map((f) => f.type)).toEqual([FrameType.OPEN, FrameType.DATA, FrameType.PING, FrameType.END, FrameType.DONE, FrameType.ABORT]);
+      expect(out[0]).toMatchObject({ channels: 4, index: 2, codec: 1, version: 1 });
+      expect(Buffer.from((out[0] as { sessionId: Buffer }).sessionId).equals(sessionId)).toBe(true);
+      expect(out[1]).toMatchObject({ seq: 5, rawLength: 13 });
+      expect((out[1] as { payload: Buffer }).payload.toString()).toBe('hello, stream');
+      expect(out[3]).toMatchObject({ frames: 6, bytes: 2 ** 40 + 3, crc: 0xdeadbeef });
+      expect(out[4]).toMatchObject({ bytes: 2 ** 33 });
+      expect(out[5]).toMatchObject({ reason: 'boom' });
+    }
+  });
+
+  test('a byte at a time', () => {
+    const bytes = frames();
+    const parser = new FrameParser();
+    const out = [];
+    for (let i = 0; i < bytes.length; i++) out.push(...parser.push(bytes.subarray(i, i + 1)));
+    expect(out).toHaveLength(6);
+  });
+
+  test('garbage is refused, not buffered', () => {
+    expect(() => new FrameParser().push(Buffer.from('GET / HTTP/1.1\r\n'))).toThrow(ProtocolError);
+    expect(() => new FrameParser().push(Buffer.alloc(16))).toThrow(/length 0/);
+    expect(() => new FrameParser().push(Buffer.from([0, 0, 0, 1, 99]))).toThrow(/unknown frame type 99/);
+    expect(() => new FrameParser().push(Buffer.from([0, 0, 0, 2, FrameType.END, 0]))).toThrow(/END frame of 1 bytes/);
+  });
+});
+
+describe('reorderer', () => {
+  test('releases in order and holds the tail until flushed', () => {
+    const written: string[] = [];
+    const reorder = new Reorderer(3, (chunks) => written.push(...chunks.map(String)));
+    expect(reorder.add(1, Buffer.from('bb'), 1)).toEqual([]);
+    expect(reorder.add(0, Buffer.from('aa'), 0)).toEqual([0, 1]);
+    expect(written).toEqual([]); // 4 bytes released, at least 3 held back
+    expect(reorder.add(2, Buffer.from('cc'), 0)).toEqual([2]);
+    expect(written).toEqual(['aa']);
+    reorder.flush();
+    expect(written.join('')).toBe('aabbcc');
+    expect(reorder.bytes).toBe(6);
+    expect(() => reorder.add(1, Buffer.from('x'), 0)).toThrow(/received twice/);
+  });
+});
+
+describe('session admission', () => {
+  const open = { version: 1, sessionId, channels: 2, index: 0, codec: 0 };
+  test('channel 0 opens, others join once, strangers are refused', () => {
+    expect(admit(undefined, { ...open, index: 1 })).toEqual({ refuse: expect.stringMatching(/before channel 0/) });
+    expect(admit(undefined, { ...open, version: 9 })).toEqual({ refuse: expect.stringMatching(/version 9/) });
+    const first = admit(undefined, open);
+    if (!('session' in first)) throw new Error('refused');
+    const session = first.session;
+    expect(admit(session, { ...open, sessionId: Buffer.alloc(16, 1), index: 1 })).toEqual({ refuse: expect.stringMatching(/unknown session/) });
+    expect(admit(session, { ...open, index: 1, codec: 1 })).toEqual({ refuse: expect.stringMatching(/differ/) });
+    expect(admit(session, { ...open, index: 2 })).toEqual({ refuse: expect.stringMatching(/outside/) });
+    expect('session' in admit(session, { ...open, index: 1 })).toBe(true);
+    expect(admit(session, { ...open, index: 1 })).toEqual({ refuse: expect.stringMatching(/already joined/) });
+  });
+});
