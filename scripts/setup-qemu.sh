@@ -4,7 +4,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(qemu-system-x86 qemu-utils busybox-static cpio gcc libc6-dev)
+# lz4 and zstd: the command-line baselines of `migstream bench` and bench/compress.ts.
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gcc libc6-dev openssl iproute2 socat lz4 zstd)
 
 missing=()
 for pkg in "${packages[@]}"; do

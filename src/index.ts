@@ -2,6 +2,7 @@
  * migstream: decoder, byte-exact encoder and tools for QEMU's live-migration stream.
  *
  *   import { decode, encode, createDecoder, RamImage, SparseFileStore } from 'migstream';
+ *   import { HBitmap, findZeroPages, hashPages } from 'migstream';   // native addon
  */
 export {
   createDecodeStream,
@@ -27,4 +28,25 @@ export type * from './stream/section-codec.js';
 export * from './stream/vmstate.js';
 export * from './ram/index.js';
 export * from './block/index.js';
-export { StreamReport, type StreamSummary } from './report/stream-report.js';
+export {
+  StreamReport,
+  type RamCounts,
+  type RamIteration,
+  type RamResend,
+  type StreamReportOptions,
+  type StreamSummary,
+} from './report/stream-report.js';
+export {
+  HBitmap,
+  MAX_PAGE_SIZE,
+  NativeAddonError,
+  findZeroPages,
+  hash64,
+  hashPages,
+  isAllZero,
+  type BytesLike,
+  type DirtyArea,
+  type HBitmapOptions,
+} from './native.js';
+export * from './tls/index.js';
+export * from './compress/index.js';

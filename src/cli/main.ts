@@ -5,11 +5,29 @@
 import { readFileSync } from 'node:fs';
 import { MigstreamError } from '../stream/errors.js';
 import { UsageError, type Command } from './args.js';
+import { benchCommand } from './bench.js';
+import { compactCommand } from './compact.js';
+import { compressCommand } from './compress.js';
 import { copyCommand } from './copy.js';
+import { decompressCommand } from './decompress.js';
 import { extractRamCommand } from './extract-ram.js';
 import { inspectCommand } from './inspect.js';
+import { certsCommand } from './certs.js';
+import { recvCommand } from './recv.js';
+import { sendCommand } from './send.js';
 
-const commands: readonly Command[] = [copyCommand, inspectCommand, extractRamCommand];
+const commands: readonly Command[] = [
+  copyCommand,
+  inspectCommand,
+  extractRamCommand,
+  compressCommand,
+  decompressCommand,
+  compactCommand,
+  benchCommand,
+  sendCommand,
+  recvCommand,
+  certsCommand,
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
