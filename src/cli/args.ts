@@ -40,7 +40,6 @@ export function parse<O extends Options>(argv: string[], options: O, maxPosition
 
 export interface Command {
   readonly name: string;
-  readonly summary: string;
   readonly usage: string;
   run(argv: string[]): Promise<number>;
 }

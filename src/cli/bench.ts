@@ -58,7 +58,6 @@ Options:
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'compression ratio and MB/s per codec/level/threads, against lz4/zstd/gzip',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(

@@ -19,7 +19,6 @@ Options:
 
 export const certsCommand: Command = {
   name: 'certs',
-  summary: 'make a CA and receiver/sender certificates for TLS send/recv',
   usage,
   async run(argv) {
     const { values, help } = parse(

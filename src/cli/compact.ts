@@ -22,7 +22,6 @@ Options:
 
 export const compactCommand: Command = {
   name: 'compact',
-  summary: 'keep only the final content of each page of a saved stream',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(argv, { quiet: { type: 'boolean' } }, 2);

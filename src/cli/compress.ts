@@ -42,7 +42,6 @@ function version(): string {
 
 export const compressCommand: Command = {
   name: 'compress',
-  summary: 'compress a stream into a checksummed container, in parallel (exec: save)',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(

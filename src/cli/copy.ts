@@ -82,7 +82,6 @@ export function recodeFd(input: number, output: number, onChunk: (bytesIn: numbe
 
 export const copyCommand: Command = {
   name: 'copy',
-  summary: 'decode and re-encode a stream byte for byte (validating pass-through)',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(argv, { progress: { type: 'boolean' }, quiet: { type: 'boolean' } }, 2);

@@ -29,7 +29,6 @@ Options:
 
 export const decompressCommand: Command = {
   name: 'decompress',
-  summary: 'restore the exact stream from a container, checking every frame (exec: restore)',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(

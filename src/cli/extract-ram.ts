@@ -62,7 +62,6 @@ export async function extractRam(inputPath: string | undefined, dir: string, sho
 
 export const extractRamCommand: Command = {
   name: 'extract-ram',
-  summary: 'write the final guest RAM, one raw file per RAMBlock',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(argv, {

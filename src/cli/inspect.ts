@@ -129,7 +129,6 @@ function indent(text: string): string {
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'report what a stream holds (RAM, iterations, block devices, device state)',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(argv, {

@@ -5,28 +5,28 @@
 import { readFileSync } from 'node:fs';
 import { MigstreamError } from '../stream/errors.js';
 import { UsageError, type Command } from './args.js';
-import { benchCommand } from './bench.js';
-import { compactCommand } from './compact.js';
-import { compressCommand } from './compress.js';
-import { copyCommand } from './copy.js';
-import { decompressCommand } from './decompress.js';
-import { extractRamCommand } from './extract-ram.js';
-import { inspectCommand } from './inspect.js';
-import { certsCommand } from './certs.js';
-import { recvCommand } from './recv.js';
-import { sendCommand } from './send.js';
 
-const commands: readonly Command[] = [
-  copyCommand,
-  inspectCommand,
-  extractRamCommand,
-  compressCommand,
-  decompressCommand,
-  compactCommand,
-  benchCommand,
-  sendCommand,
-  recvCommand,
-  certsCommand,
+/**
+ * Commands are loaded on use: a pass-through started by QEMU should not pay for loading the
+ * compression and transport code (and their native modules).
+ */
+interface CommandEntry {
+  readonly name: string;
+  readonly summary: string;
+  load(): Promise<Command>;
+}
+
+const commands: readonly CommandEntry[] = [
+  { name: 'copy', summary: 'decode and re-encode a stream byte for byte (validating pass-through)', load: async () => (await import('./copy.js')).copyCommand },
+  { name: 'inspect', summary: 'report what a stream holds (RAM, iterations, block devices, device state)', load: async () => (await import('./inspect.js')).inspectCommand },
+  { name: 'extract-ram', summary: 'write the final guest RAM, one raw file per RAMBlock', load: async () => (await import('./extract-ram.js')).extractRamCommand },
+  { name: 'compress', summary: 'compress a stream into a checksummed container, in parallel (exec: save)', load: async () => (await import('./compress.js')).compressCommand },
+  { name: 'decompress', summary: 'restore the exact stream from a container, checking every frame (exec: restore)', load: async () => (await import('./decompress.js')).decompressCommand },
+  { name: 'compact', summary: 'keep only the final content of each page of a saved stream', load: async () => (await import('./compact.js')).compactCommand },
+  { name: 'bench', summary: 'compression ratio and MB/s per codec/level/threads, against lz4/zstd/gzip', load: async () => (await import('./bench.js')).benchCommand },
+  { name: 'send', summary: 'send a stream to "migstream recv" over N (TLS) channels', load: async () => (await import('./send.js')).sendCommand },
+  { name: 'recv', summary: 'receive a stream from "migstream send" and write it to stdout', load: async () => (await import('./recv.js')).recvCommand },
+  { name: 'certs', summary: 'make a CA and receiver/sender certificates for TLS send/recv', load: async () => (await import('./certs.js')).certsCommand },
 ];
 
 function version(): string {
@@ -59,11 +59,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`migstream ${version()}\n`);
     return 0;
   }
-  const command = commands.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = commands.find((c) => c.name === name);
+  if (entry === undefined) {
     process.stderr.write(`migstream: unknown command "${name}"\n\n${overview()}\n`);
     return 2;
   }
+  const command = await entry.load();
   try {
     return await command.run(rest);
   } catch (error) {

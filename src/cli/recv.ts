@@ -25,7 +25,6 @@ ${tlsUsage}`;
 
 export const recvCommand: Command = {
   name: 'recv',
-  summary: 'receive a stream from "migstream send" and write it to stdout',
   usage,
   async run(argv) {
     const { values, help } = parse(

@@ -36,7 +36,6 @@ function integer(text: string | undefined, fallback: number, name: string, min: 
 
 export const sendCommand: Command = {
   name: 'send',
-  summary: 'send a stream to "migstream recv" over N (TLS) channels',
   usage,
   async run(argv) {
     const { values, positionals, help } = parse(
