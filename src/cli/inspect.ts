@@ -1,4 +1,5 @@
-import { createDecoder, encodedLength } from '../codec.js';
+import { createDecoder, encodedLength, type MigrationRecord } from '../codec.js';
+import { DeviceFieldCollector, type DeviceFields } from '../report/device-fields.js';
 import { StreamReport, type StreamSummary } from '../report/stream-report.js';
 import { MigstreamError } from '../stream/errors.js';
 import { parse, type Command } from './args.js';
@@ -6,7 +7,7 @@ import { formatBytes, formatRate, megabytesPerSecond, table } from './format.js'
 import { openInput } from './io.js';
 import { Progress } from './progress.js';
 
-const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--progress]
+const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--fields] [--progress]
 
 Decode a migration stream and report what it holds: header and machine type, RAM blocks,
 per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, pages sent more than
@@ -18,6 +19,7 @@ A damaged stream is reported up to the damage, then the error (exit status 1).
 Options:
   --json         machine-readable report on stdout
   --iterations   list every ram iteration (text output lists at most 20)
+  --fields       split each device-state section into its fields, using the vmdesc
   --progress     progress on stderr
   -h, --help     this help`;
 
@@ -26,22 +28,34 @@ export interface InspectResult extends StreamSummary {
   decodeSeconds: number;
   decodeMBps: number;
   error: { code: string; message: string; offset: number | null } | null;
+  /** With --fields: every device-state section split into fields (null without a vmdesc). */
+  deviceFields?: DeviceFields[] | null;
 }
 
-export async function inspectStream(inputPath: string | undefined, showProgress = false): Promise<InspectResult> {
+export interface InspectOptions {
+  progress?: boolean;
+  fields?: boolean;
+}
+
+export async function inspectStream(inputPath: string | undefined, options: InspectOptions = {}): Promise<InspectResult> {
   const input = openInput(inputPath);
   const decoder = createDecoder();
   const report = new StreamReport();
-  const progress = new Progress(showProgress, 'inspect', input.size);
+  const fields = options.fields === true ? new DeviceFieldCollector() : undefined;
+  const add = (record: MigrationRecord): void => {
+    report.add(record, encodedLength(record));
+    fields?.add(record);
+  };
+  const progress = new Progress(options.progress === true, 'inspect', input.size);
   let error: InspectResult['error'] = null;
   let bytesIn = 0;
   try {
     for await (const chunk of input.stream) {
       bytesIn += (chunk as Buffer).length;
-      for (const record of decoder.push(chunk as Buffer)) report.add(record, encodedLength(record));
+      for (const record of decoder.push(chunk as Buffer)) add(record);
       progress.update(bytesIn);
     }
-    for (const record of decoder.end()) report.add(record, encodedLength(record));
+    for (const record of decoder.end()) add(record);
   } catch (caught) {
     if (!(caught instanceof MigstreamError)) throw caught;
     const offset = (caught as { offset?: unknown }).offset;
@@ -56,6 +70,7 @@ export async function inspectStream(inputPath: string | undefined, showProgress 
     decodeSeconds: seconds,
     decodeMBps: megabytesPerSecond(bytesIn, seconds),
     error,
+    ...(fields === undefined ? {} : { deviceFields: fields.result() }),
   };
 }
 
@@ -119,8 +134,32 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
   }
   lines.push(`vmdesc     ${result.vmdesc ? `present, ${formatBytes(result.vmdesc.bytes)}, ${result.vmdesc.devices ?? '?'} devices` : 'absent'}`);
   lines.push(`decode     ${formatBytes(result.totalBytes)} in ${result.decodeSeconds.toFixed(3)} s, ${formatRate(result.totalBytes, result.decodeSeconds)}`);
+  if (result.deviceFields !== undefined) lines.push('', ...formatDeviceFields(result.deviceFields));
   if (result.error) lines.push(`\nERROR      ${result.error.message}`);
   return `${lines.join('\n')}\n`;
+}
+
+function formatDeviceFields(devices: DeviceFields[] | null): string[] {
+  if (devices === null) return ['fields     no vmdesc in the stream: device state cannot be split into fields'];
+  const exact = devices.filter((device) => device.exact).length;
+  const lines = [`fields     ${exact} of ${devices.length} device sections split exactly into their vmdesc fields`];
+  for (const device of devices) {
+    const note = device.exact ? '' : `  (${device.problem ?? 'partial'})`;
+    lines.push(`  [${device.sectionId}] ${device.idstr} instance ${device.instanceId}${note}`);
+    for (const field of device.fields) {
+      lines.push(`      ${field.path} (${field.type}, ${field.size} B @${field.offset}) = ${String(field.value)}`);
+    }
+  }
+  return lines;
+}
+
+/** JSON.stringify replacer: bytes as hex, 64-bit values as decimal strings. */
+function jsonValue(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value !== null && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return Buffer.from((value as { data: number[] }).data).toString('hex');
+  }
+  return value;
 }
 
 function indent(text: string): string {
@@ -134,15 +173,16 @@ export const inspectCommand: Command = {
     const { values, positionals, help } = parse(argv, {
       json: { type: 'boolean' },
       iterations: { type: 'boolean' },
+      fields: { type: 'boolean' },
       progress: { type: 'boolean' },
     }, 1);
     if (help) {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
-    const result = await inspectStream(positionals[0], values.progress === true);
+    const result = await inspectStream(positionals[0], { progress: values.progress === true, fields: values.fields === true });
     if (values.json === true) {
-      process.stdout.write(`${JSON.stringify(result, (_key, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value), 2)}\n`);
+      process.stdout.write(`${JSON.stringify(result, jsonValue, 2)}\n`);
     } else {
       process.stdout.write(formatInspect(result, values.iterations === true));
     }

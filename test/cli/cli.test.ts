@@ -102,6 +102,18 @@ describe('migstream CLI', () => {
     expect(broken.stdout.toString()).toMatch(/ERROR +.*stream ends inside a record/);
   });
 
+  test('inspect --fields splits device state into the fields the vmdesc describes', () => {
+    const result = run(['inspect', '--fields', '--json', streamPath]);
+    expect(result.status, result.stderr).toBe(0);
+    const { deviceFields } = JSON.parse(result.stdout.toString());
+    expect(deviceFields.map((d: { idstr: string; exact: boolean }) => [d.idstr, d.exact])).toEqual([['timer', true], ['cpu_common', true]]);
+    expect(deviceFields[0].fields.map((f: { path: string; value: unknown }) => [f.path, f.value])).toEqual([
+      ['cpu_ticks_offset', 12345],
+      ['enabled', true],
+    ]);
+    expect(run(['inspect', '--fields', streamPath]).stdout.toString()).toMatch(/2 of 2 device sections split exactly/);
+  });
+
   test('extract-ram writes each block with its final contents', () => {
     const out = join(dir, 'ram');
     const result = run(['extract-ram', streamPath, '-o', out, '--json']);
