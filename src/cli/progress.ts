@@ -1,35 +1,51 @@
 /**
- * Progress lines on stderr (never stdout, which may carry the migration stream).
+ * Progress lines on stderr (never stdout, which may carry the migration stream), redrawn in
+ * place at most twice a second.
  */
 import { formatBytes, formatRate } from './format.js';
 
-export class Progress {
+/** One status line on stderr: the timing and redrawing every progress display shares. */
+export class StatusLine {
   private readonly started = process.hrtime.bigint();
   private lastPrint = 0;
   private printed = false;
 
-  constructor(
-    private readonly enabled: boolean,
-    private readonly label: string,
-    private readonly total: number | null,
-  ) {}
+  constructor(private readonly enabled: boolean) {}
 
   /** Seconds since the start. */
   elapsed(): number {
     return Number(process.hrtime.bigint() - this.started) / 1e9;
   }
 
-  update(bytes: number): void {
+  /** Redraws the line with `render()` unless disabled or drawn less than 500 ms ago. */
+  show(render: () => string): void {
     if (!this.enabled) return;
     const now = Date.now();
     if (now - this.lastPrint < 500) return;
     this.lastPrint = now;
-    const share = this.total ? ` (${((100 * bytes) / this.total).toFixed(1)}%)` : '';
-    process.stderr.write(`\r${this.label}: ${formatBytes(bytes)}${share} at ${formatRate(bytes, this.elapsed())}   `);
+    process.stderr.write(`\r${render()}   `);
     this.printed = true;
   }
 
   done(): void {
     if (this.printed) process.stderr.write('\n');
+  }
+}
+
+/** "copy: 120.0 MiB (45.2%) at 800 MB/s". */
+export class Progress extends StatusLine {
+  constructor(
+    enabled: boolean,
+    private readonly label: string,
+    private readonly total: number | null,
+  ) {
+    super(enabled);
+  }
+
+  update(bytes: number): void {
+    this.show(() => {
+      const share = this.total ? ` (${((100 * bytes) / this.total).toFixed(1)}%)` : '';
+      return `${this.label}: ${formatBytes(bytes)}${share} at ${formatRate(bytes, this.elapsed())}`;
+    });
   }
 }

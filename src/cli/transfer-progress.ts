@@ -4,21 +4,16 @@
  */
 import { UsageError } from './args.js';
 import { formatBytes, formatRate } from './format.js';
+import { StatusLine } from './progress.js';
 
-export class TransferProgress {
-  private readonly started = process.hrtime.bigint();
-  private lastPrint = 0;
-  private printed = false;
-
+export class TransferProgress extends StatusLine {
   constructor(
-    private readonly enabled: boolean,
+    enabled: boolean,
     private readonly label: string,
     /** Which side is the stream (for the ratio and the rate): compress reads it, decompress writes it. */
     private readonly streamSide: 'in' | 'out',
-  ) {}
-
-  elapsed(): number {
-    return Number(process.hrtime.bigint() - this.started) / 1e9;
+  ) {
+    super(enabled);
   }
 
   /** The line: "compress: 120.0 MiB in, 44.1 MiB out, ratio 2.72, 310 MB/s". */
@@ -30,16 +25,7 @@ export class TransferProgress {
   }
 
   update(bytesIn: number, bytesOut: number): void {
-    if (!this.enabled) return;
-    const now = Date.now();
-    if (now - this.lastPrint < 500) return;
-    this.lastPrint = now;
-    process.stderr.write(`\r${this.line(bytesIn, bytesOut)}   `);
-    this.printed = true;
-  }
-
-  done(): void {
-    if (this.printed) process.stderr.write('\n');
+    this.show(() => this.line(bytesIn, bytesOut));
   }
 }
 
