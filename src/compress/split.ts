@@ -60,6 +60,21 @@ export interface Spliced {
   readonly pages: Float64Array | undefined;
 }
 
+type SegmentProblem = { problem: string; frame: 'meta' | 'payload' };
+
+/** Parses a META frame's cut list and checks it takes exactly the PAYLOAD frame's bytes. */
+function checkedCutList(meta: Buffer, payload: Buffer | undefined, pageSize: number): Exclude<ReturnType<typeof parseCutList>, string> | SegmentProblem {
+  const parsed = parseCutList(meta, pageSize);
+  if (typeof parsed === 'string') return { problem: `META frame: ${parsed}`, frame: 'meta' };
+  const given = payload?.length ?? 0;
+  if (parsed.payloadBytes !== given) {
+    return payload === undefined
+      ? { problem: `META cuts take ${parsed.payloadBytes} payload bytes but no PAYLOAD frame follows`, frame: 'meta' }
+      : { problem: `PAYLOAD frame holds ${given} bytes, the cuts of its META frame take ${parsed.payloadBytes}`, frame: 'payload' };
+  }
+  return parsed;
+}
+
 /** Rebuilds a segment; a string says what is wrong and which frame is to blame. */
 export function splice(
   meta: Buffer,
@@ -67,15 +82,9 @@ export function splice(
   pageSize: number,
   window: boolean,
 ): Spliced | { problem: string; frame: 'meta' | 'payload' } {
-  const parsed = parseCutList(meta, pageSize);
-  if (typeof parsed === 'string') return { problem: `META frame: ${parsed}`, frame: 'meta' };
+  const parsed = checkedCutList(meta, payload, pageSize);
+  if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;
-  const given = payload?.length ?? 0;
-  if (payloadBytes !== given) {
-    return payload === undefined
-      ? { problem: `META cuts take ${payloadBytes} payload bytes but no PAYLOAD frame follows`, frame: 'meta' }
-      : { problem: `PAYLOAD frame holds ${given} bytes, the cuts of its META frame take ${payloadBytes}`, frame: 'payload' };
-  }
   let refs = 0;
   for (let i = 0; i < cuts.count; i++) if (cuts.tags[i] === CutTag.REF) refs++;
   if (refs > 0 && !window) return { problem: 'META frame has page references but the container has no page window', frame: 'meta' };
@@ -121,15 +130,9 @@ export function splice(
  * (writev) that needs no spliced copy. No REF cuts: direct mode has no page window.
  */
 export function segmentPieces(meta: Buffer, payload: Buffer | undefined, pageSize: number): { pieces: Buffer[]; length: number } | { problem: string; frame: 'meta' | 'payload' } {
-  const parsed = parseCutList(meta, pageSize);
-  if (typeof parsed === 'string') return { problem: `META frame: ${parsed}`, frame: 'meta' };
+  const parsed = checkedCutList(meta, payload, pageSize);
+  if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;
-  const given = payload?.length ?? 0;
-  if (payloadBytes !== given) {
-    return payload === undefined
-      ? { problem: `META cuts take ${payloadBytes} payload bytes but no PAYLOAD frame follows`, frame: 'meta' }
-      : { problem: `PAYLOAD frame holds ${given} bytes, the cuts of its META frame take ${payloadBytes}`, frame: 'payload' };
-  }
   const pieces: Buffer[] = [];
   let from = structureOffset;
   let taken = 0;
