@@ -1,4 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream';
 import { fstatSync } from 'node:fs';
 import { createDecoder, createEncoder } from '../codec.js';
 import { parse, type Command } from './args.js';
@@ -24,39 +23,6 @@ Options:
   --progress   progress on stderr
   --quiet      no summary on stderr
   -h, --help   this help`;
-
-/** Decodes each chunk and writes the re-encoded records in its place. */
-export class RecodeTransform extends Transform {
-  private readonly decoder = createDecoder();
-  private readonly encoder = createEncoder();
-  bytesIn = 0;
-
-  constructor(private readonly onChunk: (bytesIn: number) => void = () => {}) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    try {
-      this.bytesIn += chunk.length;
-      for (const record of this.decoder.push(chunk)) this.encoder.write(record);
-      for (const out of this.encoder.take()) this.push(out);
-      this.onChunk(this.bytesIn);
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
-  }
-
-  override _flush(callback: TransformCallback): void {
-    try {
-      for (const record of this.decoder.end()) this.encoder.write(record);
-      for (const out of this.encoder.take()) this.push(out);
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
-  }
-}
 
 /** Decodes `input` and writes the re-encoded records to `output`; returns the bytes read. */
 export function recodeFd(input: number, output: number, onChunk: (bytesIn: number) => void = () => {}): number {

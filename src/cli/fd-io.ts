@@ -10,6 +10,7 @@
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { UsageError } from './args.js';
+import { TERMINAL_REFUSAL, cannotOpen } from './io.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
@@ -36,20 +37,20 @@ export function openInputFd(path: string | undefined): FdInput {
     const fd = openSync(path, 'r');
     return { name: path, fd, close: () => closeSync(fd) };
   } catch (error) {
-    throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw cannotOpen('read', path, error);
   }
 }
 
 export function openOutputFd(path: string | undefined): FdOutput {
   if (path === undefined || path === '-') {
-    if (isatty(1)) throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
+    if (isatty(1)) throw new UsageError(TERMINAL_REFUSAL);
     return { name: 'stdout', fd: 1, close: () => {} };
   }
   try {
     const fd = openSync(path, 'w');
     return { name: path, fd, close: () => closeSync(fd) };
   } catch (error) {
-    throw new UsageError(`cannot write ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw cannotOpen('write', path, error);
   }
 }
 

@@ -14,6 +14,12 @@ export interface Input {
 
 const READ_CHUNK = 1024 * 1024;
 
+export function cannotOpen(verb: 'read' | 'write', path: string, error: unknown): UsageError {
+  return new UsageError(`cannot ${verb} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+}
+
+export const TERMINAL_REFUSAL = 'refusing to write a binary stream to a terminal (redirect stdout or give an output file)';
+
 export function openInput(path: string | undefined): Input {
   if (path === undefined || path === '-') {
     return { name: 'stdin', stream: process.stdin, size: null };
@@ -23,7 +29,7 @@ export function openInput(path: string | undefined): Input {
     const stat = statSync(path);
     if (stat.isFile()) size = stat.size;
   } catch (error) {
-    throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw cannotOpen('read', path, error);
   }
   return { name: path, stream: createReadStream(path, { highWaterMark: READ_CHUNK }), size };
 }
@@ -32,7 +38,7 @@ export function openInput(path: string | undefined): Input {
 export function openOutput(path: string | undefined): { name: string; stream: Writable } {
   if (path === undefined || path === '-') {
     if (process.stdout.isTTY) {
-      throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
+      throw new UsageError(TERMINAL_REFUSAL);
     }
     return { name: 'stdout', stream: process.stdout };
   }
