@@ -1,7 +1,7 @@
 import { isatty } from 'node:tty';
 import { receive } from '../tls/receiver.js';
-import { formatSummary } from '../tls/summary.js';
-import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from '../tls/options.js';
+import { formatSummary } from './transport-summary.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { openOutputFd, writeAll } from './fd-io.js';
 import { parse, type Command } from './args.js';
 import { Progress } from './progress.js';

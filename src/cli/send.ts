@@ -1,8 +1,8 @@
 import { isatty } from 'node:tty';
 import { CODECS, type CodecName } from '../compress/codecs.js';
 import { send } from '../tls/sender.js';
-import { formatSummary } from '../tls/summary.js';
-import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from '../tls/options.js';
+import { formatSummary } from './transport-summary.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { openInputFd } from './fd-io.js';
 import { parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';

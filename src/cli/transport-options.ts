@@ -2,8 +2,8 @@
  * Command-line options shared by `send` and `recv`: the address and the TLS choice. TLS is
  * required unless --insecure says otherwise, so plaintext is never an accident.
  */
-import { UsageError } from '../cli/args.js';
-import { loadTlsMaterial, type TlsMaterial } from './credentials.js';
+import { loadTlsMaterial, type TlsMaterial } from '../tls/credentials.js';
+import { UsageError } from './args.js';
 
 export const tlsOptionSpec = {
   tls: { type: 'string' },
