@@ -18,8 +18,11 @@ export interface Parsed<O extends Options> {
   positionals: string[];
 }
 
-/** Every command takes -h/--help; `options` adds its own. */
-export function parse<O extends Options>(argv: string[], options: O, maxPositionals: number): Parsed<O> & { help: boolean } {
+/** Thrown by parse() for -h/--help: main prints the command's usage and exits 0. */
+export class HelpRequested extends Error {}
+
+/** Every command takes -h/--help (see HelpRequested); `options` adds its own. */
+export function parse<O extends Options>(argv: string[], options: O, maxPositionals: number): Parsed<O> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -35,7 +38,8 @@ export function parse<O extends Options>(argv: string[], options: O, maxPosition
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`);
   }
   const { help, ...values } = parsed.values as Record<string, unknown>;
-  return { values: values as Parsed<O>['values'], positionals: parsed.positionals, help: help === true };
+  if (help === true) throw new HelpRequested();
+  return { values: values as Parsed<O>['values'], positionals: parsed.positionals };
 }
 
 export interface Command {

@@ -60,7 +60,7 @@ export const benchCommand: Command = {
   name: 'bench',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(
+    const { values, positionals } = parse(
       argv,
       {
         codecs: { type: 'string', short: 'c' },
@@ -75,10 +75,6 @@ export const benchCommand: Command = {
       },
       Infinity,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     if (positionals.length === 0) throw new UsageError('give at least one file');
     const codecs = parseCodecs(values.codecs ?? 'lz4,zstd:1,zstd:3,zlib:1');
     const threads = parseThreads(values.threads ?? `1,${cores}`);

@@ -21,15 +21,11 @@ export const certsCommand: Command = {
   name: 'certs',
   usage,
   async run(argv) {
-    const { values, help } = parse(
+    const { values } = parse(
       argv,
       { output: { type: 'string', short: 'o' }, name: { type: 'string', multiple: true }, days: { type: 'string' }, 'reuse-ca': { type: 'boolean' } },
       0,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const days = values.days === undefined ? 825 : Number(values.days);
     if (!Number.isInteger(days) || days < 1) throw new UsageError(`--days must be a positive integer, got "${String(values.days)}"`);
     const dir = (values.output as string | undefined) ?? 'migstream-certs';

@@ -24,11 +24,7 @@ export const compactCommand: Command = {
   name: 'compact',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(argv, { quiet: { type: 'boolean' } }, 2);
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
+    const { values, positionals } = parse(argv, { quiet: { type: 'boolean' } }, 2);
     const input = openInput(positionals[0]);
     const output = openOutput(positionals[1]);
     const spooled = input.size === null ? await spool(input.stream, positionals[1]) : undefined;

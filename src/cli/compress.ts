@@ -44,7 +44,7 @@ export const compressCommand: Command = {
   name: 'compress',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(
+    const { values, positionals } = parse(
       argv,
       {
         output: { type: 'string', short: 'o' },
@@ -61,10 +61,6 @@ export const compressCommand: Command = {
       },
       1,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const codec = values.codec ?? 'zstd';
     if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"; known: ${CODECS.map((c) => c.name).join(', ')}`);
     if (values.compact && values.raw) throw new UsageError('--compact needs a QEMU stream, not --raw input');

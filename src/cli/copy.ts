@@ -50,11 +50,7 @@ export const copyCommand: Command = {
   name: 'copy',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(argv, { progress: { type: 'boolean' }, quiet: { type: 'boolean' } }, 2);
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
+    const { values, positionals } = parse(argv, { progress: { type: 'boolean' }, quiet: { type: 'boolean' } }, 2);
     const input = openInputFd(positionals[0]);
     const output = openOutputFd(positionals[1]);
     const progress = new Progress(values.progress === true, 'copy', input.fd === 0 ? null : fstatSync(input.fd).size);

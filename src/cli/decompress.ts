@@ -31,7 +31,7 @@ export const decompressCommand: Command = {
   name: 'decompress',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(
+    const { values, positionals } = parse(
       argv,
       {
         output: { type: 'string', short: 'o' },
@@ -41,10 +41,6 @@ export const decompressCommand: Command = {
       },
       1,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const threads = parseCount(values.threads, '--threads', 1, MAX_THREADS);
     const progress = new TransferProgress(values.progress === true, 'decompress', 'out');
     const onProgress = (s: Readonly<DecompressStats>): void => progress.update(s.bytesIn, s.bytesOut);

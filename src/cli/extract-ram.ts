@@ -64,15 +64,11 @@ export const extractRamCommand: Command = {
   name: 'extract-ram',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(argv, {
+    const { values, positionals } = parse(argv, {
       output: { type: 'string', short: 'o' },
       json: { type: 'boolean' },
       progress: { type: 'boolean' },
     }, 1);
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     if (values.output === undefined) throw new UsageError('missing -o DIR');
     const result = await extractRam(positionals[0], values.output, values.progress === true);
     if (values.json === true) {

@@ -170,16 +170,12 @@ export const inspectCommand: Command = {
   name: 'inspect',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(argv, {
+    const { values, positionals } = parse(argv, {
       json: { type: 'boolean' },
       iterations: { type: 'boolean' },
       fields: { type: 'boolean' },
       progress: { type: 'boolean' },
     }, 1);
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const result = await inspectStream(positionals[0], { progress: values.progress === true, fields: values.fields === true });
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(result, jsonValue, 2)}\n`);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MigstreamError } from '../stream/errors.js';
-import { UsageError, type Command } from './args.js';
+import { HelpRequested, UsageError, type Command } from './args.js';
 
 /**
  * Commands are loaded on use: a pass-through started by QEMU should not pay for loading the
@@ -68,6 +68,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(`${command.usage}\n`);
+      return 0;
+    }
     if (error instanceof UsageError) {
       process.stderr.write(`migstream ${command.name}: ${error.message}\n\n${command.usage}\n`);
       return 2;

@@ -27,15 +27,11 @@ export const recvCommand: Command = {
   name: 'recv',
   usage,
   async run(argv) {
-    const { values, help } = parse(
+    const { values } = parse(
       argv,
       { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' } },
       0,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
     const output = openOutputFd(values.output);

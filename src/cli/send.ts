@@ -38,7 +38,7 @@ export const sendCommand: Command = {
   name: 'send',
   usage,
   async run(argv) {
-    const { values, positionals, help } = parse(
+    const { values, positionals } = parse(
       argv,
       {
         ...tlsOptionSpec,
@@ -52,10 +52,6 @@ export const sendCommand: Command = {
       },
       2,
     );
-    if (help) {
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    }
     const address = parseAddress(positionals[0], 'the destination');
     const channels = integer(values.channels, 4, '--channels', 1, 64);
     const codec = (values.codec ?? 'none') as CodecName;
