@@ -34,6 +34,18 @@ const PROBLEMS: Record<number, string> = {
 };
 
 /**
+ * A run length at `at` (two bytes are known to be there): uleb128 of at most two bytes, as
+ * uleb128_decode_small reads it. Returns `length << 2 | bytes used`, or -1 for a longer one.
+ */
+function readRun(delta: Uint8Array, at: number): number {
+  const b = delta[at]!;
+  if (b < 0x80) return (b << 2) | 1;
+  const b2 = delta[at + 1]!;
+  if (b2 & 0x80) return -1;
+  return (((b & 0x7f) | (b2 << 7)) << 2) | 2;
+}
+
+/**
  * Walks a delta exactly as xbzrle_decode_buffer does, with the same bounds checks, copying the
  * changed runs into `page` when it is given. Returns the number of page bytes covered, or
  * -(position * 8 + code) on failure.
@@ -45,18 +57,10 @@ export function scanXbzrle(delta: Uint8Array, page: Uint8Array | null, pageLengt
   while (i < slen) {
     // zrun: xbzrle_decode_buffer wants two bytes left even for a one-byte length.
     if (slen - i < 2) return -(i * 8 + TRUNCATED);
-    let b = delta[i]!;
-    let count: number;
-    let size: number;
-    if (b < 0x80) {
-      count = b;
-      size = 1;
-    } else {
-      const b2 = delta[i + 1]!;
-      if (b2 & 0x80) return -(i * 8 + LONG_ULEB);
-      count = (b & 0x7f) | (b2 << 7);
-      size = 2;
-    }
+    let run = readRun(delta, i);
+    if (run < 0) return -(i * 8 + LONG_ULEB);
+    let count = run >>> 2;
+    let size = run & 3;
     // Only the first run may be empty (the page starts with a change).
     if (i !== 0 && count === 0) return -(i * 8 + EMPTY_ZRUN);
     d += count;
@@ -65,16 +69,10 @@ export function scanXbzrle(delta: Uint8Array, page: Uint8Array | null, pageLengt
 
     // nzrun
     if (slen - i < 2) return -(i * 8 + TRUNCATED);
-    b = delta[i]!;
-    if (b < 0x80) {
-      count = b;
-      size = 1;
-    } else {
-      const b2 = delta[i + 1]!;
-      if (b2 & 0x80) return -(i * 8 + LONG_ULEB);
-      count = (b & 0x7f) | (b2 << 7);
-      size = 2;
-    }
+    run = readRun(delta, i);
+    if (run < 0) return -(i * 8 + LONG_ULEB);
+    count = run >>> 2;
+    size = run & 3;
     if (count === 0) return -(i * 8 + EMPTY_NZRUN);
     if (d + count > pageLength) return -(i * 8 + NZRUN_OVERFLOW);
     i += size;
