@@ -21,6 +21,11 @@ export interface LiveSave {
   dumpPath: string;
   memoryLayout: DumpRange[];
   queryMigrate: MigrationInfo;
+  /**
+   * Block scenarios: the source's disk (a copy of the fixture's source disk, attached to the
+   * saved VM), complete once this returns since the source has quit.
+   */
+  diskPath: string | undefined;
   /** Seconds from `migrate` until QEMU reported completion. */
   migrateSeconds: number;
 }
@@ -37,10 +42,11 @@ export async function liveSave(name: string, dir: string, command: (partialPath:
   const partial = `${outPath}.partial`;
   const dumpPath = join(dir, 'source-ram.bin');
   const args = [...scenario.machine, ...guestArgs(scenario.guestMode)];
+  let diskPath: string | undefined;
   if (scenario.disk) {
-    const disk = join(dir, 'source-disk.raw');
-    await copyFile(fixture.sourceDisk, disk);
-    args.push(...diskArgs(disk, scenario.disk));
+    diskPath = join(dir, 'source-disk.raw');
+    await copyFile(fixture.sourceDisk, diskPath);
+    args.push(...diskArgs(diskPath, scenario.disk));
   }
   const vm = await launchQemu({ args, accel: fixture.meta.accel, name: `live-save-${name}`, serialLogPath: join(dir, 'serial.log'), cwd: REPO_ROOT });
   try {
@@ -69,7 +75,7 @@ export async function liveSave(name: string, dir: string, command: (partialPath:
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const memoryLayout = await dumpGuestMemory(vm, await guestMemoryLayout(vm), dumpPath);
-    return { outPath, dumpPath, memoryLayout, queryMigrate, migrateSeconds };
+    return { outPath, dumpPath, memoryLayout, queryMigrate, diskPath, migrateSeconds };
   } finally {
     await vm.quit();
   }
