@@ -18,6 +18,8 @@ export interface SendWorkerData {
 }
 
 export type ToSendWorker =
+  /** Channels 1..N-1 connect at once but send OPEN only once channel 0 has opened the session. */
+  | { t: 'join' }
   | { t: 'frame'; seq: number; data: Uint8Array }
   | { t: 'end'; frames: number; bytes: number; crc: number }
   | { t: 'abort'; reason: string };
@@ -29,16 +31,15 @@ export type FromSendWorker =
   | { t: 'error'; error: SerializedError };
 
 export interface RecvWorkerData {
-  /** The accepted TCP socket's descriptor: the worker wraps it (net.Socket({ fd })). */
-  fd: number;
   tls: TlsMaterial | null;
   timeoutMs: number;
   /** Frames posted and not yet acknowledged before the worker stops reading its socket. */
   window: number;
-  peer: string;
 }
 
 export type ToRecvWorker =
+  /** The accepted TCP socket's descriptor: the worker wraps it (net.Socket({ fd })). */
+  | { t: 'socket'; fd: number; peer: string }
   | { t: 'accept'; index: number }
   | { t: 'refuse'; reason: string }
   | { t: 'ack' }

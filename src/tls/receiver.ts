@@ -7,7 +7,7 @@
  * reads, and never closes its handle (closing would close the worker's descriptor).
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { codecById } from '../compress/codecs.js';
 import { ChannelError, ChecksumError, HandshakeError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
 import type { TlsMaterial } from './credentials.js';
@@ -16,7 +16,7 @@ import { Reorderer } from './reorder.js';
 import { crc32 } from './sender.js';
 import { admit, type SessionInfo } from './session.js';
 import type { ChannelStats, TransferSummary } from './summary.js';
-import { workerUrl } from './worker-url.js';
+import { startChannelWorker, workerUrl } from './channel-worker.js';
 
 export interface ReceiveOptions {
   host: string;
@@ -28,6 +28,8 @@ export interface ReceiveOptions {
   /** Unacknowledged frames per channel before its worker stops reading. */
   window?: number;
   holdBytes?: number;
+  /** Channel workers started before any connection arrives (default 4). */
+  spareWorkers?: number;
   onListening?: (address: { host: string; port: number }) => void;
   onProgress?: (bytes: number) => void;
   /** Connections that were refused or failed outside the session (the session goes on). */
@@ -186,6 +188,15 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     }
   }
 
+  // Channel workers start while we listen, so an arriving channel does not wait for one to load.
+  const workerData: RecvWorkerData = { tls: options.tls, timeoutMs, window: options.window ?? 8 };
+  const startSpare = (): Worker => {
+    const worker = startChannelWorker(url, workerData, 'migstream-recv');
+    worker.on('error', (error) => fail(new ChannelError(`worker failed: ${error.message}`, undefined, { cause: error })));
+    return worker;
+  };
+  const spares: Worker[] = Array.from({ length: options.spareWorkers ?? 4 }, startSpare);
+
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -195,12 +206,11 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       socket.destroy();
       return;
     }
-    const data: RecvWorkerData = { fd, tls: options.tls, timeoutMs, window: options.window ?? 8, peer };
-    const worker = new Worker(url, { workerData: data });
+    const worker = spares.shift() ?? startSpare();
+    worker.postMessage({ t: 'socket', fd, peer } satisfies ToRecvWorker);
     const c: Connection = { worker, peer, index: undefined, stats: { index: -1, frames: 0, rawBytes: 0, wireBytes: 0 }, ended: undefined };
     connections.add(c);
     worker.on('message', (message: FromRecvWorker) => onMessage(c, message));
-    worker.on('error', (error) => fail(new ChannelError(`worker failed: ${error.message}`, c.index, { cause: error })));
     worker.on('exit', (code) => {
       if (!finished && c.index !== undefined) fail(new ChannelError(`worker exited (${code})`, c.index));
     });
@@ -220,6 +230,6 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     server.close();
     // Let ABORT/DONE frames leave before the workers go.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    await Promise.all([...connections].map((c) => c.worker.terminate()));
+    await Promise.all([...[...connections].map((c) => c.worker), ...spares].map((worker) => worker.terminate()));
   }
 }

@@ -18,6 +18,7 @@ const config = workerData as RecvWorkerData;
 const port = parentPort!;
 const post = (message: FromRecvWorker, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer ?? []);
 
+let peer = '';
 let index: number | undefined;
 let state: 'handshake' | 'opened' | 'open' | 'ended' | 'done' | 'failed' = 'handshake';
 let outstanding = 0;
@@ -100,6 +101,14 @@ function onData(chunk: Buffer): void {
 
 port.on('message', (message: ToRecvWorker) => {
   switch (message.t) {
+    case 'socket':
+      peer = message.peer;
+      try {
+        start(message.fd);
+      } catch (error) {
+        fail(error);
+      }
+      return;
     case 'accept':
       index = message.index;
       state = 'open';
@@ -142,8 +151,9 @@ function describeVerifyError(error: Error | string | undefined): string {
   return text[code] ?? code;
 }
 
-function start(): void {
-  const raw = new Socket({ fd: config.fd, readable: true, writable: true });
+function start(fd: number): void {
+  lastData = Date.now();
+  const raw = new Socket({ fd, readable: true, writable: true });
   if (config.tls === null) {
     socket = raw;
   } else {
@@ -172,7 +182,7 @@ function start(): void {
   socket.on('error', fail);
   socket.on('end', () => {
     if (state === 'ended' || state === 'done') return;
-    if (state === 'handshake' && !sawBytes) return fail(new ChannelError(`${config.peer} closed the connection during the handshake`));
+    if (state === 'handshake' && !sawBytes) return fail(new ChannelError(`${peer} closed the connection during the handshake`));
     fail(new ChannelError(`the connection closed ${parser.pending > 0 ? 'inside a frame' : 'before the end frame'}: truncated session`, index));
   });
   setInterval(() => {
@@ -182,10 +192,4 @@ function start(): void {
       fail(new TimeoutError(`nothing received for ${config.timeoutMs / 1000} s`, index));
     }
   }, Math.max(50, Math.min(1000, config.timeoutMs / 6))).unref();
-}
-
-try {
-  start();
-} catch (error) {
-  fail(error);
 }

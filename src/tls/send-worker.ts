@@ -17,7 +17,9 @@ const port = parentPort!;
 const post = (message: FromSendWorker): void => port.postMessage(message);
 
 let socket: Socket | TLSSocket;
-let state: 'connecting' | 'opening' | 'open' | 'ending' | 'done' | 'failed' = 'connecting';
+let state: 'connecting' | 'connected' | 'opening' | 'open' | 'ending' | 'done' | 'failed' = 'connecting';
+/** Channel 0 opens the session as soon as it is connected; the others wait for 'join'. */
+let joinAllowed = config.index === 0;
 let lastWrite = Date.now();
 /** Last time a write completed or the receiver said something: the watchdog's clock. */
 let lastProgress = Date.now();
@@ -73,6 +75,11 @@ function onData(chunk: Buffer): void {
   }
 }
 
+function onConnected(): void {
+  state = 'connected';
+  if (joinAllowed) sendOpen();
+}
+
 function sendOpen(): void {
   state = 'opening';
   write(encodeOpen({ sessionId: Buffer.from(config.sessionId), channels: config.channels, index: config.index, codec: config.codec }));
@@ -96,6 +103,10 @@ async function sendFrame(seq: number, data: Uint8Array): Promise<void> {
 
 port.on('message', (message: ToSendWorker) => {
   switch (message.t) {
+    case 'join':
+      joinAllowed = true;
+      if (state === 'connected') sendOpen();
+      return;
     case 'frame':
       queue = queue.then(() => sendFrame(message.seq, message.data)).catch(fail);
       return;
@@ -123,13 +134,13 @@ port.on('message', (message: ToSendWorker) => {
 function start(): void {
   const options = { host: config.host, port: config.port };
   if (config.tls === null) {
-    socket = netConnect(options, sendOpen);
+    socket = netConnect(options, onConnected);
   } else {
     const material = config.tls;
     const tlsSocket = tlsConnect({ ...options, ...clientTlsOptions(material, config.host) }, () => {
       const pinProblem = checkPin(material, tlsSocket.getPeerCertificate());
       if (pinProblem !== null) return fail(new AuthError(pinProblem, config.index));
-      sendOpen();
+      onConnected();
     });
     socket = tlsSocket;
   }
@@ -158,9 +169,9 @@ function watch(): void {
   setInterval(() => {
     const now = Date.now();
     // Waiting on the receiver (handshake, DONE) or on writes that do not drain.
-    const waiting = state === 'connecting' || state === 'opening' || state === 'ending' || socket.writableLength > 0;
+    const waiting = state === 'connecting' || state === 'connected' || state === 'opening' || state === 'ending' || socket.writableLength > 0;
     if (waiting && now - lastProgress > config.timeoutMs) {
-      const phase = state === 'connecting' || state === 'opening' ? 'handshake' : state === 'ending' ? 'waiting for the receiver to confirm' : 'writes not draining';
+      const phase = state === 'connecting' || state === 'connected' || state === 'opening' ? 'handshake' : state === 'ending' ? 'waiting for the receiver to confirm' : 'writes not draining';
       return fail(new TimeoutError(`no progress for ${config.timeoutMs / 1000} s (${phase})`, config.index));
     }
     // A quiet channel (slow source) still shows the receiver it is alive.

@@ -7,7 +7,7 @@
  * fewer, and with no credit anywhere the main thread stops reading its input.
  */
 import { randomBytes } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import { createDecoder } from '../codec.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
@@ -16,7 +16,7 @@ import { openInput, type Input } from './input.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
 import type { ChannelStats, TransferSummary } from './summary.js';
-import { workerUrl } from './worker-url.js';
+import { startChannelWorker, workerUrl } from './channel-worker.js';
 
 export interface SendOptions {
   host: string;
@@ -74,7 +74,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
 
   const startChannel = (index: number): Channel => {
     const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs };
-    const worker = new Worker(url, { workerData: data });
+    const worker = startChannelWorker(url, data, `migstream-send-${index}`);
     const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 } };
     worker.on('message', (message: FromSendWorker) => {
       switch (message.t) {
@@ -117,10 +117,11 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   let crc = 0;
   let input: Input | undefined;
   try {
-    // Channel 0 opens the session; the others join it once it exists.
-    startChannel(0);
-    await until(() => opened === 1);
-    for (let i = 1; i < options.channels; i++) startChannel(i);
+    // Every channel starts its worker, connects and shakes hands at once; channel 0 opens the
+    // session and the others join it once it exists.
+    for (let i = 0; i < options.channels; i++) startChannel(i);
+    await until(() => opened >= 1);
+    for (const c of channels.slice(1)) c.worker.postMessage({ t: 'join' } satisfies ToSendWorker);
     await until(() => opened === options.channels);
 
     const decoder = options.verify === false ? undefined : createDecoder();

@@ -160,9 +160,14 @@ export function decodeFrame(type: number, body: Buffer, channel?: number): Frame
   }
 }
 
+/** Bytes of a DATA frame before its payload: length, type, seq, raw length, codec. */
+export const DATA_HEADER_BYTES = 18;
+
 /**
  * Push parser: `push(chunk)` returns the frames the chunk completes. Bodies are sliced from
- * the chunk when a frame lies inside it, and copied only when it straddles chunks.
+ * the chunk when a frame lies inside it. A frame that straddles chunks is copied out once; a
+ * DATA payload then gets an ArrayBuffer of its own, so it can be transferred between threads
+ * as it is.
  */
 export class FrameParser {
   private chunks: Buffer[] = [];
@@ -187,8 +192,16 @@ export class FrameParser {
         throw new ProtocolError(`frame length ${length} out of range (not a migstream transport peer?)`, this.channel);
       }
       if (this.buffered < 4 + length) break;
+      const type = head.readUInt8(4);
+      if (type === FrameType.DATA && this.chunks[0]!.length < 4 + length && length >= DATA_HEADER_BYTES - 4) {
+        const header = this.take(DATA_HEADER_BYTES, Buffer.allocUnsafe(DATA_HEADER_BYTES));
+        const payload = this.take(4 + length - DATA_HEADER_BYTES, Buffer.allocUnsafeSlow(4 + length - DATA_HEADER_BYTES));
+        const frame = decodeFrame(type, header.subarray(5), this.channel) as DataFrame;
+        frames.push({ ...frame, payload });
+        continue;
+      }
       const whole = this.take(4 + length);
-      frames.push(decodeFrame(whole.readUInt8(4), whole.subarray(5), this.channel));
+      frames.push(decodeFrame(type, whole.subarray(5), this.channel));
     }
     return frames;
   }
@@ -206,19 +219,25 @@ export class FrameParser {
     return Buffer.concat(parts, have);
   }
 
-  private take(n: number): Buffer {
+  /** The next `n` buffered bytes: a slice of the first chunk if it holds them, else copied into `into`. */
+  private take(n: number, into?: Buffer): Buffer {
     const first = this.chunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
+    this.buffered -= n;
+    if (first.length >= n && into === undefined) {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
-    } else {
-      const all = Buffer.concat(this.chunks);
-      out = all.subarray(0, n);
-      this.chunks = all.length > n ? [all.subarray(n)] : [];
+      return first.subarray(0, n);
     }
-    this.buffered -= n;
+    const out = into ?? Buffer.allocUnsafeSlow(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.chunks[0]!;
+      const part = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, part);
+      filled += part;
+      if (part === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(part);
+    }
     return out;
   }
 }

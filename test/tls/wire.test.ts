@@ -45,6 +45,33 @@ describe('wire frames', () => {
     expect(out).toHaveLength(6);
   });
 
+  test('large DATA frames cut at random: payloads intact, straddling ones in buffers of their own', () => {
+    let seed = 12345;
+    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const payloads = [70_000, 1, 200_000, 65_536, 13].map((n, i) => Buffer.alloc(n, i + 1).fill(i + 7, n >> 1));
+    const bytes = Buffer.concat(payloads.flatMap((p, seq) => [encodeDataHeader(seq, p.length, 0, p.length), p]));
+    for (let round = 0; round < 50; round++) {
+      const parser = new FrameParser();
+      const out = [];
+      for (let at = 0; at < bytes.length; ) {
+        const n = 1 + random(round % 2 === 0 ? 40_000 : 300);
+        out.push(...parser.push(bytes.subarray(at, at + n)));
+        at += n;
+      }
+      expect(parser.pending).toBe(0);
+      expect(out.map((f) => (f as { seq: number }).seq)).toEqual([0, 1, 2, 3, 4]);
+      out.forEach((frame, seq) => {
+        const payload = (frame as { payload: Buffer }).payload;
+        expect(payload.equals(payloads[seq]!)).toBe(true);
+        // A payload is a slice of the chunk that held it whole, or else copied once into a
+        // buffer of its own (always so when it is longer than any chunk).
+        const owns = payload.byteOffset === 0 && payload.buffer.byteLength === payload.length;
+        expect(owns || payload.buffer === bytes.buffer).toBe(true);
+        if (payload.length > 40_000) expect(owns).toBe(true);
+      });
+    }
+  });
+
   test('garbage is refused, not buffered', () => {
     expect(() => new FrameParser().push(Buffer.from('GET / HTTP/1.1\r\n'))).toThrow(ProtocolError);
     expect(() => new FrameParser().push(Buffer.alloc(16))).toThrow(/length 0/);
