@@ -1,0 +1,192 @@
+/**
+ * `migstream recv` against a hand-driven peer that speaks the transport's wire format
+ * (src/tls/wire.ts) over plaintext TCP, so a test can send what a correct sender never would:
+ * a wrong end checksum, a late or foreign channel, silence. The receiver is the real CLI.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as zlib from 'node:zlib';
+import { afterAll, describe, expect, test } from 'vitest';
+import { FrameParser, FrameType, encodeDataHeader, encodeEnd, encodeOpen, type Frame } from '../../src/tls/wire.js';
+import { loadFixture } from '../helpers/qemu.js';
+import { startRecv, type Finished } from '../helpers/transport.js';
+
+const crc32 = (zlib as unknown as { crc32: (data: Uint8Array, value?: number) => number }).crc32;
+const scratch = mkdtempSync(join(tmpdir(), 'migstream-peer-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const FRAME = 1 << 20;
+/** Eight frames of a real stream: more than the 4 MiB tail the receiver holds back. */
+const stream = readFileSync(loadFixture('compress').stream).subarray(0, 8 * FRAME);
+
+/** One TCP connection speaking frames; `next()` resolves with the receiver's next frame. */
+class Peer {
+  private readonly parser = new FrameParser();
+  private readonly frames: Frame[] = [];
+  private waiting: ((frame: Frame | 'closed') => void) | undefined;
+  private closed = false;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.frames.push(...this.parser.push(chunk));
+      this.deliver();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.deliver();
+    });
+    socket.on('error', () => {});
+  }
+
+  static open(port: number): Promise<Peer> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => resolve(new Peer(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  private deliver(): void {
+    const waiting = this.waiting;
+    if (waiting === undefined) return;
+    const frame = this.frames.shift();
+    if (frame !== undefined) {
+      this.waiting = undefined;
+      waiting(frame);
+    } else if (this.closed) {
+      this.waiting = undefined;
+      waiting('closed');
+    }
+  }
+
+  next(): Promise<Frame | 'closed'> {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.deliver();
+    });
+  }
+
+  send(...chunks: Buffer[]): void {
+    for (const chunk of chunks) this.socket.write(chunk);
+  }
+
+  sendData(from: number, frames: number): void {
+    for (let seq = from; seq < from + frames; seq++) {
+      const payload = stream.subarray(seq * FRAME, (seq + 1) * FRAME);
+      this.send(encodeDataHeader(seq, payload.length, 0, payload.length), payload);
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+const session = (fill: number): Buffer => Buffer.alloc(16, fill);
+const opening = (sessionId: Buffer, channels: number, index: number): Buffer => encodeOpen({ sessionId, channels, index, codec: 0 });
+
+async function receiver(name: string, timeoutSeconds = 10) {
+  const out = join(scratch, `${name}.mig`);
+  const recv = await startRecv(['--insecure', '-o', out, '--timeout', String(timeoutSeconds)]);
+  return { recv, out, size: () => statSync(out).size };
+}
+
+function expectFailedWithin(finished: Finished, ms: number, message: RegExp): void {
+  expect(finished.code, finished.stderr).toBe(1);
+  expect(finished.ms).toBeLessThan(ms);
+  expect(finished.stderr).toMatch(message);
+}
+
+describe('recv against a hand-driven peer', () => {
+  test('a wrong end checksum fails the session, and the held tail is never written', async () => {
+    const { recv, out, size } = await receiver('bad-crc');
+    const peer = await Peer.open(recv.port);
+    peer.send(opening(session(1), 1, 0));
+    expect(await peer.next()).toMatchObject({ type: FrameType.ACCEPT, index: 0 });
+    peer.sendData(0, 8);
+    peer.send(encodeEnd({ frames: 8, bytes: stream.length, crc: (crc32(stream) ^ 1) >>> 0 }));
+    expect(await peer.next()).toMatchObject({ type: FrameType.ABORT, reason: expect.stringMatching(/checksum/) });
+    expectFailedWithin(await recv.exited, 10_000, /checksum [0-9a-f]+ differs from the sender's/);
+    // Everything but the newest 4 MiB was released in order; the tail stayed held.
+    expect(size()).toBeLessThanOrEqual(stream.length - 4 * FRAME);
+    expect(readFileSync(out).equals(stream.subarray(0, size()))).toBe(true);
+    peer.close();
+  });
+
+  test('an end frame announcing more bytes than arrived fails the session', async () => {
+    const { recv, size } = await receiver('short');
+    const peer = await Peer.open(recv.port);
+    peer.send(opening(session(2), 1, 0));
+    await peer.next();
+    peer.sendData(0, 6);
+    peer.send(encodeEnd({ frames: 6, bytes: 6 * FRAME + 1, crc: crc32(stream.subarray(0, 6 * FRAME)) }));
+    expect(await peer.next()).toMatchObject({ type: FrameType.ABORT });
+    expectFailedWithin(await recv.exited, 10_000, /received 6291456 bytes, the sender announced 6291457/);
+    expect(size()).toBeLessThanOrEqual(2 * FRAME);
+    peer.close();
+  });
+
+  test('late, duplicate and foreign channels are refused while the session goes on to complete', async () => {
+    const { recv, out } = await receiver('late');
+    const id = session(3);
+    const zero = await Peer.open(recv.port);
+    zero.send(opening(id, 2, 0));
+    expect(await zero.next()).toMatchObject({ type: FrameType.ACCEPT, index: 0 });
+    const one = await Peer.open(recv.port);
+    one.send(opening(id, 2, 1));
+    expect(await one.next()).toMatchObject({ type: FrameType.ACCEPT, index: 1 });
+
+    const refusals: [Buffer, RegExp][] = [
+      [opening(id, 2, 1), /channel 1 has already joined/],
+      [opening(id, 2, 2), /channel 2 outside the session's 2 channels/],
+      [opening(session(9), 2, 1), /unknown session id/],
+      [opening(id, 3, 1), /differ from the session's/],
+    ];
+    for (const [open, reason] of refusals) {
+      const late = await Peer.open(recv.port);
+      late.send(open);
+      expect(await late.next()).toMatchObject({ type: FrameType.REFUSE, reason: expect.stringMatching(reason) });
+      expect(await late.next()).toBe('closed');
+    }
+
+    // Frames split over the two admitted channels, even ones on 0 and odd ones on 1.
+    for (let seq = 0; seq < 8; seq++) (seq % 2 === 0 ? zero : one).sendData(seq, 1);
+    const end = encodeEnd({ frames: 8, bytes: stream.length, crc: crc32(stream) });
+    zero.send(end);
+    one.send(end);
+    expect(await zero.next()).toMatchObject({ type: FrameType.DONE, bytes: stream.length });
+    const finished = await recv.exited;
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.stderr.match(/refused/g)).toHaveLength(refusals.length);
+    expect(readFileSync(out).equals(stream)).toBe(true);
+    zero.close();
+    one.close();
+  });
+
+  test('a channel arriving before channel 0 opened a session is refused', async () => {
+    const { recv } = await receiver('early', 3);
+    const early = await Peer.open(recv.port);
+    early.send(opening(session(4), 2, 1));
+    expect(await early.next()).toMatchObject({ type: FrameType.REFUSE, reason: expect.stringMatching(/before channel 0/) });
+    recv.child.kill('SIGTERM');
+    await recv.exited;
+  });
+
+  test('a silent connection times out after --timeout', async () => {
+    const { recv } = await receiver('silent', 2);
+    const peer = await Peer.open(recv.port);
+    expectFailedWithin(await recv.exited, 8_000, /nothing received for 2 s/);
+    peer.close();
+  });
+
+  test('a session whose other channels never join times out after --timeout', async () => {
+    const { recv } = await receiver('missing', 2);
+    const peer = await Peer.open(recv.port);
+    peer.send(opening(session(5), 3, 0));
+    await peer.next();
+    peer.sendData(0, 1);
+    expectFailedWithin(await recv.exited, 8_000, /only 1 of 3 channels joined within 2 s/);
+    peer.close();
+  });
+});
