@@ -7,7 +7,7 @@
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
-import { decompressBytes, type CodecId } from '../compress/codecs.js';
+import type { CodecId } from '../compress/codecs.js';
 import { serverTlsOptions } from './credentials.js';
 import { AuthError, ChannelError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
@@ -42,6 +42,7 @@ async function onDataFrame(seq: number, rawLength: number, codec: number, payloa
     raw = payload;
   } else {
     try {
+      const { decompressBytes } = await import('../compress/codecs.js');
       raw = await decompressBytes(codec as CodecId, payload, rawLength);
     } catch (error) {
       throw new ProtocolError(`frame ${seq} does not decompress: ${(error as Error).message}`, index);

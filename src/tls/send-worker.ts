@@ -5,7 +5,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
-import { compressBytes, type CodecId } from '../compress/codecs.js';
+import type { CodecId } from '../compress/codecs.js';
 import { checkPin, clientTlsOptions } from './credentials.js';
 import { AuthError, ChannelError, HandshakeError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
@@ -90,6 +90,8 @@ async function sendFrame(seq: number, data: Uint8Array): Promise<void> {
   let payload = raw;
   let codec = 0;
   if (config.codec !== 0) {
+    // Loaded on first use: plaintext channels start without the codec libraries.
+    const { compressBytes } = await import('../compress/codecs.js');
     const packed = await compressBytes(config.codec as CodecId, config.level, raw);
     if (packed.length < raw.length) {
       payload = packed;
