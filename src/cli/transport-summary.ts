@@ -1,4 +1,5 @@
 /** The summary `send` and `recv` print on stderr when a transfer ends. */
+import { formatDigest } from '../tls/digest.js';
 import type { TransferSummary } from '../tls/summary.js';
 import { formatBytes, formatRate, table } from './format.js';
 
@@ -11,6 +12,6 @@ export function formatSummary(label: string, summary: TransferSummary): string {
     formatRate(c.rawBytes, summary.seconds),
   ]);
   rows.push(['total', summary.frames, formatBytes(summary.bytes), formatBytes(summary.channels.reduce((n, c) => n + c.wireBytes, 0)), formatRate(summary.bytes, summary.seconds)]);
-  const head = `${label}: ${formatBytes(summary.bytes)} in ${summary.seconds.toFixed(2)} s (${formatRate(summary.bytes, summary.seconds)}), ${summary.channels.length} channel(s), ${summary.tls ? 'TLS 1.3' : 'plaintext'}, codec ${summary.codec}, crc32 ${summary.crc.toString(16).padStart(8, '0')}, stream complete`;
+  const head = `${label}: ${formatBytes(summary.bytes)} in ${summary.seconds.toFixed(2)} s (${formatRate(summary.bytes, summary.seconds)}), ${summary.channels.length} channel(s), ${summary.tls ? 'TLS 1.3' : 'plaintext'}, codec ${summary.codec}, digest ${formatDigest(summary.digest)}, stream complete`;
   return `${head}\n${table(['', 'frames', 'stream', 'wire', 'rate'], rows)}\n`;
 }

@@ -21,7 +21,7 @@ export type ToSendWorker =
   /** Channels 1..N-1 connect at once but send OPEN only once channel 0 has opened the session. */
   | { t: 'join' }
   | { t: 'frame'; seq: number; data: Uint8Array }
-  | { t: 'end'; frames: number; bytes: number; crc: number }
+  | { t: 'end'; frames: number; bytes: number; digest: bigint }
   | { t: 'abort'; reason: string };
 
 export type FromSendWorker =
@@ -49,6 +49,6 @@ export type ToRecvWorker =
 export type FromRecvWorker =
   | { t: 'open'; magic: number; version: number; sessionId: Uint8Array; channels: number; index: number; codec: number }
   | { t: 'frame'; seq: number; data: Uint8Array; wire: number }
-  | { t: 'end'; frames: number; bytes: number; crc: number }
+  | { t: 'end'; frames: number; bytes: number; digest: bigint }
   | { t: 'finished' }
   | { t: 'error'; error: SerializedError };

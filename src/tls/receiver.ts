@@ -13,7 +13,7 @@ import { ChannelError, ChecksumError, HandshakeError, ProtocolError, TimeoutErro
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { Reorderer } from './reorder.js';
-import { crc32 } from './sender.js';
+import { StreamDigest, formatDigest } from './digest.js';
 import { admit, type SessionInfo } from './session.js';
 import type { ChannelStats, TransferSummary } from './summary.js';
 import { startChannelWorker, workerUrl } from './channel-worker.js';
@@ -41,7 +41,7 @@ interface Connection {
   peer: string;
   index: number | undefined;
   stats: ChannelStats;
-  ended: { frames: number; bytes: number; crc: number } | undefined;
+  ended: { frames: number; bytes: number; digest: bigint } | undefined;
 }
 
 export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
@@ -57,11 +57,9 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
   let joinTimer: NodeJS.Timeout | undefined;
 
-  // The checksum covers the held tail too, so it is computed as frames are released.
-  let releasedCrc = 0;
-  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, options.write, (frame) => {
-    releasedCrc = crc32(frame, releasedCrc);
-  });
+  // The digest covers the held tail too, so it is computed as frames are released.
+  const digest = new StreamDigest();
+  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, options.write, (frame) => digest.update(frame));
 
   const post = (c: Connection, message: ToRecvWorker): void => c.worker.postMessage(message);
 
@@ -76,7 +74,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     bytes: reorder.bytes,
     frames: reorder.next,
     seconds: Number(process.hrtime.bigint() - started) / 1e9,
-    crc: releasedCrc,
+    digest: digest.value,
     codec: codecById(session!.codec)?.name ?? String(session!.codec),
     tls: options.tls !== null,
     channels: members.map((c) => c.stats).sort((a, b) => a.index - b.index),
@@ -86,7 +84,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     if (session === undefined || members.length < session.channels) return;
     if (members.some((c) => c.ended === undefined)) return;
     const end = members[0]!.ended!;
-    if (members.some((c) => c.ended!.frames !== end.frames || c.ended!.bytes !== end.bytes || c.ended!.crc !== end.crc)) {
+    if (members.some((c) => c.ended!.frames !== end.frames || c.ended!.bytes !== end.bytes || c.ended!.digest !== end.digest)) {
       return fail(new ProtocolError('the channels announce different end totals'));
     }
     if (reorder.next < end.frames) return; // frames still in flight on other channels
@@ -94,8 +92,8 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       return fail(new ChecksumError(`received ${reorder.next + reorder.pendingFrames} frames, the sender announced ${end.frames}`));
     }
     if (reorder.bytes !== end.bytes) return fail(new ChecksumError(`received ${reorder.bytes} bytes, the sender announced ${end.bytes}`));
-    if (releasedCrc !== end.crc) {
-      return fail(new ChecksumError(`stream checksum ${releasedCrc.toString(16)} differs from the sender's ${end.crc.toString(16)}`));
+    if (digest.value !== end.digest) {
+      return fail(new ChecksumError(`stream digest ${formatDigest(digest.value)} differs from the sender's ${formatDigest(end.digest)}`));
     }
     reorder.flush();
     finished = true;
@@ -152,7 +150,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
         return;
       }
       case 'end':
-        c.ended = { frames: message.frames, bytes: message.bytes, crc: message.crc };
+        c.ended = { frames: message.frames, bytes: message.bytes, digest: message.digest };
         checkComplete();
         return;
       case 'finished':

@@ -4,7 +4,7 @@
  * reading when `window` frames wait for the main thread, so memory stays bounded and a slow
  * destination slows the sender through TCP.
  */
-import { Socket } from 'node:net';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../compress/codecs.js';
@@ -12,7 +12,7 @@ import { serverTlsOptions } from './credentials.js';
 import { AuthError, ChannelError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { socketError } from './socket-errors.js';
-import { FrameParser, FrameType, PROTOCOL_MAGIC, encodeAbort, encodeAccept, encodeDone, encodeRefuse, type Frame } from './wire.js';
+import { FrameParser, FrameReader, FrameType, PROTOCOL_MAGIC, encodeAbort, encodeAccept, encodeDone, encodeRefuse, type Frame } from './wire.js';
 
 const config = workerData as RecvWorkerData;
 const port = parentPort!;
@@ -24,8 +24,9 @@ let state: 'handshake' | 'opened' | 'open' | 'ended' | 'done' | 'failed' = 'hand
 let outstanding = 0;
 let lastData = Date.now();
 let queue: Promise<void> = Promise.resolve();
-const parser = new FrameParser();
 let socket: Socket | TLSSocket;
+/** Bytes of a frame cut short, for the message when the connection ends inside one. */
+let pendingBytes = (): number => 0;
 let sawBytes = false;
 
 function fail(error: unknown): void {
@@ -76,7 +77,7 @@ function onFrame(frame: Frame): void {
     case FrameType.END:
       if (state !== 'open') throw new ProtocolError('END frame out of place', index);
       state = 'ended';
-      queue = queue.then(() => post({ t: 'end', frames: frame.frames, bytes: frame.bytes, crc: frame.crc }));
+      queue = queue.then(() => post({ t: 'end', frames: frame.frames, bytes: frame.bytes, digest: frame.digest }));
       return;
     case FrameType.ABORT:
       throw new PeerAbortError(`the sender failed: ${frame.reason}`, index);
@@ -87,17 +88,35 @@ function onFrame(frame: Frame): void {
   }
 }
 
-function onData(chunk: Buffer): void {
+function onFrames(take: () => Frame[]): void {
   lastData = Date.now();
-  if (!sawBytes && config.tls === null && chunk[0] === 0x16) {
-    return fail(new ProtocolError('the sender speaks TLS to a plaintext (--insecure) listener'));
-  }
   sawBytes = true;
   try {
-    for (const frame of parser.push(chunk)) onFrame(frame);
+    for (const frame of take()) onFrame(frame);
   } catch (error) {
     fail(error);
   }
+}
+
+/**
+ * A plaintext channel reads straight into the frame reader's buffers (onread), so a payload
+ * lands once, in the buffer that is then transferred to the main thread.
+ */
+function plainSocket(fd: number): Socket {
+  const reader = new FrameReader();
+  pendingBytes = () => reader.pending;
+  const onread: OnReadOpts = {
+    buffer: () => reader.target(),
+    callback: (n, buffer) => {
+      if (!sawBytes && n > 0 && buffer[0] === 0x16) {
+        fail(new ProtocolError('the sender speaks TLS to a plaintext (--insecure) listener'));
+        return false;
+      }
+      onFrames(() => reader.filled(n));
+      return true;
+    },
+  };
+  return new Socket({ fd, readable: true, writable: true, onread } as SocketConstructorOpts);
 }
 
 port.on('message', (message: ToRecvWorker) => {
@@ -154,10 +173,12 @@ function describeVerifyError(error: Error | string | undefined): string {
 
 function start(fd: number): void {
   lastData = Date.now();
-  const raw = new Socket({ fd, readable: true, writable: true });
   if (config.tls === null) {
-    socket = raw;
+    socket = plainSocket(fd);
   } else {
+    const raw = new Socket({ fd, readable: true, writable: true });
+    const parser = new FrameParser();
+    pendingBytes = () => parser.pending;
     const options = serverTlsOptions(config.tls);
     const tlsSocket = new TLSSocket(raw, { isServer: true, ...options });
     // A bare server-side TLSSocket neither closes on a bad client certificate (expired,
@@ -176,15 +197,15 @@ function start(fd: number): void {
         setTimeout(() => tlsSocket.destroy(), 500).unref();
       }
     });
+    tlsSocket.on('data', (chunk: Buffer) => onFrames(() => parser.push(chunk)));
     socket = tlsSocket;
   }
   socket.setNoDelay?.(true);
-  socket.on('data', onData);
   socket.on('error', fail);
   socket.on('end', () => {
     if (state === 'ended' || state === 'done') return;
     if (state === 'handshake' && !sawBytes) return fail(new ChannelError(`${peer} closed the connection during the handshake`));
-    fail(new ChannelError(`the connection closed ${parser.pending > 0 ? 'inside a frame' : 'before the end frame'}: truncated session`, index));
+    fail(new ChannelError(`the connection closed ${pendingBytes() > 0 ? 'inside a frame' : 'before the end frame'}: truncated session`, index));
   });
   setInterval(() => {
     const idle = Date.now() - lastData;

@@ -8,9 +8,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
-import * as zlib from 'node:zlib';
 import { createDecoder } from '../codec.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { StreamDigest } from './digest.js';
 import { ChannelError, ChecksumError, TransportError, transportErrorFrom } from './errors.js';
 import { openInput, type Input } from './input.js';
 import type { TlsMaterial } from './credentials.js';
@@ -37,8 +37,6 @@ export interface SendOptions {
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
 }
-
-export const crc32: (data: Uint8Array, value?: number) => number = (zlib as unknown as { crc32: (d: Uint8Array, v?: number) => number }).crc32;
 
 interface Channel {
   worker: Worker;
@@ -114,7 +112,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   const started = process.hrtime.bigint();
   let bytes = 0;
   let seq = 0;
-  let crc = 0;
+  const digest = new StreamDigest();
   let input: Input | undefined;
   try {
     // Every channel starts its worker, connects and shakes hands at once; channel 0 opens the
@@ -135,7 +133,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       if (failure) throw failure;
       if (n === 0) break;
       const chunk = buffer.subarray(0, n);
-      crc = crc32(chunk, crc);
+      digest.update(chunk);
       if (decoder) {
         decoder.push(chunk);
         decoder.releaseInput();
@@ -154,12 +152,12 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     }
     decoder?.end();
     options.onInputEnd?.();
-    const end: ToSendWorker = { t: 'end', frames: seq, bytes, crc };
+    const end: ToSendWorker = { t: 'end', frames: seq, bytes, digest: digest.value };
     for (const c of channels) c.worker.postMessage(end);
     await until(() => doneBytes !== undefined);
     if (doneBytes !== bytes) throw new ChecksumError(`the receiver confirmed ${doneBytes} bytes, ${bytes} were sent`);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { bytes, frames: seq, seconds, crc, codec: codec.name, tls: options.tls !== null, channels: channels.map((c) => c.stats) };
+    return { bytes, frames: seq, seconds, digest: digest.value, codec: codec.name, tls: options.tls !== null, channels: channels.map((c) => c.stats) };
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     for (const c of channels) c.worker.postMessage({ t: 'abort', reason } satisfies ToSendWorker);

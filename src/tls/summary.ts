@@ -13,7 +13,8 @@ export interface TransferSummary {
   bytes: number;
   frames: number;
   seconds: number;
-  crc: number;
+  /** The stream's digest (digest.ts), equal on both ends of a completed transfer. */
+  digest: bigint;
   codec: string;
   tls: boolean;
   channels: ChannelStats[];

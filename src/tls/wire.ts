@@ -9,7 +9,7 @@
  *   ACCEPT  2  u16 index
  *   REFUSE  3  utf-8 reason
  *   DATA    4  u64 seq | u32 raw length | u8 codec | payload (raw or compressed)
- *   END     5  u64 frames | u64 bytes | u32 crc32 of the whole stream
+ *   END     5  u64 frames | u64 bytes | u64 digest of the whole stream (digest.ts)
  *   DONE    6  u64 bytes: the receiver wrote and verified the whole stream (channel 0 only)
  *   ABORT   7  utf-8 reason: the peer failed; the channel closes after it
  *   PING    8  empty: keeps the idle timeout of a quiet channel from firing
@@ -19,7 +19,8 @@
 import { ProtocolError } from './errors.js';
 
 export const PROTOCOL_MAGIC = 0x4d475458; // "MGTX"
-export const PROTOCOL_VERSION = 1;
+/** 2: END carries the XXH64 chain digest (1 carried a CRC-32). */
+export const PROTOCOL_VERSION = 2;
 export const SESSION_ID_BYTES = 16;
 /** Bound on one frame's length: a corrupt length must not make us buffer gigabytes. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
@@ -46,7 +47,7 @@ export interface EndFrame {
   type: typeof FrameType.END;
   frames: number;
   bytes: number;
-  crc: number;
+  digest: bigint;
 }
 export type Frame =
   | OpenFrame
@@ -103,10 +104,10 @@ export function encodeDataHeader(seq: number, rawLength: number, codec: number, 
 }
 
 export function encodeEnd(end: Omit<EndFrame, 'type'>): Buffer {
-  const out = frame(FrameType.END, 20);
+  const out = frame(FrameType.END, 24);
   out.writeBigUInt64BE(BigInt(end.frames), 5);
   out.writeBigUInt64BE(BigInt(end.bytes), 13);
-  out.writeUInt32BE(end.crc >>> 0, 21);
+  out.writeBigUInt64BE(end.digest, 21);
   return out;
 }
 
@@ -147,8 +148,8 @@ export function decodeFrame(type: number, body: Buffer, channel?: number): Frame
       if (body.length < 13) throw new ProtocolError(`DATA frame of ${body.length} bytes`, channel);
       return { type, seq: u64(body, 0), rawLength: body.readUInt32BE(8), codec: body.readUInt8(12), payload: body.subarray(13) };
     case FrameType.END:
-      need(body, 20, 'END', channel);
-      return { type, frames: u64(body, 0), bytes: u64(body, 8), crc: body.readUInt32BE(16) };
+      need(body, 24, 'END', channel);
+      return { type, frames: u64(body, 0), bytes: u64(body, 8), digest: body.readBigUInt64BE(16) };
     case FrameType.DONE:
       need(body, 8, 'DONE', channel);
       return { type, bytes: u64(body, 0) };
@@ -241,3 +242,76 @@ export class FrameParser {
     return out;
   }
 }
+
+/**
+ * Pull parser for a socket read straight into our buffers (net.Socket `onread`): `target()`
+ * is where the next read should land, `filled(n)` reports n bytes read there and returns the
+ * frames they complete. Headers are read exactly; a DATA payload is read into a buffer of its
+ * own, so it crosses no copy between the kernel and the thread it is transferred to.
+ */
+export class FrameReader {
+  private buffer = Buffer.allocUnsafe(5);
+  private have = 0;
+  private step: 'length' | 'body' | 'data-header' | 'payload' = 'length';
+  private length = 0;
+  private type = 0;
+  private header: Buffer | undefined;
+  /** Bytes of the frame being read. */
+  private partial = 0;
+
+  constructor(private readonly channel?: number) {}
+
+  /** Bytes read but not yet part of a whole frame (non-zero at EOF means a cut frame). */
+  get pending(): number {
+    return this.partial;
+  }
+
+  target(): Buffer {
+    return this.buffer.subarray(this.have);
+  }
+
+  filled(n: number): Frame[] {
+    this.have += n;
+    this.partial += n;
+    if (this.have < this.buffer.length) return [];
+    switch (this.step) {
+      case 'length': {
+        this.length = this.buffer.readUInt32BE(0);
+        this.type = this.buffer.readUInt8(4);
+        if (this.length === 0 || this.length > MAX_FRAME_BYTES) {
+          throw new ProtocolError(`frame length ${this.length} out of range (not a migstream transport peer?)`, this.channel);
+        }
+        if (this.type === FrameType.DATA && this.length >= DATA_HEADER_BYTES - 4) return this.expect('data-header', DATA_HEADER_BYTES - 5);
+        if (this.length === 1) return this.complete(decodeFrame(this.type, Buffer.alloc(0), this.channel));
+        return this.expect('body', this.length - 1);
+      }
+      case 'body':
+        return this.complete(decodeFrame(this.type, this.buffer, this.channel));
+      case 'data-header':
+        this.header = this.buffer;
+        return this.expect('payload', 4 + this.length - DATA_HEADER_BYTES, true);
+      case 'payload': {
+        const frame = decodeFrame(this.type, this.header!, this.channel) as DataFrame;
+        return this.complete({ ...frame, payload: this.buffer });
+      }
+    }
+  }
+
+  private expect(step: FrameReader['step'], bytes: number, own = false): Frame[] {
+    this.step = step;
+    this.buffer = own ? Buffer.allocUnsafeSlow(bytes) : Buffer.allocUnsafe(bytes);
+    this.have = 0;
+    // An empty payload is complete at once.
+    return bytes === 0 ? this.filled(0) : [];
+  }
+
+  private complete(frame: Frame): Frame[] {
+    this.step = 'length';
+    this.buffer = Buffer.allocUnsafe(5);
+    this.have = 0;
+    this.partial = 0;
+    this.header = undefined;
+    return [frame];
+  }
+}
+

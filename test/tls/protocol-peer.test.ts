@@ -7,13 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, test } from 'vitest';
+import { StreamDigest } from '../../src/tls/digest.js';
 import { FrameParser, FrameType, encodeDataHeader, encodeEnd, encodeOpen, type Frame } from '../../src/tls/wire.js';
 import { loadFixture } from '../helpers/qemu.js';
 import { startRecv, type Finished } from '../helpers/transport.js';
 
-const crc32 = (zlib as unknown as { crc32: (data: Uint8Array, value?: number) => number }).crc32;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-peer-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -83,6 +82,13 @@ class Peer {
   }
 }
 
+/** The digest of frames 0..count-1 as the sender cuts them. */
+function digestOf(count: number): bigint {
+  const digest = new StreamDigest();
+  for (let seq = 0; seq < count; seq++) digest.update(stream.subarray(seq * FRAME, (seq + 1) * FRAME));
+  return digest.value;
+}
+
 const session = (fill: number): Buffer => Buffer.alloc(16, fill);
 const opening = (sessionId: Buffer, channels: number, index: number): Buffer => encodeOpen({ sessionId, channels, index, codec: 0 });
 
@@ -99,15 +105,15 @@ function expectFailedWithin(finished: Finished, ms: number, message: RegExp): vo
 }
 
 describe('recv against a hand-driven peer', () => {
-  test('a wrong end checksum fails the session, and the held tail is never written', async () => {
-    const { recv, out, size } = await receiver('bad-crc');
+  test('a wrong end digest fails the session, and the held tail is never written', async () => {
+    const { recv, out, size } = await receiver('bad-digest');
     const peer = await Peer.open(recv.port);
     peer.send(opening(session(1), 1, 0));
     expect(await peer.next()).toMatchObject({ type: FrameType.ACCEPT, index: 0 });
     peer.sendData(0, 8);
-    peer.send(encodeEnd({ frames: 8, bytes: stream.length, crc: (crc32(stream) ^ 1) >>> 0 }));
-    expect(await peer.next()).toMatchObject({ type: FrameType.ABORT, reason: expect.stringMatching(/checksum/) });
-    expectFailedWithin(await recv.exited, 10_000, /checksum [0-9a-f]+ differs from the sender's/);
+    peer.send(encodeEnd({ frames: 8, bytes: stream.length, digest: digestOf(8) ^ 1n }));
+    expect(await peer.next()).toMatchObject({ type: FrameType.ABORT, reason: expect.stringMatching(/digest/) });
+    expectFailedWithin(await recv.exited, 10_000, /stream digest [0-9a-f]{16} differs from the sender's/);
     // Everything but the newest 4 MiB was released in order; the tail stayed held.
     expect(size()).toBeLessThanOrEqual(stream.length - 4 * FRAME);
     expect(readFileSync(out).equals(stream.subarray(0, size()))).toBe(true);
@@ -120,7 +126,7 @@ describe('recv against a hand-driven peer', () => {
     peer.send(opening(session(2), 1, 0));
     await peer.next();
     peer.sendData(0, 6);
-    peer.send(encodeEnd({ frames: 6, bytes: 6 * FRAME + 1, crc: crc32(stream.subarray(0, 6 * FRAME)) }));
+    peer.send(encodeEnd({ frames: 6, bytes: 6 * FRAME + 1, digest: digestOf(6) }));
     expect(await peer.next()).toMatchObject({ type: FrameType.ABORT });
     expectFailedWithin(await recv.exited, 10_000, /received 6291456 bytes, the sender announced 6291457/);
     expect(size()).toBeLessThanOrEqual(2 * FRAME);
@@ -152,7 +158,7 @@ describe('recv against a hand-driven peer', () => {
 
     // Frames split over the two admitted channels, even ones on 0 and odd ones on 1.
     for (let seq = 0; seq < 8; seq++) (seq % 2 === 0 ? zero : one).sendData(seq, 1);
-    const end = encodeEnd({ frames: 8, bytes: stream.length, crc: crc32(stream) });
+    const end = encodeEnd({ frames: 8, bytes: stream.length, digest: digestOf(8) });
     zero.send(end);
     one.send(end);
     expect(await zero.next()).toMatchObject({ type: FrameType.DONE, bytes: stream.length });

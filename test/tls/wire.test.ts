@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'vitest';
 import { ProtocolError } from '../../src/tls/errors.js';
 import { Reorderer } from '../../src/tls/reorder.js';
+import { StreamDigest, formatDigest } from '../../src/tls/digest.js';
 import { admit } from '../../src/tls/session.js';
-import { FrameParser, FrameType, encodeAbort, encodeDataHeader, encodeDone, encodeEnd, encodeOpen, encodePing } from '../../src/tls/wire.js';
+import { FrameParser, FrameReader, FrameType, PROTOCOL_VERSION, encodeAbort, encodeDataHeader, encodeDone, encodeEnd, encodeOpen, encodePing } from '../../src/tls/wire.js';
 
 const sessionId = Buffer.alloc(16, 7);
 
@@ -13,7 +14,7 @@ function frames(): Buffer {
     encodeDataHeader(5, payload.length, 0, payload.length),
     payload,
     encodePing(),
-    encodeEnd({ frames: 6, bytes: 2 ** 40 + 3, crc: 0xdeadbeef }),
+    encodeEnd({ frames: 6, bytes: 2 ** 40 + 3, digest: 0xdeadbeef_01234567n }),
     encodeDone(2 ** 33),
     encodeAbort('boom'),
   ]);
@@ -27,11 +28,11 @@ describe('wire frames', () => {
       const out = [...parser.push(bytes.subarray(0, split)), ...parser.push(bytes.subarray(split))];
       expect(parser.pending).toBe(0);
       expect(out.map((f) => f.type)).toEqual([FrameType.OPEN, FrameType.DATA, FrameType.PING, FrameType.END, FrameType.DONE, FrameType.ABORT]);
-      expect(out[0]).toMatchObject({ channels: 4, index: 2, codec: 1, version: 1 });
+      expect(out[0]).toMatchObject({ channels: 4, index: 2, codec: 1, version: PROTOCOL_VERSION });
       expect(Buffer.from((out[0] as { sessionId: Buffer }).sessionId).equals(sessionId)).toBe(true);
       expect(out[1]).toMatchObject({ seq: 5, rawLength: 13 });
       expect((out[1] as { payload: Buffer }).payload.toString()).toBe('hello, stream');
-      expect(out[3]).toMatchObject({ frames: 6, bytes: 2 ** 40 + 3, crc: 0xdeadbeef });
+      expect(out[3]).toMatchObject({ frames: 6, bytes: 2 ** 40 + 3, digest: 0xdeadbeef_01234567n });
       expect(out[4]).toMatchObject({ bytes: 2 ** 33 });
       expect(out[5]).toMatchObject({ reason: 'boom' });
     }
@@ -72,6 +73,56 @@ describe('wire frames', () => {
     }
   });
 
+  test('the pull reader gives the same frames for reads of any size, payloads read in place', () => {
+    let seed = 99;
+    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const payload = Buffer.alloc(100_000, 3).fill(9, 50_000);
+    const bytes = Buffer.concat([frames(), encodeDataHeader(6, payload.length, 0, payload.length), payload, encodeDataHeader(7, 0, 0, 0), encodePing()]);
+    for (const maxRead of [1, 7, 4096, 1 << 20]) {
+      const reader = new FrameReader();
+      const out = [];
+      for (let at = 0; at < bytes.length; ) {
+        const target = reader.target();
+        const n = Math.min(target.length, bytes.length - at, 1 + random(maxRead));
+        bytes.copy(target, 0, at, at + n);
+        at += n;
+        out.push(...reader.filled(n));
+        if (at < bytes.length) expect(reader.target().length).toBeGreaterThan(0);
+      }
+      expect(reader.pending).toBe(0);
+      expect(out.map((f) => f.type)).toEqual([FrameType.OPEN, FrameType.DATA, FrameType.PING, FrameType.END, FrameType.DONE, FrameType.ABORT, FrameType.DATA, FrameType.DATA, FrameType.PING]);
+      expect(out[0]).toMatchObject({ channels: 4, index: 2, codec: 1, version: PROTOCOL_VERSION });
+      expect((out[1] as { payload: Buffer }).payload.toString()).toBe('hello, stream');
+      expect(out[3]).toMatchObject({ frames: 6, bytes: 2 ** 40 + 3, digest: 0xdeadbeef_01234567n });
+      expect(out[5]).toMatchObject({ reason: 'boom' });
+      const big = out[6] as { seq: number; payload: Buffer };
+      expect(big.seq).toBe(6);
+      expect(big.payload.equals(payload)).toBe(true);
+      expect(big.payload.byteOffset === 0 && big.payload.buffer.byteLength === payload.length).toBe(true);
+      expect(out[7]).toMatchObject({ seq: 7, rawLength: 0 });
+    }
+  });
+
+  test('the pull reader refuses garbage and counts a cut frame as pending', () => {
+    const feed = (bytes: Buffer): FrameReader => {
+      const reader = new FrameReader();
+      for (let at = 0; at < bytes.length; ) {
+        const target = reader.target();
+        const n = Math.min(target.length, bytes.length - at);
+        bytes.copy(target, 0, at, at + n);
+        at += n;
+        reader.filled(n);
+      }
+      return reader;
+    };
+    expect(() => feed(Buffer.from('GET / HTTP/1.1\r\n'))).toThrow(/out of range/);
+    expect(() => feed(Buffer.alloc(16))).toThrow(/length 0/);
+    expect(() => feed(Buffer.from([0, 0, 0, 1, 99]))).toThrow(/unknown frame type 99/);
+    expect(() => feed(Buffer.from([0, 0, 0, 5, FrameType.DATA, 0, 0, 0, 0]))).toThrow(/DATA frame of 4 bytes/);
+    const cut = encodeDataHeader(1, 1000, 0, 1000);
+    expect(feed(Buffer.concat([cut, Buffer.alloc(10)])).pending).toBe(28);
+  });
+
   test('garbage is refused, not buffered', () => {
     expect(() => new FrameParser().push(Buffer.from('GET / HTTP/1.1\r\n'))).toThrow(ProtocolError);
     expect(() => new FrameParser().push(Buffer.alloc(16))).toThrow(/length 0/);
@@ -97,7 +148,7 @@ describe('reorderer', () => {
 });
 
 describe('session admission', () => {
-  const open = { version: 1, sessionId, channels: 2, index: 0, codec: 0 };
+  const open = { version: PROTOCOL_VERSION, sessionId, channels: 2, index: 0, codec: 0 };
   test('channel 0 opens, others join once, strangers are refused', () => {
     expect(admit(undefined, { ...open, index: 1 })).toEqual({ refuse: expect.stringMatching(/before channel 0/) });
     expect(admit(undefined, { ...open, version: 9 })).toEqual({ refuse: expect.stringMatching(/version 9/) });
@@ -109,5 +160,23 @@ describe('session admission', () => {
     expect(admit(session, { ...open, index: 2 })).toEqual({ refuse: expect.stringMatching(/outside/) });
     expect('session' in admit(session, { ...open, index: 1 })).toBe(true);
     expect(admit(session, { ...open, index: 1 })).toEqual({ refuse: expect.stringMatching(/already joined/) });
+  });
+});
+
+describe('stream digest', () => {
+  const digestOf = (...frames: string[]): bigint => {
+    const digest = new StreamDigest();
+    for (const frame of frames) digest.update(Buffer.from(frame));
+    return digest.value;
+  };
+
+  test('covers every byte, the order of the frames and where they are cut', () => {
+    const base = digestOf('abc', 'def', '');
+    expect(digestOf('abc', 'def', '')).toBe(base);
+    expect(digestOf('abd', 'def', '')).not.toBe(base);
+    expect(digestOf('def', 'abc', '')).not.toBe(base);
+    expect(digestOf('abcd', 'ef', '')).not.toBe(base);
+    expect(digestOf('abc', 'def')).not.toBe(base);
+    expect(formatDigest(base)).toMatch(/^[0-9a-f]{16}$/);
   });
 });
