@@ -12,7 +12,7 @@ import { createDecoder } from '../codec.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
 import { StreamDigest } from './digest.js';
 import { ChannelError, ChecksumError, TransportError, transportErrorFrom } from './errors.js';
-import { openInput, type Input } from './input.js';
+import { PrefetchingInput } from './input.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
 import type { ChannelStats, TransferSummary } from './summary.js';
@@ -113,8 +113,12 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   let bytes = 0;
   let seq = 0;
   const digest = new StreamDigest();
-  let input: Input | undefined;
+  let input: PrefetchingInput | undefined;
   try {
+    // Reading starts at once, so QEMU's pipe drains (a few frames) while the channels connect.
+    // A frame goes out once a quarter full if the channels are idle: a slow source should not
+    // wait for a whole frame.
+    input = new PrefetchingInput(options.input, { frameBytes, minBytes: frameBytes >> 2 });
     // Every channel starts its worker, connects and shakes hands at once; channel 0 opens the
     // session and the others join it once it exists.
     for (let i = 0; i < options.channels; i++) startChannel(i);
@@ -123,16 +127,12 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     await until(() => opened === options.channels);
 
     const decoder = options.verify === false ? undefined : createDecoder();
-    input = openInput(options.input);
     for (;;) {
       await until(() => channels.some((c) => c.credit > 0));
-      const buffer = Buffer.allocUnsafeSlow(frameBytes);
-      // A frame goes out once a quarter full: pipes deliver 64 KiB per read and a slow source
-      // should not wait for a whole frame.
-      const n = await input.fill(buffer, frameBytes >> 2);
+      const chunk = await input.next();
       if (failure) throw failure;
-      if (n === 0) break;
-      const chunk = buffer.subarray(0, n);
+      if (chunk === null) break;
+      const n = chunk.length;
       digest.update(chunk);
       if (decoder) {
         decoder.push(chunk);
@@ -145,7 +145,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       best.stats.frames++;
       best.stats.rawBytes += n;
       const message: ToSendWorker = { t: 'frame', seq, data: chunk };
-      best.worker.postMessage(message, [buffer.buffer as ArrayBuffer]);
+      best.worker.postMessage(message, [chunk.buffer as ArrayBuffer]);
       seq++;
       bytes += n;
       options.onProgress?.(bytes);
