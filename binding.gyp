@@ -5,11 +5,12 @@
   "targets": [
     {
       "target_name": "migstream_native",
-      "sources": ["native/addon.cc", "native/hbitmap.cc", "native/pages.cc"],
+      "sources": ["native/addon.cc", "native/codecs.cc", "native/dedup.cc", "native/hbitmap.cc", "native/pages.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-Wall", "-Wextra"],
       "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden"],
+      "conditions": [["OS=='linux'", { "libraries": ["-ldl"] }]],
       "xcode_settings": {
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
         "GCC_OPTIMIZATION_LEVEL": "3",

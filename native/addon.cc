@@ -6,9 +6,10 @@
 // ArgumentError class, handed over by init()) and never reads or writes out of range. Nothing
 // asserts or aborts.
 //
-// Memory: the addon allocates nothing. HBitmap words live in an ArrayBuffer the JS side
-// allocated (so the garbage collector sees and frees it), outputs are typed arrays the caller
-// passes in, and no pointer is kept past a call.
+// Memory: the addon allocates nothing but the codec libraries' contexts. HBitmap words and the
+// compressor's payload ring live in ArrayBuffers the JS side allocated (so the garbage collector sees and
+// frees them), outputs are typed arrays the caller passes in, and no pointer is kept past a
+// call. The zstd contexts (codecs.h) are per-load state, freed with it.
 //
 // State: one Addon object per load (main thread and every worker_thread load their own),
 // stored as the environment's instance data, which Node deletes when the environment is torn
@@ -19,8 +20,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
+#include "codecs.h"
+#include "dedup.h"
 #include "hbitmap.h"
 #include "pages.h"
 
@@ -44,6 +48,55 @@ std::string number_text(double value) {
   return std::to_string(value);
 }
 
+// frameDecode's work (codecs.h frame_decode) on libuv's thread pool, as sharp queues its work:
+// everything the pool thread needs is copied into this object on the main thread first, and
+// only OnOK touches JS again. The stored and raw arrays are referenced until then, so their
+// memory stays alive; the caller leaves them alone until the promise settles.
+class FrameDecodeWork : public Napi::AsyncWorker {
+ public:
+  FrameDecodeWork(Napi::Env env, Napi::Promise::Deferred deferred, Napi::Uint8Array stored, Napi::Uint8Array raw,
+                  int codec, uint32_t stored_checksum, uint32_t raw_checksum)
+      : Napi::AsyncWorker(env, "migstream.frameDecode"),
+        deferred_(deferred),
+        stored_ref_(Napi::Persistent(stored)),
+        raw_ref_(Napi::Persistent(raw)),
+        stored_(stored.Data()),
+        stored_length_(stored.ByteLength()),
+        raw_(raw.Data()),
+        raw_length_(raw.ByteLength()),
+        codec_(codec),
+        stored_checksum_(stored_checksum),
+        raw_checksum_(raw_checksum) {}
+
+  void Execute() override {
+    check_ = migstream::frame_decode(codec_, stored_, stored_length_, raw_, raw_length_, stored_checksum_, raw_checksum_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("status", Napi::Number::New(env, static_cast<double>(check_.status)));
+    out.Set("actual", Napi::Number::New(env, check_.actual));
+    out.Set("message", Napi::String::New(env, check_.message));
+    deferred_.Resolve(out);
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Uint8Array> stored_ref_;
+  Napi::Reference<Napi::Uint8Array> raw_ref_;
+  const uint8_t* stored_;
+  size_t stored_length_;
+  uint8_t* raw_;
+  size_t raw_length_;
+  int codec_;
+  uint32_t stored_checksum_;
+  uint32_t raw_checksum_;
+  migstream::FrameCheck check_;
+};
+
 class Addon : public Napi::Addon<Addon> {
  public:
   Addon(Napi::Env env, Napi::Object exports) {
@@ -66,6 +119,15 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("isAllZero", &Addon::IsAllZero),
                              InstanceMethod("findZeroPages", &Addon::FindZeroPages),
                              InstanceMethod("hashPages", &Addon::HashPages),
+                             InstanceMethod("xxh32", &Addon::Xxh32),
+                             InstanceMethod("codecVersions", &Addon::CodecVersions),
+                             InstanceMethod("zstdCompress", &Addon::ZstdCompress),
+                             InstanceMethod("zstdDecompress", &Addon::ZstdDecompress),
+                             InstanceMethod("lz4Compress", &Addon::Lz4Compress),
+                             InstanceMethod("lz4Decompress", &Addon::Lz4Decompress),
+                             InstanceMethod("frameDecode", &Addon::FrameDecode),
+                             InstanceMethod("ringCopy", &Addon::RingCopy),
+                             InstanceMethod("dedupStore", &Addon::DedupStore),
                          });
     (void)env;
   }
@@ -454,7 +516,227 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
+  // --- checksums and codecs ------------------------------------------------------------------
+
+  // xxh32(bytes: Uint8Array, seed): XXH32 as an unsigned 32-bit number.
+  Napi::Value Xxh32(const Napi::CallbackInfo& info) {
+    Bytes in;
+    uint64_t seed;
+    if (!Count(info, 2, "xxh32") || !ReadTyped(info, 0, "xxh32", "buffer", napi_uint8_array, "Uint8Array", &in) ||
+        !Uint(info, 1, "xxh32", "seed", 0xffffffffULL, &seed)) {
+      return Napi::Value();
+    }
+    return Napi::Number::New(info.Env(), migstream::xxh32(in.data, in.length, static_cast<uint32_t>(seed)));
+  }
+
+  // codecVersions(): { zstd, lz4 }: the library versions loaded (0: not available).
+  Napi::Value CodecVersions(const Napi::CallbackInfo& info) {
+    const migstream::CodecVersions& versions = migstream::codec_versions();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("zstd", Napi::Number::New(info.Env(), versions.zstd));
+    out.Set("lz4", Napi::Number::New(info.Env(), versions.lz4));
+    return out;
+  }
+
+  // Reads (src: Uint8Array, dst: Uint8Array) at info[0], info[1]: distinct, non-overlapping
+  // memory, dst writable.
+  bool SourceAndDestination(const Napi::CallbackInfo& info, const char* fn, Bytes* src, Bytes* dst) {
+    return SourceAndDestinationAt(info, 0, fn, src, dst);
+  }
+
+  bool SourceAndDestinationAt(const Napi::CallbackInfo& info, size_t at, const char* fn, Bytes* src, Bytes* dst) {
+    if (!ReadTyped(info, at, fn, "source", napi_uint8_array, "Uint8Array", src) ||
+        !ReadTyped(info, at + 1, fn, "destination", napi_uint8_array, "Uint8Array", dst)) {
+      return false;
+    }
+    const uintptr_t s = reinterpret_cast<uintptr_t>(src->data);
+    const uintptr_t d = reinterpret_cast<uintptr_t>(dst->data);
+    if (src->length != 0 && dst->length != 0 && s < d + dst->length && d < s + src->length) {
+      Fail(info.Env(), std::string(fn) + ": source and destination overlap");
+      return false;
+    }
+    return true;
+  }
+
+  // A codec's answer: bytes written, -1 when the output did not fit, or a thrown Error (not an
+  // ArgumentError: the input is damaged or the library failed).
+  static Napi::Value Result(Napi::Env env, const migstream::CodecResult& result) {
+    if (!result.error.empty()) {
+      Napi::Error::New(env, result.error).ThrowAsJavaScriptException();
+      return Napi::Value();
+    }
+    return Napi::Number::New(env, result.fits ? static_cast<double>(result.bytes) : -1.0);
+  }
+
+  bool Available(const Napi::CallbackInfo& info, const char* fn, unsigned version, const char* library) {
+    if (version != 0) return true;
+    Fail(info.Env(), std::string(fn) + ": " + library + " is not available (see codecVersions())");
+    return false;
+  }
+
+  // zstdCompress(src, dst, level): one zstd frame in dst; its length, or -1 when it does not fit.
+  Napi::Value ZstdCompress(const Napi::CallbackInfo& info) {
+    Bytes src, dst;
+    if (!Count(info, 3, "zstdCompress") || !SourceAndDestination(info, "zstdCompress", &src, &dst)) return Napi::Value();
+    Napi::Value value = info[2];
+    const double level = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : std::nan("");
+    // ZSTD_minCLevel() is -(1 << 17); ZSTD_maxCLevel() 22.
+    if (!(level >= -131072 && level <= 22 && level == std::floor(level))) {
+      return Fail(info.Env(), "zstdCompress: level must be an integer in -131072..22");
+    }
+    if (!Available(info, "zstdCompress", migstream::codec_versions().zstd, "libzstd")) return Napi::Value();
+    return Result(info.Env(), codecs_.zstd_compress(src.data, src.length, dst.data, dst.length, static_cast<int>(level)));
+  }
+
+  // zstdDecompress(src, dst): the frame's bytes in dst; their length (throws when damaged or
+  // larger than dst).
+  Napi::Value ZstdDecompress(const Napi::CallbackInfo& info) {
+    Bytes src, dst;
+    if (!Count(info, 2, "zstdDecompress") || !SourceAndDestination(info, "zstdDecompress", &src, &dst) ||
+        !Available(info, "zstdDecompress", migstream::codec_versions().zstd, "libzstd")) {
+      return Napi::Value();
+    }
+    return Result(info.Env(), codecs_.zstd_decompress(src.data, src.length, dst.data, dst.length));
+  }
+
+  bool Lz4Sizes(const Napi::CallbackInfo& info, const char* fn, const Bytes& src, const Bytes& dst) {
+    if (src.length <= migstream::kLz4MaxInput && dst.length <= migstream::kLz4MaxInput) return true;
+    Fail(info.Env(), std::string(fn) + ": lz4 blocks hold at most " + std::to_string(migstream::kLz4MaxInput) + " bytes");
+    return false;
+  }
+
+  // lz4Compress(src, dst): an LZ4 block in dst; its length, or -1 when it does not fit.
+  Napi::Value Lz4Compress(const Napi::CallbackInfo& info) {
+    Bytes src, dst;
+    if (!Count(info, 2, "lz4Compress") || !SourceAndDestination(info, "lz4Compress", &src, &dst) ||
+        !Lz4Sizes(info, "lz4Compress", src, dst) ||
+        !Available(info, "lz4Compress", migstream::codec_versions().lz4, "liblz4")) {
+      return Napi::Value();
+    }
+    return Result(info.Env(), migstream::lz4_compress(src.data, src.length, dst.data, dst.length));
+  }
+
+  // lz4Decompress(src, dst): the block's bytes in dst; their length (throws when malformed or
+  // larger than dst).
+  Napi::Value Lz4Decompress(const Napi::CallbackInfo& info) {
+    Bytes src, dst;
+    if (!Count(info, 2, "lz4Decompress") || !SourceAndDestination(info, "lz4Decompress", &src, &dst) ||
+        !Lz4Sizes(info, "lz4Decompress", src, dst) ||
+        !Available(info, "lz4Decompress", migstream::codec_versions().lz4, "liblz4")) {
+      return Napi::Value();
+    }
+    return Result(info.Env(), migstream::lz4_decompress(src.data, src.length, dst.data, dst.length));
+  }
+
+  // frameDecode(codec, stored: Uint8Array, raw: Uint8Array, storedChecksum, rawChecksum): a
+  // Promise of {status, actual, message} (codecs.h FrameCheck) for one container frame, checked
+  // and decompressed into `raw` (exactly the raw length) on libuv's thread pool. zstd and lz4.
+  Napi::Value FrameDecode(const Napi::CallbackInfo& info) {
+    const char* fn = "frameDecode";
+    uint64_t codec, stored_checksum, raw_checksum;
+    Bytes stored, raw;
+    if (!Count(info, 5, fn) || !Uint(info, 0, fn, "codec", 3, &codec) ||
+        !SourceAndDestinationAt(info, 1, fn, &stored, &raw) ||
+        !Uint(info, 3, fn, "storedChecksum", 0xffffffffULL, &stored_checksum) ||
+        !Uint(info, 4, fn, "rawChecksum", 0xffffffffULL, &raw_checksum)) {
+      return Napi::Value();
+    }
+    const migstream::CodecVersions& versions = migstream::codec_versions();
+    if (codec == migstream::kCodecZstd) {
+      if (!Available(info, fn, versions.zstd, "libzstd")) return Napi::Value();
+    } else if (codec == migstream::kCodecLz4) {
+      if (!Available(info, fn, versions.lz4, "liblz4") || !Lz4Sizes(info, fn, stored, raw)) return Napi::Value();
+    } else {
+      return Fail(info.Env(), "frameDecode: codec must be 1 (lz4) or 2 (zstd), got " + std::to_string(codec));
+    }
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(info.Env());
+    auto* work = new FrameDecodeWork(info.Env(), deferred, info[1].As<Napi::Uint8Array>(), info[2].As<Napi::Uint8Array>(),
+                                     static_cast<int>(codec), static_cast<uint32_t>(stored_checksum),
+                                     static_cast<uint32_t>(raw_checksum));
+    // Node deletes the work after OnOK / OnError.
+    work->Queue();
+    return deferred.Promise();
+  }
+
+  // ringCopy(ring: Uint8Array, at, src: Uint8Array): copies src to ring[at..] (a plain memcpy,
+  // also into shared memory, where TypedArray#set may go byte by byte).
+  Napi::Value RingCopy(const Napi::CallbackInfo& info) {
+    Bytes ring, src;
+    uint64_t at;
+    if (!Count(info, 3, "ringCopy") || !ReadTyped(info, 0, "ringCopy", "ring", napi_uint8_array, "Uint8Array", &ring) ||
+        !Uint(info, 1, "ringCopy", "at", ring.length, &at) ||
+        !ReadTyped(info, 2, "ringCopy", "source", napi_uint8_array, "Uint8Array", &src)) {
+      return Napi::Value();
+    }
+    if (src.length > ring.length - at) {
+      return Fail(info.Env(), "ringCopy: " + std::to_string(src.length) + " bytes at " + std::to_string(at) +
+                                  " exceed the ring of " + std::to_string(ring.length));
+    }
+    if (Overlap(ring.data + at, src.length, src.data, src.length)) return Fail(info.Env(), "ringCopy: source lies in the destination");
+    if (src.length != 0) std::memcpy(ring.data + at, src.data, src.length);
+    return info.Env().Undefined();
+  }
+
+  static bool Overlap(const uint8_t* a, size_t a_length, const uint8_t* b, size_t b_length) {
+    const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+    const uintptr_t y = reinterpret_cast<uintptr_t>(b);
+    return a_length != 0 && b_length != 0 && x < y + b_length && y < x + a_length;
+  }
+
+  // dedupStore(ring: Uint8Array, table: Uint8Array, positions: Float64Array, pageSize, stored,
+  // write, page: Uint8Array, checksum: Uint32Array): the distance back to an equal stored page
+  // (checksum[0] = its XXH32), or 0 after copying the page into the ring at logical position
+  // `write` and recording it as stored page `stored` (dedup.h). The window is positions.length
+  // pages.
+  Napi::Value DedupStore(const Napi::CallbackInfo& info) {
+    const char* fn = "dedupStore";
+    Bytes ring, table, positions, page, checksum;
+    uint64_t page_size, stored, write;
+    if (!Count(info, 8, fn) || !ReadTyped(info, 0, fn, "ring", napi_uint8_array, "Uint8Array", &ring) ||
+        !ReadTyped(info, 1, fn, "table", napi_uint8_array, "Uint8Array", &table) ||
+        !ReadTyped(info, 2, fn, "positions", napi_float64_array, "Float64Array", &positions) ||
+        !Uint(info, 3, fn, "pageSize", uint64_t{1} << 20, &page_size) ||
+        !Uint(info, 4, fn, "stored", static_cast<uint64_t>(kMaxSafe), &stored) ||
+        !Uint(info, 5, fn, "write", static_cast<uint64_t>(kMaxSafe), &write) ||
+        !ReadTyped(info, 6, fn, "page", napi_uint8_array, "Uint8Array", &page) ||
+        !ReadTyped(info, 7, fn, "checksum", napi_uint32_array, "Uint32Array", &checksum)) {
+      return Napi::Value();
+    }
+    const size_t window_pages = positions.length;
+    if (window_pages == 0 || page_size == 0) return Fail(info.Env(), "dedupStore: positions and pageSize must not be empty");
+    if (page.length != page_size) {
+      return Fail(info.Env(), "dedupStore: page of " + std::to_string(page.length) + " bytes, expected " + std::to_string(page_size));
+    }
+    if (checksum.length < 1) return Fail(info.Env(), "dedupStore: checksum needs one element");
+    if (ring.length < page_size || write % ring.length + page_size > ring.length) {
+      return Fail(info.Env(), "dedupStore: a page at " + std::to_string(write) + " does not fit before the end of the ring of " +
+                                  std::to_string(ring.length) + " bytes");
+    }
+    const size_t bucket_bytes = sizeof(migstream::DedupEntry) * migstream::kDedupWays;
+    const size_t buckets = table.length / bucket_bytes;
+    if (buckets == 0 || (buckets & (buckets - 1)) != 0 || table.length % bucket_bytes != 0) {
+      return Fail(info.Env(), "dedupStore: table must hold a power of two of " + std::to_string(bucket_bytes) + "-byte buckets");
+    }
+    if (reinterpret_cast<uintptr_t>(table.data) % alignof(migstream::DedupEntry) != 0 ||
+        reinterpret_cast<uintptr_t>(positions.data) % alignof(double) != 0) {
+      return Fail(info.Env(), "dedupStore: table or positions is not 8-byte aligned");
+    }
+    if (Overlap(page.data, page.length, ring.data, ring.length) || Overlap(table.data, table.length, ring.data, ring.length) ||
+        Overlap(positions.data, positions.length * 8, ring.data, ring.length) ||
+        Overlap(table.data, table.length, positions.data, positions.length * 8)) {
+      return Fail(info.Env(), "dedupStore: ring, table, positions and page must not overlap");
+    }
+    const migstream::DedupWindow window{ring.data, ring.length, reinterpret_cast<double*>(positions.data), window_pages,
+                                        static_cast<size_t>(page_size), reinterpret_cast<migstream::DedupEntry*>(table.data),
+                                        buckets};
+    uint32_t sum = 0;
+    const uint64_t distance = migstream::dedup_store(window, stored, write, page.data, &sum);
+    if (distance > 0) reinterpret_cast<uint32_t*>(checksum.data)[0] = sum;
+    return Napi::Number::New(info.Env(), static_cast<double>(distance));
+  }
+
   Napi::FunctionReference argument_error_;
+  migstream::CodecContexts codecs_;
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Zero-page scan and XXH64 page hashing; see pages.h.
+// Zero-page scan, XXH64 page hashing and XXH32; see pages.h.
 #include "pages.h"
 
 #include "bits.h"
@@ -129,6 +129,65 @@ uint64_t xxh64(const uint8_t* data, size_t length, uint64_t seed) {
 
 void hash_pages(const uint8_t* data, size_t page_size, size_t pages, uint64_t* out) {
   for (size_t i = 0; i < pages; ++i) out[i] = xxh64(data + i * page_size, page_size, 0);
+}
+
+namespace {
+
+constexpr uint32_t kPrime32_1 = 0x9E3779B1U;
+constexpr uint32_t kPrime32_2 = 0x85EBCA77U;
+constexpr uint32_t kPrime32_3 = 0xC2B2AE3DU;
+constexpr uint32_t kPrime32_4 = 0x27D4EB2FU;
+constexpr uint32_t kPrime32_5 = 0x165667B1U;
+
+inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
+
+inline uint32_t round32(uint32_t acc, uint32_t input) {
+  acc += input * kPrime32_2;
+  acc = rotl32(acc, 13);
+  return acc * kPrime32_1;
+}
+
+}  // namespace
+
+uint32_t xxh32(const uint8_t* data, size_t length, uint32_t seed) {
+  const uint8_t* p = data;
+  const uint8_t* const end = data + length;
+  uint32_t h;
+  if (length >= 16) {
+    // Four independent lanes over 16-byte stripes.
+    uint32_t v1 = seed + kPrime32_1 + kPrime32_2;
+    uint32_t v2 = seed + kPrime32_2;
+    uint32_t v3 = seed;
+    uint32_t v4 = seed - kPrime32_1;
+    const uint8_t* const limit = end - 16;
+    do {
+      v1 = round32(v1, load32le(p));
+      v2 = round32(v2, load32le(p + 4));
+      v3 = round32(v3, load32le(p + 8));
+      v4 = round32(v4, load32le(p + 12));
+      p += 16;
+    } while (p <= limit);
+    h = rotl32(v1, 1) + rotl32(v2, 7) + rotl32(v3, 12) + rotl32(v4, 18);
+  } else {
+    h = seed + kPrime32_5;
+  }
+  // The length modulo 2^32, as the specification adds it.
+  h += static_cast<uint32_t>(length);
+  for (; end - p >= 4; p += 4) {
+    h += load32le(p) * kPrime32_3;
+    h = rotl32(h, 17) * kPrime32_4;
+  }
+  for (; p < end; ++p) {
+    h += static_cast<uint32_t>(*p) * kPrime32_5;
+    h = rotl32(h, 11) * kPrime32_1;
+  }
+  // Avalanche.
+  h ^= h >> 15;
+  h *= kPrime32_2;
+  h ^= h >> 13;
+  h *= kPrime32_3;
+  h ^= h >> 16;
+  return h;
 }
 
 }  // namespace migstream

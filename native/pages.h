@@ -1,4 +1,4 @@
-// Page scans over caller-owned memory: zero-page detection and per-page hashing.
+// Page scans over caller-owned memory: zero-page detection, per-page hashing, XXH32.
 //
 // Nothing here allocates, keeps a pointer past the call, or needs any alignment: pages may
 // start at any address (a view into a decoded stream chunk is rarely 8-byte aligned).
@@ -25,6 +25,10 @@ uint64_t xxh64(const uint8_t* data, size_t length, uint64_t seed);
 
 // out[i] = xxh64(page i, seed 0).
 void hash_pages(const uint8_t* data, size_t page_size, size_t pages, uint64_t* out);
+
+// XXH32 (xxHash's 32-bit hash) of `length` bytes with `seed`: what `xxhsum -H32` prints. The
+// checksum of every container frame (docs/container.md).
+uint32_t xxh32(const uint8_t* data, size_t length, uint32_t seed);
 
 }  // namespace migstream
 

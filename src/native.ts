@@ -1,6 +1,7 @@
 /**
  * Typed wrappers over the C++ addon (native/): the HBitmap multi-level dirty bitmap, the
- * zero-page scan and page hashing.
+ * zero-page scan and page hashing, XXH32, the zstd / lz4 codecs into reused buffers and the
+ * compressor's payload ring with its dedup window.
  *
  *   const dirty = new HBitmap(guestBytes / 4096, { granularity: 4096 });
  *   dirty.set(page, 1);
@@ -19,3 +20,15 @@
 export { NativeAddonError, nativeBinding, type NativeBinding } from './native/binding.js';
 export { HBitmap, type DirtyArea, type HBitmapOptions } from './native/hbitmap.js';
 export { MAX_PAGE_SIZE, findZeroPages, hash64, hashPages, isAllZero, type BytesLike } from './native/pages.js';
+export { NativePayloadRing } from './native/ring.js';
+export {
+  codecLibraries,
+  frameDecodeAsync,
+  lz4CompressInto,
+  lz4DecompressInto,
+  xxh32Native,
+  zstdCompressInto,
+  zstdDecompressInto,
+  type CodecLibraries,
+  type FrameCheck,
+} from './native/codec.js';

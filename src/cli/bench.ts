@@ -47,7 +47,8 @@ the same run (a tool that is not installed is skipped with a note). MB/s are of 
 Options:
   -c, --codecs LIST     codec[:level] list (default lz4,zstd:1,zstd:3,zlib:1)
   -j, --threads LIST    thread counts (default 1,${cores})
-      --dedup           also measure each configuration with page dedup
+      --no-dedup        also measure each configuration without page dedup (on by default, as in
+                        "migstream compress")
       --baselines LIST  command lines, comma-separated (default "lz4 -1,zstd -3 -T${cores},gzip -1")
       --no-baselines    only migstream
       --repeat N        runs per measurement, the fastest counts (default 2)
@@ -65,7 +66,7 @@ export const benchCommand: Command = {
       {
         codecs: { type: 'string', short: 'c' },
         threads: { type: 'string', short: 'j' },
-        dedup: { type: 'boolean' },
+        'no-dedup': { type: 'boolean' },
         baselines: { type: 'string' },
         'no-baselines': { type: 'boolean' },
         repeat: { type: 'string' },
@@ -81,7 +82,7 @@ export const benchCommand: Command = {
     const repeat = Number(values.repeat ?? 2);
     if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`bad --repeat "${values.repeat}"`);
     const configs: BenchConfig[] = [];
-    for (const dedup of values.dedup ? [false, true] : [false]) {
+    for (const dedup of values['no-dedup'] ? [true, false] : [true]) {
       for (const { codec, level } of codecs) for (const n of [...new Set(threads)]) configs.push({ codec, level, threads: n, dedup });
     }
     const baselines = values['no-baselines']

@@ -22,11 +22,13 @@ Reads stdin and writes stdout by default, so QEMU can save and restore through i
 Options:
   -o, --output FILE      container file (default: stdout)
   -c, --codec NAME       ${CODECS.map((c) => c.name).join(', ')} (default: zstd)
-  -l, --level N          codec level: zstd -7..22 (default 3), zlib 1..9 (default 1); lz4 has one
+  -l, --level N          codec level: zstd -7..22 (default 1), zlib 1..9 (default 1); lz4 has one
   -j, --threads N        worker threads (default: ${defaultThreads()}, the number of cores)
       --frame-size SIZE  raw bytes per frame, e.g. 4M (default ${DEFAULT_FRAME_BYTES / 1048576}M)
-      --dedup            store pages equal to a recent one as references (64 MiB window)
-      --dedup-window N   the window in pages (default ${DEFAULT_DEDUP_WINDOW_PAGES}); implies --dedup
+      --no-dedup         store every page (by default a page equal to one of the last
+                         ${DEFAULT_DEDUP_WINDOW_PAGES} stored is stored as a reference: a 64 MiB window)
+      --dedup-window N   the window in pages (default ${DEFAULT_DEDUP_WINDOW_PAGES})
+      --dedup            the default, kept for scripts
       --compact          keep only the final content of each page: the container restores a
                          smaller stream that loads into the same RAM (two passes; stdin is
                          spooled to a temporary file next to OUT)
@@ -53,6 +55,7 @@ export const compressCommand: Command = {
         threads: { type: 'string', short: 'j' },
         'frame-size': { type: 'string' },
         dedup: { type: 'boolean' },
+        'no-dedup': { type: 'boolean' },
         'dedup-window': { type: 'string' },
         compact: { type: 'boolean' },
         raw: { type: 'boolean' },
@@ -67,6 +70,7 @@ export const compressCommand: Command = {
     const frameBytes = values['frame-size'] === undefined ? undefined : parseSize(values['frame-size']);
     if (frameBytes === undefined && values['frame-size'] !== undefined) throw new UsageError(`bad --frame-size "${values['frame-size']}"`);
     const window = parseCount(values['dedup-window'], '--dedup-window', 1, 1 << 24);
+    if (values['no-dedup'] && (values.dedup || window !== undefined)) throw new UsageError('--no-dedup contradicts --dedup and --dedup-window');
     const level = parseCount(values.level, '--level', -7, 22);
     try {
       resolveLevel(codecByName(codec), level);
@@ -79,7 +83,7 @@ export const compressCommand: Command = {
       threads: parseCount(values.threads, '--threads', 1, MAX_THREADS),
       frameBytes,
       mode: values.raw ? 'raw' : 'qemu',
-      dedupWindowPages: window ?? (values.dedup ? DEFAULT_DEDUP_WINDOW_PAGES : 0),
+      dedupWindowPages: values['no-dedup'] || values.raw ? 0 : (window ?? DEFAULT_DEDUP_WINDOW_PAGES),
       compacted: values.compact === true,
       creator: `migstream ${version()}`,
     };

@@ -1,12 +1,9 @@
 import { closeSync, openSync, statSync } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import { isatty } from 'node:tty';
-import { Decompressor, type DecompressStats } from '../compress/decompressor.js';
-import { DirectDecompressor } from '../compress/direct.js';
+import type { DecompressStats } from '../compress/decompressor.js';
 import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
-import { openInput, openOutput } from './io.js';
 import { TransferProgress, parseCount } from './transfer-progress.js';
 
 const usage = `Usage: migstream decompress [IN|-] [-o OUT|-] [options]
@@ -22,7 +19,9 @@ default:
 
 Options:
   -o, --output FILE   stream file (default: stdout)
-  -j, --threads N     worker threads (default: ${defaultThreads()}, the number of cores)
+  -j, --threads N     worker threads reading stdin (default: ${defaultThreads()}, the number of cores);
+                      a container file needs none (it is read on the main thread and
+                      decompressed on libuv's thread pool)
       --progress      progress on stderr
       --quiet         no summary on stderr
   -h, --help          this help`;
@@ -57,22 +56,26 @@ export const decompressCommand: Command = {
 
     const path = positionals[0];
     if (path !== undefined && path !== '-' && isFile(path)) {
-      // A container file: workers read it and write the stream themselves (direct.ts).
+      // A container file: read, checked and decompressed on this thread, written with gathered
+      // writes (direct.ts). Only what that needs is loaded: this is QEMU's restore path.
       const toStdout = values.output === undefined || values.output === '-';
       if (toStdout && isatty(1)) throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
       const fd = toStdout ? 1 : openSync(values.output!, 'w');
-      const direct = new DirectDecompressor({ threads, onProgress });
-      let done: boolean;
+      const { DirectDecompressor } = await import('../compress/direct.js');
+      const direct = new DirectDecompressor({ onProgress });
       try {
-        done = await direct.run(path, fd);
+        await direct.run(path, fd);
       } finally {
         if (!toStdout) closeSync(fd);
       }
-      if (done) {
-        summary(direct.stats, toStdout ? 'stdout' : values.output!);
-        return 0;
-      }
+      summary(direct.stats, toStdout ? 'stdout' : values.output!);
+      return 0;
     }
+    const [{ pipeline }, { Decompressor }, { openInput, openOutput }] = await Promise.all([
+      import('node:stream/promises'),
+      import('../compress/decompressor.js'),
+      import('./io.js'),
+    ]);
     const input = openInput(path);
     const output = openOutput(values.output);
     const decompressor = new Decompressor({ threads, onProgress });

@@ -3,9 +3,13 @@
  * (github.com/Cyan4973/xxHash, doc/xxhash_spec.md), so other tools can verify a frame.
  *
  * Why not node:crypto: SHA-256 runs at memory speed only with SHA-NI, and zlib's crc32 is
- * Node 22+. This loop does ~7 GB/s on one core, below the cost of any codec.
+ * Node 22+. Frames are hashed by the native addon (native/pages.cc) when it is built: the same
+ * speed from a worker's first frame on, where this loop runs unoptimized for its first
+ * megabytes. The loop here (~7 GB/s once optimized) hashes small inputs, whose call into the
+ * addon would cost more than the hashing, and everything when the addon is not built.
  */
 import { endianness } from 'node:os';
+import { nativeBinding, type NativeBinding } from '../native/binding.js';
 
 const P1 = 2654435761 | 0;
 const P2 = 2246822519 | 0;
@@ -88,9 +92,28 @@ function mergeLanes(v: Int32Array): number {
   return (rotl(v[0]!, 1) + rotl(v[1]!, 7) + rotl(v[2]!, 12) + rotl(v[3]!, 18)) | 0;
 }
 
+/** Inputs from this length on are hashed by the addon. */
+const NATIVE_FROM = 256;
+let native: NativeBinding | null | undefined;
+
+function addon(): NativeBinding | null {
+  if (native === undefined) {
+    try {
+      native = nativeBinding();
+    } catch {
+      native = null;
+    }
+  }
+  return native;
+}
+
 /** XXH32 of `data` with seed 0, as an unsigned 32-bit number. */
 export function xxh32(data: Uint8Array): number {
   const length = data.length;
+  if (length >= NATIVE_FROM) {
+    const binding = addon();
+    if (binding !== null) return binding.xxh32(data, 0);
+  }
   if (length < 16) return finish((P5 + length) | 0, data, 0, length);
   const v = seedLanes();
   const i = stripes(data, 0, length, v);

@@ -15,10 +15,11 @@ import { codecByName, resolveLevel, type CodecInfo, type CodecName } from './cod
 import { FrameEmitter, type EmitterStats } from './frame-emitter.js';
 import { MAX_FRAME_BYTES, type ContainerInfo } from './format.js';
 import { InputWindow } from './input-window.js';
-import { SegmentPlanner, type SegmentPlan } from './planner.js';
+import { SegmentPlanner, segmentPayloadBytes, type SegmentPlan } from './planner.js';
 import { WorkerPool, defaultThreads } from './pool.js';
 import { asBuffer } from './transfer.js';
-import { DedupIndex, type PageHasher } from './window.js';
+import { createPayloadStore, type PayloadStore } from './payload-store.js';
+import type { PageHasher } from './window.js';
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
 const MIN_FRAME_BYTES = 64 * 1024;
@@ -38,7 +39,10 @@ export interface CompressOptions {
   maxInFlight?: number;
   /** "raw": the input is opaque bytes (e.g. a RAM dump), cut into DATA frames. */
   mode?: 'qemu' | 'raw';
-  /** Store a page equal to one of the last N stored pages as a reference; 0: off. */
+  /**
+   * Store a page equal to one of the last N stored pages as a reference; 0: off. Default
+   * DEFAULT_DEDUP_WINDOW_PAGES (QEMU mode).
+   */
   dedupWindowPages?: number;
   pageHasher?: PageHasher;
   /** Recorded in the HEADER frame: the input is a compacted stream (compact.ts). */
@@ -76,7 +80,7 @@ function settings(options: CompressOptions): Settings {
   }
   const maxInFlight = options.maxInFlight ?? 2 * threads + 2;
   if (!(Number.isInteger(maxInFlight) && maxInFlight >= 1)) throw new ArgumentError(`maxInFlight must be a positive integer, got ${String(maxInFlight)}`);
-  const dedupWindowPages = options.dedupWindowPages ?? 0;
+  const dedupWindowPages = options.dedupWindowPages ?? (options.mode === 'raw' ? 0 : DEFAULT_DEDUP_WINDOW_PAGES);
   if (!(Number.isInteger(dedupWindowPages) && dedupWindowPages >= 0 && dedupWindowPages <= 1 << 24)) {
     throw new ArgumentError(`dedup window must be 0..${1 << 24} pages, got ${String(dedupWindowPages)}`);
   }
@@ -145,12 +149,13 @@ export class Compressor {
     const window = new InputWindow();
     const stats = this.stats;
     let planner: SegmentPlanner | undefined;
+    let store: PayloadStore | undefined;
     const early: MigrationRecord[] = [];
 
     const emit = async (plan: SegmentPlan): Promise<void> => {
       stats.pages += plan.pages;
       stats.refs += plan.refs;
-      await emitter.segment(plan, (into) => window.copy(plan.start, plan.end, into));
+      await emitter.segment(plan, (into, at) => window.copyExcept(plan.start, plan.end, plan.ranges, into, at));
       window.dropBefore(plan.end);
     };
     const plan = async (records: MigrationRecord[]): Promise<boolean> => {
@@ -162,7 +167,17 @@ export class Compressor {
             early.push(record);
             continue;
           }
-          planner = await this.openPlanner(emitter, decoder.parameters.pageSize);
+          const pageSize = decoder.parameters.pageSize;
+          await emitter.header(this.info('qemu', pageSize));
+          const { frameBytes, dedupWindowPages, maxInFlight } = this.settings;
+          store = createPayloadStore({
+            pageSize,
+            segmentBytes: segmentPayloadBytes(frameBytes),
+            maxInFlight,
+            windowPages: dedupWindowPages,
+            pageHasher: this.options.pageHasher,
+          });
+          planner = new SegmentPlanner({ pageSize, frameBytes, store });
           for (const first of early) planner.add(first);
         }
         const segment = planner.add(record);
@@ -174,21 +189,25 @@ export class Compressor {
       return closed;
     };
 
-    for await (const chunk of input) {
-      const bytes = asBuffer(chunk);
-      stats.bytesIn += bytes.length;
-      window.push(bytes);
-      if (await plan(decoder.push(bytes))) yield* emitter.take();
+    try {
+      for await (const chunk of input) {
+        const bytes = asBuffer(chunk);
+        stats.bytesIn += bytes.length;
+        window.push(bytes);
+        if (await plan(decoder.push(bytes))) yield* emitter.take();
+      }
+      await plan(decoder.end());
+      if (planner === undefined) throw new EncodeError('the input holds no migration stream');
+      if (planner.position !== stats.bytesIn) {
+        throw new EncodeError(`records account for ${planner.position} bytes of a ${stats.bytesIn}-byte stream (encodedLength disagrees with the decoder)`);
+      }
+      const last = planner.finish();
+      if (last !== undefined) await emit(last);
+      await emitter.end(stats.bytesIn);
+      yield* emitter.take();
+    } finally {
+      store?.close();
     }
-    await plan(decoder.end());
-    if (planner === undefined) throw new EncodeError('the input holds no migration stream');
-    if (planner.position !== stats.bytesIn) {
-      throw new EncodeError(`records account for ${planner.position} bytes of a ${stats.bytesIn}-byte stream (encodedLength disagrees with the decoder)`);
-    }
-    const last = planner.finish();
-    if (last !== undefined) await emit(last);
-    await emitter.end(stats.bytesIn);
-    yield* emitter.take();
   }
 
   private async *raw(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, emitter: FrameEmitter): AsyncGenerator<Buffer> {
@@ -216,12 +235,5 @@ export class Compressor {
     if (this.stats.bytesIn > start) await emit(this.stats.bytesIn);
     await emitter.end(this.stats.bytesIn);
     yield* emitter.take();
-  }
-
-  private async openPlanner(emitter: FrameEmitter, pageSize: number): Promise<SegmentPlanner> {
-    await emitter.header(this.info('qemu', pageSize));
-    const { frameBytes, dedupWindowPages } = this.settings;
-    const dedup = dedupWindowPages > 0 ? new DedupIndex(dedupWindowPages, pageSize, this.options.pageHasher) : undefined;
-    return new SegmentPlanner({ pageSize, frameBytes, dedup });
   }
 }

@@ -1,85 +1,156 @@
 /**
  * Direct mode of the decompressor: a container *file* into an output *file descriptor*, which is
- * what `-incoming "exec:migstream decompress FILE"` runs. The main thread only reads and checks
- * frame headers (positional reads) and orders the work; each worker reads its segment's frames
- * from the file itself, checks and decompresses them, and, when its turn comes, writes the
- * segment to the fd with one gathered write of views (no spliced copy). No segment bytes cross
- * threads, and read buffers are reused, which spares the copies and page faults that dominate
- * the general path (decompressor.ts).
+ * what `-incoming "exec:migstream decompress FILE"` runs. Made for the restore's critical path:
  *
- * Same guarantees as the general path: frames are checked before their bytes are written; the
- * last segment is written only after the END frame confirmed the whole container. Containers
- * with a page window (dedup) need the pages in one place: run() returns false for them and the
- * caller uses the general path.
+ *   - no worker threads: the main thread reads each frame (positional reads) into buffers it
+ *     reuses, and libuv's thread pool checks and decompresses it (the native codecs,
+ *     src/native/codec.ts frameDecodeAsync), a segment ahead, into buffers reused too: no
+ *     thread (and no V8 instance) starts, and little fresh memory page-faults (the window's
+ *     PAYLOAD buffers, below, are most of it).
+ *   - a segment goes out as one gathered write of views (its META structure bytes, its PAYLOAD
+ *     bytes, and for a REF cut the page in an earlier PAYLOAD buffer): nothing is spliced.
+ *   - the write runs on libuv's thread pool (fs.writev, blocking on the pipe to QEMU), while this
+ *     thread decodes the next segment.
+ *   - containers with a page window (dedup) keep the PAYLOAD buffers that hold the window's
+ *     pages instead of a copy of them: W × pageSize bytes, as the general path's window.
+ *
+ * Same guarantees as the general path (decompressor.ts): every frame is checked before any of
+ * its bytes is written, and the last segment (it holds QEMU's EOF) is written only after the
+ * END frame confirmed the whole container, so a damaged file makes QEMU's load fail instead of
+ * completing with wrong RAM. The other segments go out as soon as they are checked: the first
+ * bytes reach QEMU after one segment, not two.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { ChecksumChain } from './checksum.js';
-import type { CodecId } from './codecs.js';
+import { closeSync, fstatSync, openSync, readSync, writev } from 'node:fs';
+import { frameDecodeAsync } from '../native/codec.js';
+import { ChecksumChain, xxh32 } from './checksum.js';
+import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
-import type { DecompressOptions, DecompressStats } from './decompressor.js';
+import type { DecompressStats } from './decompressor.js';
 import { checkEnd, failure, parseInfo } from './frame-checks.js';
-import { FrameOrderError, TruncatedContainerError, type FrameRef } from './errors.js';
-import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type FrameHeader } from './format.js';
-import { OrderedQueue } from './ordered.js';
-import { WorkerPool, defaultThreads } from './pool.js';
-import type { FailureReply, FileFrame, LoadReply } from './protocol.js';
-import { MigstreamError } from '../stream/errors.js';
+import { CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
+import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
+import { unpack } from './frame-work.js';
+import { segmentPieces, type PieceWindow } from './split.js';
+
+export interface DirectOptions {
+  onProgress?: (stats: Readonly<DecompressStats>) => void;
+}
 
 interface Located extends FrameHeader {
   readonly offset: number;
 }
 
-interface Loaded {
-  readonly key: number;
-  readonly worker: number;
-  readonly length: number;
-  readonly checksums: readonly number[];
+/** A buffer of decompressed (or stored, for codec none) bytes, lent out and given back. */
+interface Lent {
+  readonly buffer: Buffer;
+  /** Stored page number of the last page it holds (-1: none): the window may still need it. */
+  lastPage: number;
+  /** Segments whose views of it are not written yet (and a frame being decoded into it). */
+  pins: number;
 }
 
-function readAt(fd: number, position: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
+/** A segment checked and ready, its bytes as views of lent buffers (each pinned once). */
+interface Ready {
+  readonly pieces: Buffer[];
+  readonly length: number;
+  readonly lent: Set<Lent>;
+}
+
+/** A segment (or DATA frame) whose frames are being checked and decompressed. */
+interface Decoding {
+  readonly frames: Located[];
+  readonly data: boolean;
+  readonly decoded: Promise<Lent[]>;
+}
+
+/**
+ * Segments started ahead of the one being finished: with one, the next segment decompresses on
+ * the pool while this thread lays out the current one and another pool thread writes the one
+ * before. More would only take CPU from QEMU's loader, the slower side on two cores.
+ */
+const DECODE_DEPTH = 1;
+
+function readFully(fd: number, into: Buffer, position: number): number {
   let done = 0;
-  while (done < length) {
-    const n = readSync(fd, out, done, length - done, position + done);
+  while (done < into.length) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
     if (n === 0) break;
     done += n;
   }
-  return out.subarray(0, done);
+  return done;
 }
 
-/** An errno-style error, so the CLI reports EPIPE and friends as it does for streams. */
-function ioError(reply: FailureReply): Error {
-  return Object.assign(new Error(reply.message), { code: reply.code ?? 'EIO' });
+function writevAsync(fd: number, pieces: Buffer[]): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, pieces, (error, written) => (error ? reject(error) : resolve(written))));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Writes every piece, in order, on libuv's thread pool: partial writes continue where they
+ * stopped, and EAGAIN (fd 1 sharing a non-blocking file description) is waited out.
+ */
+async function writeAll(fd: number, pieces: Buffer[]): Promise<void> {
+  let rest = pieces;
+  while (rest.length > 0) {
+    let written: number;
+    try {
+      written = await writevAsync(fd, rest);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      await sleep(1);
+      continue;
+    }
+    let i = 0;
+    while (i < rest.length && written >= rest[i]!.length) written -= rest[i++]!.length;
+    rest = rest.slice(i);
+    if (written > 0) rest[0] = rest[0]!.subarray(written);
+  }
 }
 
 export class DirectDecompressor {
   readonly stats: DecompressStats = { bytesIn: 0, bytesOut: 0, frames: 0, info: undefined };
-  private readonly threads: number;
-  private readonly maxInFlight: number;
 
-  constructor(private readonly options: Omit<DecompressOptions, 'pool'> = {}) {
-    this.threads = options.threads ?? defaultThreads();
-    this.maxInFlight = options.maxInFlight ?? 2 * this.threads + 2;
-  }
+  constructor(private readonly options: DirectOptions = {}) {}
 
-  /** Decompresses the container at `path` into `outFd`; false (nothing written) when it needs the general path. */
-  async run(path: string, outFd: number): Promise<boolean> {
+  /** Decompresses the container at `path` into `outFd`. */
+  async run(path: string, outFd: number): Promise<void> {
     const fd = openSync(path, 'r');
     try {
-      return await new DirectRun(fd, fstatSync(fd).size, outFd, this.stats, this.options.onProgress).run(this.threads, this.maxInFlight);
+      await new DirectRun(fd, fstatSync(fd).size, outFd, this.stats, this.options.onProgress).run();
     } finally {
       closeSync(fd);
     }
   }
 }
 
-class DirectRun {
+class DirectRun implements PieceWindow {
   private offset = PREAMBLE_LENGTH;
   private number = 0;
   private readonly chain = new ChecksumChain();
   private streamBytes = 0;
-  private held: Loaded | undefined;
-  private pool: WorkerPool | undefined;
+  private readonly header = Buffer.alloc(FRAME_HEADER_LENGTH);
+  private info!: ContainerInfo;
+  /** Free buffers, and the ones lent out, oldest first. */
+  private readonly free: Buffer[] = [];
+  private readonly lent: Lent[] = [];
+  /** The page window: stored page n lies at windowOffsets[n % W] of windowLent[n % W]. */
+  private windowLent: Lent[] = [];
+  private windowOffsets = new Float64Array(0);
+  private storedPages = 0;
+  /** While a segment is decoded: its PAYLOAD buffer, and the buffers its REF pieces view. */
+  private payloadLent: Lent | undefined;
+  private pinned = new Set<Lent>();
+  /** Segments whose frames are being checked and decompressed, in file order. */
+  private readonly decoding: Decoding[] = [];
+  /** The END frame's header was read: the segment finished last holds EOF. */
+  private atEnd = false;
+  /** The last segment, waiting for the END frame's checks, and the write under way. */
+  private held: Ready | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private writingError: unknown;
 
   constructor(
     private readonly fd: number,
@@ -89,21 +160,20 @@ class DirectRun {
     private readonly onProgress: ((stats: Readonly<DecompressStats>) => void) | undefined,
   ) {}
 
-  async run(threads: number, maxInFlight: number): Promise<boolean> {
-    const preamble = readAt(this.fd, 0, PREAMBLE_LENGTH);
-    if (preamble.length < PREAMBLE_LENGTH) {
-      throw new TruncatedContainerError(preamble.length === 0 ? 'the input is empty' : `the input ends inside the preamble (${preamble.length} bytes)`, { frame: 0, offset: 0 });
+  async run(): Promise<void> {
+    const preamble = Buffer.alloc(PREAMBLE_LENGTH);
+    const got = readFully(this.fd, preamble, 0);
+    if (got < PREAMBLE_LENGTH) {
+      throw new TruncatedContainerError(got === 0 ? 'the input is empty' : `the input ends inside the preamble (${got} bytes)`, { frame: 0, offset: 0 });
     }
     checkPreamble(preamble);
     const first = this.next()!;
-    const info = parseInfo(this.withStored(first), frameRef(first));
-    this.stats.info = info;
-    if (info.dedupWindowPages > 0) return false;
-
-    const pool = new WorkerPool(threads);
-    this.pool = pool;
+    this.info = parseInfo(this.withStored(first), frameRef(first));
+    this.stats.info = this.info;
+    const window = this.info.dedupWindowPages;
+    this.windowLent = new Array<Lent>(window);
+    this.windowOffsets = new Float64Array(window);
     try {
-      const queue = new OrderedQueue<Loaded>(maxInFlight, (loaded) => this.accept(loaded));
       let meta: Located | undefined;
       for (;;) {
         const frame = this.next();
@@ -113,37 +183,62 @@ class DirectRun {
         const ref = frameRef(frame);
         if (frame.kind === FrameKind.PAYLOAD) {
           if (meta === undefined) throw new FrameOrderError('PAYLOAD frame without a META frame before it', ref);
-          await queue.add(this.load([meta, frame], false, info.pageSize));
+          await this.decode([meta, frame], false);
           meta = undefined;
           continue;
         }
-        if (meta !== undefined) await queue.add(this.load([meta], false, info.pageSize));
+        if (meta !== undefined) await this.decode([meta], false);
         meta = undefined;
         if (frame.kind === FrameKind.META) meta = frame;
-        else if (frame.kind === FrameKind.DATA) await queue.add(this.load([frame], true, info.pageSize));
+        else if (frame.kind === FrameKind.DATA) await this.decode([frame], true);
         else if (frame.kind === FrameKind.END) {
-          await queue.drain();
-          this.checkEnd(frame, ref);
-          if (this.held !== undefined) await this.write(this.held);
+          this.atEnd = true;
+          while (this.decoding.length > 0) await this.finishOldest();
+          await this.settle();
+          checkEnd(frame, this.withStored(frame).stored, ref, this.streamBytes, this.chain.value);
+          if (this.offset !== this.size) {
+            throw new FrameOrderError('data after the END frame', { frame: this.number, offset: this.offset }, { actual: `${this.size - this.offset} more bytes` });
+          }
+          if (this.held !== undefined) this.startWrite(this.held);
           this.held = undefined;
-          return true;
+          await this.settle();
+          return;
         }
       }
     } finally {
-      this.pool = undefined;
-      await pool.close();
+      // On failure, a write under way finishes (it holds checked bytes only); nothing more starts.
+      await this.writing.catch(() => {});
     }
+  }
+
+  /**
+   * Starts checking and decompressing a segment's frames (or a DATA frame), then finishes the
+   * oldest segments in file order while more than DECODE_DEPTH are under way.
+   */
+  private async decode(frames: Located[], data: boolean): Promise<void> {
+    const decoded = Promise.all(frames.map((frame, i) => this.frame(frame, data ? undefined : i === 0 ? 'meta' : 'payload')));
+    // A failure is reported when the segment's turn comes, after the segments before it.
+    decoded.catch(() => {});
+    this.decoding.push({ frames, data, decoded });
+    while (this.decoding.length > DECODE_DEPTH) await this.finishOldest();
+  }
+
+  private async finishOldest(): Promise<void> {
+    const { frames, data, decoded } = this.decoding.shift()!;
+    const lent = await decoded;
+    const ready = data ? this.dataReady(frames[0]!, lent[0]!) : this.segment(frames[0]!, frames[1], lent[0]!, lent[1]);
+    await this.accept(ready, frames, this.atEnd && this.decoding.length === 0);
   }
 
   /** The next frame header, checked; undefined at the end of the file. */
   private next(): Located | undefined {
     if (this.offset >= this.size) return undefined;
     const where = { frame: this.number, offset: this.offset };
-    const bytes = readAt(this.fd, this.offset, FRAME_HEADER_LENGTH);
-    if (bytes.length < FRAME_HEADER_LENGTH) {
-      throw new TruncatedContainerError(`the input ends inside a frame header (${bytes.length} of ${FRAME_HEADER_LENGTH} bytes)`, where);
+    const got = readFully(this.fd, this.header, this.offset);
+    if (got < FRAME_HEADER_LENGTH) {
+      throw new TruncatedContainerError(`the input ends inside a frame header (${got} of ${FRAME_HEADER_LENGTH} bytes)`, where);
     }
-    const header = checkFrameHeader(bytes, this.number, this.offset);
+    const header = checkFrameHeader(this.header, this.number, this.offset);
     const present = this.size - this.offset - FRAME_HEADER_LENGTH;
     if (present < header.storedLength) {
       throw new TruncatedContainerError(`the input ends inside the frame: ${present} of ${header.storedLength} stored bytes present`, frameRef({ ...header, offset: this.offset }));
@@ -156,50 +251,174 @@ class DirectRun {
     return located;
   }
 
+  /** A small frame (HEADER, END) with its stored bytes. */
   private withStored(frame: Located): Frame {
-    return { ...frame, stored: readAt(this.fd, frame.offset + FRAME_HEADER_LENGTH, frame.storedLength) };
+    const stored = Buffer.alloc(frame.storedLength);
+    readFully(this.fd, stored, frame.offset + FRAME_HEADER_LENGTH);
+    return { ...frame, stored };
   }
 
-  private load(frames: Located[], data: boolean, pageSize: number): Promise<Loaded> {
-    const files: FileFrame[] = frames.map((frame) => ({
-      codec: frame.codec as CodecId,
-      position: frame.offset + FRAME_HEADER_LENGTH,
-      storedLength: frame.storedLength,
-      rawLength: frame.rawLength,
-      rawChecksum: frame.rawChecksum,
-      storedChecksum: frame.storedChecksum,
-    }));
-    const key = frames[0]!.number;
-    return this.pool!.runTracked({ op: 'load', fd: this.fd, key, data, frames: files, pageSize }).then(({ reply, worker }) => {
-      if (!reply.ok) {
-        if (reply.kind === 'io') throw new MigstreamError('ERR_IO', `reading container frame ${key}: ${reply.message}`);
-        const blamed = reply.frame === 'payload' ? frames[1]! : frames[0]!;
-        throw failure(reply, this.withStored(blamed));
+  /** A buffer of at least `length` bytes, pinned once. */
+  private borrow(length: number): Lent {
+    const index = this.free.findIndex((buffer) => buffer.length >= length);
+    return this.adopt(index >= 0 ? this.free.splice(index, 1)[0]! : this.allocate(length));
+  }
+
+  private allocate(length: number): Buffer {
+    return Buffer.allocUnsafeSlow(Math.max(length, Math.ceil(this.info.frameBytes * 1.25)));
+  }
+
+  private adopt(buffer: Buffer): Lent {
+    const lent: Lent = { buffer, lastPage: -1, pins: 1 };
+    this.lent.push(lent);
+    return lent;
+  }
+
+  /** Gives back the buffers no unwritten segment views and the window no longer needs. */
+  private reclaim(): void {
+    const oldest = this.storedPages - this.info.dedupWindowPages;
+    for (let i = 0; i < this.lent.length; ) {
+      const lent = this.lent[i]!;
+      if (lent.pins === 0 && (lent.lastPage < 0 || lent.lastPage < oldest)) {
+        this.free.push(lent.buffer);
+        this.lent.splice(i, 1);
+      } else {
+        i++;
       }
-      return { key, worker, length: (reply as LoadReply).length, checksums: frames.map((frame) => frame.rawChecksum) };
-    });
-  }
-
-  /** In file order: the previous segment is now confirmed by this one, so it is written. */
-  private async accept(loaded: Loaded): Promise<void> {
-    this.streamBytes += loaded.length;
-    for (const checksum of loaded.checksums) this.chain.add(checksum);
-    const previous = this.held;
-    this.held = loaded;
-    if (previous !== undefined) await this.write(previous);
-  }
-
-  private async write(segment: Loaded): Promise<void> {
-    const reply = await this.pool!.runOn(segment.worker, { op: 'write', fd: this.outFd, key: segment.key });
-    if (!reply.ok) throw ioError(reply);
-    this.stats.bytesOut += segment.length;
-    this.onProgress?.(this.stats);
-  }
-
-  private checkEnd(frame: Located, ref: FrameRef): void {
-    checkEnd(frame, this.withStored(frame).stored, ref, this.streamBytes, this.chain.value);
-    if (this.offset !== this.size) {
-      throw new FrameOrderError('data after the END frame', { frame: this.number, offset: this.offset }, { actual: `${this.size - this.offset} more bytes` });
     }
   }
+
+  /**
+   * Reads one frame, then checks and decompresses it: on libuv's thread pool with the native
+   * codecs, else with unpack (frame-work.ts). Its raw bytes come as a lent buffer (for codec
+   * none, the buffer the stored bytes were read into).
+   */
+  private async frame(frame: Located, which: 'meta' | 'payload' | undefined): Promise<Lent> {
+    const stored = this.borrow(frame.storedLength);
+    const view = stored.buffer.subarray(0, frame.storedLength);
+    readFully(this.fd, view, frame.offset + FRAME_HEADER_LENGTH);
+    const codec = frame.codec as CodecId;
+    if (codec !== CODEC_IDS.none && hasNativeCodec(codec)) {
+      const raw = this.borrow(frame.rawLength);
+      const check = await frameDecodeAsync(codec, view, raw.buffer.subarray(0, frame.rawLength), frame.storedChecksum, frame.rawChecksum);
+      stored.pins--;
+      if (check.status !== 0) {
+        raw.pins--;
+        const kind = check.status === 1 ? 'stored-checksum' : check.status === 3 ? 'raw-checksum' : 'codec';
+        throw failure({ ok: false, kind, message: check.message, actual: check.actual, frame: which }, frame);
+      }
+      return raw;
+    }
+    const raw = codec === CODEC_IDS.none ? stored : this.borrow(frame.rawLength);
+    const result = await unpack(
+      { codec, stored: view, rawLength: frame.rawLength, rawChecksum: frame.rawChecksum, storedChecksum: frame.storedChecksum },
+      which,
+      raw.buffer.subarray(0, frame.rawLength),
+    );
+    if (raw !== stored) stored.pins--;
+    if (!Buffer.isBuffer(result)) {
+      raw.pins--;
+      throw failure(result, frame);
+    }
+    if (raw !== stored && result.buffer !== raw.buffer.buffer) {
+      // The npm codec (no native library) returned its own buffer: lend that one instead.
+      raw.pins--;
+      return this.adopt(result);
+    }
+    return raw;
+  }
+
+  /** A segment's bytes as views, in file order (the page window follows the segments). */
+  private segment(meta: Located, payload: Located | undefined, metaLent: Lent, payloadLent: Lent | undefined): Ready {
+    const lent = new Set<Lent>(payloadLent ? [metaLent, payloadLent] : [metaLent]);
+    this.payloadLent = payloadLent;
+    this.pinned = lent;
+    const metaRaw = metaLent.buffer.subarray(0, meta.rawLength);
+    const payloadRaw = payloadLent?.buffer.subarray(0, payload!.rawLength);
+    const result = segmentPieces(metaRaw, payloadRaw, this.info.pageSize, this.info.dedupWindowPages > 0 ? this : undefined);
+    this.payloadLent = undefined;
+    if ('problem' in result) {
+      const blamed = result.frame === 'payload' && payload ? payload : meta;
+      throw new CorruptFrameError(result.problem, frameRef(blamed));
+    }
+    return { pieces: result.pieces, length: result.length, lent };
+  }
+
+  private dataReady(frame: Located, lent: Lent): Ready {
+    return { pieces: [lent.buffer.subarray(0, frame.rawLength)], length: frame.rawLength, lent: new Set([lent]) };
+  }
+
+  // --- PieceWindow: the page window, over the PAYLOAD buffers -------------------------------
+
+  stored(_payload: Buffer, at: number): void {
+    const slot = this.storedPages % this.info.dedupWindowPages;
+    const lent = this.payloadLent!;
+    this.windowLent[slot] = lent;
+    this.windowOffsets[slot] = at;
+    lent.lastPage = this.storedPages;
+    this.storedPages++;
+  }
+
+  ref(distance: number, checksum: number): Buffer | string {
+    const window = this.info.dedupWindowPages;
+    const pageSize = this.info.pageSize;
+    if (!(distance >= 1 && distance <= window && distance <= this.storedPages)) {
+      return `a page reference reaches ${distance} stored pages back; the page window holds ${Math.min(this.storedPages, window)}`;
+    }
+    const slot = (this.storedPages - distance) % window;
+    const at = this.windowOffsets[slot]!;
+    const lent = this.windowLent[slot]!;
+    const page = lent.buffer.subarray(at, at + pageSize);
+    const actual = xxh32(page);
+    if (actual !== checksum) {
+      return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected XXH32 0x${checksum.toString(16).padStart(8, '0')}, got 0x${actual.toString(16).padStart(8, '0')}`;
+    }
+    // The segment views this buffer until it is written: pinned once per segment.
+    if (!this.pinned.has(lent)) {
+      this.pinned.add(lent);
+      lent.pins++;
+    }
+    return page;
+  }
+
+  // --- writing ------------------------------------------------------------------------------
+
+  /**
+   * In file order, a checked segment: written now, unless it is the last one. Only the last
+   * segment holds QEMU's EOF (the compressor never ends a segment after it), so it alone waits
+   * for the END frame to confirm the whole container: a truncated or damaged file makes QEMU's
+   * load fail instead of completing.
+   */
+  private async accept(ready: Ready, frames: Located[], last: boolean): Promise<void> {
+    this.streamBytes += ready.length;
+    for (const frame of frames) this.chain.add(frame.rawChecksum);
+    if (last) {
+      this.held = ready;
+      return;
+    }
+    // One write at a time, in order: wait for the one under way, then start this one.
+    await this.settle();
+    this.startWrite(ready);
+  }
+
+  private startWrite(ready: Ready): void {
+    this.writing = writeAll(this.outFd, ready.pieces).then(
+      () => {
+        for (const lent of ready.lent) lent.pins--;
+        this.stats.bytesOut += ready.length;
+        this.onProgress?.(this.stats);
+      },
+      (error: unknown) => {
+        this.writingError = error;
+      },
+    );
+  }
+
+  /** Waits for the write under way; rethrows its failure. */
+  private async settle(): Promise<void> {
+    await this.writing;
+    if (this.writingError !== undefined) throw this.writingError;
+    this.reclaim();
+  }
 }
+

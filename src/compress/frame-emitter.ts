@@ -18,7 +18,8 @@ import {
 import { OrderedQueue } from './ordered.js';
 import type { SegmentPlan } from './planner.js';
 import type { WorkerPool } from './pool.js';
-import type { CompressRequest, FailureReply, PackReply, PackedFrame, Returning, SplitRequest } from './protocol.js';
+import type { SegmentPayload } from './payload-store.js';
+import type { CompressRequest, FailureReply, PackReply, PackRequest, PackedFrame, Returning } from './protocol.js';
 import { SlotPool } from './slots.js';
 
 interface Numbered {
@@ -72,25 +73,32 @@ export class FrameEmitter {
   }
 
   /**
-   * Queues one segment: META and, when it stores payload bytes, PAYLOAD. `fill` copies the
-   * segment's stream bytes into the buffer it is given.
+   * Queues one segment: META and, when it has one, PAYLOAD (the plan's payload, released once
+   * the worker is done with it). `fill` copies the segment's structure bytes into the META
+   * buffer it is given, from `at` on (after the cut list), and returns where they end.
    */
-  segment(plan: SegmentPlan, fill: (into: Buffer) => void): Promise<void> {
-    const kinds: FrameKindId[] = plan.payloadBytes > 0 ? [FrameKind.META, FrameKind.PAYLOAD] : [FrameKind.META];
-    return this.submit(kinds, plan.end - plan.start, fill, (segment) => ({
-      op: 'split',
-      codec: this.codec,
-      level: this.level,
-      segment,
-      cutList: plan.cutList,
-      ranges: plan.ranges,
-      payloadBytes: plan.payloadBytes,
-    }));
+  segment(plan: SegmentPlan, fill: (into: Buffer, at: number) => number): Promise<void> {
+    const payload = plan.payload;
+    const kinds: FrameKindId[] = payload ? [FrameKind.META, FrameKind.PAYLOAD] : [FrameKind.META];
+    const metaLength = plan.cutList.length + plan.structureBytes;
+    const fillMeta = (into: Buffer): void => {
+      into.set(plan.cutList, 0);
+      const end = fill(into, plan.cutList.length);
+      if (end !== metaLength) throw new WorkerError(`META of ${end} bytes, expected ${metaLength}`);
+    };
+    return this.submit(
+      kinds,
+      plan.end - plan.start,
+      metaLength,
+      fillMeta,
+      (meta) => ({ op: 'pack', codec: this.codec, level: this.level, meta, payload: payload?.bytes }),
+      payload,
+    );
   }
 
   /** Queues one DATA frame of `length` bytes, copied in by `fill`. */
   data(length: number, fill: (into: Buffer) => void): Promise<void> {
-    return this.submit([FrameKind.DATA], length, fill, (raw) => ({ op: 'compress', codec: this.codec, level: this.level, raw }));
+    return this.submit([FrameKind.DATA], length, length, fill, (raw) => ({ op: 'compress', codec: this.codec, level: this.level, raw }));
   }
 
   /**
@@ -108,23 +116,35 @@ export class FrameEmitter {
     return end;
   }
 
+  /**
+   * Copies `slotBytes` bytes into a slot (`fill`) and has a worker pack them, with `payload`
+   * (a segment's PAYLOAD bytes, released when the worker replied).
+   */
   private async submit(
     kinds: FrameKindId[],
-    length: number,
+    streamBytes: number,
+    slotBytes: number,
     fill: (into: Buffer) => void,
-    request: (bytes: Buffer) => CompressRequest | SplitRequest,
+    request: (bytes: Buffer) => CompressRequest | PackRequest,
+    payload?: SegmentPayload,
   ): Promise<void> {
     const first = this.nextNumber;
     this.nextNumber += kinds.length;
     const slot = this.slots.acquire();
-    const bytes = slot.view(length);
+    const bytes = slot.view(slotBytes);
     fill(bytes);
-    const job = (this.pool.run(request(bytes), [slot.lend()]) as Promise<Returning<PackReply | FailureReply>>).then(
+    const run = this.pool.run(request(bytes), [slot.lend(), ...(payload?.transfer ?? [])]) as Promise<Returning<PackReply | FailureReply>>;
+    const job = run.then(
       (reply) => {
+        payload?.release();
         slot.restore(reply.returned);
         this.slots.release(slot);
         if (!reply.ok) throw new WorkerError(`building frame ${first}: ${reply.message}`);
-        return { first, kinds, frames: reply.frames, streamBytes: length };
+        return { first, kinds, frames: reply.frames, streamBytes };
+      },
+      (error: unknown) => {
+        payload?.release();
+        throw error;
       },
     );
     await this.queue.add(job);

@@ -1,15 +1,37 @@
 /**
  * One frame's worth of work in a worker: compress and checksum (pack), or check and decompress
- * (unpack). Pure functions of their arguments; worker.ts and worker-direct.ts call them.
+ * (unpack). Pure functions of their arguments; worker.ts and direct.ts call them.
  */
+import { copyBytes } from '../native/ring.js';
 import { xxh32 } from './checksum.js';
-import { CODEC_IDS, compressBytes, decompressBytes, type CodecId } from './codecs.js';
+import { CODEC_IDS, compressBytes, compressInto, decompressBytes, decompressInto, hasNativeCodec, type CodecId } from './codecs.js';
 import type { FailureReply, PackedFrame, StoredFrame } from './protocol.js';
+import { Scratch } from './split.js';
 import { transferable } from './transfer.js';
+
+/** The codec's output, before it is copied into a buffer of its exact length. */
+const packScratch = new Scratch();
 
 /** Compresses `raw` (which may be scratch or shared memory: never handed out as it is). */
 export async function pack(codec: CodecId, level: number, raw: Uint8Array, transfer: ArrayBuffer[]): Promise<PackedFrame> {
   const rawChecksum = xxh32(raw);
+  if (hasNativeCodec(codec) && raw.length > 0) {
+    // Into reused scratch, then copied into a buffer of the stored length that leaves with the
+    // reply: a buffer of the raw length would count all its bytes against V8's external memory
+    // in the main thread, whose GC would then run twice as often. Stored bytes must be fewer
+    // than the raw ones, so raw.length - 1 bytes of room tell whether the codec shrinks them.
+    const scratch = packScratch.get(raw.length - 1);
+    const n = compressInto(codec, level, raw, scratch);
+    const out = Buffer.allocUnsafeSlow(n >= 0 ? n : raw.length);
+    transfer.push(out.buffer as ArrayBuffer);
+    if (n >= 0) {
+      out.set(scratch.subarray(0, n));
+      return { codec, stored: out, rawLength: raw.length, rawChecksum, storedChecksum: xxh32(out) };
+    }
+    // `raw` may be the compressor's shared payload ring: memcpy, not TypedArray#set.
+    copyBytes(out, 0, raw);
+    return { codec: CODEC_IDS.none, stored: out, rawLength: raw.length, rawChecksum, storedChecksum: rawChecksum };
+  }
   if (codec !== CODEC_IDS.none) {
     const packed = await compressBytes(codec, level, raw);
     // Incompressible frames (random pages) are stored as they are: no decompression later.
@@ -20,20 +42,30 @@ export async function pack(codec: CodecId, level: number, raw: Uint8Array, trans
     }
   }
   const copy = Buffer.allocUnsafeSlow(raw.length);
-  copy.set(raw);
+  if (raw.buffer instanceof SharedArrayBuffer) copyBytes(copy, 0, raw);
+  else copy.set(raw);
   transfer.push(copy.buffer as ArrayBuffer);
   return { codec: CODEC_IDS.none, stored: copy, rawLength: raw.length, rawChecksum, storedChecksum: rawChecksum };
 }
 
-/** Checks and decompresses one frame; a FailureReply when it is damaged. */
-export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload'): Promise<Buffer | FailureReply> {
+/**
+ * Checks and decompresses one frame; a FailureReply when it is damaged. `into` (exactly
+ * rawLength bytes) receives the bytes when a native codec runs; otherwise the result is a new
+ * buffer (or, for codec none, the stored bytes themselves).
+ */
+export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', into?: Buffer): Promise<Buffer | FailureReply> {
   const storedActual = xxh32(frame.stored);
   if (storedActual !== frame.storedChecksum) {
     return { ok: false, kind: 'stored-checksum', message: 'stored bytes fail their checksum', actual: storedActual, frame: which };
   }
   let raw: Buffer;
   try {
-    raw = await decompressBytes(frame.codec, frame.stored, frame.rawLength);
+    if (hasNativeCodec(frame.codec)) {
+      raw = into ?? Buffer.allocUnsafeSlow(frame.rawLength);
+      decompressInto(frame.codec, frame.stored, raw);
+    } else {
+      raw = await decompressBytes(frame.codec, frame.stored, frame.rawLength);
+    }
   } catch (error) {
     return { ok: false, kind: 'codec', message: (error as Error).message, frame: which };
   }

@@ -1,20 +1,21 @@
 /**
- * The page-aware split, planned on the main thread: records in, segment plans out. A segment is
- * a stretch of the stream that becomes two frames,
+ * The page-aware split, on the main thread: records in, segments out. A segment is a stretch of
+ * the stream that becomes two frames,
  *   META     the stream's own bytes (record headers, ZERO records, device state, …) with the
  *            page and disk-chunk payloads cut out, led by the cut list (meta.ts);
  *   PAYLOAD  those payloads back to back: many pages in one buffer, as a codec likes them.
  * QEMU's records stay as they are: a ZERO page is still its 1-byte record in META.
  *
- * A plan only names byte ranges of the input (a payload sits at the end of its record, whose
- * length is encodedLength), and a worker cuts the input bytes along them (split.ts), so the
+ * As records come, each payload (a view of the input: a payload sits at the end of its record,
+ * whose length is encodedLength) goes into the payload store (payload-store.ts), which also
+ * finds pages equal to recent ones (dedup); the plan names the byte ranges cut out, and the
+ * caller copies the rest, the structure bytes, from the input when the segment closes. So the
  * frames hold the input's own bytes: what the decompressor splices back is the input, whatever
  * the records say.
  */
 import { encodedLength, type MigrationRecord } from '../codec.js';
-import { xxh32 } from './checksum.js';
 import { CutListBuilder } from './meta.js';
-import type { DedupIndex } from './window.js';
+import type { PayloadStore, SegmentPayload } from './payload-store.js';
 
 export interface SegmentPlan {
   /** Stream offsets of the segment: [start, end). */
@@ -22,19 +23,36 @@ export interface SegmentPlan {
   readonly end: number;
   /** The cut list that leads the META frame. */
   readonly cutList: Buffer;
-  /** Per cut: offset from `start`, length, 1 when stored in PAYLOAD (0: a dedup reference). */
+  /** Per cut, in order: offset from `start` and length of the bytes cut out of the structure. */
   readonly ranges: Float64Array;
-  /** Bytes of the PAYLOAD frame (0: no PAYLOAD frame). */
-  readonly payloadBytes: number;
+  /** Structure bytes: the segment's bytes that are not cut out (META is the cut list, then them). */
+  readonly structureBytes: number;
+  /** The PAYLOAD frame's bytes (undefined: no PAYLOAD frame). */
+  readonly payload: SegmentPayload | undefined;
   readonly pages: number;
   readonly refs: number;
 }
 
+/**
+ * The longest payload cut out on its own when it is longer than the frame size: QEMU's disk
+ * chunks (BLK_MIG_BLOCK_SIZE, 1 MiB). Longer ones stay in the structure bytes.
+ */
+export const MAX_CUT_BYTES = 1 << 20;
+
+/** The most payload a segment holds: frameBytes, or one cut of up to MAX_CUT_BYTES alone. */
+export function segmentPayloadBytes(frameBytes: number): number {
+  return Math.max(frameBytes, MAX_CUT_BYTES);
+}
+
 export interface PlannerOptions {
   pageSize: number;
-  /** A segment closes before its payload would exceed this, or once its META does. */
+  /**
+   * A segment closes before its payload would exceed this (a longer payload makes a segment on
+   * its own, up to MAX_CUT_BYTES), or once its structure does.
+   */
   frameBytes: number;
-  dedup?: DedupIndex | undefined;
+  /** Takes the payloads (and finds repeated pages when it dedups). */
+  store: PayloadStore;
 }
 
 export class SegmentPlanner {
@@ -60,7 +78,7 @@ export class SegmentPlanner {
   /** Adds the next record of the stream; returns the segment it closed, if any. */
   add(record: MigrationRecord): SegmentPlan | undefined {
     const length = encodedLength(record);
-    const data = payloadOf(record);
+    const data = payloadOf(record, segmentPayloadBytes(this.options.frameBytes));
     let closed: SegmentPlan | undefined;
     // Never split after EOF: the last segment holds EOF and the vmdesc together, so a reader
     // that holds back the last segment keeps QEMU from seeing a complete stream early.
@@ -82,25 +100,17 @@ export class SegmentPlanner {
   }
 
   private cut(at: number, data: Buffer, ram: boolean): void {
-    const { pageSize, dedup } = this.options;
+    const { pageSize, store } = this.options;
     const gap = at - this.lastCutEnd;
-    let stored = 1;
-    if (!ram || data.length !== pageSize) {
-      this.cuts.span(gap, data.length);
-    } else if (dedup === undefined) {
-      this.cuts.page(gap);
+    if (ram && data.length === pageSize) {
+      const distance = store.page(data);
+      if (distance > 0) this.cuts.ref(gap, distance, store.checksum);
+      else this.cuts.page(gap);
     } else {
-      const hash = dedup.hash(data);
-      const distance = dedup.find(hash, data);
-      if (distance > 0) {
-        this.cuts.ref(gap, distance, xxh32(data));
-        stored = 0;
-      } else {
-        this.cuts.page(gap);
-        dedup.add(hash, data);
-      }
+      store.span(data);
+      this.cuts.span(gap, data.length);
     }
-    this.ranges.push(at - this.start, data.length, stored);
+    this.ranges.push(at - this.start, data.length);
     this.lastCutEnd = at + data.length;
     this.cutBytes += data.length;
   }
@@ -111,10 +121,14 @@ export class SegmentPlanner {
       end,
       cutList: this.cuts.encode(),
       ranges: Float64Array.from(this.ranges),
-      payloadBytes: this.cuts.payloadBytes,
+      structureBytes: end - this.start - this.cutBytes,
+      payload: this.options.store.take(),
       pages: this.cuts.pages,
       refs: this.cuts.refs,
     };
+    if ((plan.payload?.bytes.length ?? 0) !== this.cuts.payloadBytes) {
+      throw new Error(`the payload store holds ${plan.payload?.bytes.length ?? 0} bytes for cuts of ${this.cuts.payloadBytes}`);
+    }
     this.start = end;
     this.lastCutEnd = end;
     this.cutBytes = 0;
@@ -124,8 +138,9 @@ export class SegmentPlanner {
   }
 }
 
-/** The bytes a record carries out of META: a RAM page or a disk chunk. */
-function payloadOf(record: MigrationRecord): Buffer | undefined {
-  if (record.type === 'ram-page' || record.type === 'block-data') return record.data.length > 0 ? record.data : undefined;
-  return undefined;
+/** The bytes a record carries out of META: a RAM page or a disk chunk (up to `longest` bytes). */
+function payloadOf(record: MigrationRecord, longest: number): Buffer | undefined {
+  if (record.type !== 'ram-page' && record.type !== 'block-data') return undefined;
+  const data = record.data;
+  return data.length > 0 && data.length <= longest ? data : undefined;
 }

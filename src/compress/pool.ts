@@ -10,16 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../stream/errors.js';
 import { WorkerError } from './errors.js';
-import type { DoneReply, FailureReply, LoadReply, PackReply, UnpackReply, WorkerRequest } from './protocol.js';
+import type { FailureReply, PackReply, UnpackReply, WorkerRequest } from './protocol.js';
 
 interface Replies {
   compress: PackReply;
-  split: PackReply;
+  pack: PackReply;
   decompress: UnpackReply;
   splice: UnpackReply;
-  load: LoadReply;
-  write: DoneReply;
-  drop: DoneReply;
 }
 
 /** The reply type of each request. */
@@ -48,7 +45,7 @@ export function workerEntry(): URL {
 interface Job {
   readonly request: WorkerRequest;
   readonly transfer: ArrayBuffer[];
-  resolve(reply: { reply: unknown; worker: number }): void;
+  resolve(reply: unknown): void;
   reject(error: Error): void;
 }
 
@@ -56,8 +53,6 @@ interface Slot {
   readonly worker: Worker;
   readonly index: number;
   job: Job | undefined;
-  /** Jobs only this worker may run (it holds their state). */
-  readonly pinned: Job[];
 }
 
 export class WorkerPool {
@@ -73,11 +68,11 @@ export class WorkerPool {
     }
     for (let index = 0; index < size; index++) {
       // Own stdio streams: by default Node pipes a worker's stdout into process.stdout, which
-      // makes fd 1 non-blocking, and direct mode's workers write the stream to fd 1 themselves.
+      // may carry the stream.
       const worker = new Worker(entry, { name: `migstream-worker-${index}`, stdout: true, stderr: true });
       worker.stdout.resume();
       worker.stderr.on('data', (data: Buffer) => process.stderr.write(data));
-      const slot: Slot = { worker, index, job: undefined, pinned: [] };
+      const slot: Slot = { worker, index, job: undefined };
       worker.on('message', (reply: { id: number }) => this.settle(slot, reply));
       worker.on('error', (error) => this.fail(new WorkerError(`worker thread ${index} failed: ${error.message}`, { cause: error })));
       worker.on('messageerror', (error) => this.fail(new WorkerError(`worker thread ${index} sent an unreadable message: ${error.message}`)));
@@ -89,18 +84,13 @@ export class WorkerPool {
   }
 
   /** Runs a request on the next free worker; `transfer` lists buffers handed over with it. */
-  async run<R extends WorkerRequest>(request: R, transfer: ArrayBuffer[] = []): Promise<ReplyTo<R>> {
-    return (await this.enqueue(request, transfer, undefined)).reply as ReplyTo<R>;
-  }
-
-  /** Like run, and says which worker ran it (for requests that leave state in the worker). */
-  runTracked<R extends WorkerRequest>(request: R, transfer: ArrayBuffer[] = []): Promise<{ reply: ReplyTo<R>; worker: number }> {
-    return this.enqueue(request, transfer, undefined) as Promise<{ reply: ReplyTo<R>; worker: number }>;
-  }
-
-  /** Runs a request on worker `index`, after the ones pinned to it before. */
-  async runOn<R extends WorkerRequest>(index: number, request: R): Promise<ReplyTo<R>> {
-    return (await this.enqueue(request, [], index)).reply as ReplyTo<R>;
+  run<R extends WorkerRequest>(request: R, transfer: ArrayBuffer[] = []): Promise<ReplyTo<R>> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new WorkerError('worker pool closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ request, transfer, resolve: resolve as (reply: unknown) => void, reject });
+      this.dispatch();
+    });
   }
 
   /** Terminates the workers; requests still pending are rejected. Safe to call twice. */
@@ -111,21 +101,10 @@ export class WorkerPool {
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
   }
 
-  private enqueue(request: WorkerRequest, transfer: ArrayBuffer[], pinned: number | undefined): Promise<{ reply: unknown; worker: number }> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new WorkerError('worker pool closed'));
-    return new Promise((resolve, reject) => {
-      const job = { request, transfer, resolve, reject };
-      if (pinned === undefined) this.queue.push(job);
-      else this.slots[pinned]!.pinned.push(job);
-      this.dispatch();
-    });
-  }
-
   private dispatch(): void {
     for (const slot of this.slots) {
       if (slot.job !== undefined) continue;
-      const job = slot.pinned.shift() ?? this.queue.shift();
+      const job = this.queue.shift();
       if (job === undefined) continue;
       slot.job = job;
       slot.worker.postMessage({ ...job.request, id: this.nextId++ }, job.transfer);
@@ -135,7 +114,7 @@ export class WorkerPool {
   private settle(slot: Slot, reply: unknown): void {
     const job = slot.job;
     slot.job = undefined;
-    job?.resolve({ reply, worker: slot.index });
+    job?.resolve(reply);
     this.dispatch();
   }
 
@@ -150,7 +129,6 @@ export class WorkerPool {
     for (const slot of this.slots) {
       slot.job?.reject(error);
       slot.job = undefined;
-      for (const job of slot.pinned.splice(0)) job.reject(error);
     }
     for (const job of this.queue.splice(0)) job.reject(error);
   }

@@ -9,15 +9,17 @@ export interface CompressRequest {
   readonly raw: Uint8Array;
 }
 
-/** Split a segment along its plan (split.ts) and compress its META and PAYLOAD frames. */
-export interface SplitRequest {
-  readonly op: 'split';
+/**
+ * Checksum and compress a segment's META frame and its PAYLOAD frame, if any. `meta` comes in a
+ * transferred slot (handed back with the reply); `payload` is a view of the compressor's shared
+ * payload ring, or a transferred buffer (payload-store.ts).
+ */
+export interface PackRequest {
+  readonly op: 'pack';
   readonly codec: CodecId;
   readonly level: number;
-  readonly segment: Uint8Array;
-  readonly cutList: Uint8Array;
-  readonly ranges: Float64Array;
-  readonly payloadBytes: number;
+  readonly meta: Uint8Array;
+  readonly payload: Uint8Array | undefined;
 }
 
 /** One stored frame to check and decompress. */
@@ -45,44 +47,7 @@ export interface SpliceRequest {
   readonly window: boolean;
 }
 
-/** Where a frame's stored bytes lie in the container file, and what to check them against. */
-export interface FileFrame {
-  readonly codec: CodecId;
-  readonly position: number;
-  readonly storedLength: number;
-  readonly rawLength: number;
-  readonly rawChecksum: number;
-  readonly storedChecksum: number;
-}
-
-/**
- * Direct mode (direct.ts): read one segment's frames (META [+ PAYLOAD]) or a DATA frame from the
- * container file, check and decompress them, and keep the segment's bytes under `key` until a
- * WriteRequest or DropRequest for it comes to this worker.
- */
-export interface LoadRequest {
-  readonly op: 'load';
-  readonly fd: number;
-  readonly key: number;
-  readonly data: boolean;
-  readonly frames: readonly FileFrame[];
-  readonly pageSize: number;
-}
-
-/** Direct mode: write the segment kept under `key` to `fd`, then forget it. */
-export interface WriteRequest {
-  readonly op: 'write';
-  readonly fd: number;
-  readonly key: number;
-}
-
-/** Direct mode: forget the segment kept under `key` without writing it. */
-export interface DropRequest {
-  readonly op: 'drop';
-  readonly key: number;
-}
-
-export type WorkerRequest = CompressRequest | SplitRequest | DecompressRequest | SpliceRequest | LoadRequest | WriteRequest | DropRequest;
+export type WorkerRequest = CompressRequest | PackRequest | DecompressRequest | SpliceRequest;
 
 export interface PackedFrame {
   /** `none` when the codec did not make the frame smaller. */
@@ -95,7 +60,7 @@ export interface PackedFrame {
 
 export interface PackReply {
   readonly ok: true;
-  /** DATA: one frame; split: META, then PAYLOAD when the segment has payload bytes. */
+  /** DATA: one frame; pack: META, then PAYLOAD when the segment has one. */
   readonly frames: readonly PackedFrame[];
 }
 
@@ -105,26 +70,14 @@ export interface UnpackReply {
   readonly pages?: Float64Array | undefined;
 }
 
-export interface LoadReply {
-  readonly ok: true;
-  /** Stream bytes of the segment. */
-  readonly length: number;
-}
-
-export interface DoneReply {
-  readonly ok: true;
-}
-
-export type FailureKind = 'stored-checksum' | 'codec' | 'raw-checksum' | 'layout' | 'io' | 'internal';
+export type FailureKind = 'stored-checksum' | 'codec' | 'raw-checksum' | 'layout' | 'internal';
 
 export interface FailureReply {
   readonly ok: false;
   readonly kind: FailureKind;
   readonly message: string;
-  /** Which frame of a splice or load request failed (0: the first). */
+  /** Which frame of a splice request failed. */
   readonly frame?: 'meta' | 'payload';
-  /** For io failures: the errno code, e.g. EPIPE. */
-  readonly code?: string;
   /** The checksum computed, for checksum failures. */
   readonly actual?: number;
 }

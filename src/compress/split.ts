@@ -1,7 +1,8 @@
 /**
- * Both halves of the page-aware split as pure functions on buffers, run in the workers:
- *   split   segment bytes + plan ranges → META raw and PAYLOAD raw
- *   splice  META raw + PAYLOAD raw → segment bytes (REF cuts left for the caller's page window)
+ * The reading half of the page-aware split as pure functions on buffers (the writing half is
+ * the compressor's planner and payload store):
+ *   splice         META raw + PAYLOAD raw → segment bytes (REF cuts left for the caller's window)
+ *   segmentPieces  the same as a list of views, for a gathered write
  */
 import { CutTag } from './format.js';
 import { parseCutList } from './meta.js';
@@ -14,40 +15,6 @@ export class Scratch {
     if (this.buffer.length < length) this.buffer = Buffer.allocUnsafeSlow(Math.max(length, this.buffer.length * 2));
     return this.buffer.subarray(0, length);
   }
-}
-
-/**
- * Cuts a segment along its plan. `ranges` holds (offset, length, stored) triples in order;
- * stored ranges go to PAYLOAD, references go nowhere, the rest goes to META after the cut list.
- */
-export function split(
-  segment: Uint8Array,
-  cutList: Uint8Array,
-  ranges: Float64Array,
-  payloadBytes: number,
-  scratch: { meta: Scratch; payload: Scratch },
-): { meta: Buffer; payload: Buffer } {
-  let cut = 0;
-  for (let i = 1; i < ranges.length; i += 3) cut += ranges[i]!;
-  const meta = scratch.meta.get(cutList.length + segment.length - cut);
-  const payload = scratch.payload.get(payloadBytes);
-  meta.set(cutList, 0);
-  let m = cutList.length;
-  let p = 0;
-  let from = 0;
-  for (let i = 0; i < ranges.length; i += 3) {
-    const at = ranges[i]!;
-    const length = ranges[i + 1]!;
-    meta.set(segment.subarray(from, at), m);
-    m += at - from;
-    if (ranges[i + 2] === 1) {
-      payload.set(segment.subarray(at, at + length), p);
-      p += length;
-    }
-    from = at + length;
-  }
-  meta.set(segment.subarray(from), m);
-  return { meta, payload };
 }
 
 export interface Spliced {
@@ -126,16 +93,34 @@ export function splice(
 }
 
 /**
- * The segment as a list of views of `meta` and `payload` in stream order, for a gathered write
- * (writev) that needs no spliced copy. No REF cuts: direct mode has no page window.
+ * The page window of a reader that writes segments as views (direct.ts): stored pages are
+ * recorded where they lie in their PAYLOAD buffer, and a REF cut becomes a view of the page it
+ * names, after its checks.
  */
-export function segmentPieces(meta: Buffer, payload: Buffer | undefined, pageSize: number): { pieces: Buffer[]; length: number } | { problem: string; frame: 'meta' | 'payload' } {
+export interface PieceWindow {
+  /** The next stored page is `pageSize` bytes of `payload` at `at`. */
+  stored(payload: Buffer, at: number): void;
+  /** The page stored `distance` pages back, checked against its XXH32; a string says what is wrong. */
+  ref(distance: number, checksum: number): Buffer | string;
+}
+
+/**
+ * The segment as a list of views of `meta` and `payload` (and, for REF cuts, of earlier pages
+ * through `window`) in stream order, for a gathered write (writev) that needs no spliced copy.
+ */
+export function segmentPieces(
+  meta: Buffer,
+  payload: Buffer | undefined,
+  pageSize: number,
+  window?: PieceWindow,
+): { pieces: Buffer[]; length: number } | { problem: string; frame: 'meta' | 'payload' } {
   const parsed = checkedCutList(meta, payload, pageSize);
   if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;
   const pieces: Buffer[] = [];
   let from = structureOffset;
   let taken = 0;
+  let refBytes = 0;
   // Consecutive payloads (pages with no bytes between) go out as one piece.
   let runStart = -1;
   const flushRun = (): void => {
@@ -150,11 +135,20 @@ export function segmentPieces(meta: Buffer, payload: Buffer | undefined, pageSiz
       from += gap;
     }
     const tag = cuts.tags[i]!;
-    if (tag === CutTag.REF) return { problem: 'META frame has page references but the container has no page window', frame: 'meta' };
+    if (tag === CutTag.REF) {
+      if (window === undefined) return { problem: 'META frame has page references but the container has no page window', frame: 'meta' };
+      const page = window.ref(cuts.args[i]!, cuts.checks[i]!);
+      if (typeof page === 'string') return { problem: page, frame: 'meta' };
+      flushRun();
+      pieces.push(page);
+      refBytes += pageSize;
+      continue;
+    }
+    if (tag === CutTag.PAGE && window !== undefined) window.stored(payload!, taken);
     if (runStart < 0) runStart = taken;
     taken += tag === CutTag.PAGE ? pageSize : cuts.args[i]!;
   }
   flushRun();
   if (from < meta.length) pieces.push(meta.subarray(from));
-  return { pieces, length: meta.length - structureOffset + payloadBytes };
+  return { pieces, length: meta.length - structureOffset + payloadBytes + refBytes };
 }

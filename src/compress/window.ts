@@ -6,7 +6,8 @@
  * Stored pages are numbered 0, 1, 2, … in stream order; REF distance d means "the page stored d
  * pages before the next one", 1 ≤ d ≤ capacity.
  */
-import { hashPages, nativeBinding } from '../native.js';
+import { nativeBinding } from '../native/binding.js';
+import { hashPages } from '../native/pages.js';
 import { ArgumentError } from '../stream/errors.js';
 import { xxh32 } from './checksum.js';
 
@@ -72,8 +73,12 @@ export function nativePageHasher(): PageHasher | undefined {
   };
 }
 
-/** The compressor's side: a PageWindow plus a hash index over the pages it holds. */
+/**
+ * The compressor's side in TypeScript (payload-store.ts uses it without the native addon): a
+ * PageWindow plus a hash index over the pages it holds.
+ */
 export class DedupIndex {
+  checksum = 0;
   readonly window: PageWindow;
   private readonly byHash = new Map<number | bigint, number>();
   private readonly slotHash: (number | bigint)[];
@@ -98,6 +103,15 @@ export class DedupIndex {
     const distance = this.window.count - index;
     const earlier = this.window.get(distance);
     return earlier !== undefined && earlier.equals(page) ? distance : 0;
+  }
+
+  /** Distance back to an equal stored page (`checksum` is then its XXH32), or 0 after storing it. */
+  lookup(page: Uint8Array): number {
+    const hash = this.hash(page);
+    const distance = this.find(hash, page);
+    if (distance > 0) this.checksum = xxh32(page);
+    else this.add(hash, page);
+    return distance;
   }
 
   /** Records `page` as the next stored page. */

@@ -1,34 +1,31 @@
 /**
  * Worker thread entry (started by pool.ts). It does the byte work of the container, one request
- * at a time: splitting segments and compressing frames, checking and decompressing them and
- * splicing segments back (frame-work.ts, split.ts), and direct mode's reads and writes
- * (worker-direct.ts). The main thread only decodes, plans and orders.
+ * at a time: checksumming and compressing frames, checking and decompressing them and
+ * splicing segments back (frame-work.ts, split.ts). The main thread only decodes, plans and
+ * orders.
  */
 import { parentPort } from 'node:worker_threads';
 import { pack, unpack } from './frame-work.js';
 import type {
   CompressRequest,
   DecompressRequest,
-  DoneReply,
   Envelope,
   FailureReply,
-  LoadReply,
   PackReply,
+  PackRequest,
   SpliceRequest,
-  SplitRequest,
   UnpackReply,
   WorkerRequest,
 } from './protocol.js';
-import { Scratch, split, splice } from './split.js';
+import { Scratch, splice } from './split.js';
 import { asBuffer, transferable } from './transfer.js';
-import { drop, load, write } from './worker-direct.js';
 
 const port = parentPort;
 if (port === null) throw new Error('src/compress/worker.ts runs as a worker thread (see pool.ts)');
 
 const scratch = { meta: new Scratch(), payload: new Scratch() };
 
-type Reply = [PackReply | UnpackReply | LoadReply | DoneReply | FailureReply, ArrayBuffer[]];
+type Reply = [PackReply | UnpackReply | FailureReply, ArrayBuffer[]];
 
 async function compress(request: CompressRequest): Promise<Reply> {
   const transfer: ArrayBuffer[] = [];
@@ -36,11 +33,10 @@ async function compress(request: CompressRequest): Promise<Reply> {
   return [{ ok: true, frames: [frame] }, transfer];
 }
 
-async function splitAndCompress(request: SplitRequest): Promise<Reply> {
-  const { meta, payload } = split(request.segment, request.cutList, request.ranges, request.payloadBytes, scratch);
+async function packSegment(request: PackRequest): Promise<Reply> {
   const transfer: ArrayBuffer[] = [];
-  const frames = [await pack(request.codec, request.level, meta, transfer)];
-  if (payload.length > 0) frames.push(await pack(request.codec, request.level, payload, transfer));
+  const frames = [await pack(request.codec, request.level, request.meta, transfer)];
+  if (request.payload !== undefined) frames.push(await pack(request.codec, request.level, request.payload, transfer));
   return [{ ok: true, frames }, transfer];
 }
 
@@ -52,11 +48,12 @@ async function decompress(request: DecompressRequest): Promise<Reply> {
 }
 
 async function spliceSegment(request: SpliceRequest): Promise<Reply> {
-  const meta = await unpack(request.meta, 'meta');
+  // The frames decompress into scratch (native codecs): splice copies them into the segment.
+  const meta = await unpack(request.meta, 'meta', scratch.meta.get(request.meta.rawLength));
   if (!Buffer.isBuffer(meta)) return [meta, []];
   let payload: Buffer | undefined;
   if (request.payload !== undefined) {
-    const raw = await unpack(request.payload, 'payload');
+    const raw = await unpack(request.payload, 'payload', scratch.payload.get(request.payload.rawLength));
     if (!Buffer.isBuffer(raw)) return [raw, []];
     payload = raw;
   }
@@ -71,18 +68,12 @@ async function handle(request: WorkerRequest): Promise<Reply> {
   switch (request.op) {
     case 'compress':
       return compress(request);
-    case 'split':
-      return splitAndCompress(request);
+    case 'pack':
+      return packSegment(request);
     case 'decompress':
       return decompress(request);
     case 'splice':
       return spliceSegment(request);
-    case 'load':
-      return load(request);
-    case 'write':
-      return write(request);
-    case 'drop':
-      return drop(request);
   }
 }
 
@@ -93,8 +84,8 @@ function lent(request: WorkerRequest): ArrayBuffer | undefined {
     case 'compress':
       view = request.raw;
       break;
-    case 'split':
-      view = request.segment;
+    case 'pack':
+      view = request.meta;
       break;
     case 'decompress':
       view = request.frame.stored;

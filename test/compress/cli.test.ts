@@ -66,7 +66,7 @@ describe('migstream compress / decompress / compact', () => {
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/^migstream decompress: error: container frame \d+ \((META|PAYLOAD)\) at offset \d+ \(0x[0-9a-f]+\): /);
     expect(d.stdout.length).toBeLessThan(stream.length);
-    // From a file, workers read and write directly (direct.ts): same checks, same message.
+    // From a file, direct mode (direct.ts) reads and writes on its own: same checks, same message.
     const damagedPath = join(dir, 'damaged.msz');
     writeFileSync(damagedPath, damaged);
     const fromFile = run(['decompress', damagedPath]);
@@ -77,6 +77,23 @@ describe('migstream compress / decompress / compact', () => {
     expect(truncated.status).toBe(1);
     expect(truncated.stderr).toMatch(/container frame \d+ at offset \d+ .*the input ends inside a frame header/);
     expect(truncated.stdout.length).toBeLessThan(stream.length);
+  });
+
+  test('dedup by default, --no-dedup and --dedup-window; the same stream back from every one', () => {
+    const summaries: string[] = [];
+    for (const flags of [[], ['--no-dedup'], ['--dedup-window', '16'], ['--dedup']]) {
+      const c = run(['compress', '-c', 'zstd', ...flags], stream);
+      expect(c.status, c.stderr).toBe(0);
+      summaries.push(c.stderr);
+      const path = join(dir, 'dedup.msz');
+      writeFileSync(path, c.stdout);
+      const d = run(['decompress', '--quiet', path]);
+      expect(d.status, d.stderr).toBe(0);
+      expect(d.stdout.equals(stream), flags.join(' ')).toBe(true);
+    }
+    expect(summaries[0]).toMatch(/zstd level 3, \d+ threads, \d+ page references/);
+    expect(summaries[1]).not.toMatch(/page references/);
+    expect(run(['compress', '--no-dedup', '--dedup-window', '8'], stream).status).toBe(2);
   });
 
   test('usage errors exit 2', () => {

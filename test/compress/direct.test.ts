@@ -26,38 +26,48 @@ const frames: Frame[] = (() => {
   return all;
 })();
 
-async function direct(bytes: Buffer, threads = 2): Promise<{ done: boolean; output: Buffer; error: unknown }> {
+async function direct(bytes: Buffer): Promise<{ output: Buffer; error: unknown }> {
   const input = join(dir, 'in.msz');
   const output = join(dir, 'out.mig');
   writeFileSync(input, bytes);
   const fd = openSync(output, 'w');
-  let done = false;
   let error: unknown;
   try {
-    done = await new DirectDecompressor({ threads }).run(input, fd);
+    await new DirectDecompressor().run(input, fd);
   } catch (caught) {
     error = caught;
   } finally {
     closeSync(fd);
   }
-  return { done, output: readFileSync(output), error };
+  return { output: readFileSync(output), error };
 }
 
 describe('direct mode', () => {
-  test('writes the identical stream, on one worker and on several', async () => {
-    for (const threads of [1, 3]) {
-      const { done, output, error } = await direct(container, threads);
-      expect(error).toBeUndefined();
-      expect(done).toBe(true);
-      expect(output.equals(stream)).toBe(true);
+  test('writes the identical stream', async () => {
+    const { output, error } = await direct(container);
+    expect(error).toBeUndefined();
+    expect(output.equals(stream)).toBe(true);
+  });
+
+  test('writes the identical stream of every codec, with and without a page window', async () => {
+    for (const codec of ['zstd', 'lz4', 'zlib', 'none'] as const) {
+      for (const dedupWindowPages of [0, 2, 1024]) {
+        const packed = (await compressBuffer(stream, { codec, frameBytes: 64 * 1024, dedupWindowPages })).container;
+        const { output, error } = await direct(packed);
+        expect(error, `${codec}, window ${dedupWindowPages}`).toBeUndefined();
+        expect(output.equals(stream), `${codec}, window ${dedupWindowPages}`).toBe(true);
+      }
     }
   });
 
-  test('leaves a container with a page window to the general path, writing nothing', async () => {
-    const dedup = (await compressBuffer(stream, { dedupWindowPages: 1024 })).container;
-    const { done, output } = await direct(dedup);
-    expect(done).toBe(false);
-    expect(output.length).toBe(0);
+  test('resolves page references from PAYLOAD buffers it keeps, reused only once out of the window', async () => {
+    // Many more segments than the window spans, pages repeating from far back and near.
+    const repeated = busyStream({ pages: 512, iterations: 6 }).bytes;
+    const packed = await compressBuffer(repeated, { codec: 'lz4', frameBytes: 64 * 1024, dedupWindowPages: 64 });
+    expect(packed.compressor.stats.refs).toBeGreaterThan(0);
+    const { output, error } = await direct(packed.container);
+    expect(error).toBeUndefined();
+    expect(output.equals(repeated)).toBe(true);
   });
 
   test('detects damage in every frame, names it, and never writes the whole stream', async () => {

@@ -7,6 +7,7 @@ import { decodeBuffer } from '../../src/codec.js';
 import { CODECS, type CodecName } from '../../src/compress/codecs.js';
 import { ContainerReader } from '../../src/compress/container-reader.js';
 import { FrameKind } from '../../src/compress/format.js';
+import { xxh32PageHasher } from '../../src/compress/window.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer, randomPieces } from '../helpers/container.js';
 import { sampleStream } from '../helpers/sample-stream.js';
@@ -65,7 +66,8 @@ describe('round trip', () => {
   });
 
   test('dedup stores repeated pages as references and resolves them', async () => {
-    const plain = await compressBuffer(busy, { codec: 'none', frameBytes: SMALL });
+    const plain = await compressBuffer(busy, { codec: 'none', frameBytes: SMALL, dedupWindowPages: 0 });
+    expect(plain.compressor.stats.refs).toBe(0);
     const dedup = await compressBuffer(busy, { codec: 'none', frameBytes: SMALL, dedupWindowPages: 4096 });
     expect(dedup.compressor.stats.refs).toBeGreaterThan(20);
     expect(dedup.container.length).toBeLessThan(plain.container.length - dedup.compressor.stats.refs * 4000);
@@ -75,10 +77,26 @@ describe('round trip', () => {
     expect((await decompressBuffer(tight.container)).equals(busy)).toBe(true);
   });
 
+  test('dedup is on by default in QEMU mode, with the 16384-page window', async () => {
+    const { container, compressor } = await compressBuffer(busy, { codec: 'zstd', frameBytes: SMALL });
+    expect(compressor.stats.refs).toBeGreaterThan(20);
+    const info = JSON.parse(new ContainerReader().push(container)[0]!.stored.toString('utf8')) as { dedupWindowPages: number; level: number };
+    expect(info.dedupWindowPages).toBe(16384);
+    expect(info.level).toBe(3);
+  });
+
+  test('the TypeScript dedup index finds the same references as the native window', async () => {
+    const native = await compressBuffer(busy, { codec: 'lz4', frameBytes: SMALL, dedupWindowPages: 64 });
+    const typescript = await compressBuffer(busy, { codec: 'lz4', frameBytes: SMALL, dedupWindowPages: 64, pageHasher: xxh32PageHasher });
+    expect(typescript.compressor.stats.refs).toBe(native.compressor.stats.refs);
+    expect(typescript.compressor.stats.pages).toBe(native.compressor.stats.pages);
+    expect((await decompressBuffer(typescript.container)).equals(busy)).toBe(true);
+  });
+
   test('zero pages stay QEMU records: their bytes are in META, not PAYLOAD', async () => {
     const { compressor } = await compressBuffer(busy, { codec: 'none' });
     const records = decodeBuffer(busy);
-    expect(compressor.stats.pages).toBe(records.filter((r) => r.type === 'ram-page').length);
+    expect(compressor.stats.pages + compressor.stats.refs).toBe(records.filter((r) => r.type === 'ram-page').length);
   });
 
   test('raw mode compresses any bytes, including non-streams and the empty input', async () => {
