@@ -56,6 +56,15 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
   const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
   let joinTimer: NodeJS.Timeout | undefined;
+  // A frame that never arrives (its channel died unseen, or the channel is paused behind its
+  // window and cannot read its own ABORT) must not leave the others waiting: frames held back
+  // for it longer than --timeout fail the session.
+  let lastRelease = Date.now();
+  const stallWatch = setInterval(() => {
+    if (finished || reorder.pendingFrames === 0 || Date.now() - lastRelease <= timeoutMs) return;
+    fail(new TimeoutError(`frame ${reorder.next} did not arrive within ${timeoutMs / 1000} s while ${reorder.pendingFrames} later frame(s) waited for it`));
+  }, Math.max(50, Math.min(1000, timeoutMs / 6)));
+  stallWatch.unref();
 
   // The digest covers the held tail too, so it is computed as frames are released.
   const digest = new StreamDigest();
@@ -138,7 +147,11 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
         c.stats.rawBytes += data.length;
         c.stats.wireBytes += message.wire;
         try {
+          const waitedBefore = reorder.pendingFrames > 0;
           const released = reorder.add(message.seq, data, c.index!);
+          // The clock runs while frames wait for a missing one: it starts with the first such
+          // wait and restarts with every release.
+          if (released.length > 0 || !waitedBefore) lastRelease = Date.now();
           if (released.length > 0) options.onProgress?.(reorder.bytes);
         } catch (error) {
           return fail(error as TransportError);
@@ -225,6 +238,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     return await result;
   } finally {
     clearTimeout(joinTimer);
+    clearInterval(stallWatch);
     server.close();
     // Let ABORT/DONE frames leave before the workers go.
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { StreamDigest } from '../../src/tls/digest.js';
-import { FrameParser, FrameType, encodeDataHeader, encodeEnd, encodeOpen, type Frame } from '../../src/tls/wire.js';
+import { FrameParser, FrameType, encodeDataHeader, encodeEnd, encodeOpen, encodePing, type Frame } from '../../src/tls/wire.js';
 import { loadFixture } from '../helpers/qemu.js';
 import { startRecv, type Finished } from '../helpers/transport.js';
 
@@ -177,6 +177,31 @@ describe('recv against a hand-driven peer', () => {
     expect(await early.next()).toMatchObject({ type: FrameType.REFUSE, reason: expect.stringMatching(/before channel 0/) });
     recv.child.kill('SIGTERM');
     await recv.exited;
+  });
+
+  test('a frame that never arrives fails the session after --timeout, though every channel stays alive', async () => {
+    const { recv, size } = await receiver('missing-frame', 2);
+    const id = session(6);
+    const zero = await Peer.open(recv.port);
+    zero.send(opening(id, 2, 0));
+    await zero.next();
+    const one = await Peer.open(recv.port);
+    one.send(opening(id, 2, 1));
+    await one.next();
+    zero.sendData(0, 1);
+    one.sendData(2, 1); // frame 1 never comes
+    const keepAlive = setInterval(() => {
+      zero.send(encodePing());
+      one.send(encodePing());
+    }, 300);
+    try {
+      expectFailedWithin(await recv.exited, 8_000, /frame 1 did not arrive within 2 s while 1 later frame\(s\) waited for it/);
+    } finally {
+      clearInterval(keepAlive);
+      zero.close();
+      one.close();
+    }
+    expect(size()).toBe(0); // frame 0 is within the held tail
   });
 
   test('a silent connection times out after --timeout', async () => {
