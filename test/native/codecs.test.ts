@@ -21,6 +21,7 @@ import {
 import { copyBytes } from '../../src/native/ring.js';
 import { ArgumentError } from '../../src/stream/errors.js';
 import { prng } from '../helpers/feed.js';
+import { expectArgumentError } from '../helpers/argument-error.js';
 
 const require = createRequire(import.meta.url);
 
@@ -30,17 +31,6 @@ function sample(length: number, seed: number): Buffer {
   const out = Buffer.alloc(length);
   for (let i = 0; i < length; i++) out[i] = random() < 0.9 ? 97 + (i % 13) : Math.floor(random() * 256);
   return out;
-}
-
-function expectArgumentError(fn: () => unknown, message?: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught, `no error from ${fn.toString()}`).toBeInstanceOf(ArgumentError);
-  if (message) expect((caught as Error).message).toMatch(message);
 }
 
 describe('the system codec libraries', () => {

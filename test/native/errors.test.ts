@@ -5,18 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { HBitmap, findZeroPages, hash64, hashPages, isAllZero, nativeBinding } from '../../src/native.js';
 import { ArgumentError } from '../../src/stream/errors.js';
-
-function expectArgumentError(fn: () => unknown, message?: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught, `no error from ${fn.toString()}`).toBeInstanceOf(ArgumentError);
-  expect((caught as ArgumentError).code).toBe('ERR_ARGUMENT');
-  if (message) expect((caught as Error).message).toMatch(message);
-}
+import { expectArgumentError } from '../helpers/argument-error.js';
 
 const notIntegers: unknown[] = [-1, 1.5, Number.NaN, Infinity, '3', null, undefined, 3n, {}];
 
