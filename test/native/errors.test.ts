@@ -4,7 +4,6 @@
  */
 import { describe, expect, test } from 'vitest';
 import { HBitmap, findZeroPages, hash64, hashPages, isAllZero, nativeBinding } from '../../src/native.js';
-import { ArgumentError } from '../../src/stream/errors.js';
 import { expectArgumentError } from '../helpers/argument-error.js';
 
 const notIntegers: unknown[] = [-1, 1.5, Number.NaN, Infinity, '3', null, undefined, 3n, {}];
