@@ -4,11 +4,14 @@
  * out the previous frame. (Reading only when the previous frame was done left QEMU blocked on a
  * full 64 KiB pipe for each of those pauses: a live migration ran at 160–190 MB/s.)
  *
- * Reads go through fs.read on libuv's thread pool, so the main thread's event loop stays free
- * for the workers' credits. A descriptor that Node made non-blocking answers EAGAIN, which is
- * waited out. Memory: at most `ahead` finished frames plus the one being filled.
+ * Stdin as a pipe or socket (QEMU's exec: pipe) is read as a libuv stream: its bytes are
+ * copied from Node's read chunks into the frame. Other descriptors go through fs.read on libuv's
+ * thread pool; a pool read blocked on an idle pipe would hold up the process's exit after a
+ * failure (libuv joins its pool threads at exit). Memory: at most `ahead` finished frames plus the one
+ * being filled.
  */
-import { read } from 'node:fs';
+import { fstatSync, read } from 'node:fs';
+import { Socket } from 'node:net';
 
 /** How long a frame that is ready to go waits for a pending read before it is copied out. */
 const QUIET_SOURCE_MS = 2;
@@ -33,12 +36,18 @@ export class PrefetchingInput {
   private error: Error | undefined;
   private wake: (() => void) | undefined;
   private waiting = false;
+  /** The source as a stream (pipes, sockets); undefined for a regular file. */
+  private readonly stream: Socket | undefined;
 
   constructor(
     private readonly fd: number,
     private readonly options: InputOptions,
   ) {
     this.current = Buffer.allocUnsafeSlow(options.frameBytes);
+    // Only stdin becomes a stream: a stream takes its descriptor over and closes it, which for
+    // stdin nobody else does (a FIFO opened by path keeps fs.read).
+    const stat = fstatSync(fd);
+    this.stream = fd === 0 && (stat.isFIFO() || stat.isSocket()) ? this.openStream(fd) : undefined;
     this.pump();
   }
 
@@ -80,6 +89,34 @@ export class PrefetchingInput {
 
   close(): void {
     this.closed = true;
+    this.stream?.destroy();
+  }
+
+  private openStream(fd: number): Socket {
+    const stream = new Socket({ fd, readable: true, writable: false });
+    stream.on('data', (chunk: Buffer) => {
+      for (let at = 0; at < chunk.length; ) {
+        const n = chunk.copy(this.current, this.filled, at);
+        this.filled += n;
+        at += n;
+        if (this.filled === this.current.length) this.ready.push(this.cut());
+      }
+      if (this.ready.length >= this.limit) stream.pause();
+      if (this.waiting) this.notify();
+    });
+    stream.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    stream.on('error', (error) => {
+      this.error = error;
+      this.notify();
+    });
+    return stream;
+  }
+
+  private get limit(): number {
+    return this.options.ahead ?? 2;
   }
 
   private cut(): Buffer {
@@ -97,7 +134,12 @@ export class PrefetchingInput {
   }
 
   private pump(): void {
-    if (this.reading || this.ended || this.closed || this.error || this.ready.length >= (this.options.ahead ?? 2)) return;
+    if (this.ended || this.closed || this.error || this.ready.length >= this.limit) return;
+    if (this.stream !== undefined) {
+      if (this.stream.isPaused()) this.stream.resume();
+      return;
+    }
+    if (this.reading) return;
     this.reading = true;
     read(this.fd, this.current, this.filled, this.current.length - this.filled, null, (error, n) => {
       this.reading = false;

@@ -49,6 +49,21 @@ describe('authentication failures', () => {
     expectIncomplete(out);
   });
 
+  test('a sender whose stdin is an idle pipe still exits at once when refused', async () => {
+    const other = join(scratch, 'other-ca-idle');
+    makeQuickStart({ dir: other, names: ['127.0.0.1'], days: 2 });
+    const recv = await startRecv(['--tls', testCerts(), '-o', join(scratch, 'idle.mig'), '--timeout', '5']);
+    // stdin stays open and silent, as a QEMU source's pipe may be: it must not hold the exit.
+    const send = run(['send', `127.0.0.1:${recv.port}`, '--tls', other, '--timeout', '5'], { stdin: 'pipe' });
+    try {
+      expectFailed(await send.exited, /certificate was rejected|authentication failed/i);
+    } finally {
+      send.child.stdin?.destroy();
+      recv.child.kill('SIGTERM');
+      await recv.exited;
+    }
+  });
+
   test('no client certificate: refused by the receiver', async () => {
     const dir = testCerts();
     const { sent, received, out } = await attempt(['--tls', dir], [fixture.stream, '--tls-ca', join(dir, 'ca.pem')], 'no-client-cert');
