@@ -72,7 +72,9 @@ export class PrefetchingInput {
           return frame;
         }
         if (waitedForRead) {
-          const frame = Buffer.from(this.current.subarray(this.base, this.filled));
+          // A buffer of its own (never Buffer's shared pool): frames are transferred to workers.
+          const frame = Buffer.allocUnsafeSlow(have);
+          this.current.copy(frame, 0, this.base, this.filled);
           this.base = this.filled;
           return frame;
         }
