@@ -127,6 +127,14 @@ CodecResult failed(std::string error) {
   return result;
 }
 
+// A zstd decompression's return value as a result: the byte count, or the library's error.
+CodecResult zstd_decompressed(const Libraries& libs, size_t n) {
+  if (libs.zstd_is_error(n)) return failed(std::string("zstd: ") + libs.zstd_get_error_name(n));
+  CodecResult result;
+  result.bytes = n;
+  return result;
+}
+
 }  // namespace
 
 const CodecVersions& codec_versions() { return libraries().versions; }
@@ -161,21 +169,13 @@ CodecResult CodecContexts::zstd_decompress(const uint8_t* src, size_t src_length
   if (libs.versions.zstd == 0) return failed("libzstd is not available");
   if (dctx_ == nullptr) dctx_ = libs.zstd_create_dctx();
   if (dctx_ == nullptr) return failed("zstd: cannot create a decompression context (out of memory)");
-  const size_t n = libs.zstd_decompress_dctx(dctx_, dst, dst_capacity, src, src_length);
-  if (libs.zstd_is_error(n)) return failed(std::string("zstd: ") + libs.zstd_get_error_name(n));
-  CodecResult result;
-  result.bytes = n;
-  return result;
+  return zstd_decompressed(libs, libs.zstd_decompress_dctx(dctx_, dst, dst_capacity, src, src_length));
 }
 
 CodecResult zstd_decompress_once(const uint8_t* src, size_t src_length, uint8_t* dst, size_t dst_capacity) {
   const Libraries& libs = libraries();
   if (libs.versions.zstd == 0) return failed("libzstd is not available");
-  const size_t n = libs.zstd_decompress(dst, dst_capacity, src, src_length);
-  if (libs.zstd_is_error(n)) return failed(std::string("zstd: ") + libs.zstd_get_error_name(n));
-  CodecResult result;
-  result.bytes = n;
-  return result;
+  return zstd_decompressed(libs, libs.zstd_decompress(dst, dst_capacity, src, src_length));
 }
 
 CodecResult lz4_compress(const uint8_t* src, size_t src_length, uint8_t* dst, size_t dst_capacity) {
