@@ -3,7 +3,8 @@
  * veth link between two network namespaces, then a whole live migration of the same guest
  * through QEMU's own TLS (tls-creds-x509, migrate tcp:) and through exec:migstream send/recv.
  *
- *   npm run bench:transport          (root for the namespaced link; needs a test run's fixtures)
+ *   npm run bench:transport [-- --only throughput|migrations]
+ *                                    (root for the namespaced link; needs a test run's fixtures)
  *
  * Throughput runs move BYTES of a real stream repeated (--no-verify: the repetition is not one
  * valid stream) from a file to /dev/null; every figure is the best of ROUNDS wall times, from
@@ -13,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { table } from '../src/cli/format.js';
 import { launchQemu, type QemuVm } from '../src/qemu/launcher.js';
 import { migrateToExec, queryMigrate, setParameters, shellQuote, type MigrationInfo } from '../src/qemu/migration.js';
@@ -23,6 +25,7 @@ import { createLink, netnsAvailable, type Link } from '../test/helpers/netns.js'
 import { loadFixture } from '../test/helpers/qemu.js';
 import { BIN, startRecv, run } from '../test/helpers/transport.js';
 
+const { values } = parseArgs({ options: { only: { type: 'string' } } });
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 /** About 1.4 GB: long enough that process and worker start-up (~0.15 s) is not the figure. */
 const COPIES = 8;
@@ -113,8 +116,22 @@ async function throughput(where: Where): Promise<string> {
 
 // ---- whole migrations: QEMU native TLS against exec:migstream send/recv ----
 
-const scenario = findScenario('idle');
-const machineArgs = [...scenario.machine, ...guestArgs(scenario.guestMode)];
+/**
+ * The idle test guest (a quarter of its RAM, 64 MiB, filled) and a guest whose RAM is mostly
+ * filled, as a running VM's is: on the first, start-up dominates; on the second, throughput.
+ */
+interface BenchGuest {
+  readonly label: string;
+  readonly machineArgs: readonly string[];
+}
+const idleScenario = findScenario('idle');
+const guests: readonly BenchGuest[] = [
+  { label: 'the idle 256 MiB guest', machineArgs: [...idleScenario.machine, ...guestArgs(idleScenario.guestMode)] },
+  {
+    label: 'a 512 MiB guest with 384 MiB filled',
+    machineArgs: ['-machine', 'pc-i440fx-7.2', '-m', '512M', '-smp', '1', ...guestArgs('idle', ['fill=384'])],
+  },
+];
 const accel = loadFixture('idle').meta.accel;
 const qemuCreds = join(scratch, 'qemu-creds');
 cpSync(join(certs, 'ca.pem'), join(qemuCreds, 'ca-cert.pem'));
@@ -134,7 +151,8 @@ async function waitDone(vm: QemuVm): Promise<MigrationInfo> {
   }
 }
 
-async function migrationSeconds(kind: 'qemu-tls' | 'qemu-tcp' | 'migstream', channels = 4): Promise<{ seconds: number; bytes: number }> {
+async function migrationSeconds(guest: BenchGuest, kind: 'qemu-tls' | 'qemu-tcp' | 'migstream', channels: number): Promise<{ seconds: number; bytes: number }> {
+  const { machineArgs } = guest;
   const port = 30000 + Math.floor(Math.random() * 20000);
   const creds = (endpoint: string): string[] => ['-object', `tls-creds-x509,id=tls0,dir=${qemuCreds},endpoint=${endpoint},verify-peer=on`];
   const src = await launchQemu({ args: [...machineArgs, ...(kind === 'qemu-tls' ? creds('client') : [])], accel, name: `bench-src-${kind}`, cwd: REPO_ROOT });
@@ -164,7 +182,7 @@ async function migrationSeconds(kind: 'qemu-tls' | 'qemu-tcp' | 'migstream', cha
   }
 }
 
-async function migrations(): Promise<string> {
+async function migrations(guest: BenchGuest): Promise<string> {
   const rows: (string | number)[][] = [];
   const paths = [
     ['QEMU tcp: (plaintext)', 'qemu-tcp', 0],
@@ -174,17 +192,26 @@ async function migrations(): Promise<string> {
   ] as const;
   for (const [label, kind, channels] of paths) {
     const runs: { seconds: number; bytes: number }[] = [];
-    for (let i = 0; i < ROUNDS; i++) runs.push(await migrationSeconds(kind, channels));
+    for (let i = 0; i < ROUNDS; i++) runs.push(await migrationSeconds(guest, kind, channels));
     const bestRun = runs.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
     rows.push([label, bestRun.seconds.toFixed(2), runs.map((r) => r.seconds.toFixed(2)).join(' / '), (bestRun.bytes / 1e6).toFixed(0)]);
-    process.stderr.write(`migration: ${label}: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s\n`);
+    process.stderr.write(`migration (${guest.label}): ${label}: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s\n`);
   }
-  return `live migration of the idle 256 MiB guest (${accel}), migrate to destination "completed", best of ${ROUNDS}\n${table(['path', 'seconds', 'runs', 'RAM MB'], rows)}`;
+  return `live migration of ${guest.label} (${accel}), migrate to destination "completed", best of ${ROUNDS}\n${table(['path', 'seconds', 'runs', 'RAM MB'], rows)}`;
 }
 
 const out: string[] = [`cores: ${cpus().length}, node ${process.version}`];
 let link: Link | undefined;
 try {
+  if (values.only !== 'migrations') await throughputs();
+  if (values.only !== 'throughput') for (const guest of guests) out.push(await migrations(guest));
+} finally {
+  link?.destroy();
+  rmSync(scratch, { recursive: true, force: true });
+}
+process.stdout.write(`${out.join('\n\n')}\n`);
+
+async function throughputs(): Promise<void> {
   out.push(await throughput({ name: 'loopback', host: '127.0.0.1', sendPrefix: [], recvPrefix: [] }));
   if (netnsAvailable()) {
     link = createLink();
@@ -204,9 +231,4 @@ try {
   } else {
     out.push('namespaced link skipped: needs root and iproute2');
   }
-  out.push(await migrations());
-} finally {
-  link?.destroy();
-  rmSync(scratch, { recursive: true, force: true });
 }
-process.stdout.write(`${out.join('\n\n')}\n`);
