@@ -188,6 +188,7 @@ async function migrations(guest: BenchGuest): Promise<string> {
     ['QEMU tcp: (plaintext)', 'qemu-tcp', 0],
     ['QEMU tcp: + tls-creds-x509', 'qemu-tls', 0],
     ['exec:migstream send/recv, 1 TLS channel', 'migstream', 1],
+    ['exec:migstream send/recv, 2 TLS channels', 'migstream', 2],
     ['exec:migstream send/recv, 4 TLS channels', 'migstream', 4],
   ] as const;
   for (const [label, kind, channels] of paths) {
