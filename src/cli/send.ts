@@ -32,7 +32,7 @@ ${tlsUsage}`;
 /**
  * One channel per core beyond the one QEMU's migration thread uses, at most 4: a channel's
  * worker beyond the cores only adds start-up and switching (on 2 cores, 1 channel ran a live
- * migration in 1.8 s and 4 channels in 2.5 s; docs/transport.md).
+ * migration of a filled guest in 1.7 s, 4 channels in 2.0–2.5 s; docs/transport.md).
  */
 function defaultChannels(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
