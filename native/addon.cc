@@ -25,6 +25,7 @@
 
 #include "codecs.h"
 #include "dedup.h"
+#include "fd.h"
 #include "hbitmap.h"
 #include "pages.h"
 
@@ -128,6 +129,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("frameDecode", &Addon::FrameDecode),
                              InstanceMethod("ringCopy", &Addon::RingCopy),
                              InstanceMethod("dedupStore", &Addon::DedupStore),
+                             InstanceMethod("readerGone", &Addon::ReaderGone),
                          });
     (void)env;
   }
@@ -527,6 +529,13 @@ class Addon : public Napi::Addon<Addon> {
       return Napi::Value();
     }
     return Napi::Number::New(info.Env(), migstream::xxh32(in.data, in.length, static_cast<uint32_t>(seed)));
+  }
+
+  // readerGone(fd): whether fd is a pipe or socket nobody reads any more (fd.h).
+  Napi::Value ReaderGone(const Napi::CallbackInfo& info) {
+    uint64_t fd;
+    if (!Count(info, 1, "readerGone") || !Uint(info, 0, "readerGone", "fd", 2147483647, &fd)) return Napi::Value();
+    return Napi::Boolean::New(info.Env(), migstream::reader_gone(static_cast<int>(fd)));
   }
 
   // codecVersions(): { zstd, lz4 }: the library versions loaded (0: not available).

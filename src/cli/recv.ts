@@ -1,4 +1,5 @@
 import { isatty } from 'node:tty';
+import { readerGone } from '../native/fd.js';
 import { receive } from '../tls/receiver.js';
 import { formatSummary } from './transport-summary.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
@@ -43,6 +44,7 @@ export const recvCommand: Command = {
         tls,
         timeoutMs: parseSeconds(values.timeout, 30),
         write: (chunks) => writeAll(output.fd, chunks),
+        outputGone: () => readerGone(output.fd),
         onListening: ({ host, port }) => process.stderr.write(`migstream recv: listening on ${host}:${port}${tls ? ' (TLS 1.3)' : ' (plaintext)'}\n`),
         onProgress: (bytes) => progress.update(bytes),
         onRefused: (peer, reason) => process.stderr.write(`migstream recv: refused ${peer}: ${reason}\n`),

@@ -10,6 +10,7 @@
  *       ├── TimeoutError        nothing heard within the timeout                    (ERR_TIMEOUT)
  *       ├── ChecksumError       the end frame's totals or checksum disagree         (ERR_CHECKSUM)
  *       ├── PeerAbortError      the other side reported its own failure             (ERR_PEER_ABORT)
+ *       ├── OutputError         recv's output cannot take the stream (reader gone)  (ERR_OUTPUT)
  *       └── CredentialsError    certificate files missing or unreadable             (ERR_CREDENTIALS)
  *
  * Errors cross the worker boundary as { code, message, channel } and are rebuilt with
@@ -64,6 +65,12 @@ export class ChecksumError extends TransportError {
 export class PeerAbortError extends TransportError {
   constructor(message: string, channel?: number) {
     super('ERR_PEER_ABORT', message, channel);
+  }
+}
+
+export class OutputError extends TransportError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_OUTPUT', message, undefined, options);
   }
 }
 

@@ -9,7 +9,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { codecById } from '../compress/codecs.js';
-import { ChannelError, ChecksumError, HandshakeError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
+import { ChannelError, ChecksumError, HandshakeError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { Reorderer } from './reorder.js';
@@ -24,6 +24,12 @@ export interface ReceiveOptions {
   tls: TlsMaterial | null;
   /** Writes in-order stream bytes (blocking is fine: the workers keep reading meanwhile). */
   write: (chunks: Buffer[]) => void;
+  /**
+   * Whether the output's reader is gone (the destination QEMU exited), polled about once a
+   * second: without it, a receiver whose QEMU died before any sender connected would listen
+   * until killed, since only a write would tell.
+   */
+  outputGone?: () => boolean;
   timeoutMs?: number;
   /** Unacknowledged frames per channel before its worker stops reading. */
   window?: number;
@@ -48,6 +54,8 @@ interface Connection {
   ended: { frames: number; bytes: number; digest: bigint } | undefined;
 }
 
+const OUTPUT_GONE = 'nobody reads the output any more (did the destination QEMU exit?)';
+
 export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const url = workerUrl('recv-worker');
@@ -65,14 +73,24 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   // for it longer than --timeout fail the session.
   let lastRelease = Date.now();
   const stallWatch = setInterval(() => {
-    if (finished || reorder.pendingFrames === 0 || Date.now() - lastRelease <= timeoutMs) return;
+    if (finished) return;
+    if (options.outputGone?.() === true) return fail(new OutputError(OUTPUT_GONE));
+    if (reorder.pendingFrames === 0 || Date.now() - lastRelease <= timeoutMs) return;
     fail(new TimeoutError(`frame ${reorder.next} did not arrive within ${timeoutMs / 1000} s while ${reorder.pendingFrames} later frame(s) waited for it`));
   }, Math.max(50, Math.min(1000, timeoutMs / 6)));
   stallWatch.unref();
 
   // The digest covers the held tail too, so it is computed as frames are released.
   const digest = new StreamDigest();
-  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, options.write, (frame) => digest.update(frame));
+  const write = (chunks: Buffer[]): void => {
+    try {
+      options.write(chunks);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : `cannot write the stream: ${(error as Error).message}`, { cause: error });
+    }
+  };
+  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, write, (frame) => digest.update(frame));
 
   const post = (c: Connection, message: ToRecvWorker): void => c.worker.postMessage(message);
 
@@ -108,7 +126,11 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     if (digest.value !== end.digest) {
       return fail(new ChecksumError(`stream digest ${formatDigest(digest.value)} differs from the sender's ${formatDigest(end.digest)}`));
     }
-    reorder.flush();
+    try {
+      reorder.flush();
+    } catch (error) {
+      return fail(error as TransportError);
+    }
     finished = true;
     clearTimeout(joinTimer);
     const zero = members.find((c) => c.index === 0)!;

@@ -26,10 +26,10 @@ export interface Running {
 }
 
 /** Runs `migstream ARGS`; `prefix` runs it through another command (e.g. `ip netns exec NS`). */
-export function run(args: string[], options: { stdin?: 'ignore' | 'pipe'; prefix?: string[] } = {}): Running {
+export function run(args: string[], options: { stdin?: 'ignore' | 'pipe'; stdout?: 'ignore' | 'pipe'; prefix?: string[] } = {}): Running {
   const started = Date.now();
   const argv = [...(options.prefix ?? []), process.execPath, BIN, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: [options.stdin ?? 'ignore', 'ignore', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: [options.stdin ?? 'ignore', options.stdout ?? 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
   const exited = new Promise<Finished>((resolve) =>
@@ -39,8 +39,11 @@ export function run(args: string[], options: { stdin?: 'ignore' | 'pipe'; prefix
 }
 
 /** Starts `recv --listen HOST:0 …` and resolves with its port once it listens. */
-export async function startRecv(args: string[], options: { host?: string; prefix?: string[] } = {}): Promise<Running & { port: number }> {
-  const running = run(['recv', '--listen', `${options.host ?? '127.0.0.1'}:0`, ...args], { prefix: options.prefix ?? [] });
+export async function startRecv(
+  args: string[],
+  options: { host?: string; prefix?: string[]; stdout?: 'ignore' | 'pipe' } = {},
+): Promise<Running & { port: number }> {
+  const running = run(['recv', '--listen', `${options.host ?? '127.0.0.1'}:0`, ...args], { prefix: options.prefix ?? [], stdout: options.stdout ?? 'ignore' });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recv did not listen: ${running.stderr()}`)), 20_000);
     running.child.stderr!.on('data', () => {

@@ -125,6 +125,14 @@ describe('failures mid-transfer', () => {
     expectIncomplete(out);
   });
 
+  test('a receiver whose reader exits before any sender came fails within seconds', async () => {
+    const recv = await startRecv(['--insecure'], { stdout: 'pipe' });
+    // The destination QEMU dying: the only reader of recv's stdout goes away.
+    recv.child.stdout!.destroy();
+    const received = await recv.exited;
+    expectFailed(received, /nobody reads the output any more/);
+  });
+
   test('the receiver killed mid-transfer fails the sender', async () => {
     const out = join(scratch, 'killed.mig');
     const recv = await startRecv(['--insecure', '-o', out]);
