@@ -18,6 +18,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -534,7 +535,7 @@ class Addon : public Napi::Addon<Addon> {
   // readerGone(fd): whether fd is a pipe or socket nobody reads any more (fd.h).
   Napi::Value ReaderGone(const Napi::CallbackInfo& info) {
     uint64_t fd;
-    if (!Count(info, 1, "readerGone") || !Uint(info, 0, "readerGone", "fd", 2147483647, &fd)) return Napi::Value();
+    if (!Count(info, 1, "readerGone") || !Uint(info, 0, "readerGone", "fd", INT_MAX, &fd)) return Napi::Value();
     return Napi::Boolean::New(info.Env(), migstream::reader_gone(static_cast<int>(fd)));
   }
 

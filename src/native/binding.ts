@@ -42,8 +42,8 @@ export interface NativeBinding {
   lz4Decompress(src: Uint8Array, dst: Uint8Array): number;
   frameDecode(codec: number, stored: Uint8Array, raw: Uint8Array, storedChecksum: number, rawChecksum: number): Promise<{ status: number; actual: number; message: string }>;
   ringCopy(ring: Uint8Array, at: number, src: Uint8Array): void;
-  readerGone(fd: number): boolean;
   dedupStore(ring: Uint8Array, table: Uint8Array, positions: Float64Array, pageSize: number, stored: number, write: number, page: Uint8Array, checksum: Uint32Array): number;
+  readerGone(fd: number): boolean;
 }
 
 const ADDON_FILES = ['../../build/Release/migstream_native.node', '../../build/Debug/migstream_native.node'];

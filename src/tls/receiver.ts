@@ -68,17 +68,18 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
   const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
   let joinTimer: NodeJS.Timeout | undefined;
-  // A frame that never arrives (its channel died unseen, or the channel is paused behind its
-  // window and cannot read its own ABORT) must not leave the others waiting: frames held back
-  // for it longer than --timeout fail the session.
+  // Checked about once a second: the output still has a reader; and a frame that never arrives
+  // (its channel died unseen, or the channel is paused behind its window and cannot read its
+  // own ABORT) does not leave the others waiting: frames held back for it longer than
+  // --timeout fail the session.
   let lastRelease = Date.now();
-  const stallWatch = setInterval(() => {
+  const watchdog = setInterval(() => {
     if (finished) return;
     if (options.outputGone?.() === true) return fail(new OutputError(OUTPUT_GONE));
     if (reorder.pendingFrames === 0 || Date.now() - lastRelease <= timeoutMs) return;
     fail(new TimeoutError(`frame ${reorder.next} did not arrive within ${timeoutMs / 1000} s while ${reorder.pendingFrames} later frame(s) waited for it`));
   }, Math.max(50, Math.min(1000, timeoutMs / 6)));
-  stallWatch.unref();
+  watchdog.unref();
 
   // The digest covers the held tail too, so it is computed as frames are released.
   const digest = new StreamDigest();
@@ -265,7 +266,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     return await result;
   } finally {
     clearTimeout(joinTimer);
-    clearInterval(stallWatch);
+    clearInterval(watchdog);
     server.close();
     // Let ABORT/DONE frames leave before the workers go.
     await new Promise((resolve) => setTimeout(resolve, 100));
