@@ -57,7 +57,7 @@ std::string number_text(double value) {
 class FrameDecodeWork : public Napi::AsyncWorker {
  public:
   FrameDecodeWork(Napi::Env env, Napi::Promise::Deferred deferred, Napi::Uint8Array stored, Napi::Uint8Array raw,
-                  int codec, uint32_t stored_checksum, uint32_t raw_checksum)
+                  int codec, migstream::FrameChecksum checksum, uint32_t stored_checksum, uint32_t raw_checksum)
       : Napi::AsyncWorker(env, "migstream.frameDecode"),
         deferred_(deferred),
         stored_ref_(Napi::Persistent(stored)),
@@ -67,11 +67,12 @@ class FrameDecodeWork : public Napi::AsyncWorker {
         raw_(raw.Data()),
         raw_length_(raw.ByteLength()),
         codec_(codec),
+        checksum_(checksum),
         stored_checksum_(stored_checksum),
         raw_checksum_(raw_checksum) {}
 
   void Execute() override {
-    check_ = migstream::frame_decode(codec_, stored_, stored_length_, raw_, raw_length_, stored_checksum_, raw_checksum_);
+    check_ = migstream::frame_decode(codec_, checksum_, stored_, stored_length_, raw_, raw_length_, stored_checksum_, raw_checksum_);
   }
 
   void OnOK() override {
@@ -94,6 +95,7 @@ class FrameDecodeWork : public Napi::AsyncWorker {
   uint8_t* raw_;
   size_t raw_length_;
   int codec_;
+  migstream::FrameChecksum checksum_;
   uint32_t stored_checksum_;
   uint32_t raw_checksum_;
   migstream::FrameCheck check_;
@@ -122,6 +124,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("findZeroPages", &Addon::FindZeroPages),
                              InstanceMethod("hashPages", &Addon::HashPages),
                              InstanceMethod("xxh32", &Addon::Xxh32),
+                             InstanceMethod("xxh64Low32", &Addon::Xxh64Low32),
                              InstanceMethod("codecVersions", &Addon::CodecVersions),
                              InstanceMethod("zstdCompress", &Addon::ZstdCompress),
                              InstanceMethod("zstdDecompress", &Addon::ZstdDecompress),
@@ -532,6 +535,16 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(info.Env(), migstream::xxh32(in.data, in.length, static_cast<uint32_t>(seed)));
   }
 
+  // xxh64Low32(bytes: Uint8Array): the low 32 bits of XXH64 (seed 0), the checksum of container
+  // version 2.
+  Napi::Value Xxh64Low32(const Napi::CallbackInfo& info) {
+    Bytes in;
+    if (!Count(info, 1, "xxh64Low32") || !ReadTyped(info, 0, "xxh64Low32", "buffer", napi_uint8_array, "Uint8Array", &in)) {
+      return Napi::Value();
+    }
+    return Napi::Number::New(info.Env(), static_cast<uint32_t>(migstream::xxh64(in.data, in.length, 0)));
+  }
+
   // readerGone(fd): whether fd is a pipe or socket nobody reads any more (fd.h).
   Napi::Value ReaderGone(const Napi::CallbackInfo& info) {
     uint64_t fd;
@@ -638,19 +651,21 @@ class Addon : public Napi::Addon<Addon> {
     return Result(info.Env(), migstream::lz4_decompress(src.data, src.length, dst.data, dst.length));
   }
 
-  // frameDecode(codec, stored: Uint8Array, raw: Uint8Array, storedChecksum, rawChecksum): a
-  // Promise of {status, actual, message} (codecs.h FrameCheck) for one container frame, checked
-  // and decompressed into `raw` (exactly the raw length) on libuv's thread pool. zstd and lz4.
+  // frameDecode(codec, stored: Uint8Array, raw: Uint8Array, storedChecksum, rawChecksum,
+  // checksum): a Promise of {status, actual, message} (codecs.h FrameCheck) for one container
+  // frame, checked and decompressed into `raw` (exactly the raw length) on libuv's thread pool.
+  // zstd and lz4; checksum 1 XXH32, 2 XXH64's low 32 bits (codecs.h FrameChecksum).
   Napi::Value FrameDecode(const Napi::CallbackInfo& info) {
     const char* fn = "frameDecode";
-    uint64_t codec, stored_checksum, raw_checksum;
+    uint64_t codec, stored_checksum, raw_checksum, checksum;
     Bytes stored, raw;
-    if (!Count(info, 5, fn) || !Uint(info, 0, fn, "codec", 3, &codec) ||
+    if (!Count(info, 6, fn) || !Uint(info, 0, fn, "codec", 3, &codec) ||
         !SourceAndDestinationAt(info, 1, fn, &stored, &raw) ||
         !Uint(info, 3, fn, "storedChecksum", 0xffffffffULL, &stored_checksum) ||
-        !Uint(info, 4, fn, "rawChecksum", 0xffffffffULL, &raw_checksum)) {
+        !Uint(info, 4, fn, "rawChecksum", 0xffffffffULL, &raw_checksum) || !Uint(info, 5, fn, "checksum", 2, &checksum)) {
       return Napi::Value();
     }
+    if (checksum < 1) return Fail(info.Env(), "frameDecode: checksum must be 1 (XXH32) or 2 (XXH64, low 32 bits), got 0");
     const migstream::CodecVersions& versions = migstream::codec_versions();
     if (codec == migstream::kCodecZstd) {
       if (!Available(info, fn, versions.zstd, "libzstd")) return Napi::Value();
@@ -661,8 +676,8 @@ class Addon : public Napi::Addon<Addon> {
     }
     Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(info.Env());
     auto* work = new FrameDecodeWork(info.Env(), deferred, info[1].As<Napi::Uint8Array>(), info[2].As<Napi::Uint8Array>(),
-                                     static_cast<int>(codec), static_cast<uint32_t>(stored_checksum),
-                                     static_cast<uint32_t>(raw_checksum));
+                                     static_cast<int>(codec), static_cast<migstream::FrameChecksum>(checksum),
+                                     static_cast<uint32_t>(stored_checksum), static_cast<uint32_t>(raw_checksum));
     // Node deletes the work after OnOK / OnError.
     work->Queue();
     return deferred.Promise();
@@ -695,7 +710,7 @@ class Addon : public Napi::Addon<Addon> {
 
   // dedupStore(ring: Uint8Array, table: Uint8Array, positions: Float64Array, pageSize, stored,
   // write, page: Uint8Array, checksum: Uint32Array): the distance back to an equal stored page
-  // (checksum[0] = its XXH32), or 0 after copying the page into the ring at logical position
+  // (checksum[0] = the low 32 bits of its XXH64), or 0 after copying the page into the ring at logical position
   // `write` and recording it as stored page `stored` (dedup.h). The window is positions.length
   // pages.
   Napi::Value DedupStore(const Napi::CallbackInfo& info) {

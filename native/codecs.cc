@@ -207,10 +207,14 @@ CodecResult lz4_decompress(const uint8_t* src, size_t src_length, uint8_t* dst, 
   return result;
 }
 
-FrameCheck frame_decode(int codec, const uint8_t* stored, size_t stored_length, uint8_t* raw, size_t raw_length,
-                        uint32_t stored_checksum, uint32_t raw_checksum) {
+uint32_t frame_checksum(FrameChecksum kind, const uint8_t* data, size_t length) {
+  return kind == FrameChecksum::kXxh32 ? xxh32(data, length, 0) : static_cast<uint32_t>(xxh64(data, length, 0));
+}
+
+FrameCheck frame_decode(int codec, FrameChecksum checksum, const uint8_t* stored, size_t stored_length, uint8_t* raw,
+                        size_t raw_length, uint32_t stored_checksum, uint32_t raw_checksum) {
   FrameCheck check;
-  const uint32_t stored_actual = xxh32(stored, stored_length, 0);
+  const uint32_t stored_actual = frame_checksum(checksum, stored, stored_length);
   if (stored_actual != stored_checksum) {
     check.status = FrameCheck::kStoredChecksum;
     check.actual = stored_actual;
@@ -235,7 +239,7 @@ FrameCheck frame_decode(int codec, const uint8_t* stored, size_t stored_length, 
     check.message = !result.error.empty() ? result.error : "decompressed to " + std::to_string(result.bytes) + " bytes";
     return check;
   }
-  const uint32_t raw_actual = xxh32(raw, raw_length, 0);
+  const uint32_t raw_actual = frame_checksum(checksum, raw, raw_length);
   if (raw_actual != raw_checksum) {
     check.status = FrameCheck::kRawChecksum;
     check.actual = raw_actual;

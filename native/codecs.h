@@ -83,13 +83,20 @@ struct FrameCheck {
   std::string message;
 };
 
-// One frame of the container, as a reader checks it (src/compress/frame-work.ts unpack): XXH32
-// of the stored bytes against `stored_checksum`, decompression into exactly `raw_length` bytes
-// (lz4: lz4-napi's framing, a u32 little-endian raw length before the block), XXH32 of the raw
-// bytes against `raw_checksum`. Stateless: runs on any thread (the addon runs it on libuv's
-// pool). Codecs zstd and lz4 only; the caller checks the library is there.
-FrameCheck frame_decode(int codec, const uint8_t* stored, size_t stored_length, uint8_t* raw, size_t raw_length,
-                        uint32_t stored_checksum, uint32_t raw_checksum);
+// The checksum of a frame's bytes, numbered as the container versions that use it
+// (docs/container.md, "Checksums"): version 1 XXH32, version 2 the low 32 bits of XXH64.
+enum class FrameChecksum { kXxh32 = 1, kXxh64Low32 = 2 };
+
+uint32_t frame_checksum(FrameChecksum kind, const uint8_t* data, size_t length);
+
+// One frame of the container, as a reader checks it (src/compress/frame-work.ts unpack): the
+// checksum of the stored bytes against `stored_checksum`, decompression into exactly
+// `raw_length` bytes (lz4: lz4-napi's framing, a u32 little-endian raw length before the
+// block), the checksum of the raw bytes against `raw_checksum`. Stateless: runs on any thread
+// (the addon runs it on libuv's pool). Codecs zstd and lz4 only; the caller checks the library
+// is there.
+FrameCheck frame_decode(int codec, FrameChecksum checksum, const uint8_t* stored, size_t stored_length, uint8_t* raw,
+                        size_t raw_length, uint32_t stored_checksum, uint32_t raw_checksum);
 
 }  // namespace migstream
 

@@ -21,7 +21,7 @@ uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write,
     const uint64_t position = static_cast<uint64_t>(window.positions[number % window.window_pages]);
     if (position < intact) continue;
     if (std::memcmp(window.ring + position % window.ring_bytes, page, window.page_size) == 0) {
-      *checksum = xxh32(page, window.page_size, 0);
+      *checksum = static_cast<uint32_t>(hash);
       return stored - number;
     }
   }

@@ -41,9 +41,11 @@ struct DedupWindow {
 };
 
 // Looks `page` (page_size bytes) up among the stored pages [stored - W, stored). Found: returns
-// the distance (1..W) and sets *checksum to the page's XXH32. Not found: copies the page into the
-// ring at logical position `write` (which must not wrap: write % R + page_size <= R), records it
-// as stored page number `stored` and returns 0; the caller advances `write` and `stored`.
+// the distance (1..W) and sets *checksum to the low 32 bits of the page's XXH64 (the REF
+// checksum of container version 2, free: the lookup computed the hash). Not found: copies the
+// page into the ring at logical position `write` (which must not wrap: write % R + page_size
+// <= R), records it as stored page number `stored` and returns 0; the caller advances `write`
+// and `stored`.
 uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write, const uint8_t* page, uint32_t* checksum);
 
 }  // namespace migstream

@@ -27,7 +27,7 @@ uint64_t xxh64(const uint8_t* data, size_t length, uint64_t seed);
 void hash_pages(const uint8_t* data, size_t page_size, size_t pages, uint64_t* out);
 
 // XXH32 (xxHash's 32-bit hash) of `length` bytes with `seed`: what `xxhsum -H32` prints. The
-// checksum of every container frame (docs/container.md).
+// checksum of container version 1's frames and of every frame header (docs/container.md).
 uint32_t xxh32(const uint8_t* data, size_t length, uint32_t seed);
 
 }  // namespace migstream

@@ -28,6 +28,7 @@ export {
   lz4CompressInto,
   lz4DecompressInto,
   xxh32Native,
+  xxh64Low32Native,
   zstdCompressInto,
   zstdDecompressInto,
   type CodecLibraries,

@@ -18,13 +18,14 @@ import {
 } from './errors.js';
 import {
   CONTAINER_MAGIC,
-  CONTAINER_VERSION,
   FRAME_HEADER_LENGTH,
   FrameKind,
   MAX_FRAME_BYTES,
   PREAMBLE_LENGTH,
+  READABLE_VERSIONS,
   decodeFrameHeader,
   frameKindName,
+  type ContainerVersion,
   type FrameHeader,
 } from './format.js';
 
@@ -51,6 +52,12 @@ export class ContainerReader {
   private nextNumber = 0;
   private header: FrameHeader | undefined;
   private headerOffset = 0;
+  private containerVersion: ContainerVersion | undefined;
+
+  /** The preamble's version, once read: it says which checksum the frames carry. */
+  get version(): ContainerVersion | undefined {
+    return this.containerVersion;
+  }
 
   /** Frames read so far. */
   get frames(): number {
@@ -124,7 +131,7 @@ export class ContainerReader {
   }
 
   private readPreamble(bytes: Buffer): void {
-    checkPreamble(bytes);
+    this.containerVersion = checkPreamble(bytes);
     this.started = true;
   }
 
@@ -160,8 +167,8 @@ export class ContainerReader {
   }
 }
 
-/** Checks the 12-byte preamble: magic, version 1, flags 0. */
-export function checkPreamble(bytes: Buffer): void {
+/** Checks the 12-byte preamble (magic, a version this reader reads, flags 0); returns the version. */
+export function checkPreamble(bytes: Buffer): ContainerVersion {
   if (!bytes.subarray(0, CONTAINER_MAGIC.length).equals(CONTAINER_MAGIC)) {
     const hint = bytes.subarray(0, 4).equals(QEVM) ? ' (this is a QEMU migration stream: use it as it is, or compress it)' : '';
     throw new ContainerMagicError(`not a migstream container${hint}`, 0, {
@@ -171,15 +178,16 @@ export function checkPreamble(bytes: Buffer): void {
   }
   const version = bytes.readUInt16BE(8);
   const flags = bytes.readUInt16BE(10);
-  if (version !== CONTAINER_VERSION) {
+  if (!READABLE_VERSIONS.includes(version as ContainerVersion)) {
     throw new ContainerMagicError(`container version ${version}`, 8, {
-      expected: `version ${CONTAINER_VERSION}`,
+      expected: `version ${READABLE_VERSIONS.join(' or ')}`,
       actual: version,
     });
   }
   if (flags !== 0) {
     throw new ContainerMagicError(`preamble flags 0x${flags.toString(16)}`, 10, { expected: 'flags 0', actual: flags });
   }
+  return version as ContainerVersion;
 }
 
 /**

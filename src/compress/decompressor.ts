@@ -10,7 +10,7 @@
  * the END frame confirms the length and checksum of the whole stream, so a truncated or damaged
  * container makes `-incoming exec:` fail instead of loading wrong RAM.
  */
-import { ChecksumChain, xxh32 } from './checksum.js';
+import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, type CodecId } from './codecs.js';
 import { ContainerReader, frameRef, type Frame } from './container-reader.js';
 import { CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
@@ -77,6 +77,8 @@ class Run {
   private slots = new SlotPool(1 << 20);
   private readonly queue: OrderedQueue<Unpacked>;
   private info: ContainerInfo | undefined;
+  /** The container version's checksum: known from the preamble on, before the first frame. */
+  private checksum!: DataChecksum;
   private window: PageWindow | undefined;
   /** A META frame waiting to see whether a PAYLOAD frame follows. */
   private meta: Frame | undefined;
@@ -131,7 +133,8 @@ class Run {
     }
     switch (frame.kind) {
       case FrameKind.HEADER:
-        this.info = parseInfo(frame, ref);
+        this.checksum = dataChecksum(this.reader.version!);
+        this.info = parseInfo(frame, ref, this.checksum);
         this.stats.info = this.info;
         // A segment's stored bytes rarely exceed its raw payload: slots that fit from the start.
         this.slots = new SlotPool(Math.min(Math.max(this.info.frameBytes, 1 << 20), 64 << 20) * 1.25);
@@ -159,8 +162,8 @@ class Run {
     payload?.stored.copy(bytes, meta.stored.length);
     const request = {
       op: 'splice' as const,
-      meta: stored(meta, bytes.subarray(0, meta.stored.length)),
-      payload: payload && stored(payload, bytes.subarray(meta.stored.length)),
+      meta: this.stored(meta, bytes.subarray(0, meta.stored.length)),
+      payload: payload && this.stored(payload, bytes.subarray(meta.stored.length)),
       pageSize: info.pageSize,
       window: this.window !== undefined,
     };
@@ -169,7 +172,7 @@ class Run {
       (reply) => {
         slot.restore(reply.returned);
         this.slots.release(slot);
-        if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta);
+        if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.checksum);
         const { bytes, pages } = reply as UnpackReply;
         const checksums = payload ? [meta.rawChecksum, payload.rawChecksum] : [meta.rawChecksum];
         return { ref: metaRef, bytes: asBuffer(bytes), pages, checksums };
@@ -180,18 +183,18 @@ class Run {
 
   private async submitData(frame: Frame, ref: FrameRef): Promise<void> {
     if (frame.codec === CODEC_IDS.none) {
-      const actual = xxh32(frame.stored);
-      if (actual !== frame.rawChecksum) throw checksumError('stored bytes fail their checksum', ref, frame.rawChecksum, actual);
+      const actual = this.checksum.of(frame.stored);
+      if (actual !== frame.rawChecksum) throw checksumError('stored bytes fail their checksum', ref, this.checksum, frame.rawChecksum, actual);
       return this.queue.add(Promise.resolve({ ref, bytes: frame.stored, pages: undefined, checksums: [frame.rawChecksum] }));
     }
     const slot = this.slots.acquire();
     const bytes = slot.view(frame.stored.length);
     frame.stored.copy(bytes);
-    const job = (this.pool.run({ op: 'decompress', frame: stored(frame, bytes) }, [slot.lend()]) as Promise<Returning<UnpackReply | FailureReply>>).then(
+    const job = (this.pool.run({ op: 'decompress', frame: this.stored(frame, bytes) }, [slot.lend()]) as Promise<Returning<UnpackReply | FailureReply>>).then(
       (reply) => {
         slot.restore(reply.returned);
         this.slots.release(slot);
-        if (!reply.ok) throw failure(reply, frame);
+        if (!reply.ok) throw failure(reply, frame, this.checksum);
         return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, checksums: [frame.rawChecksum] };
       },
     );
@@ -226,25 +229,26 @@ class Run {
           actual: distance,
         });
       }
-      const actual = xxh32(page);
+      const actual = this.checksum.of(page);
       if (actual !== pages[i + 2]) {
-        throw checksumError(`the page referenced ${distance} stored pages back is not the page the compressor saw`, ref, pages[i + 2]!, actual);
+        throw checksumError(`the page referenced ${distance} stored pages back is not the page the compressor saw`, ref, this.checksum, pages[i + 2]!, actual);
       }
       page.copy(bytes, at);
     }
   }
 
   private checkEnd(frame: Frame, ref: FrameRef): void {
-    checkEnd(frame, frame.stored, ref, this.streamBytes, this.chain.value);
+    checkEnd(frame, frame.stored, ref, this.checksum, this.streamBytes, this.chain.value);
   }
-}
 
-function stored(frame: Frame, bytes: Buffer): StoredFrame {
-  return {
-    codec: frame.codec as CodecId,
-    stored: bytes,
-    rawLength: frame.rawLength,
-    rawChecksum: frame.rawChecksum,
-    storedChecksum: frame.storedChecksum,
-  };
+  private stored(frame: Frame, bytes: Buffer): StoredFrame {
+    return {
+      codec: frame.codec as CodecId,
+      checksum: this.checksum.version,
+      stored: bytes,
+      rawLength: frame.rawLength,
+      rawChecksum: frame.rawChecksum,
+      storedChecksum: frame.storedChecksum,
+    };
+  }
 }

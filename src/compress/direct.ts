@@ -22,7 +22,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, writev } from 'node:fs';
 import { frameDecodeAsync } from '../native/codec.js';
-import { ChecksumChain, xxh32 } from './checksum.js';
+import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
 import type { DecompressStats } from './decompressor.js';
@@ -133,6 +133,8 @@ class DirectRun implements PieceWindow {
   private streamBytes = 0;
   private readonly header = Buffer.alloc(FRAME_HEADER_LENGTH);
   private info!: ContainerInfo;
+  /** The container version's checksum (from the preamble). */
+  private checksum!: DataChecksum;
   /** Free buffers, and the ones lent out, oldest first. */
   private readonly free: Buffer[] = [];
   private readonly lent: Lent[] = [];
@@ -166,9 +168,9 @@ class DirectRun implements PieceWindow {
     if (got < PREAMBLE_LENGTH) {
       throw new TruncatedContainerError(got === 0 ? 'the input is empty' : `the input ends inside the preamble (${got} bytes)`, { frame: 0, offset: 0 });
     }
-    checkPreamble(preamble);
+    this.checksum = dataChecksum(checkPreamble(preamble));
     const first = this.next()!;
-    this.info = parseInfo(this.withStored(first), frameRef(first));
+    this.info = parseInfo(this.withStored(first), frameRef(first), this.checksum);
     this.stats.info = this.info;
     const window = this.info.dedupWindowPages;
     this.windowLent = new Array<Lent>(window);
@@ -195,7 +197,7 @@ class DirectRun implements PieceWindow {
           this.atEnd = true;
           while (this.decoding.length > 0) await this.finishOldest();
           await this.settle();
-          checkEnd(frame, this.withStored(frame).stored, ref, this.streamBytes, this.chain.value);
+          checkEnd(frame, this.withStored(frame).stored, ref, this.checksum, this.streamBytes, this.chain.value);
           if (this.offset !== this.size) {
             throw new FrameOrderError('data after the END frame', { frame: this.number, offset: this.offset }, { actual: `${this.size - this.offset} more bytes` });
           }
@@ -300,25 +302,33 @@ class DirectRun implements PieceWindow {
     const codec = frame.codec as CodecId;
     if (codec !== CODEC_IDS.none && hasNativeCodec(codec)) {
       const raw = this.borrow(frame.rawLength);
-      const check = await frameDecodeAsync(codec, view, raw.buffer.subarray(0, frame.rawLength), frame.storedChecksum, frame.rawChecksum);
+      const into = raw.buffer.subarray(0, frame.rawLength);
+      const check = await frameDecodeAsync(codec, view, into, frame.storedChecksum, frame.rawChecksum, this.checksum.version);
       stored.pins--;
       if (check.status !== 0) {
         raw.pins--;
         const kind = check.status === 1 ? 'stored-checksum' : check.status === 3 ? 'raw-checksum' : 'codec';
-        throw failure({ ok: false, kind, message: check.message, actual: check.actual, frame: which }, frame);
+        throw failure({ ok: false, kind, message: check.message, actual: check.actual, frame: which }, frame, this.checksum);
       }
       return raw;
     }
     const raw = codec === CODEC_IDS.none ? stored : this.borrow(frame.rawLength);
     const result = await unpack(
-      { codec, stored: view, rawLength: frame.rawLength, rawChecksum: frame.rawChecksum, storedChecksum: frame.storedChecksum },
+      {
+        codec,
+        checksum: this.checksum.version,
+        stored: view,
+        rawLength: frame.rawLength,
+        rawChecksum: frame.rawChecksum,
+        storedChecksum: frame.storedChecksum,
+      },
       which,
       raw.buffer.subarray(0, frame.rawLength),
     );
     if (raw !== stored) stored.pins--;
     if (!Buffer.isBuffer(result)) {
       raw.pins--;
-      throw failure(result, frame);
+      throw failure(result, frame, this.checksum);
     }
     if (raw !== stored && result.buffer !== raw.buffer.buffer) {
       // The npm codec (no native library) returned its own buffer: lend that one instead.
@@ -369,9 +379,9 @@ class DirectRun implements PieceWindow {
     const at = this.windowOffsets[slot]!;
     const lent = this.windowLent[slot]!;
     const page = lent.buffer.subarray(at, at + pageSize);
-    const actual = xxh32(page);
+    const actual = this.checksum.of(page);
     if (actual !== checksum) {
-      return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected XXH32 0x${checksum.toString(16).padStart(8, '0')}, got 0x${actual.toString(16).padStart(8, '0')}`;
+      return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${this.checksum.name} 0x${checksum.toString(16).padStart(8, '0')}, got 0x${actual.toString(16).padStart(8, '0')}`;
     }
     // The segment views this buffer until it is written: pinned once per segment.
     if (!this.pinned.has(lent)) {

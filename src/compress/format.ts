@@ -2,7 +2,7 @@
  * Byte layout of the migstream container (docs/container.md is the specification; this file
  * mirrors it). All integers are big-endian unless noted.
  *
- *   preamble   8 bytes magic "\x89MSZ\r\n\x1a\n", be16 version (1), be16 flags (0)
+ *   preamble   8 bytes magic "\x89MSZ\r\n\x1a\n", be16 version (2; 1 is read too), be16 flags (0)
  *   frames     header (28 bytes) + stored bytes, numbered 0, 1, 2, … in file order
  *
  *   frame header
@@ -12,17 +12,22 @@
  *     4  be32 number      the frame's position in the file, from 0
  *     8  be32 raw length
  *    12  be32 stored length
- *    16  be32 XXH32 of the raw bytes
- *    20  be32 XXH32 of the stored bytes
+ *    16  be32 checksum of the raw bytes      (version 2: XXH64's low 32 bits; 1: XXH32)
+ *    20  be32 checksum of the stored bytes   (the same)
  *    24  be32 XXH32 of header bytes 0..23
  */
 import { ArgumentError } from '../stream/errors.js';
-import { xxh32 } from './checksum.js';
+import { dataChecksum, xxh32, type DataChecksum } from './checksum.js';
 import type { CodecId } from './codecs.js';
 
 /** PNG-style: a high byte, a name, CR LF, ^Z, LF catch 7-bit and newline-mangling transfers. */
 export const CONTAINER_MAGIC = Buffer.from([0x89, 0x4d, 0x53, 0x5a, 0x0d, 0x0a, 0x1a, 0x0a]);
-export const CONTAINER_VERSION = 1;
+/** The version written. Readers read it and version 1, which differs only in its checksum. */
+export const CONTAINER_VERSION = 2;
+export type ContainerVersion = 1 | 2;
+export const READABLE_VERSIONS: readonly ContainerVersion[] = [1, 2];
+/** The checksum writers put in frame headers and REF cuts. */
+export const WRITTEN_CHECKSUM: DataChecksum = dataChecksum(CONTAINER_VERSION);
 export const PREAMBLE_LENGTH = 12;
 export const FRAME_HEADER_LENGTH = 28;
 
@@ -117,7 +122,7 @@ export interface ContainerEnd {
   streamBytes: number;
   /** Frames before END (so END's own number). */
   frames: number;
-  /** XXH32 over the big-endian raw checksums of the META, PAYLOAD and DATA frames (ChecksumChain). */
+  /** XXH32 over the big-endian raw checksums of the META, PAYLOAD and DATA frames (ChecksumChain), in every version. */
   streamChecksum: number;
 }
 
@@ -153,8 +158,8 @@ export const CutTag = {
 
 /**
  * Where a payload goes back into the stream: after `gap` more META bytes. Encoded as
- * uleb128(gap * 4 + tag), then for REF uleb128(distance) and be32 XXH32 of the page (checked
- * when the reference is resolved), for BYTES uleb128(length).
+ * uleb128(gap * 4 + tag), then for REF uleb128(distance) and be32 checksum of the page (the
+ * version's data checksum, checked when the reference is resolved), for BYTES uleb128(length).
  */
 export type Cut =
   | { readonly tag: typeof CutTag.PAGE; readonly gap: number }

@@ -2,7 +2,7 @@
  * Checks of the HEADER and END frames and the errors for frames the workers found damaged,
  * shared by the general decompressor (decompressor.ts) and direct mode (direct.ts).
  */
-import { xxh32 } from './checksum.js';
+import type { DataChecksum } from './checksum.js';
 import { CODEC_IDS, codecById } from './codecs.js';
 import { frameRef } from './container-reader.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
@@ -11,11 +11,11 @@ import type { FailureReply } from './protocol.js';
 
 type StoredHeader = FrameHeader & { readonly offset: number; readonly stored: Buffer };
 
-/** The HEADER frame's JSON, checked. */
-export function parseInfo(frame: StoredHeader, ref: FrameRef): ContainerInfo {
+/** The HEADER frame's JSON, checked against `checksum` (the container version's). */
+export function parseInfo(frame: StoredHeader, ref: FrameRef, checksum: DataChecksum): ContainerInfo {
   if (frame.codec !== CODEC_IDS.none) throw new CorruptFrameError('compressed HEADER frame', ref, { expected: 'codec none' });
-  const actual = xxh32(frame.stored);
-  if (actual !== frame.rawChecksum) throw checksumError('HEADER frame fails its checksum', ref, frame.rawChecksum, actual);
+  const actual = checksum.of(frame.stored);
+  if (actual !== frame.rawChecksum) throw checksumError('HEADER frame fails its checksum', ref, checksum, frame.rawChecksum, actual);
   let info: ContainerInfo;
   try {
     info = JSON.parse(frame.stored.toString('utf8')) as ContainerInfo;
@@ -37,19 +37,19 @@ function hex(value: number): string {
   return `0x${value.toString(16).padStart(8, '0')}`;
 }
 
-export function checksumError(problem: string, ref: FrameRef, expected: number, actual: number): CorruptFrameError {
-  return new CorruptFrameError(problem, ref, { expected: `XXH32 ${hex(expected)}`, actual: hex(actual) });
+export function checksumError(problem: string, ref: FrameRef, checksum: DataChecksum, expected: number, actual: number): CorruptFrameError {
+  return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex(expected)}`, actual: hex(actual) });
 }
 
-/** The error for a frame a worker reported damaged. */
-export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }): CorruptFrameError {
+/** The error for a frame a worker reported damaged; `checksum` is the container version's. */
+export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }, checksum: DataChecksum): CorruptFrameError {
   const ref = frameRef(frame);
   const codec = codecById(frame.codec)?.name ?? String(frame.codec);
   switch (reply.kind) {
     case 'stored-checksum':
-      return checksumError('stored bytes fail their checksum', ref, frame.storedChecksum, reply.actual ?? 0);
+      return checksumError('stored bytes fail their checksum', ref, checksum, frame.storedChecksum, reply.actual ?? 0);
     case 'raw-checksum':
-      return checksumError(`${codec}-decompressed bytes fail their checksum`, ref, frame.rawChecksum, reply.actual ?? 0);
+      return checksumError(`${codec}-decompressed bytes fail their checksum`, ref, checksum, frame.rawChecksum, reply.actual ?? 0);
     case 'layout':
       return new CorruptFrameError(reply.message, ref);
     default:
@@ -63,9 +63,9 @@ export function failure(reply: FailureReply, frame: FrameHeader & { readonly off
  * The END frame: its own checksum, its length, the frame count, and the stream it vouches for
  * (`streamBytes` written, `chain` over the frames' raw checksums).
  */
-export function checkEnd(frame: FrameHeader, stored: Buffer, ref: FrameRef, streamBytes: number, chain: number): void {
-  const actual = xxh32(stored);
-  if (actual !== frame.rawChecksum) throw checksumError('END frame fails its checksum', ref, frame.rawChecksum, actual);
+export function checkEnd(frame: FrameHeader, stored: Buffer, ref: FrameRef, checksum: DataChecksum, streamBytes: number, chain: number): void {
+  const actual = checksum.of(stored);
+  if (actual !== frame.rawChecksum) throw checksumError('END frame fails its checksum', ref, checksum, frame.rawChecksum, actual);
   const end = decodeEnd(stored);
   if (end === undefined) throw new CorruptFrameError(`END frame of ${stored.length} bytes`, ref, { expected: '16 bytes' });
   if (end.frames !== frame.number) {

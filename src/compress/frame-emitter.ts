@@ -2,12 +2,13 @@
  * The writing half of the container: numbers frames, has the pool build and compress them, and
  * hands out container bytes in frame order (OrderedQueue), with at most `limit` jobs in flight.
  */
-import { ChecksumChain, xxh32 } from './checksum.js';
+import { ChecksumChain } from './checksum.js';
 import { CODEC_IDS, CODECS, type CodecId, type CodecName } from './codecs.js';
 import { WorkerError } from './errors.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameKind,
+  WRITTEN_CHECKSUM,
   encodeEnd,
   encodeFrameHeader,
   encodePreamble,
@@ -152,7 +153,7 @@ export class FrameEmitter {
 
   /** A frame stored without a codec, in order with the others. */
   private async uncompressed(kind: FrameKindId, raw: Buffer): Promise<void> {
-    const checksum = xxh32(raw);
+    const checksum = WRITTEN_CHECKSUM.of(raw);
     const frame: PackedFrame = { codec: CODEC_IDS.none, stored: raw, rawLength: raw.length, rawChecksum: checksum, storedChecksum: checksum };
     await this.queue.add(Promise.resolve({ first: this.nextNumber++, kinds: [kind], frames: [frame] }));
   }

@@ -3,18 +3,20 @@
  * (unpack). Pure functions of their arguments; worker.ts and direct.ts call them.
  */
 import { copyBytes } from '../native/ring.js';
-import { xxh32 } from './checksum.js';
+import { dataChecksum } from './checksum.js';
 import { CODEC_IDS, compressBytes, compressInto, decompressBytes, decompressInto, hasNativeCodec, type CodecId } from './codecs.js';
+import { WRITTEN_CHECKSUM } from './format.js';
 import type { FailureReply, PackedFrame, StoredFrame } from './protocol.js';
 import { Scratch } from './split.js';
 import { transferable } from './transfer.js';
 
 /** The codec's output, before it is copied into a buffer of its exact length. */
 const packScratch = new Scratch();
+const checksumOf = WRITTEN_CHECKSUM.of;
 
 /** Compresses `raw` (which may be scratch or shared memory: never handed out as it is). */
 export async function pack(codec: CodecId, level: number, raw: Uint8Array, transfer: ArrayBuffer[]): Promise<PackedFrame> {
-  const rawChecksum = xxh32(raw);
+  const rawChecksum = checksumOf(raw);
   if (hasNativeCodec(codec) && raw.length > 0) {
     // Into reused scratch, then copied into a buffer of the stored length that leaves with the
     // reply: a buffer of the raw length would count all its bytes against V8's external memory
@@ -26,7 +28,7 @@ export async function pack(codec: CodecId, level: number, raw: Uint8Array, trans
     transfer.push(out.buffer as ArrayBuffer);
     if (n >= 0) {
       out.set(scratch.subarray(0, n));
-      return { codec, stored: out, rawLength: raw.length, rawChecksum, storedChecksum: xxh32(out) };
+      return { codec, stored: out, rawLength: raw.length, rawChecksum, storedChecksum: checksumOf(out) };
     }
     // `raw` may be the compressor's shared payload ring: memcpy, not TypedArray#set.
     copyBytes(out, 0, raw);
@@ -38,7 +40,7 @@ export async function pack(codec: CodecId, level: number, raw: Uint8Array, trans
     if (packed.length < raw.length) {
       const [stored, buffers] = transferable(packed);
       transfer.push(...buffers);
-      return { codec, stored, rawLength: raw.length, rawChecksum, storedChecksum: xxh32(packed) };
+      return { codec, stored, rawLength: raw.length, rawChecksum, storedChecksum: checksumOf(packed) };
     }
   }
   const copy = Buffer.allocUnsafeSlow(raw.length);
@@ -54,7 +56,8 @@ export async function pack(codec: CodecId, level: number, raw: Uint8Array, trans
  * buffer (or, for codec none, the stored bytes themselves).
  */
 export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', into?: Buffer): Promise<Buffer | FailureReply> {
-  const storedActual = xxh32(frame.stored);
+  const checksum = dataChecksum(frame.checksum);
+  const storedActual = checksum.of(frame.stored);
   if (storedActual !== frame.storedChecksum) {
     return { ok: false, kind: 'stored-checksum', message: 'stored bytes fail their checksum', actual: storedActual, frame: which };
   }
@@ -71,7 +74,7 @@ export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', int
   }
   // For codec none the stored checksum was the raw one: checked above.
   if (frame.codec !== CODEC_IDS.none) {
-    const rawActual = xxh32(raw);
+    const rawActual = checksum.of(raw);
     if (rawActual !== frame.rawChecksum) {
       return { ok: false, kind: 'raw-checksum', message: 'decompressed bytes fail their checksum', actual: rawActual, frame: which };
     }

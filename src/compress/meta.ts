@@ -3,7 +3,7 @@
  * payload cut out.
  *
  *   uleb128 count
- *   count × cut      uleb128(gap * 4 + tag), then for REF uleb128(distance) and be32 XXH32 of
+ *   count × cut      uleb128(gap * 4 + tag), then for REF uleb128(distance) and be32 checksum of
  *                    the page, for BYTES uleb128(length) (format.ts, CutTag)
  *   structure bytes  the rest of the frame
  *
@@ -19,7 +19,7 @@ export interface CutList {
   readonly gaps: Float64Array;
   /** REF: distance in stored pages; BYTES: length; PAGE: 0. */
   readonly args: Float64Array;
-  /** REF: XXH32 of the referenced page. */
+  /** REF: the checksum of the referenced page (the container version's). */
   readonly checks: Uint32Array;
 }
 

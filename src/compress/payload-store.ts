@@ -31,11 +31,11 @@ export interface SegmentPayload {
 export interface PayloadStore {
   /** Bytes in the open segment's payload. */
   readonly length: number;
-  /** XXH32 of the page the last page() found. */
+  /** Checksum (format.ts WRITTEN_CHECKSUM) of the page the last page() found. */
   readonly checksum: number;
   /**
    * A RAM page: the distance back to an equal page among the last stored ones (with dedup; then
-   * `checksum` is its XXH32), or 0 once it is stored in the payload.
+   * `checksum` is its checksum), or 0 once it is stored in the payload.
    */
   page(data: Uint8Array): number;
   /** Other payload bytes (a disk chunk). */

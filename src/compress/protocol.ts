@@ -25,6 +25,8 @@ export interface PackRequest {
 /** One stored frame to check and decompress. */
 export interface StoredFrame {
   readonly codec: CodecId;
+  /** The container version, which says what its checksums are (checksum.ts dataChecksum). */
+  readonly checksum: 1 | 2;
   readonly stored: Uint8Array;
   readonly rawLength: number;
   readonly rawChecksum: number;

@@ -20,7 +20,7 @@ export class Scratch {
 export interface Spliced {
   readonly bytes: Buffer;
   /**
-   * With a page window: (output offset, distance, XXH32) per PAGE or REF cut in order, distance
+   * With a page window: (output offset, distance, checksum) per PAGE or REF cut in order, distance
    * 0 for a stored page. The caller copies REF pages in, checks them, and records stored pages
    * in its window.
    */
@@ -100,7 +100,7 @@ export function splice(
 export interface PieceWindow {
   /** The next stored page is `pageSize` bytes of `payload` at `at`. */
   stored(payload: Buffer, at: number): void;
-  /** The page stored `distance` pages back, checked against its XXH32; a string says what is wrong. */
+  /** The page stored `distance` pages back, checked against its checksum; a string says what is wrong. */
   ref(distance: number, checksum: number): Buffer | string;
 }
 

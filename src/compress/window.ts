@@ -10,6 +10,7 @@ import { nativeBinding } from '../native/binding.js';
 import { hashPages } from '../native/pages.js';
 import { ArgumentError } from '../stream/errors.js';
 import { xxh32 } from './checksum.js';
+import { WRITTEN_CHECKSUM } from './format.js';
 
 export class PageWindow {
   private readonly ring: Buffer;
@@ -105,11 +106,11 @@ export class DedupIndex {
     return earlier !== undefined && earlier.equals(page) ? distance : 0;
   }
 
-  /** Distance back to an equal stored page (`checksum` is then its XXH32), or 0 after storing it. */
+  /** Distance back to an equal stored page (`checksum` is then its checksum), or 0 after storing it. */
   lookup(page: Uint8Array): number {
     const hash = this.hash(page);
     const distance = this.find(hash, page);
-    if (distance > 0) this.checksum = xxh32(page);
+    if (distance > 0) this.checksum = WRITTEN_CHECKSUM.of(page);
     else this.add(hash, page);
     return distance;
   }

@@ -34,13 +34,14 @@ export interface NativeBinding {
   findZeroPages(bytes: Uint8Array, pageSize: number, out: Uint8Array): number;
   hashPages(bytes: Uint8Array, pageSize: number, out: BigUint64Array): void;
   xxh32(bytes: Uint8Array, seed: number): number;
+  xxh64Low32(bytes: Uint8Array): number;
   codecVersions(): { zstd: number; lz4: number };
   /** Bytes written to dst, or -1 when the output does not fit. */
   zstdCompress(src: Uint8Array, dst: Uint8Array, level: number): number;
   zstdDecompress(src: Uint8Array, dst: Uint8Array): number;
   lz4Compress(src: Uint8Array, dst: Uint8Array): number;
   lz4Decompress(src: Uint8Array, dst: Uint8Array): number;
-  frameDecode(codec: number, stored: Uint8Array, raw: Uint8Array, storedChecksum: number, rawChecksum: number): Promise<{ status: number; actual: number; message: string }>;
+  frameDecode(codec: number, stored: Uint8Array, raw: Uint8Array, storedChecksum: number, rawChecksum: number, checksum: number): Promise<{ status: number; actual: number; message: string }>;
   ringCopy(ring: Uint8Array, at: number, src: Uint8Array): void;
   dedupStore(ring: Uint8Array, table: Uint8Array, positions: Float64Array, pageSize: number, stored: number, write: number, page: Uint8Array, checksum: Uint32Array): number;
   readerGone(fd: number): boolean;

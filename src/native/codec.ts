@@ -51,6 +51,12 @@ export function xxh32Native(bytes: Uint8Array, seed = 0): number {
   return nativeBinding().xxh32(bytes, seed);
 }
 
+/** The low 32 bits of XXH64 (seed 0) of `bytes`: container version 2's checksum. */
+export function xxh64Low32Native(bytes: Uint8Array): number {
+  checkBytes('xxh64Low32', 'buffer', bytes);
+  return nativeBinding().xxh64Low32(bytes);
+}
+
 /** One zstd frame of `src` at `level` into `dst`: its length, or -1 when it does not fit in `dst`. */
 export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number {
   checkPair('zstdCompressInto', src, dst);
@@ -87,14 +93,23 @@ export interface FrameCheck {
 
 /**
  * Checks and decompresses one container frame (zstd or lz4, codec ids 2 and 1) on libuv's
- * thread pool: XXH32 of `stored`, decompression into `raw` (exactly the raw length), XXH32 of
- * `raw`. Several run at once without starting a thread. `stored` and `raw` must stay untouched
- * until the promise settles.
+ * thread pool: the checksum of `stored`, decompression into `raw` (exactly the raw length), the
+ * checksum of `raw`. `checksum` is the container version whose checksum the frame carries (1
+ * XXH32, 2 the low 32 bits of XXH64). Several run at once without starting a thread. `stored`
+ * and `raw` must stay untouched until the promise settles.
  */
-export function frameDecodeAsync(codec: number, stored: Uint8Array, raw: Uint8Array, storedChecksum: number, rawChecksum: number): Promise<FrameCheck> {
+export function frameDecodeAsync(
+  codec: number,
+  stored: Uint8Array,
+  raw: Uint8Array,
+  storedChecksum: number,
+  rawChecksum: number,
+  checksum: 1 | 2,
+): Promise<FrameCheck> {
   checkPair('frameDecodeAsync', stored, raw);
   if (codec !== 1 && codec !== 2) throw new ArgumentError(`frameDecodeAsync: codec must be 1 (lz4) or 2 (zstd), got ${describe(codec)}`);
   checkInteger('frameDecodeAsync', 'storedChecksum', storedChecksum, 0, 0xffff_ffff);
   checkInteger('frameDecodeAsync', 'rawChecksum', rawChecksum, 0, 0xffff_ffff);
-  return nativeBinding().frameDecode(codec, stored, raw, storedChecksum, rawChecksum) as Promise<FrameCheck>;
+  checkInteger('frameDecodeAsync', 'checksum', checksum, 1, 2);
+  return nativeBinding().frameDecode(codec, stored, raw, storedChecksum, rawChecksum, checksum) as Promise<FrameCheck>;
 }

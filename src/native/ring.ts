@@ -34,7 +34,7 @@ const BUCKET_BYTES = 64;
 export class NativePayloadRing {
   /** The ring: a view of a SharedArrayBuffer of `ringBytes` bytes. */
   readonly bytes: Uint8Array;
-  /** XXH32 of the page the last storePage() found (the REF cut records it). */
+  /** Low 32 bits of the XXH64 of the page the last storePage() found (the REF cut records it). */
   checksum = 0;
   private stored = 0;
   private readonly table: Uint8Array;
@@ -81,7 +81,7 @@ export class NativePayloadRing {
   }
 
   /**
-   * A RAM page: the distance back to an equal stored page (then `checksum` is its XXH32), or 0
+   * A RAM page: the distance back to an equal stored page (then `checksum` is set), or 0
    * after copying it to logical position `at` as the next stored page.
    */
   storePage(at: number, page: Uint8Array): number {

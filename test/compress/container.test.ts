@@ -138,8 +138,10 @@ describe('ContainerReader', () => {
     expect(() => read(qemu)).toThrow(/QEMU migration stream/);
     expect(() => read(qemu)).toThrow(ContainerMagicError);
     const version = Buffer.from(file);
-    version[9] = 2;
-    expect(() => read(version)).toThrow(/container version 2/);
+    version[9] = 3;
+    expect(() => read(version)).toThrow(/container version 3/);
+    version[9] = 0;
+    expect(() => read(version)).toThrow(/container version 0/);
     expect(CONTAINER_MAGIC.length).toBe(8);
   });
 

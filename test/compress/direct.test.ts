@@ -3,16 +3,15 @@
  * decompress FILE"` runs): the same bytes as the general path, and the same detection of every
  * kind of damage, naming frame and offset, with the stream never written whole.
  */
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
-import { DirectDecompressor } from '../../src/compress/direct.js';
 import { ContainerError } from '../../src/compress/errors.js';
 import { FRAME_HEADER_LENGTH, frameKindName } from '../../src/compress/format.js';
 import { busyStream } from '../helpers/busy-stream.js';
-import { compressBuffer } from '../helpers/container.js';
+import { compressBuffer, decompressDirect } from '../helpers/container.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'migstream-direct-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -26,20 +25,8 @@ const frames: Frame[] = (() => {
   return all;
 })();
 
-async function direct(bytes: Buffer): Promise<{ output: Buffer; error: unknown }> {
-  const input = join(dir, 'in.msz');
-  const output = join(dir, 'out.mig');
-  writeFileSync(input, bytes);
-  const fd = openSync(output, 'w');
-  let error: unknown;
-  try {
-    await new DirectDecompressor().run(input, fd);
-  } catch (caught) {
-    error = caught;
-  } finally {
-    closeSync(fd);
-  }
-  return { output: readFileSync(output), error };
+function direct(bytes: Buffer): Promise<{ output: Buffer; error: unknown }> {
+  return decompressDirect(bytes, dir);
 }
 
 describe('direct mode', () => {

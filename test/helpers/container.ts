@@ -1,6 +1,9 @@
 /** In-memory helpers for container tests: compress and decompress whole buffers. */
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Compressor, type CompressOptions } from '../../src/compress/compressor.js';
 import { Decompressor, type DecompressOptions } from '../../src/compress/decompressor.js';
+import { DirectDecompressor } from '../../src/compress/direct.js';
 
 /** `data` cut into pieces of `size` bytes (the last may be shorter). */
 export function* pieces(data: Buffer, size = 1 << 20): Generator<Buffer> {
@@ -46,4 +49,24 @@ export async function decompressUntilError(container: Buffer, options: Decompres
     return { written, error };
   }
   return { written, error: undefined };
+}
+
+/**
+ * Direct mode (docs/container.md: a container file into a descriptor), through files in `dir`:
+ * what it wrote, and the error it stopped with, if any.
+ */
+export async function decompressDirect(container: Buffer, dir: string): Promise<{ output: Buffer; error: unknown }> {
+  const input = join(dir, 'in.msz');
+  const output = join(dir, 'out.mig');
+  writeFileSync(input, container);
+  const fd = openSync(output, 'w');
+  let error: unknown;
+  try {
+    await new DirectDecompressor().run(input, fd);
+  } catch (caught) {
+    error = caught;
+  } finally {
+    closeSync(fd);
+  }
+  return { output: readFileSync(output), error };
 }

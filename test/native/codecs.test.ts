@@ -1,20 +1,22 @@
 /**
- * XXH32, the zstd / lz4 codecs into caller buffers, the frame check on libuv's pool and the
+ * XXH32 and XXH64's low 32 bits, the zstd / lz4 codecs into caller buffers, the frame check on libuv's pool and the
  * compressor's payload ring (src/native/codec.ts, src/native/ring.ts): against the TypeScript
  * XXH32 and published values, against the npm codec bindings (same formats both ways), and
  * with bad arguments and damaged input.
  */
 import { createRequire } from 'node:module';
 import { describe, expect, test } from 'vitest';
-import { xxh32 } from '../../src/compress/checksum.js';
+import { xxh32, xxh64Low32, xxh64Slow } from '../../src/compress/checksum.js';
 import {
   NativePayloadRing,
   codecLibraries,
   frameDecodeAsync,
+  hash64,
   lz4CompressInto,
   lz4DecompressInto,
   nativeBinding,
   xxh32Native,
+  xxh64Low32Native,
   zstdCompressInto,
   zstdDecompressInto,
 } from '../../src/native.js';
@@ -61,6 +63,29 @@ describe('xxh32', () => {
     expectArgumentError(() => xxh32Native('abc' as unknown as Uint8Array), /Uint8Array/);
     expectArgumentError(() => xxh32Native(Buffer.alloc(1), -1), /seed/);
     expectArgumentError(() => nativeBinding().xxh32(new Uint16Array(2) as unknown as Uint8Array, 0), /Uint8Array/);
+  });
+});
+
+describe('xxh64Low32 (container version 2)', () => {
+  test('the low half of XXH64: published values, the addon against the TypeScript BigInt version', () => {
+    // xxhsum -H1 of "" and "abc": ef46db3751d8e999, 44bc2cf5ad770999.
+    expect(xxh64Low32Native(Buffer.alloc(0))).toBe(0x51d8e999);
+    expect(xxh64Low32Native(Buffer.from('abc'))).toBe(0xad770999);
+    const data = sample(5000, 4);
+    for (const length of [0, 1, 3, 4, 7, 8, 9, 31, 32, 33, 63, 64, 100, 4096, 5000 - 7]) {
+      for (const offset of [0, 1, 5]) {
+        const view = data.subarray(offset, offset + length);
+        const slow = Number(xxh64Slow(view) & 0xffff_ffffn);
+        expect(xxh64Low32Native(view), `length ${length}, offset ${offset}`).toBe(slow);
+        expect(xxh64Low32(view)).toBe(slow);
+        if (length > 0) expect(BigInt(slow)).toBe(hash64(view) & 0xffff_ffffn);
+      }
+    }
+  });
+
+  test('rejects what is not bytes', () => {
+    expectArgumentError(() => xxh64Low32Native('abc' as unknown as Uint8Array), /Uint8Array/);
+    expectArgumentError(() => nativeBinding().xxh64Low32(new Uint16Array(2) as unknown as Uint8Array), /Uint8Array/);
   });
 });
 
@@ -159,12 +184,13 @@ describe('frameDecodeAsync: one frame checked and decompressed on the thread poo
     return Buffer.from(out.subarray(0, 4 + n));
   })();
 
-  test('ok: the raw bytes, for zstd and lz4, several at once', async () => {
-    const outs = [Buffer.alloc(raw.length), Buffer.alloc(raw.length), Buffer.alloc(raw.length)];
+  test('ok: the raw bytes, for zstd and lz4, several at once, with either checksum', async () => {
+    const outs = [Buffer.alloc(raw.length), Buffer.alloc(raw.length), Buffer.alloc(raw.length), Buffer.alloc(raw.length)];
     const checks = await Promise.all([
-      frameDecodeAsync(2, zstdStored, outs[0]!, xxh32(zstdStored), xxh32(raw)),
-      frameDecodeAsync(1, lz4Stored, outs[1]!, xxh32(lz4Stored), xxh32(raw)),
-      frameDecodeAsync(2, zstdStored, outs[2]!, xxh32(zstdStored), xxh32(raw)),
+      frameDecodeAsync(2, zstdStored, outs[0]!, xxh32(zstdStored), xxh32(raw), 1),
+      frameDecodeAsync(1, lz4Stored, outs[1]!, xxh32(lz4Stored), xxh32(raw), 1),
+      frameDecodeAsync(2, zstdStored, outs[2]!, xxh64Low32(zstdStored), xxh64Low32(raw), 2),
+      frameDecodeAsync(1, lz4Stored, outs[3]!, xxh64Low32(lz4Stored), xxh64Low32(raw), 2),
     ]);
     for (const check of checks) expect(check.status).toBe(0);
     for (const out of outs) expect(out.equals(raw)).toBe(true);
@@ -172,25 +198,35 @@ describe('frameDecodeAsync: one frame checked and decompressed on the thread poo
 
   test('each failure, with the checksum computed or the codec message', async () => {
     const out = Buffer.alloc(raw.length);
-    const stored = await frameDecodeAsync(2, zstdStored, out, (xxh32(zstdStored) ^ 1) >>> 0, xxh32(raw));
+    const stored = await frameDecodeAsync(2, zstdStored, out, (xxh32(zstdStored) ^ 1) >>> 0, xxh32(raw), 1);
     expect(stored).toMatchObject({ status: 1, actual: xxh32(zstdStored) });
-    const rawSum = await frameDecodeAsync(2, zstdStored, out, xxh32(zstdStored), (xxh32(raw) ^ 1) >>> 0);
+    const rawSum = await frameDecodeAsync(2, zstdStored, out, xxh32(zstdStored), (xxh32(raw) ^ 1) >>> 0, 1);
     expect(rawSum).toMatchObject({ status: 3, actual: xxh32(raw) });
-    const short = await frameDecodeAsync(2, zstdStored, Buffer.alloc(raw.length - 1), xxh32(zstdStored), xxh32(raw));
+    // Version 1's checksums do not pass as version 2's, nor the other way round.
+    const v1AsV2 = await frameDecodeAsync(2, zstdStored, out, xxh32(zstdStored), xxh32(raw), 2);
+    expect(v1AsV2).toMatchObject({ status: 1, actual: xxh64Low32(zstdStored) });
+    const rawV2 = await frameDecodeAsync(1, lz4Stored, out, xxh64Low32(lz4Stored), xxh32(raw), 2);
+    expect(rawV2).toMatchObject({ status: 3, actual: xxh64Low32(raw) });
+    const short = await frameDecodeAsync(2, zstdStored, Buffer.alloc(raw.length - 1), xxh32(zstdStored), xxh32(raw), 1);
     expect(short.status).toBe(2);
     expect(short.message).toMatch(/zstd/);
     const announced = Buffer.from(lz4Stored);
     announced.writeUInt32LE(raw.length + 1, 0);
-    const lz4 = await frameDecodeAsync(1, announced, out, xxh32(announced), xxh32(raw));
+    const lz4 = await frameDecodeAsync(1, announced, out, xxh32(announced), xxh32(raw), 1);
     expect(lz4).toMatchObject({ status: 2, message: expect.stringMatching(/announces/) });
   });
 
   test('bad arguments throw at the call', () => {
     const out = Buffer.alloc(10);
-    expectArgumentError(() => void frameDecodeAsync(0, zstdStored, out, 0, 0), /codec/);
-    expectArgumentError(() => void frameDecodeAsync(2, zstdStored, out, -1, 0), /storedChecksum/);
-    expectArgumentError(() => void nativeBinding().frameDecode(3, zstdStored, out, 0, 0), /codec/);
-    expectArgumentError(() => void nativeBinding().frameDecode(2, out, out, 0, 0), /overlap/);
+    expectArgumentError(() => void frameDecodeAsync(0, zstdStored, out, 0, 0, 1), /codec/);
+    expectArgumentError(() => void frameDecodeAsync(2, zstdStored, out, -1, 0, 1), /storedChecksum/);
+    expectArgumentError(() => void frameDecodeAsync(2, zstdStored, out, 0, 0, 3 as 1), /checksum/);
+    expectArgumentError(() => void nativeBinding().frameDecode(3, zstdStored, out, 0, 0, 1), /codec/);
+    expectArgumentError(() => void nativeBinding().frameDecode(2, out, out, 0, 0, 1), /overlap/);
+    expectArgumentError(() => void nativeBinding().frameDecode(2, zstdStored, out, 0, 0, 0), /checksum/);
+    expectArgumentError(() => void nativeBinding().frameDecode(2, zstdStored, out, 0, 0, 3), /checksum/);
+    // @ts-expect-error: the checksum argument is missing
+    expectArgumentError(() => void nativeBinding().frameDecode(2, zstdStored, out, 0, 0), /6 arguments/);
   });
 });
 
@@ -201,7 +237,7 @@ describe('the payload ring and its dedup window', () => {
     return Buffer.alloc(PAGE, seed & 0xff).fill(seed >> 8, 0, 8);
   }
 
-  test('finds a page equal to one of the last W stored, with its XXH32, and stores the rest', () => {
+  test('finds a page equal to one of the last W stored, with its checksum, and stores the rest', () => {
     const W = 8;
     const ring = new NativePayloadRing(W * PAGE + 4 * PAGE, PAGE, W);
     let at = 0;
@@ -216,7 +252,7 @@ describe('the payload ring and its dedup window', () => {
     for (let i = 0; i < 8; i++) expect(store(page(i))).toBe(0);
     expect(ring.count).toBe(8);
     expect(store(page(3))).toBe(5);
-    expect(ring.checksum).toBe(xxh32(page(3)));
+    expect(ring.checksum).toBe(xxh64Low32(page(3)));
     expect(store(page(7))).toBe(1);
     // Page 0 is 8 stored pages back (still in the window); storing one more pushes it out.
     expect(store(page(0))).toBe(8);
