@@ -40,6 +40,9 @@ import type {
   StreamParameters,
 } from './section-codec.js';
 
+/** The first four bytes of a migstream container ("\x89MSZ", src/compress/format.ts): a hint, not a format this layer reads. */
+const CONTAINER_MAGIC_START = 0x894d535a;
+
 export interface DecoderOptions {
   /** Target page size when the configuration does not announce one (x86: 4096). */
   pageSize?: number;
@@ -268,7 +271,8 @@ export class StreamDecoder<B extends BaseRecord = never> {
     const magic = reader.u32();
     const version = reader.u32();
     if (magic !== FILE_MAGIC) {
-      throw new BadMagicError(`wrong magic ${hex(magic)}`, {
+      const hint = magic === CONTAINER_MAGIC_START ? ': this is a migstream container (run "migstream decompress" on it first)' : '';
+      throw new BadMagicError(`wrong magic ${hex(magic)}${hint}`, {
         offset: 0,
         context: 'file header',
         expected: `${hex(FILE_MAGIC)} ("QEVM")`,

@@ -155,6 +155,12 @@ describe('StreamDecoder framing', () => {
   test('wrong magic and version', () => {
     expect(() => decodeChunks([Buffer.from('QEVX\0\0\0\x03', 'latin1')])).toThrow(BadMagicError);
     expect(() => decodeChunks([new Bytes().raw('QEVM').be32(2).build()])).toThrow(/unsupported stream version 2/);
+    expect(() => decodeChunks([new Bytes().raw('QEVX').be32(3).build()])).not.toThrow(/container/);
+  });
+
+  test('a migstream container given as a stream says to decompress it first', () => {
+    const container = Buffer.from('894d535a0d0a1a0a00020000', 'hex');
+    expect(() => decodeChunks([container])).toThrow(/wrong magic 0x894d535a: this is a migstream container \(run "migstream decompress" on it first\)/);
   });
 
   test('unknown section type names the byte and the offset', () => {
