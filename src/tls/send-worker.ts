@@ -23,6 +23,8 @@ let joinAllowed = config.index === 0;
 let lastWrite = Date.now();
 /** Last time a write completed or the receiver said something: the watchdog's clock. */
 let lastProgress = Date.now();
+/** The last refusal while dialling (the receiver not listening yet), reported if it never does. */
+let lastRefusal: Error | undefined;
 let queue: Promise<void> = Promise.resolve();
 const parser = new FrameParser(config.index);
 
@@ -151,6 +153,7 @@ function start(): void {
   socket.on('error', (error: NodeJS.ErrnoException) => {
     // The receiver may not listen yet (QEMU starts it with the destination): keep dialling.
     if (state === 'connecting' && error.code === 'ECONNREFUSED' && Date.now() - lastProgress < config.timeoutMs) {
+      lastRefusal = error;
       socket.destroy();
       setTimeout(start, 200);
       return;
@@ -173,6 +176,8 @@ function watch(): void {
     // Waiting on the receiver (handshake, DONE) or on writes that do not drain.
     const waiting = state === 'connecting' || state === 'connected' || state === 'opening' || state === 'ending' || socket.writableLength > 0;
     if (waiting && now - lastProgress > config.timeoutMs) {
+      // Still dialling a port that refuses: say so, not that a handshake stalled.
+      if (state === 'connecting' && lastRefusal !== undefined) return fail(lastRefusal);
       const phase = state === 'connecting' || state === 'connected' || state === 'opening' ? 'handshake' : state === 'ending' ? 'waiting for the receiver to confirm' : 'writes not draining';
       return fail(new TimeoutError(`no progress for ${config.timeoutMs / 1000} s (${phase})`, config.index));
     }

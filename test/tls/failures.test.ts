@@ -3,6 +3,7 @@
  * cause, and the receiver never writes the stream's tail (so QEMU never sees a complete stream).
  */
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -38,6 +39,21 @@ async function attempt(recvArgs: string[], sendArgs: string[], name: string, via
   const [sent, received] = await Promise.all([send.exited, recv.exited]);
   return { sent, received, out, recv };
 }
+
+describe('nobody listening', () => {
+  test('the sender redials until its timeout, then says the connection is refused', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const sent = await run(['send', `127.0.0.1:${port}`, fixture.stream, '--insecure', '--timeout', '2']).exited;
+    expectFailed(sent, /connection refused \(is "migstream recv" listening there\?\)/);
+    expect(sent.stderr).not.toMatch(/handshake/);
+    expect(sent.ms).toBeGreaterThanOrEqual(2000);
+  });
+});
 
 describe('authentication failures', () => {
   test('wrong CA: the sender rejects the receiver, the receiver sees the handshake fail', async () => {
