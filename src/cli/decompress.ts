@@ -1,4 +1,4 @@
-import { closeSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import type { DecompressStats } from '../compress/decompressor.js';
 import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
@@ -19,9 +19,9 @@ default:
 
 Options:
   -o, --output FILE   stream file (default: stdout)
-  -j, --threads N     worker threads reading stdin (default: ${defaultThreads()}, the number of cores);
-                      a container file needs none (it is read on the main thread and
-                      decompressed on libuv's thread pool)
+  -j, --threads N     worker threads reading a pipe (default: ${defaultThreads()}, the number of cores);
+                      a container file, also as stdin, needs none (it is read on the main
+                      thread and decompressed on libuv's thread pool)
       --progress      progress on stderr
       --quiet         no summary on stderr
   -h, --help          this help`;
@@ -55,16 +55,18 @@ export const decompressCommand: Command = {
     };
 
     const path = positionals[0];
-    if (path !== undefined && path !== '-' && isFile(path)) {
-      // A container file: read, checked and decompressed on this thread, written with gathered
-      // writes (direct.ts). Only what that needs is loaded: this is QEMU's restore path.
+    const fromStdin = path === undefined || path === '-';
+    if (fromStdin ? isFileDescriptor(0) : isFile(path)) {
+      // A container file (also as stdin: "decompress < vm.msz"): read, checked and decompressed
+      // on this thread, written with gathered writes (direct.ts). Only what that needs is
+      // loaded: this is QEMU's restore path.
       const toStdout = values.output === undefined || values.output === '-';
       if (toStdout && isatty(1)) throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
       const fd = toStdout ? 1 : openSync(values.output!, 'w');
       const { DirectDecompressor } = await import('../compress/direct.js');
       const direct = new DirectDecompressor({ onProgress });
       try {
-        await direct.run(path, fd);
+        await (fromStdin ? direct.runFd(0, fd) : direct.run(path, fd));
       } finally {
         if (!toStdout) closeSync(fd);
       }
@@ -84,6 +86,14 @@ export const decompressCommand: Command = {
     return 0;
   },
 };
+
+function isFileDescriptor(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
+}
 
 function isFile(path: string): boolean {
   try {

@@ -119,10 +119,18 @@ export class DirectDecompressor {
   async run(path: string, outFd: number): Promise<void> {
     const fd = openSync(path, 'r');
     try {
-      await new DirectRun(fd, fstatSync(fd).size, outFd, this.stats, this.options.onProgress).run();
+      await this.runFd(fd, outFd);
     } finally {
       closeSync(fd);
     }
+  }
+
+  /**
+   * Decompresses the container in the regular file open as `inFd` (e.g. stdin redirected from
+   * a file), from its first byte whatever the descriptor's offset, into `outFd`.
+   */
+  async runFd(inFd: number, outFd: number): Promise<void> {
+    await new DirectRun(inFd, fstatSync(inFd).size, outFd, this.stats, this.options.onProgress).run();
   }
 }
 

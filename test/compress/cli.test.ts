@@ -4,7 +4,7 @@
  * summaries, exit status 1 with frame and offset on a damaged container, 2 on bad usage.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -77,6 +77,34 @@ describe('migstream compress / decompress / compact', () => {
     expect(truncated.status).toBe(1);
     expect(truncated.stderr).toMatch(/container frame \d+ at offset \d+ .*the input ends inside a frame header/);
     expect(truncated.stdout.length).toBeLessThan(stream.length);
+  });
+
+  test('a container file as stdin ("decompress < vm.msz") is read directly, from its first byte', () => {
+    const packed = join(dir, 'stdin.msz');
+    expect(run(['compress', '--quiet', streamPath, '-o', packed]).status).toBe(0);
+    const fd = openSync(packed, 'r');
+    try {
+      // The descriptor's offset is left at the end: only positional reads (direct.ts) see the
+      // container; a stream read of stdin would find it empty.
+      readSync(fd, Buffer.alloc(statSync(packed).size));
+      const d = spawnSync(process.execPath, [BIN, 'decompress', '--quiet'], { stdio: [fd, 'pipe', 'pipe'], maxBuffer: 256 << 20 });
+      expect(d.status, d.stderr.toString()).toBe(0);
+      expect(d.stdout.equals(stream)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    const damaged = readFileSync(packed);
+    damaged[Math.floor(damaged.length * 0.6)]! ^= 0xff;
+    writeFileSync(packed, damaged);
+    const bad = openSync(packed, 'r');
+    try {
+      const d = spawnSync(process.execPath, [BIN, 'decompress', '-'], { stdio: [bad, 'pipe', 'pipe'], maxBuffer: 256 << 20 });
+      expect(d.status).toBe(1);
+      expect(d.stderr.toString()).toMatch(/^migstream decompress: error: container frame \d+ \((META|PAYLOAD)\) at offset \d+ \(0x[0-9a-f]+\): /);
+      expect(d.stdout.length).toBeLessThan(stream.length);
+    } finally {
+      closeSync(bad);
+    }
   });
 
   test('dedup by default, --no-dedup and --dedup-window; the same stream back from every one', () => {
