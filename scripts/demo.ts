@@ -6,7 +6,9 @@
  *  2. save it through migstream: `migrate "exec:migstream copy - vm.mig"`;
  *  3. `migstream inspect` and `migstream extract-ram` the save file;
  *  4. restore it through migstream: `-incoming "exec:migstream copy vm.mig"`;
- *  5. compare the destination's RAM with the source's (both paused) and resume the guest.
+ *  5. compress the save (`migstream compress -c zstd`) and restore that too:
+ *     `-incoming "exec:migstream decompress vm.msz"`;
+ *  6. compare each destination's RAM with the source's (all paused) and resume the guest.
  *
  * Prints the figures on the way; exits non-zero if anything does not match.
  */
@@ -33,9 +35,13 @@ const step = (text: string): void => {
 };
 
 function runMigstream(args: string[]): string {
+  return runMigstreamFull(args).stdout;
+}
+
+function runMigstreamFull(args: string[]): { stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`migstream ${args.join(' ')} failed:\n${result.stderr}`);
-  return result.stdout;
+  return result;
 }
 
 async function main(): Promise<number> {
@@ -49,7 +55,7 @@ async function main(): Promise<number> {
 
   step(`Booting a 256 MiB guest that keeps dirtying memory (${accel})`);
   const source = await launchQemu({ args: [...machine, ...guestArgs('dirty')], accel, name: 'demo-source', cwd: REPO_ROOT });
-  let destination: Awaited<ReturnType<typeof launchQemu>> | undefined;
+  const destinations: Awaited<ReturnType<typeof launchQemu>>[] = [];
   try {
     await source.waitForSerial(HEARTBEAT, 180_000);
     const layout = await guestMemoryLayout(source);
@@ -91,32 +97,47 @@ async function main(): Promise<number> {
     const extractDiff = await compareDumpWithRamBlock(sourceDump, dumpLayout, 'pc.ram', pcRam.path);
     process.stdout.write(`  extracted pc.ram equals the source's RAM: ${extractDiff === null ? 'yes' : `NO (${JSON.stringify(extractDiff)})`}\n`);
 
-    step('Restoring: qemu -incoming "exec:migstream copy vm.mig"');
-    destination = await launchQemu({
-      args: [...machine, ...guestArgs('dirty'), '-S', '-incoming', 'defer'],
-      accel,
-      name: 'demo-destination',
-      cwd: REPO_ROOT,
-    });
-    const restoreStarted = Date.now();
-    const restored = await restoreFromExec(destination, `${migstream} copy --quiet ${shellQuote(streamPath)}`);
-    process.stdout.write(`  QEMU: ${restored.status} in ${((Date.now() - restoreStarted) / 1000).toFixed(1)} s\n`);
-    const destDump = join(work, 'dest-ram.bin');
-    await dumpGuestMemory(destination, layout, destDump);
-    const difference = await firstDifference(sourceDump, destDump);
-    const dumpBytes = statSync(sourceDump).size;
-    process.stdout.write(`  destination RAM equals source RAM (${dumpBytes} bytes compared): ${difference === -1 ? 'yes' : `NO, first difference at ${difference}`}\n`);
+    /** A paused destination loads `command`'s output; its RAM is compared with the source's. */
+    const restoreAndCompare = async (name: string, command: string): Promise<boolean> => {
+      const destination = await launchQemu({
+        args: [...machine, ...guestArgs('dirty'), '-S', '-incoming', 'defer'],
+        accel,
+        name,
+        cwd: REPO_ROOT,
+      });
+      destinations.push(destination);
+      const restoreStarted = Date.now();
+      const restored = await restoreFromExec(destination, command);
+      process.stdout.write(`  QEMU: ${restored.status} in ${((Date.now() - restoreStarted) / 1000).toFixed(1)} s\n`);
+      const destDump = join(work, `${name}-ram.bin`);
+      await dumpGuestMemory(destination, layout, destDump);
+      const difference = await firstDifference(sourceDump, destDump);
+      const dumpBytes = statSync(sourceDump).size;
+      process.stdout.write(`  destination RAM equals source RAM (${dumpBytes} bytes compared): ${difference === -1 ? 'yes' : `NO, first difference at ${difference}`}\n`);
+      return difference === -1;
+    };
 
+    step('Restoring: qemu -incoming "exec:migstream copy vm.mig"');
+    const copyRestored = await restoreAndCompare('demo-destination', `${migstream} copy --quiet ${shellQuote(streamPath)}`);
+
+    step('migstream compress -c zstd vm.mig -o vm.msz');
+    const packedPath = join(work, 'vm.msz');
+    process.stdout.write(`  ${runMigstreamFull(['compress', '-c', 'zstd', streamPath, '-o', packedPath]).stderr.trim()}\n`);
+
+    step('Restoring the compressed save: qemu -incoming "exec:migstream decompress vm.msz"');
+    const decompressRestored = await restoreAndCompare('demo-destination-2', `${migstream} decompress --quiet ${shellQuote(packedPath)}`);
+
+    const destination = destinations.at(-1)!;
     await destination.execute('cont');
     const heartbeat = await destination.waitForSerial(HEARTBEAT, 120_000);
     process.stdout.write(`  guest runs on at the destination: "${heartbeat[0]}"\n`);
 
-    const ok = countsAgree && extractDiff === null && difference === -1;
-    step(ok ? 'Done: saved, inspected, extracted and restored byte for byte.' : 'FAILED: see above.');
-    process.stdout.write(`  stream: ${streamPath} (${statSync(streamPath).size} bytes)\n`);
+    const ok = countsAgree && extractDiff === null && copyRestored && decompressRestored;
+    step(ok ? 'Done: saved, inspected, extracted, compressed and restored byte for byte.' : 'FAILED: see above.');
+    process.stdout.write(`  stream: ${streamPath} (${statSync(streamPath).size} bytes); compressed: ${packedPath} (${statSync(packedPath).size} bytes)\n`);
     return ok ? 0 : 1;
   } finally {
-    await destination?.quit();
+    for (const destination of destinations) await destination.quit();
     await source.quit();
   }
 }
