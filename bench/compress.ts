@@ -4,26 +4,34 @@
  *      on the same files: sizes and MB/s, compress and decompress;
  *   2. the compacted size of the dirtying guest's save against its uncompressed size;
  *   3. restore into QEMU through `-incoming "exec:cat stream.mig"` against
- *      `-incoming "exec:migstream decompress stream.msz"` (idle and dirty guests).
+ *      `-incoming "exec:migstream decompress stream.msz"` (idle and dirty guests; with
+ *      --filled also a 1 GiB guest with 640 MiB filled, saved once into .cache/bench/: a
+ *      stream of about 600 MB, where throughput rather than start-up decides).
  * The machine may be shared: every figure is the best of --repeat runs (default 2).
  *
- *   npm run bench:compress [-- --repeat 3] [--skip-restore | --restore-only] [--svg bench.svg]
+ *   npm run bench:compress [-- --repeat 3] [--skip-restore | --restore-only] [--filled] [--svg bench.svg]
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chartPoints, formatRows, rate, runBench, totals, type BenchConfig, type BenchRow } from '../src/cli/bench-run.js';
 import { svgChart } from '../src/cli/bench-chart.js';
 import { parseBaseline } from '../src/cli/bench-tools.js';
-import { launchQemu } from '../src/qemu/launcher.js';
-import { restoreFromExec, shellQuote } from '../src/qemu/migration.js';
-import { REPO_ROOT } from '../test/fixtures/meta.js';
+import { launchQemu, type Accel } from '../src/qemu/launcher.js';
+import { migrateToFile, restoreFromExec, setParameters, shellQuote } from '../src/qemu/migration.js';
+import { HEARTBEAT, REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
 import { loadFixture } from '../test/helpers/qemu.js';
 
 const { values } = parseArgs({
-  options: { repeat: { type: 'string' }, 'skip-restore': { type: 'boolean' }, 'restore-only': { type: 'boolean' }, svg: { type: 'string' } },
+  options: {
+    repeat: { type: 'string' },
+    'skip-restore': { type: 'boolean' },
+    'restore-only': { type: 'boolean' },
+    filled: { type: 'boolean' },
+    svg: { type: 'string' },
+  },
   allowPositionals: false,
 });
 const repeat = Number(values.repeat ?? 2);
@@ -102,12 +110,14 @@ try {
   // 3. Restore time into QEMU.
   if (!values['skip-restore']) {
     console.log('\nrestore into QEMU (seconds from migrate-incoming to "completed", best of runs):');
-    for (const name of ['idle', 'dirty'].filter((n) => names.includes(n))) {
-      const fixture = loadFixture(name);
-      const methods: [string, string][] = [['exec:cat stream.mig', `cat ${shellQuote(fixture.stream)}`]];
+    const scenarios: RestoreScenario[] = ['idle', 'dirty'].filter((n) => names.includes(n)).map(fixtureScenario);
+    if (values.filled) scenarios.push(await filledScenario());
+    for (const scenario of scenarios) {
+      const { name, stream } = scenario;
+      const methods: [string, string][] = [['exec:cat stream.mig', `cat ${shellQuote(stream)}`]];
       for (const codec of ['zstd', 'lz4']) {
         const container = join(scratch, `${name}.${codec}.msz`);
-        run(['compress', '--quiet', '-c', codec, fixture.stream, '-o', container]);
+        run(['compress', '--quiet', '-c', codec, stream, '-o', container]);
         const command = `${shellQuote(process.execPath)} ${shellQuote(BIN)} decompress --quiet ${shellQuote(container)}`;
         methods.push([`exec:migstream decompress (${codec})`, command]);
         // QEMU hands its environment to the exec: child. NODE_EXTRA_CA_CERTS (set on some CI and
@@ -117,10 +127,11 @@ try {
       // Rounds over the methods, so that a busy moment of a shared machine hits them alike.
       const best = methods.map(() => Infinity);
       for (let i = 0; i < repeat; i++) {
-        for (const [m, [, command]] of methods.entries()) best[m] = Math.min(best[m]!, await restoreSeconds(name, command));
+        for (const [m, [, command]] of methods.entries()) best[m] = Math.min(best[m]!, await restoreSeconds(scenario, command));
       }
+      const streamBytes = statSync(stream).size;
       for (const [m, [label]] of methods.entries()) {
-        console.log(`  ${name.padEnd(6)} ${label.padEnd(38)} ${best[m]!.toFixed(2)} s  (${rate(fixture.meta.streamBytes, best[m]!).toFixed(0)} MB/s of stream)`);
+        console.log(`  ${name.padEnd(6)} ${label.padEnd(38)} ${best[m]!.toFixed(2)} s  (${rate(streamBytes, best[m]!).toFixed(0)} MB/s of stream)`);
       }
     }
   }
@@ -133,13 +144,50 @@ function run(args: string[]): void {
   if (result.status !== 0) throw new Error(`migstream ${args.join(' ')} failed`);
 }
 
+/** A saved stream and the machine that loads it. */
+interface RestoreScenario {
+  readonly name: string;
+  readonly stream: string;
+  readonly machineArgs: readonly string[];
+  readonly accel: Accel;
+  readonly capabilities?: Readonly<Record<string, boolean>>;
+}
+
+function fixtureScenario(name: string): RestoreScenario {
+  const { meta, stream } = loadFixture(name);
+  return { name, stream, machineArgs: meta.machineArgs, accel: meta.accel, capabilities: meta.destinationCapabilities };
+}
+
+/** A 1 GiB guest with 640 MiB filled, saved once into .cache/bench/ (about 600 MB of stream). */
+async function filledScenario(): Promise<RestoreScenario> {
+  const machineArgs = ['-machine', 'pc-i440fx-7.2', '-m', '1G', '-smp', '1', ...guestArgs('idle', ['fill=640'])];
+  const accel = loadFixture('idle').meta.accel;
+  const dir = join(REPO_ROOT, '.cache', 'bench');
+  const stream = join(dir, 'filled.mig');
+  if (!existsSync(stream)) {
+    mkdirSync(dir, { recursive: true });
+    process.stderr.write('  saving the filled guest once (.cache/bench/filled.mig)\n');
+    const vm = await launchQemu({ args: machineArgs, accel, name: 'bench-filled-source', cwd: REPO_ROOT });
+    try {
+      await vm.waitForSerial(/migstream-memfill done/, 300_000);
+      await vm.waitForSerial(HEARTBEAT, 60_000);
+      await setParameters(vm, { 'max-bandwidth': 100 * 1024 * 1024 * 1024 });
+      // Written to a temporary name and renamed when complete (migrateToFile).
+      await migrateToFile(vm, stream, { timeoutMs: 600_000 });
+    } finally {
+      await vm.quit();
+    }
+  }
+  return { name: 'filled', stream, machineArgs, accel };
+}
+
 /** Seconds a paused destination takes to load the output of `command`. */
-async function restoreSeconds(name: string, command: string): Promise<number> {
-  const { meta } = loadFixture(name);
-  const vm = await launchQemu({ args: [...meta.machineArgs, '-S', '-incoming', 'defer'], accel: meta.accel, name: `bench-restore-${name}`, cwd: REPO_ROOT });
+async function restoreSeconds(scenario: RestoreScenario, command: string): Promise<number> {
+  const { name, machineArgs, accel, capabilities } = scenario;
+  const vm = await launchQemu({ args: [...machineArgs, '-S', '-incoming', 'defer'], accel, name: `bench-restore-${name}`, cwd: REPO_ROOT });
   try {
     const started = process.hrtime.bigint();
-    await restoreFromExec(vm, command, { capabilities: meta.destinationCapabilities, pollMs: 10, timeoutMs: 5 * 60_000 });
+    await restoreFromExec(vm, command, { capabilities, pollMs: 10, timeoutMs: 5 * 60_000 });
     return Number(process.hrtime.bigint() - started) / 1e9;
   } finally {
     await vm.quit();
