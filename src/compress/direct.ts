@@ -7,10 +7,11 @@
  *     src/native/codec.ts frameDecodeAsync), a segment ahead, into buffers reused too: no
  *     thread (and no V8 instance) starts, and little fresh memory page-faults (the window's
  *     PAYLOAD buffers, below, are most of it).
- *   - a segment goes out as one gathered write of views (its META structure bytes, its PAYLOAD
- *     bytes, and for a REF cut the page in an earlier PAYLOAD buffer): nothing is spliced.
- *   - the write runs on libuv's thread pool (fs.writev, blocking on the pipe to QEMU), while this
- *     thread decodes the next segment.
+ *   - a segment goes out as one gathered write of ranges (its META structure bytes, its PAYLOAD
+ *     bytes, and for a REF cut the page in an earlier PAYLOAD buffer): nothing is spliced, and
+ *     no JS object is made per range (a filled guest's segment has two per page).
+ *   - the write runs on libuv's thread pool (src/native/fd.ts writeRanges, blocking on the pipe
+ *     to QEMU), while this thread decodes the next segment.
  *   - containers with a page window (dedup) keep the PAYLOAD buffers that hold the window's
  *     pages instead of a copy of them: W × pageSize bytes, as the general path's window.
  *
@@ -20,8 +21,9 @@
  * completing with wrong RAM. The other segments go out as soon as they are checked: the first
  * bytes reach QEMU after one segment, not two.
  */
-import { closeSync, fstatSync, openSync, readSync, writev } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { frameDecodeAsync } from '../native/codec.js';
+import { writeRanges } from '../native/fd.js';
 import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
@@ -30,7 +32,7 @@ import { checkEnd, failure, parseInfo } from './frame-checks.js';
 import { CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
 import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
 import { unpack } from './frame-work.js';
-import { segmentPieces, type PieceWindow } from './split.js';
+import { segmentRanges, type PieceWindow, type SegmentRanges } from './split.js';
 
 export interface DirectOptions {
   onProgress?: (stats: Readonly<DecompressStats>) => void;
@@ -49,10 +51,8 @@ interface Lent {
   pins: number;
 }
 
-/** A segment checked and ready, its bytes as views of lent buffers (each pinned once). */
-interface Ready {
-  readonly pieces: Buffer[];
-  readonly length: number;
+/** A segment checked and ready, its bytes as ranges of lent buffers (each pinned once). */
+interface Ready extends SegmentRanges {
   readonly lent: Set<Lent>;
 }
 
@@ -78,36 +78,6 @@ function readFully(fd: number, into: Buffer, position: number): number {
     done += n;
   }
   return done;
-}
-
-function writevAsync(fd: number, pieces: Buffer[]): Promise<number> {
-  return new Promise((resolve, reject) => writev(fd, pieces, (error, written) => (error ? reject(error) : resolve(written))));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Writes every piece, in order, on libuv's thread pool: partial writes continue where they
- * stopped, and EAGAIN (fd 1 sharing a non-blocking file description) is waited out.
- */
-async function writeAll(fd: number, pieces: Buffer[]): Promise<void> {
-  let rest = pieces;
-  while (rest.length > 0) {
-    let written: number;
-    try {
-      written = await writevAsync(fd, rest);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      await sleep(1);
-      continue;
-    }
-    let i = 0;
-    while (i < rest.length && written >= rest[i]!.length) written -= rest[i++]!.length;
-    rest = rest.slice(i);
-    if (written > 0) rest[0] = rest[0]!.subarray(written);
-  }
 }
 
 export class DirectDecompressor {
@@ -346,24 +316,25 @@ class DirectRun implements PieceWindow {
     return raw;
   }
 
-  /** A segment's bytes as views, in file order (the page window follows the segments). */
+  /** A segment's bytes as ranges, in file order (the page window follows the segments). */
   private segment(meta: Located, payload: Located | undefined, metaLent: Lent, payloadLent: Lent | undefined): Ready {
     const lent = new Set<Lent>(payloadLent ? [metaLent, payloadLent] : [metaLent]);
     this.payloadLent = payloadLent;
     this.pinned = lent;
     const metaRaw = metaLent.buffer.subarray(0, meta.rawLength);
     const payloadRaw = payloadLent?.buffer.subarray(0, payload!.rawLength);
-    const result = segmentPieces(metaRaw, payloadRaw, this.info.pageSize, this.info.dedupWindowPages > 0 ? this : undefined);
+    const result = segmentRanges(metaRaw, payloadRaw, this.info.pageSize, this.info.dedupWindowPages > 0 ? this : undefined);
     this.payloadLent = undefined;
     if ('problem' in result) {
       const blamed = result.frame === 'payload' && payload ? payload : meta;
       throw new CorruptFrameError(result.problem, frameRef(blamed));
     }
-    return { pieces: result.pieces, length: result.length, lent };
+    return { ...result, lent };
   }
 
   private dataReady(frame: Located, lent: Lent): Ready {
-    return { pieces: [lent.buffer.subarray(0, frame.rawLength)], length: frame.rawLength, lent: new Set([lent]) };
+    const ranges = Float64Array.of(0, 0, frame.rawLength);
+    return { buffers: [lent.buffer], ranges, count: 1, length: frame.rawLength, lent: new Set([lent]) };
   }
 
   // --- PieceWindow: the page window, over the PAYLOAD buffers -------------------------------
@@ -420,7 +391,7 @@ class DirectRun implements PieceWindow {
   }
 
   private startWrite(ready: Ready): void {
-    this.writing = writeAll(this.outFd, ready.pieces).then(
+    this.writing = writeRanges(this.outFd, ready.buffers, ready.ranges, ready.count).then(
       () => {
         for (const lent of ready.lent) lent.pins--;
         this.stats.bytesOut += ready.length;

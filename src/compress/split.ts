@@ -2,7 +2,7 @@
  * The reading half of the page-aware split as pure functions on buffers (the writing half is
  * the compressor's planner and payload store):
  *   splice         META raw + PAYLOAD raw → segment bytes (REF cuts left for the caller's window)
- *   segmentPieces  the same as a list of views, for a gathered write
+ *   segmentRanges  the same as ranges of the frames' buffers, for a gathered write
  */
 import { CutTag } from './format.js';
 import { parseCutList } from './meta.js';
@@ -104,34 +104,57 @@ export interface PieceWindow {
   ref(distance: number, checksum: number): Buffer | string;
 }
 
+/** A segment as ranges of buffers, for one gathered write (src/native/fd.ts writeRanges). */
+export interface SegmentRanges {
+  /** `meta`, `payload` (an empty buffer when there is none), then the page of each REF cut. */
+  readonly buffers: Buffer[];
+  /** (index into `buffers`, offset, length) per range, in stream order. */
+  readonly ranges: Float64Array;
+  readonly count: number;
+  /** Bytes of the segment. */
+  readonly length: number;
+}
+
+const NO_PAYLOAD = Buffer.alloc(0);
+
 /**
- * The segment as a list of views of `meta` and `payload` (and, for REF cuts, of earlier pages
- * through `window`) in stream order, for a gathered write (writev) that needs no spliced copy.
+ * The segment as ranges of `meta` and `payload` (and, for REF cuts, of earlier pages through
+ * `window`) in stream order, for a gathered write that needs neither a spliced copy nor a JS
+ * object per range.
  */
-export function segmentPieces(
+export function segmentRanges(
   meta: Buffer,
   payload: Buffer | undefined,
   pageSize: number,
   window?: PieceWindow,
-): { pieces: Buffer[]; length: number } | { problem: string; frame: 'meta' | 'payload' } {
+): SegmentRanges | { problem: string; frame: 'meta' | 'payload' } {
   const parsed = checkedCutList(meta, payload, pageSize);
   if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;
-  const pieces: Buffer[] = [];
+  const buffers = [meta, payload ?? NO_PAYLOAD];
+  // At most a structure range and a payload or page range per cut, and the structure tail.
+  const ranges = new Float64Array(3 * (2 * cuts.count + 1));
+  let count = 0;
+  const add = (buffer: number, offset: number, length: number): void => {
+    ranges[3 * count] = buffer;
+    ranges[3 * count + 1] = offset;
+    ranges[3 * count + 2] = length;
+    count++;
+  };
   let from = structureOffset;
   let taken = 0;
   let refBytes = 0;
-  // Consecutive payloads (pages with no bytes between) go out as one piece.
+  // Consecutive payloads (pages with no bytes between) go out as one range.
   let runStart = -1;
   const flushRun = (): void => {
-    if (runStart >= 0 && taken > runStart) pieces.push(payload!.subarray(runStart, taken));
+    if (runStart >= 0 && taken > runStart) add(1, runStart, taken - runStart);
     runStart = -1;
   };
   for (let i = 0; i < cuts.count; i++) {
     const gap = cuts.gaps[i]!;
     if (gap > 0) {
       flushRun();
-      pieces.push(meta.subarray(from, from + gap));
+      add(0, from, gap);
       from += gap;
     }
     const tag = cuts.tags[i]!;
@@ -140,7 +163,8 @@ export function segmentPieces(
       const page = window.ref(cuts.args[i]!, cuts.checks[i]!);
       if (typeof page === 'string') return { problem: page, frame: 'meta' };
       flushRun();
-      pieces.push(page);
+      buffers.push(page);
+      add(buffers.length - 1, 0, pageSize);
       refBytes += pageSize;
       continue;
     }
@@ -149,6 +173,6 @@ export function segmentPieces(
     taken += tag === CutTag.PAGE ? pageSize : cuts.args[i]!;
   }
   flushRun();
-  if (from < meta.length) pieces.push(meta.subarray(from));
-  return { pieces, length: meta.length - structureOffset + payloadBytes + refBytes };
+  if (from < meta.length) add(0, from, meta.length - from);
+  return { buffers, ranges, count, length: meta.length - structureOffset + payloadBytes + refBytes };
 }

@@ -1,5 +1,6 @@
-/** Descriptor state only the addon can see (native/fd.h). */
-import { checkInteger, nativeBinding } from './binding.js';
+/** Descriptor state only the addon can see (native/fd.h), and gathered writes of ranges (native/gather.h). */
+import { ArgumentError } from '../stream/errors.js';
+import { checkInteger, describe, nativeBinding } from './binding.js';
 
 /**
  * Whether `fd` is a pipe or socket whose reading side has gone away, so writing to it would
@@ -8,4 +9,34 @@ import { checkInteger, nativeBinding } from './binding.js';
  */
 export function readerGone(fd: number): boolean {
   return nativeBinding().readerGone(checkInteger('readerGone', 'fd', fd, 0, 2 ** 31 - 1));
+}
+
+/**
+ * Writes `count` ranges to `fd`, in order, as gathered writes (writev) on libuv's thread pool:
+ * range r is `buffers[ranges[3r]].subarray(ranges[3r + 1], ranges[3r + 1] + ranges[3r + 2])`. Resolves
+ * with the bytes written once all are; goes on after partial writes and waits out a full
+ * non-blocking descriptor. Rejects as Node's fs errors do (`code` "EPIPE" when nobody reads a
+ * pipe any more). The buffers must stay untouched until the promise settles.
+ *
+ * For writing many small ranges (a segment's record headers between its pages) without a JS
+ * object per range: src/compress/direct.ts.
+ */
+export function writeRanges(fd: number, buffers: readonly Uint8Array[], ranges: Float64Array, count: number): Promise<number> {
+  checkInteger('writeRanges', 'fd', fd, 0, 2 ** 31 - 1);
+  if (!Array.isArray(buffers)) throw new ArgumentError(`writeRanges: buffers must be an Array of Uint8Arrays, got ${describe(buffers)}`);
+  buffers.forEach((buffer, i) => {
+    if (!(buffer instanceof Uint8Array)) throw new ArgumentError(`writeRanges: buffers[${i}] must be a Uint8Array, got ${describe(buffer)}`);
+  });
+  if (!(ranges instanceof Float64Array)) throw new ArgumentError(`writeRanges: ranges must be a Float64Array, got ${describe(ranges)}`);
+  checkInteger('writeRanges', 'count', count, 0, Math.floor(ranges.length / 3));
+  for (let r = 0; r < count; r++) {
+    const index = ranges[3 * r]!;
+    const offset = ranges[3 * r + 1]!;
+    const length = ranges[3 * r + 2]!;
+    const buffer = Number.isInteger(index) ? buffers[index] : undefined;
+    if (buffer === undefined || !Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > buffer.length) {
+      throw new ArgumentError(`writeRanges: range ${r} (buffer ${index}, offset ${offset}, length ${length}) lies outside its buffer`);
+    }
+  }
+  return nativeBinding().writeRanges(fd, buffers, ranges, count);
 }
