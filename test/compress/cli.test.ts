@@ -3,7 +3,7 @@
  * compiled dist/, built by `npm test`'s pretest), files and pipes, stderr only for progress and
  * summaries, exit status 1 with frame and offset on a damaged container, 2 on bad usage.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +104,22 @@ describe('migstream compress / decompress / compact', () => {
       expect(d.stdout.length).toBeLessThan(stream.length);
     } finally {
       closeSync(bad);
+    }
+  });
+
+  test('a reader that goes away early (QEMU failing its load): exit 1 naming EPIPE, from a file and from a pipe', async () => {
+    const packed = join(dir, 'epipe.msz');
+    expect(run(['compress', '--quiet', streamPath, '-o', packed]).status).toBe(0);
+    for (const args of [['decompress', packed], ['decompress', '-']]) {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      if (args[1] === '-') child.stdin.end(readFileSync(packed));
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      // Read the first bytes, then close the pipe as a dying reader would.
+      child.stdout.once('data', () => child.stdout.destroy());
+      const status = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(status, `${args.join(' ')}: ${stderr}`).toBe(1);
+      expect(stderr).toMatch(/^migstream decompress: error: the reader closed the output early \(EPIPE\)/);
     }
   });
 
