@@ -4,11 +4,12 @@ import { SparseFileStore, type RamBlockFile } from '../ram/sparse-file-store.js'
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes, formatRate, table } from './format.js';
 import { openInput } from './io.js';
+import { streamSource } from './stream-source.js';
 import { Progress } from './progress.js';
 
 const usage = `Usage: migstream extract-ram [FILE|-] -o DIR [--json] [--progress]
 
-Apply every RAM record of a migration stream in order (pages, zero fills, XBZRLE deltas,
+Apply every RAM record of a migration stream (or of the stream in a migstream container) in order (pages, zero fills, XBZRLE deltas,
 legacy zlib pages) and write the guest's final RAM as one sparse raw file per RAMBlock into
 DIR, with DIR/index.json listing idstr, file and length. Memory use stays bounded: pages go
 straight to the files.
@@ -35,17 +36,18 @@ export async function extractRam(inputPath: string | undefined, dir: string, sho
   const decoder = createDecoder();
   const store = new SparseFileStore(dir);
   const progress = new Progress(showProgress, 'extract-ram', input.size);
+  const source = streamSource(input.stream);
   let image: RamImage<RamBlockFile> | undefined;
   let bytes = 0;
   try {
-    for await (const chunk of input.stream) {
-      bytes += (chunk as Buffer).length;
-      for (const record of decoder.push(chunk as Buffer)) {
+    for await (const chunk of source.chunks) {
+      bytes += chunk.length;
+      for (const record of decoder.push(chunk)) {
         // The page size is known once the configuration has been read, before any RAM record.
         image ??= new RamImage(store, { pageSize: decoder.parameters.pageSize });
         image.apply(record);
       }
-      progress.update(bytes);
+      progress.update(source.bytesRead());
     }
     decoder.end();
   } catch (error) {

@@ -6,10 +6,11 @@ import { parse, type Command } from './args.js';
 import { formatBytes, formatRate, megabytesPerSecond, table } from './format.js';
 import { openInput } from './io.js';
 import { Progress } from './progress.js';
+import { streamSource } from './stream-source.js';
 
 const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--fields] [--progress]
 
-Decode a migration stream and report what it holds: header and machine type, RAM blocks,
+Decode a migration stream (or the stream in a migstream container) and report what it holds: header and machine type, RAM blocks,
 per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, pages sent more than
 once (re-dirtied by the guest) per RAM block and per iteration, normal pages that were all
 zero, block devices and their chunk counts, device-state sections with sizes, the vmdesc,
@@ -47,13 +48,14 @@ export async function inspectStream(inputPath: string | undefined, options: Insp
     fields?.add(record);
   };
   const progress = new Progress(options.progress === true, 'inspect', input.size);
+  const source = streamSource(input.stream);
   let error: InspectResult['error'] = null;
   let bytesIn = 0;
   try {
-    for await (const chunk of input.stream) {
-      bytesIn += (chunk as Buffer).length;
-      for (const record of decoder.push(chunk as Buffer)) add(record);
-      progress.update(bytesIn);
+    for await (const chunk of source.chunks) {
+      bytesIn += chunk.length;
+      for (const record of decoder.push(chunk)) add(record);
+      progress.update(source.bytesRead());
     }
     for (const record of decoder.end()) add(record);
   } catch (caught) {
@@ -65,7 +67,7 @@ export async function inspectStream(inputPath: string | undefined, options: Insp
   progress.done();
   const seconds = progress.elapsed();
   return {
-    input: input.name,
+    input: source.container ? `${input.name} (migstream container, decompressed)` : input.name,
     ...report.summary(),
     decodeSeconds: seconds,
     decodeMBps: megabytesPerSecond(bytesIn, seconds),

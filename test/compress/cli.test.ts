@@ -123,6 +123,45 @@ describe('migstream compress / decompress / compact', () => {
     }
   });
 
+  test('inspect and extract-ram read a container as the stream it holds, from a file and from stdin', () => {
+    const packed = join(dir, 'inspect.msz');
+    expect(run(['compress', '--quiet', '-c', 'lz4', streamPath, '-o', packed]).status).toBe(0);
+    const report = (args: string[], input?: Buffer): Record<string, unknown> => {
+      const r = run(['inspect', '--json', ...args], input);
+      expect(r.status, r.stderr).toBe(0);
+      const { input: name, decodeSeconds, decodeMBps, ...rest } = JSON.parse(r.stdout.toString()) as Record<string, unknown>;
+      expect([typeof name, typeof decodeSeconds, typeof decodeMBps]).toEqual(['string', 'number', 'number']);
+      return { name, ...rest };
+    };
+    const { name: streamName, ...fromStream } = report([streamPath]);
+    const { name: fileName, ...fromContainer } = report([packed]);
+    const { name: stdinName, ...fromStdin } = report(['-'], readFileSync(packed));
+    expect(fromStream.totalBytes).toBe(stream.length);
+    expect(fromContainer).toEqual(fromStream);
+    expect(fromStdin).toEqual(fromStream);
+    expect([streamName, fileName, stdinName]).toEqual([streamPath, `${packed} (migstream container, decompressed)`, 'stdin (migstream container, decompressed)']);
+
+    const extract = (input: string, out: string): Record<string, Buffer> => {
+      const r = run(['extract-ram', input, '-o', out, '--json']);
+      expect(r.status, r.stderr).toBe(0);
+      const result = JSON.parse(r.stdout.toString()) as { blocks: { idstr: string; path: string }[] };
+      return Object.fromEntries(result.blocks.map((block) => [block.idstr, readFileSync(block.path)]));
+    };
+    const ram = extract(streamPath, join(dir, 'ram-stream'));
+    const fromPacked = extract(packed, join(dir, 'ram-container'));
+    expect(Object.keys(ram).length).toBeGreaterThan(0);
+    expect(Object.keys(fromPacked)).toEqual(Object.keys(ram));
+    // Buffer#equals: toEqual would compare megabytes element by element.
+    for (const [idstr, bytes] of Object.entries(ram)) expect(fromPacked[idstr]!.equals(bytes), idstr).toBe(true);
+
+    // A damaged container is reported as such, naming frame and offset.
+    const damaged = readFileSync(packed);
+    damaged[Math.floor(damaged.length * 0.6)]! ^= 0xff;
+    const bad = run(['inspect'], damaged);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout.toString()).toMatch(/ERROR +container frame \d+ \((META|PAYLOAD)\) at offset \d+/);
+  });
+
   test('dedup by default, --no-dedup and --dedup-window; the same stream back from every one', () => {
     const summaries: string[] = [];
     for (const flags of [[], ['--no-dedup'], ['--dedup-window', '16'], ['--dedup']]) {
