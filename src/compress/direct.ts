@@ -13,7 +13,9 @@
  *   - the write runs on libuv's thread pool (src/native/fd.ts writeRanges, blocking on the pipe
  *     to QEMU), while this thread decodes the next segment.
  *   - containers with a page window (dedup) keep the PAYLOAD buffers that hold the window's
- *     pages instead of a copy of them: W × pageSize bytes, as the general path's window.
+ *     pages instead of a copy of them; where those buffers hold few window pages (disk chunks
+ *     with a RAM page here and there), boundWindow copies the pages out, so the window keeps at
+ *     most WINDOW_SLACK × W × pageSize bytes, whatever the stream's layout.
  *
  * Same guarantees as the general path (decompressor.ts): every frame is checked before any of
  * its bytes is written, and the last segment (it holds QEMU's EOF) is written only after the
@@ -45,8 +47,8 @@ interface Located extends FrameHeader {
 /** A buffer of decompressed (or stored, for codec none) bytes, lent out and given back. */
 interface Lent {
   readonly buffer: Buffer;
-  /** Stored page number of the last page it holds (-1: none): the window may still need it. */
-  lastPage: number;
+  /** Pages of the page window that lie in it: it goes back only once none do. */
+  windowPages: number;
   /** Segments whose views of it are not written yet (and a frame being decoded into it). */
   pins: number;
 }
@@ -70,6 +72,16 @@ interface Decoding {
  */
 const DECODE_DEPTH = 1;
 
+/**
+ * The buffers kept for the page window may hold this many times W × pageSize bytes before the
+ * window's pages in sparse ones are copied out (boundWindow). Dense buffers (RAM pages) stay far
+ * below; a PAYLOAD of disk chunks with a few RAM pages would otherwise be kept whole for each.
+ */
+const WINDOW_SLACK = 4;
+
+/** Free buffers kept for reuse; more go to the garbage collector. */
+const MAX_FREE = 8;
+
 function readFully(fd: number, into: Buffer, position: number): number {
   let done = 0;
   while (done < into.length) {
@@ -80,8 +92,15 @@ function readFully(fd: number, into: Buffer, position: number): number {
   return done;
 }
 
+/** What direct mode's buffers took: the bound its design promises, measured. */
+export interface DirectMemory {
+  /** Most bytes of decompression buffers lent out at once (segments in flight, page window). */
+  peakBufferBytes: number;
+}
+
 export class DirectDecompressor {
   readonly stats: DecompressStats = { bytesIn: 0, bytesOut: 0, frames: 0, info: undefined };
+  readonly memory: DirectMemory = { peakBufferBytes: 0 };
 
   constructor(private readonly options: DirectOptions = {}) {}
 
@@ -100,7 +119,7 @@ export class DirectDecompressor {
    * a file), from its first byte whatever the descriptor's offset, into `outFd`.
    */
   async runFd(inFd: number, outFd: number): Promise<void> {
-    await new DirectRun(inFd, fstatSync(inFd).size, outFd, this.stats, this.options.onProgress).run();
+    await new DirectRun(inFd, fstatSync(inFd).size, outFd, this.stats, this.memory, this.options.onProgress).run();
   }
 }
 
@@ -116,6 +135,8 @@ class DirectRun implements PieceWindow {
   /** Free buffers, and the ones lent out, oldest first. */
   private readonly free: Buffer[] = [];
   private readonly lent: Lent[] = [];
+  /** Bytes of the buffers in `lent`. */
+  private lentBytes = 0;
   /** The page window: stored page n lies at windowOffsets[n % W] of windowLent[n % W]. */
   private windowLent: Lent[] = [];
   private windowOffsets = new Float64Array(0);
@@ -137,6 +158,7 @@ class DirectRun implements PieceWindow {
     private readonly size: number,
     private readonly outFd: number,
     private readonly stats: DecompressStats,
+    private readonly memory: DirectMemory,
     private readonly onProgress: ((stats: Readonly<DecompressStats>) => void) | undefined,
   ) {}
 
@@ -207,6 +229,7 @@ class DirectRun implements PieceWindow {
     const { frames, data, decoded } = this.decoding.shift()!;
     const lent = await decoded;
     const ready = data ? this.dataReady(frames[0]!, lent[0]!) : this.segment(frames[0]!, frames[1], lent[0]!, lent[1]);
+    if (this.info.dedupWindowPages > 0) this.boundWindow();
     await this.accept(ready, frames, this.atEnd && this.decoding.length === 0);
   }
 
@@ -249,23 +272,57 @@ class DirectRun implements PieceWindow {
   }
 
   private adopt(buffer: Buffer): Lent {
-    const lent: Lent = { buffer, lastPage: -1, pins: 1 };
+    const lent: Lent = { buffer, windowPages: 0, pins: 1 };
     this.lent.push(lent);
+    this.lentBytes += buffer.length;
+    this.memory.peakBufferBytes = Math.max(this.memory.peakBufferBytes, this.lentBytes);
     return lent;
   }
 
   /** Gives back the buffers no unwritten segment views and the window no longer needs. */
   private reclaim(): void {
-    const oldest = this.storedPages - this.info.dedupWindowPages;
     for (let i = 0; i < this.lent.length; ) {
       const lent = this.lent[i]!;
-      if (lent.pins === 0 && (lent.lastPage < 0 || lent.lastPage < oldest)) {
-        this.free.push(lent.buffer);
+      if (lent.pins === 0 && lent.windowPages === 0) {
+        if (this.free.length < MAX_FREE) this.free.push(lent.buffer);
         this.lent.splice(i, 1);
+        this.lentBytes -= lent.buffer.length;
       } else {
         i++;
       }
     }
+  }
+
+  /**
+   * Bounds the memory the page window keeps: once the buffers holding its pages pass
+   * WINDOW_SLACK × W × pageSize bytes, the pages that lie in buffers less than half filled by
+   * window pages are copied into one buffer of their own, and those buffers go back once no
+   * unwritten segment views them. Afterwards the window keeps at most twice its pages' bytes in
+   * dense buffers plus that copy.
+   */
+  private boundWindow(): void {
+    const window = this.info.dedupWindowPages;
+    const pageSize = this.info.pageSize;
+    let kept = 0;
+    for (const lent of this.lent) if (lent.windowPages > 0) kept += lent.buffer.length;
+    if (kept <= WINDOW_SLACK * window * pageSize) return;
+    const sparse = (lent: Lent): boolean => 2 * lent.windowPages * pageSize < lent.buffer.length;
+    const slots: number[] = [];
+    for (let n = Math.max(0, this.storedPages - window); n < this.storedPages; n++) {
+      if (sparse(this.windowLent[n % window]!)) slots.push(n % window);
+    }
+    if (slots.length === 0) return;
+    const copy = this.adopt(Buffer.allocUnsafeSlow(slots.length * pageSize));
+    copy.pins = 0;
+    slots.forEach((slot, i) => {
+      const from = this.windowLent[slot]!;
+      const at = this.windowOffsets[slot]!;
+      from.buffer.copy(copy.buffer, i * pageSize, at, at + pageSize);
+      from.windowPages--;
+      copy.windowPages++;
+      this.windowLent[slot] = copy;
+      this.windowOffsets[slot] = i * pageSize;
+    });
   }
 
   /**
@@ -342,9 +399,11 @@ class DirectRun implements PieceWindow {
   stored(_payload: Buffer, at: number): void {
     const slot = this.storedPages % this.info.dedupWindowPages;
     const lent = this.payloadLent!;
+    // The page stored W pages ago leaves the window.
+    if (this.storedPages >= this.info.dedupWindowPages) this.windowLent[slot]!.windowPages--;
     this.windowLent[slot] = lent;
     this.windowOffsets[slot] = at;
-    lent.lastPage = this.storedPages;
+    lent.windowPages++;
     this.storedPages++;
   }
 

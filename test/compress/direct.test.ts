@@ -3,15 +3,19 @@
  * decompress FILE"` runs): the same bytes as the general path, and the same detection of every
  * kind of damage, naming frame and offset, with the stream never written whole.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
+import { DirectDecompressor } from '../../src/compress/direct.js';
 import { ContainerError } from '../../src/compress/errors.js';
 import { FRAME_HEADER_LENGTH, frameKindName } from '../../src/compress/format.js';
+import * as blk from '../helpers/block-bytes.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressDirect } from '../helpers/container.js';
+import { PAGE, eosBytes, memSizeBytes, pageBytes, pattern } from '../helpers/ram-bytes.js';
+import { Bytes, configuration, footer, header, sectionStart } from '../helpers/stream-bytes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'migstream-direct-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,4 +85,49 @@ describe('direct mode', () => {
     }
     expect(statSync(join(dir, 'out.mig')).size).toBeLessThan(stream.length);
   }, 120_000);
+
+  test('keeps the page window bounded when its pages are spread over large PAYLOAD buffers', async () => {
+    // Each segment: a 1 MiB disk chunk and one RAM page, so each PAYLOAD buffer holds a single
+    // window page. Kept whole, 64 window pages would pin 64 buffers of over 1 MiB.
+    const sparse = sparseStream(120);
+    const packed = (await compressBuffer(sparse, { codec: 'lz4', dedupWindowPages: 64 })).container;
+    const input = join(dir, 'sparse.msz');
+    const output = join(dir, 'sparse.mig');
+    writeFileSync(input, packed);
+    const fd = openSync(output, 'w');
+    const decompressor = new DirectDecompressor();
+    try {
+      await decompressor.run(input, fd);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(output).equals(sparse)).toBe(true);
+    // Segments in flight take about ten 5 MiB buffers (50 MiB here). The window's 64 pages take
+    // 256 KiB, but kept whole, the PAYLOADs holding them pinned 160 MiB more.
+    expect(decompressor.memory.peakBufferBytes).toBeGreaterThan(0);
+    expect(decompressor.memory.peakBufferBytes).toBeLessThan(80 * 1024 * 1024);
+  });
 });
+
+/** A stream of `segments` × (a 1 MiB disk chunk, one RAM page). */
+function sparseStream(segments: number): Buffer {
+  const parts: Buffer[] = [];
+  let b = new Bytes();
+  header(b);
+  configuration(b, 'pc-i440fx-7.2');
+  sectionStart(b, 1, 2, 'ram', 0, 4).raw(memSizeBytes([{ idstr: 'pc.ram', length: segments * PAGE }])).raw(eosBytes());
+  footer(b, 2);
+  sectionStart(b, 1, 3, 'block', 0, 1).raw(blk.eosBytes());
+  footer(b, 3);
+  for (let i = 0; i < segments; i++) {
+    b.u8(0x02).be32(3);
+    parts.push(b.build(), blk.dataBytes('disk0', i * 2048, Buffer.alloc(blk.MIB, i)), blk.eosBytes());
+    b = new Bytes();
+    footer(b, 3);
+    b.u8(0x02).be32(2).raw(pageBytes(i === 0 ? 'pc.ram' : null, i * PAGE, pattern(i))).raw(eosBytes());
+    footer(b, 2);
+  }
+  b.u8(0x00);
+  parts.push(b.build());
+  return Buffer.concat(parts);
+}
