@@ -15,7 +15,7 @@ import { CODEC_IDS, type CodecId } from './codecs.js';
 import { ContainerReader, frameRef, type Frame } from './container-reader.js';
 import { CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
 import { FrameKind, type ContainerInfo } from './format.js';
-import { checkEnd, checksumError, failure, parseInfo } from './frame-checks.js';
+import { checkEnd, checksumError, failure, parseInfo, refPageProblem } from './frame-checks.js';
 import { OrderedQueue } from './ordered.js';
 import { WorkerPool, defaultThreads } from './pool.js';
 import type { FailureReply, Returning, StoredFrame, UnpackReply } from './protocol.js';
@@ -229,10 +229,8 @@ class Run {
           actual: distance,
         });
       }
-      const actual = this.checksum.of(page);
-      if (actual !== pages[i + 2]) {
-        throw checksumError(`the page referenced ${distance} stored pages back is not the page the compressor saw`, ref, this.checksum, pages[i + 2]!, actual);
-      }
+      const problem = refPageProblem(page, distance, this.checksum, pages[i + 2]!);
+      if (problem !== undefined) throw new CorruptFrameError(problem, ref);
       page.copy(bytes, at);
     }
   }

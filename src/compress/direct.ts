@@ -30,7 +30,7 @@ import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
 import type { DecompressStats } from './decompressor.js';
-import { checkEnd, failure, parseInfo } from './frame-checks.js';
+import { checkEnd, failure, parseInfo, refPageProblem } from './frame-checks.js';
 import { CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
 import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
 import { unpack } from './frame-work.js';
@@ -337,8 +337,7 @@ class DirectRun implements PieceWindow {
     const codec = frame.codec as CodecId;
     if (codec !== CODEC_IDS.none && hasNativeCodec(codec)) {
       const raw = this.borrow(frame.rawLength);
-      const into = raw.buffer.subarray(0, frame.rawLength);
-      const check = await frameDecodeAsync(codec, view, into, frame.storedChecksum, frame.rawChecksum, this.checksum.version);
+      const check = await frameDecodeAsync(codec, view, raw.buffer.subarray(0, frame.rawLength), frame.storedChecksum, frame.rawChecksum, this.checksum.version);
       stored.pins--;
       if (check.status !== 0) {
         raw.pins--;
@@ -417,10 +416,8 @@ class DirectRun implements PieceWindow {
     const at = this.windowOffsets[slot]!;
     const lent = this.windowLent[slot]!;
     const page = lent.buffer.subarray(at, at + pageSize);
-    const actual = this.checksum.of(page);
-    if (actual !== checksum) {
-      return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${this.checksum.name} 0x${checksum.toString(16).padStart(8, '0')}, got 0x${actual.toString(16).padStart(8, '0')}`;
-    }
+    const problem = refPageProblem(page, distance, this.checksum, checksum);
+    if (problem !== undefined) return problem;
     // The segment views this buffer until it is written: pinned once per segment.
     if (!this.pinned.has(lent)) {
       this.pinned.add(lent);

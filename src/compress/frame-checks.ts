@@ -41,6 +41,16 @@ export function checksumError(problem: string, ref: FrameRef, checksum: DataChec
   return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex(expected)}`, actual: hex(actual) });
 }
 
+/**
+ * Whether the page a REF cut resolved to is the page the compressor saw: undefined, or what is
+ * wrong (both decompressors report it against the META frame).
+ */
+export function refPageProblem(page: Uint8Array, distance: number, checksum: DataChecksum, expected: number): string | undefined {
+  const actual = checksum.of(page);
+  if (actual === expected) return undefined;
+  return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex(expected)}, got ${hex(actual)}`;
+}
+
 /** The error for a frame a worker reported damaged; `checksum` is the container version's. */
 export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }, checksum: DataChecksum): CorruptFrameError {
   const ref = frameRef(frame);
