@@ -5,14 +5,18 @@
  * the decompressor has not written the whole stream (the segment holding QEMU's EOF waits for
  * the END frame).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
 import { ContainerError } from '../../src/compress/errors.js';
-import { FRAME_HEADER_LENGTH, FrameKind, encodeFrameHeader, frameKindName } from '../../src/compress/format.js';
-import { xxh32 } from '../../src/compress/checksum.js';
+import { CODEC_IDS, decompressBytes, type CodecId } from '../../src/compress/codecs.js';
+import { CutTag, FRAME_HEADER_LENGTH, FrameKind, WRITTEN_CHECKSUM, encodeFrameHeader, frameKindName } from '../../src/compress/format.js';
+import { CutListBuilder, parseCutList } from '../../src/compress/meta.js';
 import { WorkerPool } from '../../src/compress/pool.js';
 import { busyStream } from '../helpers/busy-stream.js';
-import { compressBuffer, decompressUntilError } from '../helpers/container.js';
+import { compressBuffer, decompressDirect, decompressUntilError } from '../helpers/container.js';
 
 const stream = busyStream({ pages: 256, iterations: 3 }).bytes;
 const { container } = await compressBuffer(stream, { codec: 'zstd', frameBytes: 64 * 1024, dedupWindowPages: 1024 });
@@ -22,6 +26,17 @@ const frames: Frame[] = (() => {
   reader.end();
   return all;
 })();
+/** REF cuts per META frame, from its cut list. */
+const refCounts = new Map<number, number>();
+for (const frame of frames.filter((f) => f.kind === FrameKind.META)) {
+  const parsed = parseCutList(frame.codec === CODEC_IDS.none ? frame.stored : await rawBytes(frame), 4096);
+  if (typeof parsed === 'string') throw new Error(parsed);
+  let refs = 0;
+  for (let i = 0; i < parsed.cuts.count; i++) if (parsed.cuts.tags[i] === CutTag.REF) refs++;
+  refCounts.set(frame.number, refs);
+}
+const dir = mkdtempSync(join(tmpdir(), 'migstream-corruption-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function span(frame: Frame): Buffer {
   return container.subarray(frame.offset, frame.offset + FRAME_HEADER_LENGTH + frame.stored.length);
@@ -111,10 +126,48 @@ describe('corruption', () => {
     const metas = frames.filter((f) => f.kind === FrameKind.META && f.codec === frames[1]!.codec);
     const [a, b] = [metas[2]!, metas[3]!];
     const raw = b.stored;
-    const header = encodeFrameHeader({ kind: a.kind, codec: b.codec, flags: 0, number: a.number, rawLength: b.rawLength, storedLength: raw.length, rawChecksum: b.rawChecksum, storedChecksum: xxh32(raw) });
+    const header = encodeFrameHeader({ kind: a.kind, codec: b.codec, flags: 0, number: a.number, rawLength: b.rawLength, storedLength: raw.length, rawChecksum: b.rawChecksum, storedChecksum: b.storedChecksum });
     const forged = Buffer.concat([container.subarray(0, a.offset), header, raw, container.subarray(a.offset + span(a).length)]);
     const { error, written } = await decompressUntilError(forged, { pool });
     expect(error).toBeInstanceOf(ContainerError);
+    // Caught by what the frames say together (END chain, cut list, page window), not by the
+    // forged frame's own checksums, which are valid.
+    expect((error as Error).message).not.toMatch(/fails? (its|their) checksum/);
     expect(written).toBeLessThan(stream.length);
   });
+
+  test('a page reference whose page is not the one the compressor saw, on both paths', async () => {
+    // A META frame rewritten (stored uncompressed, every checksum valid) with its first REF
+    // cut's page checksum changed: only the check of the resolved page can tell.
+    const meta = frames.find((f) => f.kind === FrameKind.META && f.codec !== CODEC_IDS.none && (refCounts.get(f.number) ?? 0) > 0)!;
+    const parsed = parseCutList(await rawBytes(meta), 4096);
+    if (typeof parsed === 'string') throw new Error(parsed);
+    const builder = new CutListBuilder(4096);
+    let changed = false;
+    for (let i = 0; i < parsed.cuts.count; i++) {
+      const gap = parsed.cuts.gaps[i]!;
+      const tag = parsed.cuts.tags[i]!;
+      if (tag === CutTag.PAGE) builder.page(gap);
+      else if (tag === CutTag.BYTES) builder.span(gap, parsed.cuts.args[i]!);
+      else {
+        builder.ref(gap, parsed.cuts.args[i]!, changed ? parsed.cuts.checks[i]! : (parsed.cuts.checks[i]! ^ 1) >>> 0);
+        changed = true;
+      }
+    }
+    const raw = Buffer.concat([builder.encode(), (await rawBytes(meta)).subarray(parsed.structureOffset)]);
+    const sum = WRITTEN_CHECKSUM.of(raw);
+    const header = encodeFrameHeader({ kind: FrameKind.META, codec: CODEC_IDS.none, flags: 0, number: meta.number, rawLength: raw.length, storedLength: raw.length, rawChecksum: sum, storedChecksum: sum });
+    const forged = Buffer.concat([container.subarray(0, meta.offset), header, raw, container.subarray(meta.offset + span(meta).length)]);
+    const general = await expectDetected(forged, 'general path', meta);
+    expect(general.message).toMatch(/the page referenced \d+ stored pages back is not the page the compressor saw: expected XXH64 \(low 32 bits\) 0x[0-9a-f]{8}, got 0x[0-9a-f]{8}/);
+    const direct = await decompressDirect(forged, dir);
+    expect(direct.error).toBeInstanceOf(ContainerError);
+    expect((direct.error as Error).message).toBe(general.message);
+    expect(direct.output.length).toBeLessThan(stream.length);
+  });
 });
+
+async function rawBytes(frame: Frame): Promise<Buffer> {
+  return decompressBytes(frame.codec as CodecId, frame.stored, frame.rawLength);
+}
+
