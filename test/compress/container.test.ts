@@ -10,6 +10,7 @@ import {
   CONTAINER_MAGIC,
   FRAME_HEADER_LENGTH,
   FrameKind,
+  WRITTEN_CHECKSUM,
   decodeFrameHeader,
   encodeEnd,
   encodeFrameHeader,
@@ -101,7 +102,7 @@ describe('frame header and varints', () => {
 });
 
 function frame(kind: number, number: number, raw: Buffer): Buffer {
-  const checksum = xxh32(raw);
+  const checksum = WRITTEN_CHECKSUM.of(raw);
   const header = encodeFrameHeader({ kind, codec: 0, flags: 0, number, rawLength: raw.length, storedLength: raw.length, rawChecksum: checksum, storedChecksum: checksum });
   return Buffer.concat([header, raw]);
 }
