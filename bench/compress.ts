@@ -6,10 +6,15 @@
  *   3. restore into QEMU through `-incoming "exec:cat stream.mig"` against
  *      `-incoming "exec:migstream decompress stream.msz"` (idle and dirty guests; with
  *      --filled also a 1 GiB guest with 640 MiB filled, saved once into .cache/bench/: a
- *      stream of about 600 MB, where throughput rather than start-up decides).
+ *      stream of about 600 MB, where throughput rather than start-up decides). Next to them, a
+ *      Node.js program that only copies the file: the floor of any Node.js program there.
+ *      With --cold, each restore also runs with the file it reads evicted from the page cache,
+ *      as when a save is restored long after it was written; --disk-mbps N also caps the
+ *      reader's disk reads at N MB/s (root, cgroup v1 blkio), for a disk slower than this one.
  * The machine may be shared: every figure is the best of --repeat runs (default 2).
  *
- *   npm run bench:compress [-- --repeat 3] [--skip-restore | --restore-only] [--filled] [--svg bench.svg]
+ *   npm run bench:compress [-- --repeat 3] [--skip-restore | --restore-only] [--filled]
+ *                             [--cold] [--disk-mbps N] [--svg bench.svg]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -23,6 +28,7 @@ import { launchQemu, type Accel } from '../src/qemu/launcher.js';
 import { migrateToFile, restoreFromExec, setParameters, shellQuote } from '../src/qemu/migration.js';
 import { HEARTBEAT, REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
 import { loadFixture } from '../test/helpers/qemu.js';
+import { compactMemory, evictFromPageCache, readIntoPageCache, removeThrottles, throttledReader } from './disk.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,11 +36,16 @@ const { values } = parseArgs({
     'skip-restore': { type: 'boolean' },
     'restore-only': { type: 'boolean' },
     filled: { type: 'boolean' },
+    cold: { type: 'boolean' },
+    'disk-mbps': { type: 'string' },
     svg: { type: 'string' },
   },
   allowPositionals: false,
 });
 const repeat = Number(values.repeat ?? 2);
+const diskMbps = values['disk-mbps'] === undefined ? undefined : Number(values['disk-mbps']);
+if (diskMbps !== undefined && !(diskMbps > 0)) throw new Error(`--disk-mbps wants a positive number, not ${values['disk-mbps']}`);
+const fromDisk = values.cold === true || diskMbps !== undefined;
 const cores = availableParallelism();
 const BIN = join(REPO_ROOT, 'bin/migstream');
 const root = join(REPO_ROOT, '.cache/fixtures');
@@ -114,29 +125,49 @@ try {
     if (values.filled) scenarios.push(await filledScenario());
     for (const scenario of scenarios) {
       const { name, stream } = scenario;
-      const methods: [string, string][] = [['exec:cat stream.mig', `cat ${shellQuote(stream)}`]];
+      // Each method: its label, its command, and the file it reads.
+      const methods: [string, string, string][] = [['exec:cat stream.mig', `cat ${shellQuote(stream)}`, stream]];
+      // The floor of any Node.js program in QEMU's place: start up, then copy the file.
+      const nodeCopy = `fs.createReadStream(${JSON.stringify(stream)}, { highWaterMark: 1 << 20 }).pipe(process.stdout)`;
+      methods.push(['exec:node, copying stream.mig', `${shellQuote(process.execPath)} -e ${shellQuote(nodeCopy)}`, stream]);
       for (const codec of ['zstd', 'lz4']) {
         const container = join(scratch, `${name}.${codec}.msz`);
         run(['compress', '--quiet', '-c', codec, stream, '-o', container]);
         const command = `${shellQuote(process.execPath)} ${shellQuote(BIN)} decompress --quiet ${shellQuote(container)}`;
-        methods.push([`exec:migstream decompress (${codec})`, command]);
+        methods.push([`exec:migstream decompress (${codec})`, command, container]);
         // QEMU hands its environment to the exec: child. NODE_EXTRA_CA_CERTS (set on some CI and
         // sandbox machines) makes every Node start-up parse a CA bundle first: shown apart.
-        if (codec === 'zstd' && process.env.NODE_EXTRA_CA_CERTS) methods.push([`  same, without NODE_EXTRA_CA_CERTS`, `env -u NODE_EXTRA_CA_CERTS ${command}`]);
+        if (codec === 'zstd' && process.env.NODE_EXTRA_CA_CERTS) methods.push([`  same, without NODE_EXTRA_CA_CERTS`, `env -u NODE_EXTRA_CA_CERTS ${command}`, container]);
       }
-      // Rounds over the methods, so that a busy moment of a shared machine hits them alike.
-      const best = methods.map(() => Infinity);
+      // Rounds over the methods, so that a busy moment of a shared machine hits them alike; the
+      // runs from disk after all the others (a slow run from disk slowed the run after it).
+      const cached = methods.map(() => Infinity);
+      const onDisk = methods.map(() => Infinity);
       for (let i = 0; i < repeat; i++) {
-        for (const [m, [, command]] of methods.entries()) best[m] = Math.min(best[m]!, await restoreSeconds(scenario, command));
+        for (const [m, [, command, file]] of methods.entries()) {
+          readIntoPageCache(file);
+          cached[m] = Math.min(cached[m]!, await restoreSeconds(scenario, command));
+        }
+      }
+      for (let i = 0; i < (fromDisk ? repeat : 0); i++) {
+        for (const [m, [, command, file]] of methods.entries()) {
+          evictFromPageCache(file);
+          const reader = diskMbps === undefined ? command : `${throttledReader(file, diskMbps)} ${command}`;
+          onDisk[m] = Math.min(onDisk[m]!, await restoreSeconds(scenario, reader));
+        }
       }
       const streamBytes = statSync(stream).size;
-      for (const [m, [label]] of methods.entries()) {
-        console.log(`  ${name.padEnd(6)} ${label.padEnd(38)} ${best[m]!.toFixed(2)} s  (${rate(streamBytes, best[m]!).toFixed(0)} MB/s of stream)`);
+      const diskLabel = diskMbps === undefined ? 'from disk' : `from a ${diskMbps} MB/s disk`;
+      for (const [m, [label, , file]] of methods.entries()) {
+        const figures = (seconds: number): string => `${seconds.toFixed(2)} s (${rate(streamBytes, seconds).toFixed(0)} MB/s of stream)`;
+        const coldFigures = fromDisk ? `   ${diskLabel}: ${figures(onDisk[m]!)}, ${(statSync(file).size / 1e6).toFixed(0)} MB read` : '';
+        console.log(`  ${name.padEnd(6)} ${label.padEnd(38)} ${fromDisk ? 'cached: ' : ''}${figures(cached[m]!)}${coldFigures}`);
       }
     }
   }
 } finally {
   rmSync(scratch, { recursive: true, force: true });
+  removeThrottles();
 }
 
 function run(args: string[]): void {
@@ -184,6 +215,10 @@ async function filledScenario(): Promise<RestoreScenario> {
 /** Seconds a paused destination takes to load the output of `command`. */
 async function restoreSeconds(scenario: RestoreScenario, command: string): Promise<number> {
   const { name, machineArgs, accel, capabilities } = scenario;
+  // QEMU asks for huge pages for guest RAM: on fragmented memory, faulting them in compacts
+  // memory on the spot, and a restore took from 0.7 to 1.7 s by that alone. Compacted first
+  // (root only), every run starts alike.
+  compactMemory();
   const vm = await launchQemu({ args: [...machineArgs, '-S', '-incoming', 'defer'], accel, name: `bench-restore-${name}`, cwd: REPO_ROOT });
   try {
     const started = process.hrtime.bigint();
