@@ -24,6 +24,7 @@ import { findScenario } from '../test/fixtures/scenarios.js';
 import { createLink, netnsAvailable, type Link } from '../test/helpers/netns.js';
 import { loadFixture } from '../test/helpers/qemu.js';
 import { BIN, startRecv, run } from '../test/helpers/transport.js';
+import { compactMemory } from './disk.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
@@ -85,6 +86,33 @@ async function socatSeconds(where: Where): Promise<number> {
   return (performance.now() - started) / 1000;
 }
 
+/**
+ * The floor of any Node.js transport: a bare TCP pipe in Node, the file read in 1 MiB pieces
+ * into socket.write, and the receiver's 'data' written to /dev/null; nothing framed or checked.
+ */
+async function nodePipeSeconds(where: Where): Promise<number> {
+  const receiver = [
+    "const s = require('net').createServer((c) => { c.pipe(require('fs').createWriteStream('/dev/null')); c.on('end', () => s.close()); });",
+    `s.listen(0, ${JSON.stringify(where.host)}, () => process.stderr.write('port ' + s.address().port + '\\n'));`,
+  ].join(' ');
+  const argv = [...where.recvPrefix, process.execPath, '-e', receiver];
+  const listener = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const closed = new Promise<void>((resolve, reject) => listener.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`node receiver exited ${code}`)))));
+  const port = await new Promise<number>((resolve, reject) => {
+    let err = '';
+    listener.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      const match = /port (\d+)/.exec(err);
+      if (match) resolve(Number(match[1]));
+    });
+    listener.on('close', () => reject(new Error(`node receiver: ${err}`)));
+  });
+  const sender = `require('fs').createReadStream(${JSON.stringify(input)}, { highWaterMark: 1 << 20 }).pipe(require('net').connect(${port}, ${JSON.stringify(where.host)}));`;
+  const started = performance.now();
+  await Promise.all([waitExit([...where.sendPrefix, process.execPath, '-e', sender]), closed]);
+  return (performance.now() - started) / 1000;
+}
+
 async function best(run: () => Promise<number>): Promise<{ best: number; all: number[] }> {
   const all: number[] = [];
   for (let i = 0; i < ROUNDS; i++) all.push(await run());
@@ -97,6 +125,7 @@ async function throughput(where: Where): Promise<string> {
   const tls = ['--tls', certs, '--tls-name', '127.0.0.1'];
   const rows: [string, () => Promise<number>][] = [
     ['socat (raw TCP)', () => socatSeconds(where)],
+    ['node, bare TCP pipe', () => nodePipeSeconds(where)],
     ['plaintext, 1 channel', () => migstreamSeconds(where, 1, ['--insecure'])],
     ['plaintext, 4 channels', () => migstreamSeconds(where, 4, ['--insecure'])],
     ['TLS, 1 channel', () => migstreamSeconds(where, 1, tls)],
@@ -151,10 +180,39 @@ async function waitDone(vm: QemuVm): Promise<MigrationInfo> {
   }
 }
 
-async function migrationSeconds(guest: BenchGuest, kind: 'qemu-tls' | 'qemu-tcp' | 'migstream', channels: number): Promise<{ seconds: number; bytes: number }> {
+type MigrationPath = 'qemu-tls' | 'qemu-tcp' | 'exec-socat' | 'migstream' | 'migstream-plain';
+
+/** Where the destination listens, and what the source runs or dials, for each path. */
+function endpoints(kind: MigrationPath, port: number, channels: number): { incoming: string; outgoing: { exec: string } | { uri: string } } {
+  const address = `127.0.0.1:${port}`;
+  const cli = (args: string[]): string => [process.execPath, BIN, ...args].map(shellQuote).join(' ');
+  switch (kind) {
+    case 'qemu-tls':
+    case 'qemu-tcp':
+      return { incoming: `tcp:${address}`, outgoing: { uri: `tcp:${address}` } };
+    case 'exec-socat':
+      // The cheapest exec: transport there is: two socat processes copying 128 KiB at a time.
+      return {
+        incoming: `exec:socat -u -b 131072 TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr STDOUT`,
+        outgoing: { exec: `socat -u -b 131072 STDIN TCP:${address}` },
+      };
+    case 'migstream':
+    case 'migstream-plain': {
+      const security = kind === 'migstream' ? ['--tls', certs] : ['--insecure'];
+      return {
+        incoming: `exec:${cli(['recv', '--listen', address, ...security, '--quiet'])}`,
+        outgoing: { exec: cli(['send', address, '--channels', String(channels), ...security, '--quiet']) },
+      };
+    }
+  }
+}
+
+async function migrationSeconds(guest: BenchGuest, kind: MigrationPath, channels: number): Promise<{ seconds: number; bytes: number }> {
   const { machineArgs } = guest;
   const port = 30000 + Math.floor(Math.random() * 20000);
   const creds = (endpoint: string): string[] => ['-object', `tls-creds-x509,id=tls0,dir=${qemuCreds},endpoint=${endpoint},verify-peer=on`];
+  // Huge-page faults of guest RAM on fragmented memory would otherwise vary the runs (disk.ts).
+  compactMemory();
   const src = await launchQemu({ args: [...machineArgs, ...(kind === 'qemu-tls' ? creds('client') : [])], accel, name: `bench-src-${kind}`, cwd: REPO_ROOT });
   const dst = await launchQemu({ args: [...machineArgs, ...(kind === 'qemu-tls' ? creds('server') : []), '-S', '-incoming', 'defer'], accel, name: `bench-dst-${kind}`, cwd: REPO_ROOT });
   try {
@@ -162,15 +220,16 @@ async function migrationSeconds(guest: BenchGuest, kind: 'qemu-tls' | 'qemu-tcp'
     const tlsParams = kind === 'qemu-tls' ? { 'tls-creds': 'tls0', 'tls-hostname': '127.0.0.1' } : {};
     await setParameters(src, { ...FAST, ...tlsParams });
     await setParameters(dst, kind === 'qemu-tls' ? { 'tls-creds': 'tls0' } : {});
-    const cli = (args: string[]): string => [process.execPath, BIN, ...args].map(shellQuote).join(' ');
-    const incoming = kind === 'migstream' ? `exec:${cli(['recv', '--listen', `127.0.0.1:${port}`, '--tls', certs, '--quiet'])}` : `tcp:127.0.0.1:${port}`;
+    const { incoming, outgoing } = endpoints(kind, port, channels);
     await dst.execute('migrate-incoming', { uri: incoming });
+    // socat's listener must be up before the source dials (send retries; socat does not).
+    if (kind === 'exec-socat') await new Promise((resolve) => setTimeout(resolve, 300));
     const started = performance.now();
     let info: MigrationInfo;
-    if (kind === 'migstream') {
-      info = await migrateToExec(src, cli(['send', `127.0.0.1:${port}`, '--channels', String(channels), '--tls', certs, '--quiet']), { pollMs: 20, timeoutMs: RUN_LIMIT_MS });
+    if ('exec' in outgoing) {
+      info = await migrateToExec(src, outgoing.exec, { pollMs: 20, timeoutMs: RUN_LIMIT_MS });
     } else {
-      await src.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      await src.execute('migrate', { uri: outgoing.uri });
       info = await waitDone(src);
     }
     const dest = await waitDone(dst);
@@ -187,6 +246,8 @@ async function migrations(guest: BenchGuest): Promise<string> {
   const paths = [
     ['QEMU tcp: (plaintext)', 'qemu-tcp', 0],
     ['QEMU tcp: + tls-creds-x509', 'qemu-tls', 0],
+    ['exec:socat | socat (plaintext)', 'exec-socat', 0],
+    ['exec:migstream send/recv, plaintext', 'migstream-plain', 1],
     ['exec:migstream send/recv, 1 TLS channel', 'migstream', 1],
     ['exec:migstream send/recv, 2 TLS channels', 'migstream', 2],
     ['exec:migstream send/recv, 4 TLS channels', 'migstream', 4],
