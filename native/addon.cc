@@ -181,6 +181,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("ringCopy", &Addon::RingCopy),
                              InstanceMethod("dedupStore", &Addon::DedupStore),
                              InstanceMethod("readerGone", &Addon::ReaderGone),
+                             InstanceMethod("widenPipe", &Addon::WidenPipe),
                              InstanceMethod("writeRanges", &Addon::WriteRanges),
                          });
     (void)env;
@@ -651,6 +652,17 @@ class Addon : public Napi::Addon<Addon> {
     uint64_t fd;
     if (!Count(info, 1, "readerGone") || !Uint(info, 0, "readerGone", "fd", INT_MAX, &fd)) return Napi::Value();
     return Napi::Boolean::New(info.Env(), migstream::reader_gone(static_cast<int>(fd)));
+  }
+
+  // widenPipe(fd, bytes): the pipe's capacity after asking for `bytes`, or -errno (fd.h).
+  Napi::Value WidenPipe(const Napi::CallbackInfo& info) {
+    uint64_t fd;
+    uint64_t bytes;
+    if (!Count(info, 2, "widenPipe") || !Uint(info, 0, "widenPipe", "fd", INT_MAX, &fd) ||
+        !Uint(info, 1, "widenPipe", "bytes", INT_MAX, &bytes)) {
+      return Napi::Value();
+    }
+    return Napi::Number::New(info.Env(), migstream::widen_pipe(static_cast<int>(fd), static_cast<int>(bytes)));
   }
 
   // codecVersions(): { zstd, lz4 }: the library versions loaded (0: not available).

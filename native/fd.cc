@@ -1,6 +1,8 @@
 #include "fd.h"
 
 #ifndef _WIN32
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #endif
 
@@ -15,6 +17,20 @@ bool reader_gone(int fd) {
   if (poll(&entry, 1, 0) != 1) return false;
   // A pipe without readers polls as POLLERR (fs/pipe.c pipe_poll); POLLNVAL (not open) is not ours to judge.
   return (entry.revents & (POLLERR | POLLHUP)) != 0;
+#endif
+}
+
+int widen_pipe(int fd, int bytes) {
+#if defined(F_GETPIPE_SZ) && defined(F_SETPIPE_SZ)
+  int now = fcntl(fd, F_GETPIPE_SZ);
+  if (now < 0) return -errno;
+  if (now >= bytes) return now;
+  int got = fcntl(fd, F_SETPIPE_SZ, bytes);
+  return got < 0 ? -errno : got;
+#else
+  (void)fd;
+  (void)bytes;
+  return -ENOSYS;
 #endif
 }
 

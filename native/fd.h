@@ -1,4 +1,5 @@
-// Descriptor state the JS side cannot see without writing: whether anybody still reads a pipe.
+// Descriptor state the JS side cannot see without writing (whether anybody still reads a pipe),
+// and a pipe's capacity, which Node cannot set.
 #ifndef MIGSTREAM_NATIVE_FD_H_
 #define MIGSTREAM_NATIVE_FD_H_
 
@@ -8,6 +9,12 @@ namespace migstream {
 // reports POLLERR/POLLHUP for it. False for anything else, including regular files, terminals,
 // a full pipe that still has a reader, and descriptors that are not open. Never blocks.
 bool reader_gone(int fd);
+
+// Asks for a pipe's buffer to hold at least `bytes` (F_SETPIPE_SZ; the kernel rounds up to a
+// power-of-two number of pages). Returns the capacity it now has, or -errno: -EBADF for a
+// descriptor that is not a pipe, -EPERM past /proc/sys/fs/pipe-max-size or the user's quota.
+// Never shrinks a pipe: a larger capacity is kept. Never blocks.
+int widen_pipe(int fd, int bytes);
 
 }  // namespace migstream
 

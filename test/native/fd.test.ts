@@ -1,15 +1,16 @@
 /**
  * readerGone: a pipe's writing end knows when its reader went, without writing to it.
+ * widenPipe: a pipe holds more once widened (a non-blocking write takes it all), never less.
  * writeRanges: ranges of several buffers written in order as gathered writes, through partial
  * writes, more ranges than one writev takes and a full non-blocking pipe; EPIPE as Node reports
  * it; every range checked before anything is written.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { nativeBinding, readerGone, writeRanges } from '../../src/native.js';
+import { nativeBinding, readerGone, widenPipe, writeRanges } from '../../src/native.js';
 import { ArgumentError } from '../../src/stream/errors.js';
 import { prng } from '../helpers/feed.js';
 
@@ -64,6 +65,57 @@ describe('readerGone', () => {
     expect(() => raw.readerGone(-1)).toThrow(ArgumentError);
     expect(() => raw.readerGone('1')).toThrow(ArgumentError);
     expect(() => raw.readerGone()).toThrow(ArgumentError);
+  });
+});
+
+describe('widenPipe', () => {
+  /** Bytes a non-blocking write puts into the pipe before it is full (nobody reads). */
+  function fill(fd: number): number {
+    const chunk = Buffer.alloc(1 << 16);
+    let total = 0;
+    for (;;) {
+      try {
+        total += writeSync(fd, chunk);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') return total;
+        throw error;
+      }
+    }
+  }
+
+  test('a widened pipe takes 1 MiB before it is full, where it took 64 KiB; it is never narrowed', () => {
+    const fifo = scratchPath('fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Both ends in one descriptor (Linux opens a FIFO read-write without waiting for a peer).
+    const narrow = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const wide = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    try {
+      expect(fill(narrow)).toBe(1 << 16);
+      // The same pipe: drained by reading it back, then widened.
+      const sink = Buffer.alloc(1 << 16);
+      expect(readSync(narrow, sink)).toBe(1 << 16);
+      expect(widenPipe(wide, 1 << 20)).toBe(1 << 20);
+      expect(fill(wide)).toBe(1 << 20);
+      // Asking for less keeps what it has.
+      expect(widenPipe(wide, 4096)).toBe(1 << 20);
+    } finally {
+      closeSync(narrow);
+      closeSync(wide);
+    }
+  });
+
+  test('undefined for a regular file or a descriptor that is not open; bad arguments are ArgumentErrors', () => {
+    const fd = openSync(scratchPath('file'), 'w');
+    expect(widenPipe(fd)).toBeUndefined();
+    closeSync(fd);
+    expect(widenPipe(fd)).toBeUndefined();
+    expect(() => widenPipe(-1)).toThrow(ArgumentError);
+    expect(() => widenPipe(0, 100)).toThrow(ArgumentError);
+    expect(() => widenPipe(0, 2 ** 31)).toThrow(ArgumentError);
+    const raw = nativeBinding() as unknown as { widenPipe: (...args: unknown[]) => number };
+    expect(() => raw.widenPipe(0)).toThrow(ArgumentError);
+    expect(() => raw.widenPipe(0, -1)).toThrow(ArgumentError);
+    expect(() => raw.widenPipe('0', 4096)).toThrow(ArgumentError);
   });
 });
 
