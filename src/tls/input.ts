@@ -13,6 +13,7 @@
 import { fstatSync, read } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { widenPipe } from '../native/fd.js';
+import { BufferPool } from './buffer-pool.js';
 
 /** How long a frame that is ready to go waits for a pending read before it is copied out. */
 const QUIET_SOURCE_MS = 2;
@@ -23,6 +24,8 @@ export interface InputOptions {
   minBytes: number;
   /** Finished frames kept before reading pauses. */
   ahead?: number;
+  /** Frame buffers kept for reuse (recycle). */
+  keep?: number;
 }
 
 export class PrefetchingInput {
@@ -39,12 +42,15 @@ export class PrefetchingInput {
   private waiting = false;
   /** The source as a stream (pipes, sockets); undefined for a regular file. */
   private readonly stream: Socket | undefined;
+  /** Frame buffers, given back (recycle) once a frame's bytes have left. */
+  private readonly pool: BufferPool;
 
   constructor(
     private readonly fd: number,
     private readonly options: InputOptions,
   ) {
-    this.current = Buffer.allocUnsafeSlow(options.frameBytes);
+    this.pool = new BufferPool(options.keep ?? 8);
+    this.current = this.pool.take(options.frameBytes);
     // Only stdin becomes a stream: a stream takes its descriptor over and closes it, which for
     // stdin nobody else does (a FIFO opened by path keeps fs.read).
     const stat = fstatSync(fd);
@@ -79,7 +85,7 @@ export class PrefetchingInput {
         }
         if (waitedForRead || this.stream !== undefined) {
           // A buffer of its own (never Buffer's shared pool): frames are transferred to workers.
-          const frame = Buffer.allocUnsafeSlow(have);
+          const frame = this.pool.take(have);
           this.current.copy(frame, 0, this.base, this.filled);
           this.base = this.filled;
           return frame;
@@ -93,6 +99,11 @@ export class PrefetchingInput {
       clearTimeout(timer);
       waitedForRead = timer !== undefined;
     }
+  }
+
+  /** Takes back the buffer of a frame next() handed out, once nothing uses its bytes any more. */
+  recycle(buffer: ArrayBuffer): void {
+    this.pool.give(buffer);
   }
 
   close(): void {
@@ -136,7 +147,7 @@ export class PrefetchingInput {
 
   private cut(): Buffer {
     const frame = this.current.subarray(this.base, this.filled);
-    this.current = Buffer.allocUnsafeSlow(this.options.frameBytes);
+    this.current = this.pool.take(this.options.frameBytes);
     this.filled = 0;
     this.base = 0;
     return frame;

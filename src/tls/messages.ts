@@ -26,7 +26,8 @@ export type ToSendWorker =
 
 export type FromSendWorker =
   | { t: 'open' }
-  | { t: 'credit'; raw: number; wire: number }
+  /** A frame has left; its buffer comes back for the input to read into again. */
+  | { t: 'credit'; raw: number; wire: number; buffer: ArrayBuffer }
   | { t: 'done'; bytes: number }
   | { t: 'error'; error: SerializedError };
 
@@ -43,6 +44,8 @@ export type ToRecvWorker =
   | { t: 'accept'; index: number }
   | { t: 'refuse'; reason: string }
   | { t: 'ack' }
+  /** A frame's buffer, written out: the worker reads later frames into it (BufferPool). */
+  | { t: 'recycle'; buffer: ArrayBuffer }
   | { t: 'done'; bytes: number }
   | { t: 'abort'; reason: string };
 

@@ -22,7 +22,10 @@ export interface ReceiveOptions {
   host: string;
   port: number;
   tls: TlsMaterial | null;
-  /** Writes in-order stream bytes (blocking is fine: the workers keep reading meanwhile). */
+  /**
+   * Writes in-order stream bytes (blocking is fine: the workers keep reading meanwhile). The
+   * chunks go back to the workers for reuse once it returns: it must not keep them.
+   */
   write: (chunks: Buffer[]) => void;
   /**
    * Whether the output's reader is gone (the destination QEMU exited), polled about once a
@@ -91,7 +94,15 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : `cannot write the stream: ${(error as Error).message}`, { cause: error });
     }
   };
-  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, write, (frame) => digest.update(frame));
+  // Written frames go back to the worker they came from, which reads the next ones into them.
+  const cameFrom = new WeakMap<ArrayBufferLike, Connection>();
+  const recycle = (frame: Buffer): void => {
+    const c = cameFrom.get(frame.buffer);
+    if (c === undefined || finished || !connections.has(c)) return;
+    const buffer = frame.buffer as ArrayBuffer;
+    c.worker.postMessage({ t: 'recycle', buffer } satisfies ToRecvWorker, [buffer]);
+  };
+  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, write, (frame) => digest.update(frame), recycle);
 
   const post = (c: Connection, message: ToRecvWorker): void => c.worker.postMessage(message);
 
@@ -170,6 +181,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       }
       case 'frame': {
         const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
+        cameFrom.set(data.buffer, c);
         c.stats.frames++;
         c.stats.rawBytes += data.length;
         c.stats.wireBytes += message.wire;

@@ -8,6 +8,7 @@ import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../compress/codecs.js';
+import { BufferPool } from './buffer-pool.js';
 import { serverTlsOptions } from './credentials.js';
 import { AuthError, ChannelError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
@@ -28,6 +29,9 @@ let socket: Socket | TLSSocket;
 /** Bytes of a frame cut short, for the message when the connection ends inside one. */
 let pendingBytes = (): number => 0;
 let sawBytes = false;
+/** Payload buffers: a frame's comes back once the main thread has written it. */
+const pool = new BufferPool(config.window + 2);
+const allocate = (bytes: number): Buffer => pool.take(bytes);
 
 function fail(error: unknown): void {
   if (state === 'failed' || state === 'done') return;
@@ -48,10 +52,11 @@ async function onDataFrame(seq: number, rawLength: number, codec: number, payloa
     } catch (error) {
       throw new ProtocolError(`frame ${seq} does not decompress: ${(error as Error).message}`, index);
     }
+    if (pool.owns(payload)) pool.give(payload.buffer as ArrayBuffer);
   }
   // Only a buffer of its own can be transferred: small copies come from Buffer's shared pool.
-  if (raw.byteOffset !== 0 || raw.buffer.byteLength !== raw.length) {
-    const own = Buffer.allocUnsafeSlow(raw.length);
+  if (!pool.owns(raw) && (raw.byteOffset !== 0 || raw.buffer.byteLength !== raw.length)) {
+    const own = pool.take(raw.length);
     raw.copy(own);
     raw = own;
   }
@@ -103,7 +108,7 @@ function onFrames(take: () => Frame[]): void {
  * lands once, in the buffer that is then transferred to the main thread.
  */
 function plainSocket(fd: number): Socket {
-  const reader = new FrameReader();
+  const reader = new FrameReader(undefined, allocate);
   pendingBytes = () => reader.pending;
   const onread: OnReadOpts = {
     buffer: () => reader.target(),
@@ -138,6 +143,9 @@ port.on('message', (message: ToRecvWorker) => {
       state = 'done';
       socket.end(encodeRefuse(message.reason));
       setTimeout(() => socket.destroy(), 500).unref();
+      return;
+    case 'recycle':
+      pool.give(message.buffer);
       return;
     case 'ack':
       outstanding--;
@@ -177,7 +185,7 @@ function start(fd: number): void {
     socket = plainSocket(fd);
   } else {
     const raw = new Socket({ fd, readable: true, writable: true });
-    const parser = new FrameParser();
+    const parser = new FrameParser(undefined, allocate);
     pendingBytes = () => parser.pending;
     const options = serverTlsOptions(config.tls);
     const tlsSocket = new TLSSocket(raw, { isServer: true, ...options });

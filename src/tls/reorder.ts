@@ -19,6 +19,8 @@ export class Reorderer {
     private readonly holdBytes: number,
     private readonly write: (chunks: Buffer[]) => void,
     private readonly onRelease: (frame: Buffer) => void = () => {},
+    /** A frame `write` is done with: its buffer may be reused. */
+    private readonly onWritten: (frame: Buffer) => void = () => {},
   ) {}
 
   /** Frames received but waiting for an earlier one. */
@@ -46,7 +48,10 @@ export class Reorderer {
         out.push(head);
       }
     }
-    if (out.length > 0) this.write(out);
+    if (out.length > 0) {
+      this.write(out);
+      out.forEach(this.onWritten);
+    }
     return released;
   }
 

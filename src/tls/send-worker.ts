@@ -14,7 +14,7 @@ import { FrameParser, FrameType, encodeAbort, encodeDataHeader, encodeEnd, encod
 
 const config = workerData as SendWorkerData;
 const port = parentPort!;
-const post = (message: FromSendWorker): void => port.postMessage(message);
+const post = (message: FromSendWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
 
 let socket: Socket | TLSSocket;
 let state: 'connecting' | 'connected' | 'opening' | 'open' | 'ending' | 'done' | 'failed' = 'connecting';
@@ -102,7 +102,9 @@ async function sendFrame(seq: number, data: Uint8Array): Promise<void> {
   }
   if (state !== 'open') return;
   write(encodeDataHeader(seq, raw.length, codec, payload.length));
-  write(payload, () => post({ t: 'credit', raw: raw.length, wire: payload.length + 18 }));
+  // Once written (or encrypted), the frame's buffer goes back to the input.
+  const buffer = data.buffer as ArrayBuffer;
+  write(payload, () => post({ t: 'credit', raw: raw.length, wire: payload.length + 18, buffer }, [buffer]));
 }
 
 port.on('message', (message: ToSendWorker) => {

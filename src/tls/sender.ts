@@ -83,6 +83,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
         case 'credit':
           channel.credit++;
           channel.stats.wireBytes += message.wire;
+          input?.recycle(message.buffer);
           break;
         case 'done':
           doneBytes = message.bytes;

@@ -170,11 +170,17 @@ export const DATA_HEADER_BYTES = 18;
  * DATA payload then gets an ArrayBuffer of its own, so it can be transferred between threads
  * as it is.
  */
+/** Where a DATA frame's payload is put together (BufferPool.take, to reuse buffers). */
+export type PayloadAllocator = (bytes: number) => Buffer;
+
 export class FrameParser {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly channel?: number) {}
+  constructor(
+    private readonly channel?: number,
+    private readonly allocate: PayloadAllocator = Buffer.allocUnsafeSlow,
+  ) {}
 
   /** Bytes received but not yet part of a whole frame (non-zero at EOF means a cut frame). */
   get pending(): number {
@@ -196,7 +202,7 @@ export class FrameParser {
       const type = head.readUInt8(4);
       if (type === FrameType.DATA && this.chunks[0]!.length < 4 + length && length >= DATA_HEADER_BYTES - 4) {
         const header = this.take(DATA_HEADER_BYTES, Buffer.allocUnsafe(DATA_HEADER_BYTES));
-        const payload = this.take(4 + length - DATA_HEADER_BYTES, Buffer.allocUnsafeSlow(4 + length - DATA_HEADER_BYTES));
+        const payload = this.take(4 + length - DATA_HEADER_BYTES, this.allocate(4 + length - DATA_HEADER_BYTES));
         const frame = decodeFrame(type, header.subarray(5), this.channel) as DataFrame;
         frames.push({ ...frame, payload });
         continue;
@@ -250,7 +256,7 @@ export class FrameParser {
  * own, so it crosses no copy between the kernel and the thread it is transferred to.
  */
 export class FrameReader {
-  private buffer = Buffer.allocUnsafe(5);
+  private buffer: Buffer = Buffer.allocUnsafe(5);
   private have = 0;
   private step: 'length' | 'body' | 'data-header' | 'payload' = 'length';
   private length = 0;
@@ -259,7 +265,10 @@ export class FrameReader {
   /** Bytes of the frame being read. */
   private partial = 0;
 
-  constructor(private readonly channel?: number) {}
+  constructor(
+    private readonly channel?: number,
+    private readonly allocate: PayloadAllocator = Buffer.allocUnsafeSlow,
+  ) {}
 
   /** Bytes read but not yet part of a whole frame (non-zero at EOF means a cut frame). */
   get pending(): number {
@@ -299,7 +308,7 @@ export class FrameReader {
 
   private expect(step: FrameReader['step'], bytes: number, own = false): Frame[] {
     this.step = step;
-    this.buffer = own ? Buffer.allocUnsafeSlow(bytes) : Buffer.allocUnsafe(bytes);
+    this.buffer = own ? this.allocate(bytes) : Buffer.allocUnsafe(bytes);
     this.have = 0;
     // An empty payload is complete at once.
     return bytes === 0 ? this.filled(0) : [];

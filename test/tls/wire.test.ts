@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { ProtocolError } from '../../src/tls/errors.js';
+import { BufferPool } from '../../src/tls/buffer-pool.js';
 import { Reorderer } from '../../src/tls/reorder.js';
 import { StreamDigest, formatDigest } from '../../src/tls/digest.js';
 import { admit } from '../../src/tls/session.js';
@@ -146,6 +147,86 @@ describe('reorderer', () => {
     expect(() => reorder.add(1, Buffer.from('x'), 0)).toThrow(/received twice/);
   });
 });
+
+describe('reorderer: buffers back once written', () => {
+  test('onWritten gets each frame after write returned with it, never a held one', () => {
+    const events: string[] = [];
+    const reorder = new Reorderer(
+      3,
+      (chunks) => events.push(`write ${chunks.map(String).join(',')}`),
+      () => {},
+      (frame) => events.push(`done ${String(frame)}`),
+    );
+    reorder.add(1, Buffer.from('bb'), 1);
+    reorder.add(0, Buffer.from('aa'), 0);
+    reorder.add(2, Buffer.from('cc'), 0);
+    reorder.add(3, Buffer.from('dd'), 0);
+    expect(events).toEqual(['write aa', 'done aa', 'write bb', 'done bb']);
+    // The held tail is written at the end, and nothing reuses it.
+    reorder.flush();
+    expect(events.slice(4)).toEqual(['write cc,dd']);
+  });
+});
+
+describe('payload buffers from a pool', () => {
+  test('a payload is read into a buffer of the allocator; one given back is used again', () => {
+    const pool = new BufferPool(4);
+    const payload = Buffer.alloc(100_000, 5);
+    const bytes = Buffer.concat([encodeDataHeader(0, payload.length, 0, payload.length), payload]);
+    const reader = new FrameReader(undefined, (n) => pool.take(n));
+    const parser = new FrameParser(undefined, (n) => pool.take(n));
+    const viaReader = readAll(reader, bytes);
+    const viaParser = [...parser.push(bytes.subarray(0, 1000)), ...parser.push(bytes.subarray(1000))];
+    for (const frame of [...viaReader, ...viaParser]) {
+      const got = (frame as { payload: Buffer }).payload;
+      expect(got.equals(payload)).toBe(true);
+      expect(pool.owns(got)).toBe(true);
+    }
+    const first = (viaReader[0] as { payload: Buffer }).payload.buffer as ArrayBuffer;
+    pool.give(first);
+    expect(readAll(reader, bytes).map((f) => (f as { payload: Buffer }).payload.buffer)).toEqual([first]);
+  });
+
+  test('take() reuses a large enough buffer, keeps at most `keep`, drops detached ones', () => {
+    const pool = new BufferPool(2);
+    const a = pool.take(1000);
+    const b = pool.take(2000);
+    const c = pool.take(3000);
+    expect([a, b, c].every((x) => x.byteOffset === 0 && pool.owns(x))).toBe(true);
+    pool.give(a.buffer as ArrayBuffer);
+    pool.give(b.buffer as ArrayBuffer);
+    pool.give(c.buffer as ArrayBuffer); // over `keep`: dropped
+    // 1500 bytes fit b's 2000, not a's 1000; the view is exactly 1500 long.
+    const d = pool.take(1500);
+    expect(d.buffer).toBe(b.buffer);
+    expect(d.length).toBe(1500);
+    expect(pool.take(2500).buffer).not.toBe(c.buffer);
+    expect(pool.take(500).buffer).toBe(a.buffer);
+    // A transferred-away buffer reads as detached (length 0): dropped, it takes no place.
+    const e = pool.take(100);
+    structuredClone(e.buffer, { transfer: [e.buffer as ArrayBuffer] });
+    pool.give(e.buffer as ArrayBuffer);
+    pool.give(e.buffer as ArrayBuffer);
+    const [x, y] = [pool.take(700), pool.take(800)];
+    pool.give(x.buffer as ArrayBuffer);
+    pool.give(y.buffer as ArrayBuffer);
+    expect(pool.take(800).buffer).toBe(y.buffer);
+    expect(pool.take(700).buffer).toBe(x.buffer);
+    expect(pool.owns(Buffer.from('shared pool'))).toBe(false);
+  });
+});
+
+function readAll(reader: FrameReader, bytes: Buffer): ReturnType<FrameReader['filled']> {
+  const out = [];
+  for (let at = 0; at < bytes.length; ) {
+    const target = reader.target();
+    const n = Math.min(target.length, bytes.length - at);
+    bytes.copy(target, 0, at, at + n);
+    at += n;
+    out.push(...reader.filled(n));
+  }
+  return out;
+}
 
 describe('session admission', () => {
   const open = { version: PROTOCOL_VERSION, sessionId, channels: 2, index: 0, codec: 0 };
