@@ -22,9 +22,8 @@ export const WIDE_PIPE_BYTES = 1 << 20;
  * has, or undefined where that cannot be (not a pipe, over the system's limit or the user's
  * quota): best effort, the pipe keeps working as it was. A pipe is never made smaller.
  *
- * A reader of QEMU's stream gets at most a pipe's capacity per read: with Linux's default of
- * 64 KiB, `send` spent about a third of its CPU on the wake-ups of ten thousand reads per
- * 600 MB (bench:transport).
+ * A reader gets at most a pipe's capacity per read, 64 KiB by default on Linux: widening the
+ * pipe QEMU writes into means fewer reads and wake-ups (src/tls/input.ts).
  */
 export function widenPipe(fd: number, bytes: number = WIDE_PIPE_BYTES): number | undefined {
   checkInteger('widenPipe', 'fd', fd, 0, 2 ** 31 - 1);

@@ -8,7 +8,7 @@
  * frame being filled. Other descriptors go through fs.read on libuv's
  * thread pool; a pool read blocked on an idle pipe would hold up the process's exit after a
  * failure (libuv joins its pool threads at exit). Memory: at most `ahead` finished frames plus the one
- * being filled.
+ * being filled, and up to `keep` frame buffers given back for reuse (recycle).
  */
 import { fstatSync, read } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';

@@ -107,13 +107,7 @@ describe('wire frames', () => {
   test('the pull reader refuses garbage and counts a cut frame as pending', () => {
     const feed = (bytes: Buffer): FrameReader => {
       const reader = new FrameReader();
-      for (let at = 0; at < bytes.length; ) {
-        const target = reader.target();
-        const n = Math.min(target.length, bytes.length - at);
-        bytes.copy(target, 0, at, at + n);
-        at += n;
-        reader.filled(n);
-      }
+      readAll(reader, bytes);
       return reader;
     };
     expect(() => feed(Buffer.from('GET / HTTP/1.1\r\n'))).toThrow(/out of range/);
