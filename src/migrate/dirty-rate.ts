@@ -1,0 +1,106 @@
+/**
+ * The guest's dirty rate and working set, from QEMU's own calc-dirty-rate over two windows.
+ *
+ * calc-dirty-rate counts the distinct pages written during its window, so a guest that keeps
+ * rewriting one buffer reports the buffer's size whatever the window: its "rate" halves when
+ * the window doubles. Two windows tell the cases apart: growth close to the windows' ratio is
+ * a rate (unbounded working set); much less growth is a working set of about the larger
+ * count. The prediction model needs both (see predict.ts).
+ */
+import { ArgumentError, MigstreamError } from '../stream/errors.js';
+import type { DirtyRateMode, Levers, QmpExecutor } from './levers.js';
+
+const MiB = 1024 * 1024;
+
+export interface DirtyWindow {
+  windowMs: number;
+  /** Distinct bytes dirtied in the window. */
+  dirtyBytes: number;
+}
+
+export interface DirtyRateEstimate {
+  /** Bytes per second over the shortest window. */
+  dirtyRate: number;
+  /** Bytes a pass dirties however long it lasts; Infinity when the windows showed no bound. */
+  workingSetBytes: number;
+  windows: DirtyWindow[];
+  mode: DirtyRateMode;
+}
+
+export class DirtyRateError extends MigstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DIRTY_RATE', message, options);
+  }
+}
+
+/**
+ * Growth below this share of what a steady rate would give means a bounded working set
+ * (calc-dirty-rate reports whole MiB/s, so small counts are coarse: hence not 0.9).
+ */
+const BOUNDED_GROWTH = 0.75;
+
+export function estimateDirtyRate(windows: readonly DirtyWindow[], mode: DirtyRateMode): DirtyRateEstimate {
+  if (windows.length < 2) throw new ArgumentError(`estimateDirtyRate: needs two windows, got ${windows.length}`);
+  const sorted = [...windows].sort((a, b) => a.windowMs - b.windowMs);
+  const short = sorted[0]!;
+  const long = sorted[sorted.length - 1]!;
+  if (!(short.windowMs > 0) || long.windowMs <= short.windowMs) {
+    throw new ArgumentError(`estimateDirtyRate: windows must be positive and of two lengths, got ${sorted.map((w) => w.windowMs).join(', ')} ms`);
+  }
+  const dirtyRate = (short.dirtyBytes * 1000) / short.windowMs;
+  const steady = short.dirtyBytes * (long.windowMs / short.windowMs);
+  const bounded = long.dirtyBytes < BOUNDED_GROWTH * steady;
+  const workingSetBytes = bounded ? Math.max(...sorted.map((w) => w.dirtyBytes)) : Infinity;
+  return { dirtyRate, workingSetBytes, windows: sorted, mode };
+}
+
+interface DirtyRateReply {
+  status: 'unstarted' | 'measuring' | 'measured';
+  'dirty-rate'?: number;
+  'calc-time'?: number;
+}
+
+export interface MeasureOptions {
+  /** Window lengths; whole seconds unless QEMU takes milliseconds (≥ 8.2). */
+  windowsMs?: readonly number[];
+  /** Pages sampled per GiB in page-sampling mode (QEMU takes 128–4096; it defaults to 512). */
+  samplePages?: number;
+  pollMs?: number;
+}
+
+/** Runs calc-dirty-rate once per window, one after the other, in the best mode QEMU has. */
+export async function measureDirtyRate(qmp: QmpExecutor, levers: Levers, options: MeasureOptions = {}): Promise<DirtyRateEstimate> {
+  const mode: DirtyRateMode = levers.dirtyRateModes.includes('dirty-bitmap') ? 'dirty-bitmap' : 'page-sampling';
+  const windowsMs = options.windowsMs ?? [1000, 2000];
+  const windows: DirtyWindow[] = [];
+  for (const windowMs of windowsMs) {
+    const args: Record<string, unknown> = { mode };
+    if (levers.dirtyRateMilliseconds) {
+      Object.assign(args, { 'calc-time': windowMs, 'calc-time-unit': 'millisecond' });
+    } else {
+      if (windowMs % 1000 !== 0) throw new ArgumentError(`measureDirtyRate: QEMU ${levers.version.major}.${levers.version.minor} measures whole seconds, not ${windowMs} ms`);
+      args['calc-time'] = windowMs / 1000;
+    }
+    if (mode === 'page-sampling') args['sample-pages'] = options.samplePages ?? 4096;
+    await qmp.execute('calc-dirty-rate', args);
+    const reply = await waitMeasured(qmp, windowMs, options.pollMs ?? 100);
+    // dirty-rate is whole MiB per second (calculate_dirtyrate: sampled pages >> 20 per second).
+    windows.push({ windowMs, dirtyBytes: ((reply['dirty-rate'] ?? 0) * MiB * windowMs) / 1000 });
+  }
+  return estimateDirtyRate(windows, mode);
+}
+
+async function waitMeasured(qmp: QmpExecutor, windowMs: number, pollMs: number): Promise<DirtyRateReply> {
+  const deadline = Date.now() + windowMs + 10_000;
+  await sleep(windowMs);
+  for (;;) {
+    const reply = await qmp.execute<DirtyRateReply>('query-dirty-rate');
+    if (reply.status === 'measured') return reply;
+    if (Date.now() > deadline) throw new DirtyRateError(`calc-dirty-rate of ${windowMs} ms still "${reply.status}" 10 s after its window`);
+    await sleep(pollMs);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

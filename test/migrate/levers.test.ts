@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { estimateDirtyRate, measureDirtyRate } from '../../src/migrate/dirty-rate.js';
+import { leversFrom, readLevers, type Levers } from '../../src/migrate/levers.js';
+import { ThrottleActuator } from '../../src/migrate/throttle-actuator.js';
+import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
+import { chooseAccel } from '../fixtures/build.js';
+import { HEARTBEAT, REPO_ROOT, guestArgs } from '../fixtures/meta.js';
+import { ArgumentError } from '../../src/stream/errors.js';
+
+const MiB = 1024 * 1024;
+
+describe('levers from QMP answers', () => {
+  const v = (major: number, minor: number) => ({ major, minor, micro: 0 });
+  const caps72 = new Set(['xbzrle', 'auto-converge', 'postcopy-ram']);
+  const params72 = new Set(['max-cpu-throttle', 'cpu-throttle-initial', 'throttle-trigger-threshold', 'downtime-limit']);
+
+  test('QEMU 7.2 under TCG: CPU throttle and page sampling in whole seconds only', () => {
+    const levers = leversFrom(v(7, 2), caps72, params72, false);
+    expect(levers).toMatchObject({ cpuThrottle: true, throttleTriggerThreshold: true, dirtyLimit: false, availSwitchoverBandwidth: false, dirtyRateMilliseconds: false });
+    expect(levers.dirtyRateModes).toEqual(['page-sampling']);
+  });
+
+  test('dirty-limit needs the capability, the parameter and KVM; avail-switchover-bandwidth its parameter', () => {
+    const caps = new Set([...caps72, 'dirty-limit']);
+    const params = new Set([...params72, 'vcpu-dirty-limit', 'avail-switchover-bandwidth']);
+    expect(leversFrom(v(10, 0), caps, params, false)).toMatchObject({ dirtyLimit: false, availSwitchoverBandwidth: true, dirtyRateMilliseconds: true });
+    expect(leversFrom(v(10, 0), caps, params, true)).toMatchObject({ dirtyLimit: true, dirtyRateModes: ['page-sampling', 'dirty-bitmap', 'dirty-ring'] });
+    expect(leversFrom(v(8, 1), caps, new Set(params72), true).dirtyLimit).toBe(false);
+  });
+});
+
+describe('dirty-rate estimate', () => {
+  test('a count that doubles with the window is a rate with no working-set bound', () => {
+    const e = estimateDirtyRate([{ windowMs: 2000, dirtyBytes: 200 * MiB }, { windowMs: 1000, dirtyBytes: 100 * MiB }], 'page-sampling');
+    expect(e.dirtyRate).toBe(100 * MiB);
+    expect(e.workingSetBytes).toBe(Infinity);
+    expect(e.windows.map((w) => w.windowMs)).toEqual([1000, 2000]);
+  });
+
+  test('a count that stays put is a working set of about that size', () => {
+    const e = estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 8 * MiB }, { windowMs: 2000, dirtyBytes: 6 * MiB }], 'page-sampling');
+    expect(e.workingSetBytes).toBe(8 * MiB);
+  });
+
+  test('one window, or two of the same length, are argument errors', () => {
+    expect(() => estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 1 }], 'page-sampling')).toThrow(ArgumentError);
+    expect(() => estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 1 }, { windowMs: 1000, dirtyBytes: 2 }], 'page-sampling')).toThrow(/two lengths/);
+  });
+});
+
+describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
+  let idle: QemuVm;
+  let dirty: QemuVm;
+  let levers: Levers;
+
+  beforeAll(async () => {
+    const accel = await chooseAccel();
+    const machine = ['-machine', 'pc-i440fx-7.2', '-m', `${256 * 1024 + 8}K`, '-smp', '1'];
+    [idle, dirty] = await Promise.all(
+      (['idle', 'dirty'] as const).map((mode) => launchQemu({ args: [...machine, ...guestArgs(mode)], accel, name: `levers-${mode}`, cwd: REPO_ROOT })),
+    );
+    await Promise.all([idle.waitForSerial(HEARTBEAT, 120_000), dirty.waitForSerial(HEARTBEAT, 120_000)]);
+    levers = await readLevers(dirty);
+  }, 180_000);
+  afterAll(async () => {
+    await Promise.all([idle?.quit(), dirty?.quit()]);
+  });
+
+  test('QMP tells the version and the levers it has', () => {
+    expect(levers.version.major).toBeGreaterThanOrEqual(7);
+    expect(levers.cpuThrottle).toBe(true);
+    expect(levers.dirtyRateModes).toContain('page-sampling');
+  });
+
+  test("the dirtying guest's 8 MiB buffer shows as a bounded working set; the idle guest dirties next to nothing", async () => {
+    const [busy, quiet] = await Promise.all([measureDirtyRate(dirty, levers), measureDirtyRate(idle, levers)]);
+    expect(busy.dirtyRate).toBeGreaterThanOrEqual(2 * MiB);
+    expect(busy.workingSetBytes).toBeGreaterThanOrEqual(2 * MiB);
+    expect(busy.workingSetBytes).toBeLessThanOrEqual(32 * MiB);
+    expect(quiet.dirtyRate).toBeLessThan(busy.dirtyRate);
+    // QEMU is still there and running (dirty-bitmap mode kills 7.2 under TCG).
+    expect((await dirty.execute<{ status: string }>('query-status')).status).toBe('running');
+  }, 30_000);
+
+  test('the actuator arms auto-converge at its floor and sets exact levels', async () => {
+    const actuator = new ThrottleActuator(idle);
+    await actuator.arm();
+    const caps = await idle.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
+    expect(caps.find((c) => c.capability === 'auto-converge')?.state).toBe(true);
+    expect(await idle.execute('query-migrate-parameters')).toMatchObject({ 'max-cpu-throttle': 1, 'cpu-throttle-initial': 1, 'throttle-trigger-threshold': 100 });
+    await actuator.set(90, 1000);
+    await actuator.set(120, 2000);
+    expect(await idle.execute('query-migrate-parameters')).toMatchObject({ 'max-cpu-throttle': 99, 'cpu-throttle-initial': 99, 'cpu-throttle-increment': 99, 'throttle-trigger-threshold': 1 });
+    expect(actuator.steps).toEqual([{ percent: 90, atMs: 1000 }, { percent: 99, atMs: 2000 }]);
+  });
+});
