@@ -56,9 +56,8 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
   beforeAll(async () => {
     const accel = await chooseAccel();
     const machine = ['-machine', 'pc-i440fx-7.2', '-m', `${256 * 1024 + 8}K`, '-smp', '1'];
-    [idle, dirty] = await Promise.all(
-      (['idle', 'dirty'] as const).map((mode) => launchQemu({ args: [...machine, ...guestArgs(mode)], accel, name: `levers-${mode}`, cwd: REPO_ROOT })),
-    );
+    const start = (mode: 'idle' | 'dirty') => launchQemu({ args: [...machine, ...guestArgs(mode)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });
+    [idle, dirty] = await Promise.all([start('idle'), start('dirty')]);
     await Promise.all([idle.waitForSerial(HEARTBEAT, 120_000), dirty.waitForSerial(HEARTBEAT, 120_000)]);
     levers = await readLevers(dirty);
   }, 180_000);
