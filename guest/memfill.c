@@ -1,7 +1,7 @@
 /*
  * Guest workload for the migstream test bench; guest/init execs it as PID 1.
  *
- *   memfill MODE FILL_MIB
+ *   memfill MODE FILL_MIB [WSS_MIB RATE_MIBS]
  *
  * Fills FILL_MIB MiB (0 = a quarter of RAM, at most 64 MiB) with a page-by-page mix of
  * random bytes, repeated text, explicitly zeroed pages, repeated patterns and sparse pages,
@@ -10,6 +10,11 @@
  *
  * MODE "dirty" also rewrites an 8 MiB region continuously, changing 16 bytes per 4 KiB page
  * per round, so every pass re-sends those pages and XBZRLE produces small deltas.
+ *
+ * MODE "busy" is the load for convergence tests and benchmarks: it dirties a WSS_MIB MiB
+ * working set page after page, RATE_MIBS MiB/s of page writes (0: as fast as the vCPU goes),
+ * and prints "migstream-work N" every 100 ms, N being the pages written in that tenth of a
+ * second, so a host can see when and how much a throttle slowed the guest.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -105,9 +110,56 @@ static void dirty_round(uint8_t *region, uint64_t round) {
   }
 }
 
+/* One page write: 16 bytes at a moving offset, so XBZRLE still sees a small delta. */
+static void touch_page(uint8_t *page, uint64_t count) {
+  uint64_t stamp[2] = {count, next_random()};
+  memcpy(page + (count * 16) % PAGE, stamp, 16);
+}
+
+/* Pages written between two checks of the clock: small enough for 100 ms reports at any rate. */
+#define BUSY_BATCH 64u
+
+static void busy_loop(size_t wss_bytes, double rate_mibs) {
+  uint8_t *region = alloc_bytes(wss_bytes);
+  size_t pages = wss_bytes / PAGE;
+  for (size_t i = 0; i < pages; i++) fill_page(region + i * PAGE, i + 11);
+  printf("migstream-busy: %zu MiB working set, %.0f MiB/s\n", wss_bytes / MIB, rate_mibs);
+  double pages_per_second = rate_mibs * MIB / PAGE;
+  double start = now_seconds(), next_report = start + 0.1, next_beat = start;
+  uint64_t total = 0, reported = 0, beat = 0;
+  size_t at = 0;
+  for (;;) {
+    for (unsigned i = 0; i < BUSY_BATCH; i++) {
+      touch_page(region + at * PAGE, total++);
+      if (++at == pages) at = 0;
+    }
+    double now = now_seconds();
+    if (now >= next_report) {
+      printf("migstream-work %llu\n", (unsigned long long)(total - reported));
+      reported = total;
+      next_report += 0.1;
+      if (next_report < now) next_report = now + 0.1;
+    }
+    if (now >= next_beat) {
+      printf("migstream-heartbeat %llu\n", (unsigned long long)beat++);
+      next_beat = now + 1.0;
+    }
+    if (pages_per_second > 0) {
+      double due = start + (double)total / pages_per_second;
+      if (due > now) {
+        double wait = due - now;
+        struct timespec pause = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&pause, NULL);
+      }
+    }
+  }
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "idle";
   size_t fill_mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 0;
+  size_t wss_mib = argc > 3 ? strtoul(argv[3], NULL, 10) : 64;
+  double rate_mibs = argc > 4 ? strtod(argv[4], NULL) : 0;
   size_t fill_bytes = fill_mib ? fill_mib * MIB : default_fill_bytes();
   int dirty = strcmp(mode, "dirty") == 0;
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -115,6 +167,7 @@ int main(int argc, char **argv) {
   uint8_t *mem = alloc_bytes(fill_bytes);
   for (size_t i = 0; i < fill_bytes / PAGE; i++) fill_page(mem + i * PAGE, i);
   printf("migstream-memfill done: %zu MiB, mode %s\n", fill_bytes / MIB, mode);
+  if (strcmp(mode, "busy") == 0) busy_loop((wss_mib ? wss_mib : 1) * MIB, rate_mibs);
 
   uint8_t *region = NULL;
   if (dirty) {

@@ -51,18 +51,21 @@ describe('dirty-rate estimate', () => {
 describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
   let idle: QemuVm;
   let dirty: QemuVm;
+  let busy: QemuVm;
   let levers: Levers;
 
   beforeAll(async () => {
     const accel = await chooseAccel();
     const machine = ['-machine', 'pc-i440fx-7.2', '-m', `${256 * 1024 + 8}K`, '-smp', '1'];
-    const start = (mode: 'idle' | 'dirty') => launchQemu({ args: [...machine, ...guestArgs(mode)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });
-    [idle, dirty] = await Promise.all([start('idle'), start('dirty')]);
-    await Promise.all([idle.waitForSerial(HEARTBEAT, 120_000), dirty.waitForSerial(HEARTBEAT, 120_000)]);
+    const start = (mode: 'idle' | 'dirty' | 'busy', params: string[] = []) =>
+      launchQemu({ args: [...machine, ...guestArgs(mode, params)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });
+    // 16 MiB/s of page writes over a 64 MiB working set: 2 s of it dirty 32 MiB, twice 1 s.
+    [idle, dirty, busy] = await Promise.all([start('idle'), start('dirty'), start('busy', ['wss=64', 'rate=16'])]);
+    await Promise.all([idle, dirty, busy].map((vm) => vm.waitForSerial(HEARTBEAT, 120_000)));
     levers = await readLevers(dirty);
   }, 180_000);
   afterAll(async () => {
-    await Promise.all([idle?.quit(), dirty?.quit()]);
+    await Promise.all([idle?.quit(), dirty?.quit(), busy?.quit()]);
   });
 
   test('QMP tells the version and the levers it has', () => {
@@ -79,6 +82,19 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
     expect(quiet.dirtyRate).toBeLessThan(busy.dirtyRate);
     // QEMU is still there and running (dirty-bitmap mode kills 7.2 under TCG).
     expect((await dirty.execute<{ status: string }>('query-status')).status).toBe('running');
+  }, 30_000);
+
+  test('the busy guest dirties at the rate it was given, with no working-set bound, and reports its work every 100 ms', async () => {
+    const estimate = await measureDirtyRate(busy, levers);
+    expect(estimate.dirtyRate).toBeGreaterThan(8 * MiB);
+    expect(estimate.dirtyRate).toBeLessThan(32 * MiB);
+    expect(estimate.workingSetBytes).toBe(Infinity);
+    // 16 MiB/s is 409.6 pages per 100 ms.
+    const counts = [...busy.serialText().matchAll(/migstream-work (\d+)/g)].map((m) => Number(m[1])).slice(-10);
+    expect(counts.length).toBe(10);
+    const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
+    expect(mean).toBeGreaterThan(300);
+    expect(mean).toBeLessThan(520);
   }, 30_000);
 
   test('the actuator arms auto-converge at its floor and sets exact levels', async () => {
