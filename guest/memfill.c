@@ -12,7 +12,8 @@
  * per round, so every pass re-sends those pages and XBZRLE produces small deltas.
  *
  * MODE "busy" is the load for convergence tests and benchmarks: it dirties a WSS_MIB MiB
- * working set page after page, RATE_MIBS MiB/s of page writes (0: as fast as the vCPU goes),
+ * working set page after page, RATE_MIBS MiB/s of page writes (0: as fast as the vCPU goes;
+ * time the vCPU did not run is not made up, so a throttle lowers the rate),
  * and prints "migstream-work N" every 100 ms, N being the pages written in that tenth of a
  * second, so a host can see when and how much a throttle slowed the guest.
  */
@@ -126,7 +127,8 @@ static void busy_loop(size_t wss_bytes, double rate_mibs) {
   printf("migstream-busy: %zu MiB working set, %.0f MiB/s\n", wss_bytes / MIB, rate_mibs);
   double pages_per_second = rate_mibs * MIB / PAGE;
   double start = now_seconds(), next_report = start + 0.1, next_beat = start;
-  uint64_t total = 0, reported = 0, beat = 0;
+  uint64_t total = 0, reported = 0, beat = 0, paced_from = 0;
+  double paced_since = start;
   size_t at = 0;
   for (;;) {
     for (unsigned i = 0; i < BUSY_BATCH; i++) {
@@ -145,8 +147,13 @@ static void busy_loop(size_t wss_bytes, double rate_mibs) {
       next_beat = now + 1.0;
     }
     if (pages_per_second > 0) {
-      double due = start + (double)total / pages_per_second;
-      if (due > now) {
+      double due = paced_since + (double)(total - paced_from) / pages_per_second;
+      /* Work missed while the vCPU did not run is lost, not made up: a throttled guest does
+       * less, as a throttled database serves fewer requests. */
+      if (now > due + 0.02) {
+        paced_since = now;
+        paced_from = total;
+      } else if (due > now) {
         double wait = due - now;
         struct timespec pause = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
         nanosleep(&pause, NULL);

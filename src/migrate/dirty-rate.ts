@@ -8,7 +8,8 @@
  * count. The prediction model needs both (see predict.ts).
  */
 import { ArgumentError, MigstreamError } from '../stream/errors.js';
-import type { DirtyRateMode, Levers, QmpExecutor } from './levers.js';
+import type { QmpExecutor } from '../qemu/qmp.js';
+import type { DirtyRateMode, Levers } from './levers.js';
 
 const MiB = 1024 * 1024;
 

@@ -14,9 +14,7 @@
  * dirty-bitmap mode is KVM-only here for a measured reason: QEMU 7.2 under TCG dies with
  * SIGSEGV when asked for it. Pure except for `readLevers`, which asks QMP.
  */
-export interface QmpExecutor {
-  execute<T = unknown>(command: string, args?: Readonly<Record<string, unknown>>): Promise<T>;
-}
+import type { QmpExecutor } from '../qemu/qmp.js';
 
 export interface QemuVersion {
   major: number;

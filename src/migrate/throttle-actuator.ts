@@ -14,7 +14,7 @@
  * `migrate`. QEMU stops the throttle itself when the migration ends (cpu_throttle_stop), on
  * success or failure.
  */
-import type { QmpExecutor } from './levers.js';
+import type { QmpExecutor } from '../qemu/qmp.js';
 
 /** migrate_params_check accepts 1–99 for the throttle levels. */
 const FLOOR = 1;

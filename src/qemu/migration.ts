@@ -5,6 +5,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { MigrationFailedError, QemuExitedError, QemuTimeoutError } from './errors.js';
 import type { QemuVm } from './launcher.js';
+import type { QmpExecutor } from './qmp.js';
 
 /** query-migrate's answer; the members used here are typed, the rest passed through. */
 export interface MigrationInfo {
@@ -65,8 +66,8 @@ export async function setParameters(vm: QemuVm, parameters: MigrationParameters)
   if (Object.keys(parameters).length) await vm.execute('migrate-set-parameters', parameters);
 }
 
-export function queryMigrate(vm: QemuVm): Promise<MigrationInfo> {
-  return vm.execute<MigrationInfo>('query-migrate');
+export function queryMigrate(qmp: QmpExecutor): Promise<MigrationInfo> {
+  return qmp.execute<MigrationInfo>('query-migrate');
 }
 
 /**
@@ -146,6 +147,6 @@ function delay(ms: number): Promise<void> {
 }
 
 /** Writes `size` bytes of guest-physical memory from `addr` to `path` (QEMU opens the file). */
-export async function pmemsave(vm: QemuVm, addr: number, size: number, path: string): Promise<void> {
+export async function pmemsave(vm: QmpExecutor, addr: number, size: number, path: string): Promise<void> {
   await vm.execute('pmemsave', { val: addr, size, filename: path });
 }

@@ -20,6 +20,11 @@ export interface QmpEvent {
 
 type QmpArgs = Readonly<Record<string, unknown>>;
 
+/** Anything that runs QMP commands: a QmpClient, a QemuVm, or a test's stand-in. */
+export interface QmpExecutor {
+  execute<T = unknown>(command: string, args?: QmpArgs): Promise<T>;
+}
+
 interface Pending {
   command: string;
   args: QmpArgs | undefined;

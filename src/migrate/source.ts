@@ -1,0 +1,195 @@
+/**
+ * The source side of moving a VM: prepares QEMU through QMP, starts `migrate` into an exec:
+ * transport, steers it (progress, convergence policy, throttle), and makes sure the source
+ * runs on whatever goes wrong. The `migrate` command is a thin shell over this.
+ *
+ *   check ─▶ arm ─▶ migrate ─▶ poll ┬─ completed ─▶ result (source stays paused: postmigrate)
+ *                                   ├─ failed / cancelled ─▶ resume source ─▶ throw
+ *                                   └─ timeout / abort ─▶ migrate_cancel ─▶ resume ─▶ throw
+ */
+import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
+import { MigrationFailedError } from '../qemu/errors.js';
+import { queryMigrate, type MigrationInfo } from '../qemu/migration.js';
+import { ConvergencePolicy, type ConvergeDecision, type PassSample } from './converge-policy.js';
+import { ConvergenceError, LeverMissingError, VmStateError } from './errors.js';
+import { readLevers, type Levers } from './levers.js';
+import { ProgressMeter, type ProgressEvent } from './progress.js';
+import { ThrottleActuator, type ThrottleStep } from './throttle-actuator.js';
+
+export type MigrateEvent =
+  | ProgressEvent
+  | { type: 'pass'; sample: PassSample }
+  | { type: 'throttle'; percent: number; reason: string; elapsedMs: number }
+  | { type: 'notice'; message: string; elapsedMs: number };
+
+export interface SourceOptions {
+  qmp: QmpClient;
+  /** The command QEMU runs for `exec:` (e.g. `migstream send HOST:PORT …`). */
+  transport: string;
+  /** QEMU's downtime-limit; QEMU's own default (300 ms) when absent. */
+  downtimeLimitMs?: number;
+  /** QEMU's max-bandwidth in bytes per second. */
+  maxBandwidth?: number;
+  converge?: 'auto' | 'off';
+  /** With converge auto: when throttling is exhausted, raise downtime-limit to this to force the switch-over. */
+  forceDowntimeLimitMs?: number;
+  capabilities?: Readonly<Record<string, boolean>>;
+  parameters?: Readonly<Record<string, unknown>>;
+  pollMs?: number;
+  /** Cancel (and resume the source) when the migration has not completed by then. */
+  timeoutMs?: number;
+  /** Bytes the transport put on the wire so far, when it can tell. */
+  wireBytes?: () => number | undefined;
+  onEvent?: (event: MigrateEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface SourceResult {
+  info: MigrationInfo;
+  levers: Levers;
+  startedAtMs: number;
+  completedAtMs: number;
+  /** Host time of QEMU's STOP event (the guest stopped for the switch-over), ms. */
+  stoppedAtMs: number | undefined;
+  throttleSteps: ThrottleStep[];
+  passes: PassSample[];
+  notices: string[];
+}
+
+interface StatusReply {
+  status: string;
+  running: boolean;
+}
+
+const DEFAULT_DOWNTIME_MS = 300;
+
+export async function migrateSource(options: SourceOptions): Promise<SourceResult> {
+  const { qmp } = options;
+  const status = await qmp.execute<StatusReply>('query-status');
+  if (status.status !== 'running') {
+    throw new VmStateError(`the source VM is "${status.status}", not running: nothing to migrate live`, status.status);
+  }
+  const current = await queryMigrate(qmp);
+  if (current.status === 'active' || current.status === 'setup' || current.status === 'device' || current.status === 'pre-switchover') {
+    throw new VmStateError(`a migration is already ${current.status} on the source`, status.status);
+  }
+  const levers = await readLevers(qmp);
+  const converge = options.converge ?? 'off';
+  if (converge === 'auto' && !levers.cpuThrottle) throw new LeverMissingError('--converge auto needs auto-converge and max-cpu-throttle, which this QEMU lacks');
+
+  const downtimeLimitMs = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_MS;
+  const actuator = new ThrottleActuator(qmp);
+  const capabilities = Object.entries(options.capabilities ?? {}).map(([capability, state]) => ({ capability, state }));
+  if (capabilities.length) await qmp.execute('migrate-set-capabilities', { capabilities });
+  if (converge === 'auto') await actuator.arm();
+  const parameters: Record<string, unknown> = { ...(options.parameters ?? {}), 'downtime-limit': downtimeLimitMs };
+  if (options.maxBandwidth !== undefined) parameters['max-bandwidth'] = Math.round(options.maxBandwidth);
+  await qmp.execute('migrate-set-parameters', parameters);
+
+  const policy = converge === 'auto'
+    ? new ConvergencePolicy({ downtimeLimitMs, allowForceSwitchover: options.forceDowntimeLimitMs !== undefined })
+    : undefined;
+  const notices: string[] = [];
+  const passes: PassSample[] = [];
+  let stoppedAtMs: number | undefined;
+  const stopListener = qmp.onEvent((event: QmpEvent) => {
+    if (event.event === 'STOP') stoppedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
+  });
+
+  const startedAtMs = Date.now();
+  const emit = options.onEvent ?? (() => undefined);
+  const meter = new ProgressMeter(startedAtMs);
+  try {
+    await qmp.execute('migrate', { uri: `exec:${options.transport}` });
+    let lastPass = 0;
+    let passStart = { atMs: startedAtMs, transferred: 0, wire: options.wireBytes?.() ?? 0 };
+    for (;;) {
+      if (options.signal?.aborted) throw new MigrationFailedError('the migration was aborted', undefined, { cause: options.signal.reason });
+      const info = await queryMigrate(qmp);
+      const atMs = Date.now();
+      if (info.status === 'completed') {
+        stopListener();
+        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, notices };
+      }
+      if (info.status === 'failed' || info.status === 'cancelled') {
+        throw new MigrationFailedError(`the migration ${info.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`, info);
+      }
+      const wire = options.wireBytes?.();
+      const progress = meter.push(wire === undefined ? { atMs, info } : { atMs, info, wireBytes: wire });
+      emit(progress);
+      const decisions: ConvergeDecision[] = [];
+      if (progress.pass > lastPass && lastPass > 0) {
+        const seconds = Math.max(1e-3, (atMs - passStart.atMs) / 1000);
+        const sentBytes = wire !== undefined ? wire - passStart.wire : progress.transferred - passStart.transferred;
+        const sample: PassSample = { pass: progress.pass, atMs, dirtyBytes: progress.remaining, wireRate: Math.max(0, sentBytes) / seconds, dirtyRate: progress.dirtyRate };
+        passes.push(sample);
+        emit({ type: 'pass', sample });
+        if (policy) decisions.push(...policy.observe(sample));
+      } else if (policy) {
+        decisions.push(...policy.tick(atMs));
+      }
+      if (progress.pass > lastPass) {
+        lastPass = progress.pass;
+        passStart = { atMs, transferred: progress.transferred, wire: wire ?? 0 };
+      }
+      for (const decision of decisions) await carryOut(decision, atMs - startedAtMs);
+      if (options.timeoutMs !== undefined && atMs - startedAtMs > options.timeoutMs) {
+        throw new ConvergenceError(`the migration did not complete within ${options.timeoutMs / 1000} s (pass ${progress.pass}, ${(progress.remaining / 1e6).toFixed(1)} MB still dirty)`);
+      }
+      await sleep(options.pollMs ?? 250);
+    }
+  } catch (error) {
+    stopListener();
+    await cancelAndResume(qmp);
+    throw error;
+  }
+
+  async function carryOut(decision: ConvergeDecision, elapsedMs: number): Promise<void> {
+    switch (decision.kind) {
+      case 'throttle':
+        await actuator.set(decision.percent, elapsedMs);
+        emit({ type: 'throttle', percent: decision.percent, reason: decision.reason, elapsedMs });
+        return;
+      case 'exhausted':
+        notices.push(decision.reason);
+        emit({ type: 'notice', message: `throttling is exhausted: ${decision.reason}`, elapsedMs });
+        return;
+      case 'force-switchover':
+        await qmp.execute('migrate-set-parameters', { 'downtime-limit': options.forceDowntimeLimitMs });
+        notices.push(`switch-over forced: downtime-limit raised to ${options.forceDowntimeLimitMs} ms`);
+        emit({ type: 'notice', message: `forcing the switch-over with a ${options.forceDowntimeLimitMs} ms downtime limit`, elapsedMs });
+        return;
+    }
+  }
+}
+
+/**
+ * After a failure the source must run. QEMU restarts a VM it stopped for the switch-over when
+ * the migration fails (migration_iteration_finish), but a cancel during pre-copy or a QEMU that
+ * failed differently may leave it paused: then we resume it. A completed migration never gets
+ * here, so a paused source here is ours to resume.
+ */
+async function cancelAndResume(qmp: QmpClient): Promise<void> {
+  if (qmp.closed) return;
+  try {
+    const info = await queryMigrate(qmp);
+    if (info.status !== 'completed' && info.status !== 'failed' && info.status !== 'cancelled' && info.status !== undefined) {
+      await qmp.execute('migrate_cancel');
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const now = await queryMigrate(qmp);
+        if (now.status !== 'cancelling' && now.status !== 'active' && now.status !== 'setup') break;
+        if (Date.now() > deadline) break;
+        await sleep(50);
+      }
+    }
+    const status = await qmp.execute<StatusReply>('query-status');
+    if (!status.running && (status.status === 'paused' || status.status === 'finish-migrate')) await qmp.execute('cont');
+  } catch {
+    // QEMU went away: nothing left to resume.
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
