@@ -2,7 +2,8 @@ import { pipeline } from 'node:stream/promises';
 import { Compactor, compactedBytes } from '../compress/compact.js';
 import { parse, type Command } from './args.js';
 import { formatBytes } from './format.js';
-import { openInput, openOutput } from './io.js';
+import { openInput } from './io.js';
+import { openOutputFile, writeOutput } from './output-file.js';
 import { reopen, spool } from './spool.js';
 
 const usage = `Usage: migstream compact [IN|-] [OUT|-] [--quiet]
@@ -26,7 +27,7 @@ export const compactCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse(argv, { quiet: { type: 'boolean' } }, 2);
     const input = openInput(positionals[0]);
-    const output = openOutput(positionals[1]);
+    const output = openOutputFile(positionals[1], { inputs: [input.identity] });
     const spooled = input.size === null ? await spool(input.stream, positionals[1]) : undefined;
     if (!spooled) input.stream.destroy();
     const compactor = new Compactor(reopen(spooled?.path ?? input.name));
@@ -38,7 +39,7 @@ export const compactCommand: Command = {
       }
     };
     try {
-      await pipeline(counted(), output.stream);
+      await writeOutput(output, (out) => pipeline(counted(), out.stream()));
     } finally {
       spooled?.remove();
     }

@@ -6,7 +6,8 @@ import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type Compr
 import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
-import { openInput, openOutput } from './io.js';
+import { openInput } from './io.js';
+import { openOutputFile, writeOutput } from './output-file.js';
 import { reopen, spool } from './spool.js';
 import { TransferProgress, parseCount, parseSize } from './transfer-progress.js';
 
@@ -89,7 +90,7 @@ export const compressCommand: Command = {
     };
 
     const input = openInput(positionals[0]);
-    const output = openOutput(values.output);
+    const output = openOutputFile(values.output, { inputs: [input.identity] });
     const progress = new TransferProgress(values.progress === true, 'compress', 'in');
     const compressor = new Compressor({ ...options, onProgress: (s) => progress.update(s.bytesIn, s.bytesOut) });
     let source: AsyncIterable<Uint8Array> = input.stream;
@@ -104,7 +105,7 @@ export const compressCommand: Command = {
       source = compactedBytes(compactor);
     }
     try {
-      await pipeline(compressor.compress(source), output.stream);
+      await writeOutput(output, (out) => pipeline(compressor.compress(source), out.stream()));
     } finally {
       cleanup();
     }

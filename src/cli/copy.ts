@@ -2,7 +2,8 @@ import { fstatSync } from 'node:fs';
 import { createDecoder, createEncoder } from '../codec.js';
 import { parse, type Command } from './args.js';
 import { formatBytes, formatRate } from './format.js';
-import { openInputFd, openOutputFd, readInto, writeAll } from './fd-io.js';
+import { openInputFd, readInto, writeAll } from './fd-io.js';
+import { openOutputFile, writeOutput } from './output-file.js';
 import { Progress } from './progress.js';
 
 /** Read size: large reads keep syscalls and records-per-push overhead low. */
@@ -52,18 +53,21 @@ export const copyCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse(argv, { progress: { type: 'boolean' }, quiet: { type: 'boolean' } }, 2);
     const input = openInputFd(positionals[0]);
-    const output = openOutputFd(positionals[1]);
-    const progress = new Progress(values.progress === true, 'copy', input.fd === 0 ? null : fstatSync(input.fd).size);
     let bytes: number;
+    let seconds: number;
     try {
-      bytes = recodeFd(input.fd, output.fd, (n) => progress.update(n));
+      const output = openOutputFile(positionals[1], { inputs: [input.identity] });
+      const progress = new Progress(values.progress === true, 'copy', input.fd === 0 ? null : fstatSync(input.fd).size);
+      try {
+        bytes = await writeOutput(output, (out) => recodeFd(input.fd, out.fd, (n) => progress.update(n)));
+      } finally {
+        progress.done();
+      }
+      seconds = progress.elapsed();
     } finally {
       input.close();
-      output.close();
-      progress.done();
     }
     if (values.quiet !== true) {
-      const seconds = progress.elapsed();
       process.stderr.write(`migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete\n`);
     }
     return 0;

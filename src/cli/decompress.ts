@@ -1,8 +1,9 @@
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { fstatSync, statSync } from 'node:fs';
 import type { DecompressStats } from '../compress/decompressor.js';
 import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
-import { parse, UsageError, type Command } from './args.js';
+import { parse, type Command } from './args.js';
+import { identityOfFd, identityOfPath } from './file-identity.js';
+import { openOutputFile, writeOutput } from './output-file.js';
 import { formatBytes } from './format.js';
 import { TransferProgress, parseCount } from './transfer-progress.js';
 
@@ -60,28 +61,22 @@ export const decompressCommand: Command = {
       // A container file (also as stdin: "decompress < vm.msz"): read, checked and decompressed
       // on this thread, written with gathered writes (direct.ts). Only what that needs is
       // loaded: this is QEMU's restore path.
-      const toStdout = values.output === undefined || values.output === '-';
-      if (toStdout && isatty(1)) throw new UsageError('refusing to write a binary stream to a terminal (redirect stdout or give an output file)');
-      const fd = toStdout ? 1 : openSync(values.output!, 'w');
+      const output = openOutputFile(values.output, { inputs: [fromStdin ? identityOfFd(0, 'stdin') : identityOfPath(path)] });
       const { DirectDecompressor } = await import('../compress/direct.js');
       const direct = new DirectDecompressor({ onProgress });
-      try {
-        await (fromStdin ? direct.runFd(0, fd) : direct.run(path, fd));
-      } finally {
-        if (!toStdout) closeSync(fd);
-      }
-      summary(direct.stats, toStdout ? 'stdout' : values.output!);
+      await writeOutput(output, (out) => (fromStdin ? direct.runFd(0, out.fd) : direct.run(path, out.fd)));
+      summary(direct.stats, output.name);
       return 0;
     }
-    const [{ pipeline }, { Decompressor }, { openInput, openOutput }] = await Promise.all([
+    const [{ pipeline }, { Decompressor }, { openInput }] = await Promise.all([
       import('node:stream/promises'),
       import('../compress/decompressor.js'),
       import('./io.js'),
     ]);
     const input = openInput(path);
-    const output = openOutput(values.output);
+    const output = openOutputFile(values.output, { inputs: [input.identity] });
     const decompressor = new Decompressor({ threads, onProgress });
-    await pipeline(decompressor.decompress(input.stream), output.stream);
+    await writeOutput(output, (out) => pipeline(decompressor.decompress(input.stream), out.stream()));
     summary(decompressor.stats, output.name);
     return 0;
   },

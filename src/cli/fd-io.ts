@@ -8,9 +8,8 @@
  * waited out here.
  */
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
-import { isatty } from 'node:tty';
-import { UsageError } from './args.js';
-import { TERMINAL_REFUSAL, cannotOpen } from './io.js';
+import { cannotOpen } from './io.js';
+import { identityOfFd, type FileIdentity } from './file-identity.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
@@ -22,35 +21,18 @@ function isWouldBlock(error: unknown): boolean {
 export interface FdInput {
   readonly name: string;
   readonly fd: number;
-  close(): void;
-}
-
-export interface FdOutput {
-  readonly name: string;
-  readonly fd: number;
+  /** Which file it is (null for a pipe), so that no output overwrites it. */
+  readonly identity: FileIdentity | null;
   close(): void;
 }
 
 export function openInputFd(path: string | undefined): FdInput {
-  if (path === undefined || path === '-') return { name: 'stdin', fd: 0, close: () => {} };
+  if (path === undefined || path === '-') return { name: 'stdin', fd: 0, identity: identityOfFd(0, 'stdin'), close: () => {} };
   try {
     const fd = openSync(path, 'r');
-    return { name: path, fd, close: () => closeSync(fd) };
+    return { name: path, fd, identity: identityOfFd(fd, path), close: () => closeSync(fd) };
   } catch (error) {
     throw cannotOpen('read', path, error);
-  }
-}
-
-export function openOutputFd(path: string | undefined): FdOutput {
-  if (path === undefined || path === '-') {
-    if (isatty(1)) throw new UsageError(TERMINAL_REFUSAL);
-    return { name: 'stdout', fd: 1, close: () => {} };
-  }
-  try {
-    const fd = openSync(path, 'w');
-    return { name: path, fd, close: () => closeSync(fd) };
-  } catch (error) {
-    throw cannotOpen('write', path, error);
   }
 }
 

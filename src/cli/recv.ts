@@ -3,7 +3,8 @@ import { readerGone } from '../native/fd.js';
 import { receive } from '../tls/receiver.js';
 import { formatSummary } from './transport-summary.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
-import { openOutputFd, writeAll } from './fd-io.js';
+import { writeAll } from './fd-io.js';
+import { openOutputFile } from './output-file.js';
 import { parse, type Command } from './args.js';
 import { Progress } from './progress.js';
 
@@ -35,7 +36,7 @@ export const recvCommand: Command = {
     );
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
-    const output = openOutputFd(values.output);
+    const output = openOutputFile(values.output);
     const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'recv', null);
     try {
       const summary = await receive({
@@ -49,12 +50,13 @@ export const recvCommand: Command = {
         onProgress: (bytes) => progress.update(bytes),
         onRefused: (peer, reason) => process.stderr.write(`migstream recv: refused ${peer}: ${reason}\n`),
       });
+      output.commit();
       progress.done();
       if (values.quiet !== true) process.stderr.write(formatSummary('migstream recv', summary));
       return 0;
     } finally {
       progress.done();
-      output.close();
+      output.discard();
     }
   },
 };

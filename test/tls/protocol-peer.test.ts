@@ -3,18 +3,13 @@
  * (src/tls/wire.ts) over plaintext TCP, so a test can send what a correct sender never would:
  * a wrong end checksum, a late or foreign channel, silence. The receiver is the real CLI.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { StreamDigest } from '../../src/tls/digest.js';
 import { FrameParser, FrameType, encodeDataHeader, encodeEnd, encodeOpen, encodePing, type Frame } from '../../src/tls/wire.js';
 import { loadFixture } from '../helpers/qemu.js';
 import { startRecv, type Finished } from '../helpers/transport.js';
-
-const scratch = mkdtempSync(join(tmpdir(), 'migstream-peer-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const FRAME = 1 << 20;
 /** Eight frames of a real stream: more than the 4 MiB tail the receiver holds back. */
@@ -92,10 +87,16 @@ function digestOf(count: number): bigint {
 const session = (fill: number): Buffer => Buffer.alloc(16, fill);
 const opening = (sessionId: Buffer, channels: number, index: number): Buffer => encodeOpen({ sessionId, channels, index, codec: 0 });
 
-async function receiver(name: string, timeoutSeconds = 10) {
-  const out = join(scratch, `${name}.mig`);
-  const recv = await startRecv(['--insecure', '-o', out, '--timeout', String(timeoutSeconds)]);
-  return { recv, out, size: () => statSync(out).size };
+/**
+ * A recv writing to its stdout, a pipe read here: what it wrote before a failure is seen even
+ * though a file output (-o) would be removed after it (src/cli/output-file.ts).
+ */
+async function receiver(timeoutSeconds = 10) {
+  const recv = await startRecv(['--insecure', '--timeout', String(timeoutSeconds)], { stdout: 'pipe' });
+  const chunks: Buffer[] = [];
+  recv.child.stdout!.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const received = (): Buffer => Buffer.concat(chunks);
+  return { recv, received, size: () => received().length };
 }
 
 function expectFailedWithin(finished: Finished, ms: number, message: RegExp): void {
@@ -106,7 +107,7 @@ function expectFailedWithin(finished: Finished, ms: number, message: RegExp): vo
 
 describe('recv against a hand-driven peer', () => {
   test('a wrong end digest fails the session, and the held tail is never written', async () => {
-    const { recv, out, size } = await receiver('bad-digest');
+    const { recv, received, size } = await receiver();
     const peer = await Peer.open(recv.port);
     peer.send(opening(session(1), 1, 0));
     expect(await peer.next()).toMatchObject({ type: FrameType.ACCEPT, index: 0 });
@@ -116,12 +117,12 @@ describe('recv against a hand-driven peer', () => {
     expectFailedWithin(await recv.exited, 10_000, /stream digest [0-9a-f]{16} differs from the sender's/);
     // Everything but the newest 4 MiB was released in order; the tail stayed held.
     expect(size()).toBeLessThanOrEqual(stream.length - 4 * FRAME);
-    expect(readFileSync(out).equals(stream.subarray(0, size()))).toBe(true);
+    expect(received().equals(stream.subarray(0, size()))).toBe(true);
     peer.close();
   });
 
   test('an end frame announcing more bytes than arrived fails the session', async () => {
-    const { recv, size } = await receiver('short');
+    const { recv, size } = await receiver();
     const peer = await Peer.open(recv.port);
     peer.send(opening(session(2), 1, 0));
     await peer.next();
@@ -134,7 +135,7 @@ describe('recv against a hand-driven peer', () => {
   });
 
   test('late, duplicate and foreign channels are refused while the session goes on to complete', async () => {
-    const { recv, out } = await receiver('late');
+    const { recv, received } = await receiver();
     const id = session(3);
     const zero = await Peer.open(recv.port);
     zero.send(opening(id, 2, 0));
@@ -165,13 +166,13 @@ describe('recv against a hand-driven peer', () => {
     const finished = await recv.exited;
     expect(finished.code, finished.stderr).toBe(0);
     expect(finished.stderr.match(/refused/g)).toHaveLength(refusals.length);
-    expect(readFileSync(out).equals(stream)).toBe(true);
+    expect(received().equals(stream)).toBe(true);
     zero.close();
     one.close();
   });
 
   test('a channel arriving before channel 0 opened a session is refused', async () => {
-    const { recv } = await receiver('early', 3);
+    const { recv } = await receiver(3);
     const early = await Peer.open(recv.port);
     early.send(opening(session(4), 2, 1));
     expect(await early.next()).toMatchObject({ type: FrameType.REFUSE, reason: expect.stringMatching(/before channel 0/) });
@@ -180,7 +181,7 @@ describe('recv against a hand-driven peer', () => {
   });
 
   test('a frame that never arrives fails the session after --timeout, though every channel stays alive', async () => {
-    const { recv, size } = await receiver('missing-frame', 2);
+    const { recv, size } = await receiver(2);
     const id = session(6);
     const zero = await Peer.open(recv.port);
     zero.send(opening(id, 2, 0));
@@ -205,14 +206,14 @@ describe('recv against a hand-driven peer', () => {
   });
 
   test('a silent connection times out after --timeout', async () => {
-    const { recv } = await receiver('silent', 2);
+    const { recv } = await receiver(2);
     const peer = await Peer.open(recv.port);
     expectFailedWithin(await recv.exited, 8_000, /nothing received for 2 s/);
     peer.close();
   });
 
   test('a session whose other channels never join times out after --timeout', async () => {
-    const { recv } = await receiver('missing', 2);
+    const { recv } = await receiver(2);
     const peer = await Peer.open(recv.port);
     peer.send(opening(session(5), 3, 0));
     await peer.next();
