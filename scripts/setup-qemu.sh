@@ -13,8 +13,13 @@ for pkg in "${packages[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
 
+# QEMU 10.0 beside the system's 7.2, unpacked into .cache (no root needed once 7.2's
+# packages, which provide its shared libraries, are installed).
+qemu10() { bash "$(dirname "$0")/setup-qemu10.sh"; }
+
 if ((${#missing[@]} == 0)); then
   echo "setup-qemu: all packages present" >&2
+  qemu10
   exit 0
 fi
 
@@ -27,3 +32,4 @@ fi
 echo "setup-qemu: installing ${missing[*]}" >&2
 "${sudo[@]}" apt-get update
 "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+qemu10

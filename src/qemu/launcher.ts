@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ArgumentError } from '../stream/errors.js';
 import { QemuExitedError, QemuLaunchError, QemuTimeoutError, tail } from './errors.js';
 import { QmpClient } from './qmp.js';
+import { qemuTool, type QemuVersion } from './versions.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -41,8 +42,10 @@ export interface LaunchOptions {
   /** Where the guest serial console goes; default a file in a private temp dir. */
   serialLogPath?: string;
   cwd?: string;
-  /** Default: $MIGSTREAM_QEMU or qemu-system-x86_64. */
+  /** Default: the system emulator of `qemu` (src/qemu/versions.ts). */
   binary?: string;
+  /** Which QEMU release to run when `binary` is not given (default 7.2, the system's). */
+  qemu?: QemuVersion;
   /** How long QEMU may take to open its QMP socket. */
   startTimeoutMs?: number;
 }
@@ -219,7 +222,7 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuVm> {
   const runDir = mkdtempSync(join(tmpdir(), 'migstream-qemu-'));
   const socketPath = join(runDir, 'qmp.sock');
   const serialLogPath = options.serialLogPath ?? join(runDir, 'serial.log');
-  const binary = options.binary ?? process.env.MIGSTREAM_QEMU ?? 'qemu-system-x86_64';
+  const binary = options.binary ?? qemuTool(options.qemu ?? '7.2', 'qemu-system-x86_64');
   const args = [
     '-name', name,
     '-accel', accel,
@@ -237,7 +240,7 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuVm> {
   });
   if (spawned) {
     rmSync(runDir, { recursive: true, force: true });
-    throw new QemuLaunchError(`cannot run ${binary}: ${spawned.message} (run scripts/setup-qemu.sh)`, '', { cause: spawned });
+    throw new QemuLaunchError(`cannot run ${binary}: ${spawned.message} (run scripts/setup-qemu.sh${options.qemu === '10.0' ? ' and scripts/setup-qemu10.sh' : ''})`, '', { cause: spawned });
   }
 
   // Reads until EOF, i.e. until this process is gone, then kills QEMU and removes runDir.

@@ -77,7 +77,7 @@ export async function restoreFixture(
   args.push('-S', '-incoming', 'defer');
 
   const removeDir = (): Promise<void> => rm(dir, { recursive: true, force: true });
-  const vm = await launchQemu({ args, accel: meta.accel, name: `restore-${name}`, serialLogPath, cwd: REPO_ROOT }).catch(
+  const vm = await launchQemu({ args, accel: meta.accel, qemu: meta.qemu, name: `restore-${name}`, serialLogPath, cwd: REPO_ROOT }).catch(
     async (err: unknown) => {
       if (!options.outDir) await removeDir();
       throw err;

@@ -1,5 +1,5 @@
 /**
- * A real QEMU destination loads a recorded source stream through
+ * A real QEMU destination (7.2, and 10.0 on its own machine types) loads a recorded source stream through
  * `-incoming "exec:migstream recv …"` fed by `migstream send`: its RAM equals the source's,
  * and the guest keeps running after `cont`. A transfer that fails leaves QEMU with a failed
  * migration, never a loaded VM.
@@ -21,18 +21,21 @@ function recvCommand(port: number, security: string[]): string {
 }
 
 const cases = [
-  { channels: 1, tls: false, codec: 'none', resume: true },
-  { channels: 2, tls: true, codec: 'lz4', resume: false },
-  { channels: 4, tls: true, codec: 'none', resume: false },
+  { fixture: NAME, channels: 1, tls: false, codec: 'none', resume: true },
+  { fixture: NAME, channels: 2, tls: true, codec: 'lz4', resume: false },
+  { fixture: NAME, channels: 4, tls: true, codec: 'none', resume: false },
+  { fixture: 'i440fx-10.0', channels: 2, tls: true, codec: 'zstd', resume: true },
+  { fixture: 'q35-10.0', channels: 1, tls: false, codec: 'lz4', resume: false },
 ] as const;
 
-describe(`real QEMU destination behind recv (fixture "${NAME}")`, () => {
-  test.each(cases)('$channels channel(s), tls $tls, codec $codec: RAM equals the source', async ({ channels, tls, codec, resume }) => {
+describe('real QEMU destination behind recv', () => {
+  test.each(cases)('$fixture: $channels channel(s), tls $tls, codec $codec: RAM equals the source', async ({ fixture: name, channels, tls, codec, resume }) => {
+    const fixture = loadFixture(name);
     const port = await freePort();
     const security = tls ? ['--tls', testCerts()] : ['--insecure'];
     // send keeps dialling until QEMU has started recv.
     const send = run(['send', `127.0.0.1:${port}`, fixture.stream, '--channels', String(channels), '-c', codec, ...security, '--timeout', '120']);
-    const restored = await restoreFixture(NAME, recvCommand(port, security), { resume });
+    const restored = await restoreFixture(name, recvCommand(port, security), { resume });
     try {
       const sent = await send.exited;
       expect(sent.code, sent.stderr).toBe(0);

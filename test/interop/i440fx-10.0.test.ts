@@ -1,0 +1,3 @@
+import { interopSuite } from '../helpers/interop.js';
+
+interopSuite('i440fx-10.0');

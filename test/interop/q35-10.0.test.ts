@@ -1,0 +1,3 @@
+import { interopSuite } from '../helpers/interop.js';
+
+interopSuite('q35-10.0');
