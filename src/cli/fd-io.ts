@@ -8,6 +8,7 @@
  * waited out here.
  */
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
+import { MigstreamError } from '../stream/errors.js';
 import { cannotOpen } from './io.js';
 import { identityOfFd, type FileIdentity } from './file-identity.js';
 
@@ -49,18 +50,34 @@ export function readInto(fd: number, buffer: Buffer): Buffer {
   }
 }
 
-/** Writes every byte of `chunks`, in order. */
-export function writeAll(fd: number, chunks: Buffer[]): void {
+/** The output's reader took no byte for the allowed time (it stopped reading). */
+export class OutputStalledError extends MigstreamError {
+  constructor(seconds: number) {
+    super('ERR_OUTPUT_STALLED', `the output's reader took no byte for ${seconds} s (it stopped reading)`);
+  }
+}
+
+/**
+ * Writes every byte of `chunks`, in order. With `stallMs`, gives up with OutputStalledError
+ * once a non-blocking output (a pipe Node made non-blocking) took nothing for that long: a
+ * reader that stops reading must not hold a process forever.
+ */
+export function writeAll(fd: number, chunks: Buffer[], stallMs?: number): void {
   let pending = chunks.filter((chunk) => chunk.length > 0);
+  let blockedSince: number | undefined;
   while (pending.length > 0) {
     let written: number;
     try {
       written = writevSync(fd, pending.slice(0, 1024));
     } catch (error) {
       if (!isWouldBlock(error)) throw error;
+      const now = Date.now();
+      blockedSince ??= now;
+      if (stallMs !== undefined && now - blockedSince >= stallMs) throw new OutputStalledError(stallMs / 1000);
       Atomics.wait(sleeper, 0, 0, 1);
       continue;
     }
+    blockedSince = undefined;
     while (written > 0) {
       const head = pending[0]!;
       if (written >= head.length) {

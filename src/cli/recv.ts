@@ -12,7 +12,10 @@ const usage = `Usage: migstream recv --listen HOST:PORT [-o OUT|-] [TLS options]
 
 Receive one stream from "migstream send" and write it, in order, to stdout (or OUT). Exits 0
 once the sender's end frame matched the bytes and checksum received; any channel failure
-ends it with a non-zero exit, and nothing more is written after the failure.
+ends it with a non-zero exit, and nothing more is written after the failure. A connection
+that fails the TLS handshake, authentication or the session check (a port scan, a health
+check, a stranger) is logged and dropped, and recv goes on listening; once a session is
+admitted, only its own channels are. Credentials are checked before it listens.
 
   qemu-system-x86_64 … -incoming "exec:migstream recv --listen 0.0.0.0:4444 --tls /etc/migstream"
 
@@ -20,7 +23,9 @@ Options:
   --listen HOST:PORT   address to listen on (port 0: any; the port is printed on stderr)
   -o, --output FILE    write the stream to FILE instead of stdout
   --no-client-auth     do not require a client certificate (TLS without mutual authentication)
-  --timeout S          fail when an open channel is silent for S seconds (default 30)
+  --timeout S          fail when an open channel is silent for S seconds, when no sender
+                       is admitted S seconds after the first connection, or when the
+                       output's reader takes nothing for S seconds (default 30)
   --progress           progress on stderr (default when stderr is a terminal)
   --quiet              no summary
 ${tlsUsage}`;
@@ -37,14 +42,19 @@ export const recvCommand: Command = {
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
     const output = openOutputFile(values.output);
+    const timeoutMs = parseSeconds(values.timeout, 30);
+    // Touching process.stdout makes a stdout pipe non-blocking (libuv's uv_pipe_open), so a
+    // reader that stops reading shows as EAGAIN, which writeAll times out, instead of a
+    // write(2) that blocks this thread, and every timer of the session, forever.
+    if (output.fd === 1) void process.stdout;
     const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'recv', null);
     try {
       const summary = await receive({
         host: address.host,
         port: address.port,
         tls,
-        timeoutMs: parseSeconds(values.timeout, 30),
-        write: (chunks) => writeAll(output.fd, chunks),
+        timeoutMs,
+        write: (chunks) => writeAll(output.fd, chunks, timeoutMs),
         outputGone: () => readerGone(output.fd),
         onListening: ({ host, port }) => process.stderr.write(`migstream recv: listening on ${host}:${port}${tls ? ' (TLS 1.3)' : ' (plaintext)'}\n`),
         onProgress: (bytes) => progress.update(bytes),

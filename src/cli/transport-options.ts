@@ -3,6 +3,7 @@
  * required unless --insecure says otherwise, so plaintext is never an accident.
  */
 import { loadTlsMaterial, type TlsMaterial } from '../tls/credentials.js';
+import { CredentialsError } from '../tls/errors.js';
 import { UsageError } from './args.js';
 
 export const tlsOptionSpec = {
@@ -53,5 +54,12 @@ export function tlsMaterialFrom(role: 'server' | 'client', values: TlsValues, ex
     return null;
   }
   if (!anyTls) throw new UsageError('give TLS credentials (--tls DIR or --tls-ca/--tls-cert/--tls-key) or --insecure for plaintext');
-  return { ...loadTlsMaterial(role, { dir: values.tls, ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] }), ...extra };
+  const files = { dir: values.tls, ca: values['tls-ca'], cert: values['tls-cert'], key: values['tls-key'] };
+  try {
+    return { ...loadTlsMaterial(role, files, { noClientAuth: extra.noClientAuth, pinned: extra.pin !== undefined }), ...extra };
+  } catch (error) {
+    // Bad credentials are a start-up failure, told before anything listens or connects.
+    if (error instanceof CredentialsError) throw new UsageError(error.message);
+    throw error;
+  }
 }

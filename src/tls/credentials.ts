@@ -6,7 +6,7 @@
  * the CA, the sender checks the receiver's certificate against the CA and a name, or against
  * a pinned SHA-256 fingerprint instead of the CA.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConnectionOptions, PeerCertificate, TlsOptions } from 'node:tls';
@@ -50,19 +50,38 @@ function read(path: string, what: string): string {
   }
 }
 
+export interface LoadOptions {
+  /** Receiver: clients need no certificate, so no CA is needed either. */
+  noClientAuth?: boolean | undefined;
+  /** Sender: the receiver is checked by fingerprint, so no CA is needed. */
+  pinned?: boolean | undefined;
+  /** The time certificates must be valid at (default now). */
+  now?: Date;
+}
+
 /**
- * Files from --tls-dir (a `migstream certs` output) overridden by explicit --tls-ca/cert/key.
- * `role` picks server.pem or client.pem from the directory.
+ * Files from --tls DIR (a `migstream certs` output) overridden by explicit --tls-ca/cert/key,
+ * read and checked before anything listens or connects: a missing file is named, and an
+ * unparsable, expired or not-yet-valid certificate, or a key that is not the certificate's, is
+ * refused here rather than by the peer's handshake (which would only show a closed
+ * connection). `role` picks server.pem or client.pem from the directory.
  */
-export function loadTlsMaterial(role: 'server' | 'client', files: TlsFiles & { dir?: string | undefined }): TlsMaterial {
-  const fromDir = (name: string): string | undefined => {
+export function loadTlsMaterial(role: 'server' | 'client', files: TlsFiles & { dir?: string | undefined }, options: LoadOptions = {}): TlsMaterial {
+  const own = role === 'server' ? { cert: CERT_FILES.server, key: CERT_FILES.serverKey } : { cert: CERT_FILES.client, key: CERT_FILES.clientKey };
+  // From a directory every file the role uses must be there; a sender may go without a
+  // client certificate only when the directory has neither half of it.
+  const fromDir = (name: string, required: boolean): string | undefined => {
     if (files.dir === undefined) return undefined;
     const path = join(files.dir, name);
-    return existsSync(path) ? path : undefined;
+    if (existsSync(path)) return path;
+    if (required) throw new CredentialsError(`${path} is missing (--tls ${files.dir} needs ${name} for the ${role === 'server' ? 'receiver' : 'sender'})`);
+    return undefined;
   };
-  const ca = files.ca ?? fromDir(CERT_FILES.ca);
-  const cert = files.cert ?? fromDir(role === 'server' ? CERT_FILES.server : CERT_FILES.client);
-  const key = files.key ?? fromDir(role === 'server' ? CERT_FILES.serverKey : CERT_FILES.clientKey);
+  const needCa = role === 'server' ? options.noClientAuth !== true : options.pinned !== true;
+  const ownRequired = role === 'server' || (files.dir !== undefined && (existsSync(join(files.dir, own.cert)) || existsSync(join(files.dir, own.key))));
+  const ca = files.ca ?? fromDir(CERT_FILES.ca, needCa);
+  const cert = files.cert ?? fromDir(own.cert, ownRequired && files.key === undefined);
+  const key = files.key ?? fromDir(own.key, ownRequired && files.cert === undefined);
   const material: TlsMaterial = {
     ca: ca === undefined ? undefined : read(ca, 'CA certificate'),
     cert: cert === undefined ? undefined : read(cert, 'certificate'),
@@ -71,9 +90,31 @@ export function loadTlsMaterial(role: 'server' | 'client', files: TlsFiles & { d
   if ((material.cert === undefined) !== (material.key === undefined)) {
     throw new CredentialsError('a certificate needs its private key and the other way round (--tls-cert with --tls-key)');
   }
-  // An expired certificate of our own is left for the handshake to refuse, so that both ends
-  // report it.
+  const now = options.now ?? new Date();
+  if (ca !== undefined) checkCertificate(material.ca!, ca, 'CA certificate', now);
+  if (cert !== undefined) {
+    const x509 = checkCertificate(material.cert!, cert, 'certificate', now);
+    let privateKey;
+    try {
+      privateKey = createPrivateKey(material.key!);
+    } catch (error) {
+      throw new CredentialsError(`the private key ${key} cannot be read: ${(error as Error).message}`);
+    }
+    if (!x509.checkPrivateKey(privateKey)) throw new CredentialsError(`the private key ${key} is not the key of the certificate ${cert}`);
+  }
   return material;
+}
+
+function checkCertificate(pem: string, path: string, what: string, now: Date): X509Certificate {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(pem);
+  } catch (error) {
+    throw new CredentialsError(`the ${what} ${path} is not a PEM certificate: ${(error as Error).message}`);
+  }
+  if (now < new Date(x509.validFrom)) throw new CredentialsError(`the ${what} ${path} is not valid before ${x509.validFrom}`);
+  if (now > new Date(x509.validTo)) throw new CredentialsError(`the ${what} ${path} expired on ${x509.validTo}`);
+  return x509;
 }
 
 /** "AB:CD:…" upper-case, as X509Certificate.fingerprint256 prints it. */
@@ -89,11 +130,11 @@ export function fingerprintOf(pem: string): string {
 
 export function serverTlsOptions(material: TlsMaterial): TlsOptions {
   if (material.cert === undefined || material.key === undefined) {
-    throw new CredentialsError('the receiver needs a certificate and key (--tls-cert, --tls-key or --tls-dir)');
+    throw new CredentialsError('the receiver needs a certificate and key (--tls DIR, or --tls-cert and --tls-key)');
   }
   const mutual = material.noClientAuth !== true;
   if (mutual && material.ca === undefined) {
-    throw new CredentialsError('client authentication needs the CA that signs client certificates (--tls-ca or --tls-dir)');
+    throw new CredentialsError('client authentication needs the CA that signs client certificates (--tls DIR or --tls-ca)');
   }
   return {
     minVersion: 'TLSv1.3',

@@ -80,6 +80,13 @@ export class CredentialsError extends TransportError {
   }
 }
 
+/** The receiver cannot listen (port in use, address not on this host): a start-up failure. */
+export class ListenError extends TransportError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_LISTEN', message, undefined, options);
+  }
+}
+
 /** What a worker posts when it fails; `message` is without the "channel N:" prefix. */
 export interface SerializedError {
   code: string;

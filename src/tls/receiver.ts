@@ -9,7 +9,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { codecById } from '../compress/codecs.js';
-import { ChannelError, ChecksumError, HandshakeError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
+import { ChannelError, ChecksumError, HandshakeError, ListenError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { Reorderer } from './reorder.js';
@@ -59,6 +59,13 @@ interface Connection {
 
 const OUTPUT_GONE = 'nobody reads the output any more (did the destination QEMU exit?)';
 
+/**
+ * Connections not (yet) admitted into the session that may hold a worker at once: a port
+ * scan or a flood of strangers is dropped at accept beyond this, instead of costing a thread
+ * each.
+ */
+const MAX_STRANGERS = 8;
+
 export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const url = workerUrl('recv-worker');
@@ -71,6 +78,28 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
   const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
   let joinTimer: NodeJS.Timeout | undefined;
+  // Until a session is admitted, connections that fail the handshake, authentication or the
+  // session check are refused one by one and recv keeps listening; from the first connection
+  // on, a sender has --timeout to be admitted.
+  let admissionTimer: NodeJS.Timeout | undefined;
+  let refusals = 0;
+  let lastRefusal: string | undefined;
+  const refuse = (c: Connection, reason: string): void => {
+    refusals++;
+    lastRefusal = `${c.peer}: ${reason}`;
+    options.onRefused?.(c.peer, reason);
+    retire(c);
+  };
+  const startAdmissionClock = (): void => {
+    if (admissionTimer !== undefined || session !== undefined) return;
+    admissionTimer = setTimeout(() => {
+      if (session !== undefined) return;
+      const strangers = [...connections].filter((c) => c.index === undefined).length;
+      const refused = refusals === 0 ? '' : `; ${refusals} connection(s) refused, the last ${lastRefusal}`;
+      const pending = strangers === 0 ? '' : `; ${strangers} still unidentified`;
+      fail(new TimeoutError(`no sender was admitted within ${timeoutMs / 1000} s of the first connection${refused}${pending}`));
+    }, timeoutMs);
+  };
   // Checked about once a second: the output still has a reader; and a frame that never arrives
   // (its channel died unseen, or the channel is paused behind its window and cannot read its
   // own ABORT) does not leave the others waiting: frames held back for it longer than
@@ -158,12 +187,12 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       case 'open': {
         const verdict = admit(session, message);
         if ('refuse' in verdict) {
-          options.onRefused?.(c.peer, verdict.refuse);
           post(c, { t: 'refuse', reason: verdict.refuse });
-          retire(c);
+          refuse(c, verdict.refuse);
           return;
         }
         if (session === undefined) {
+          clearTimeout(admissionTimer);
           started = process.hrtime.bigint();
           joinTimer = setTimeout(() => {
             if (members.length < verdict.session.channels) {
@@ -209,10 +238,10 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
         return;
       case 'error': {
         const error = transportErrorFrom(message.error);
-        if (c.index === undefined && session !== undefined) {
-          // A stranger failed (authentication, garbage) while a session runs: refuse it only.
-          options.onRefused?.(c.peer, error.message);
-          retire(c);
+        if (c.index === undefined) {
+          // A stranger failed (handshake, authentication, garbage, silence), before or during
+          // a session: refuse it only.
+          refuse(c, error.message);
           return;
         }
         return fail(error);
@@ -238,15 +267,13 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     }
   }
 
-  // Channel 0's worker starts while we listen, so the session's first channel does not wait for
-  // one to load; the others start as their channels connect.
   const workerData: RecvWorkerData = { tls: options.tls, timeoutMs, window: options.window ?? 8 };
   const startSpare = (): Worker => {
     const worker = startChannelWorker(url, workerData, 'migstream-recv');
     worker.on('error', (error) => fail(new ChannelError(`worker failed: ${error.message}`, undefined, { cause: error })));
     return worker;
   };
-  const spares: Worker[] = Array.from({ length: options.spareWorkers ?? 1 }, startSpare);
+  const spares: Worker[] = [];
 
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -257,6 +284,15 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       socket.destroy();
       return;
     }
+    const strangers = [...connections].filter((member) => member.index === undefined).length;
+    if (strangers >= MAX_STRANGERS) {
+      refusals++;
+      lastRefusal = `${peer}: ${MAX_STRANGERS} unidentified connections already`;
+      options.onRefused?.(peer, `dropped: ${MAX_STRANGERS} unidentified connections already`);
+      socket.destroy();
+      return;
+    }
+    startAdmissionClock();
     const worker = spares.shift() ?? startSpare();
     worker.postMessage({ t: 'socket', fd, peer } satisfies ToRecvWorker);
     const c: Connection = { worker, peer, index: undefined, stats: { index: -1, frames: 0, rawBytes: 0, wireBytes: 0 }, ended: undefined };
@@ -267,10 +303,20 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(new ChannelError(`cannot listen on ${options.host}:${options.port}: ${error.message}`, undefined, { cause: error })));
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(new ListenError(`cannot listen on ${options.host}:${options.port}: ${error.message}`, { cause: error })));
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (error) {
+    // A start-up failure: nothing was started that would keep the process alive.
+    finished = true;
+    clearInterval(watchdog);
+    throw error;
+  }
+  // Channel 0's worker starts once we listen, so the session's first channel does not wait
+  // for one to load; the others start as their channels connect.
+  for (let n = options.spareWorkers ?? 1; n > 0; n--) spares.push(startSpare());
   const address = server.address() as { address: string; port: number };
   options.onListening?.({ host: address.address, port: address.port });
 
@@ -278,6 +324,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     return await result;
   } finally {
     clearTimeout(joinTimer);
+    clearTimeout(admissionTimer);
     clearInterval(watchdog);
     server.close();
     // Let ABORT/DONE frames leave before the workers go.

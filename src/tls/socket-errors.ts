@@ -28,7 +28,7 @@ export function socketError(error: unknown, channel: number, peer: 'sender' | 'r
     return new AuthError(`the ${peer} does not speak TLS (a plaintext --insecure peer against a TLS one?)`, channel, { cause: error });
   }
   if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE' || code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') {
-    return new AuthError('client certificate required: the sender presented none (give --tls-cert/--tls-key or --tls-dir)', channel, { cause: error });
+    return new AuthError('client certificate required: the sender presented none (give --tls DIR, or --tls-cert and --tls-key)', channel, { cause: error });
   }
   if (code.startsWith('ERR_SSL_') && /ALERT|CERTIFICATE|VERIFY/.test(code)) {
     return new AuthError(`TLS authentication failed: ${text.replace(/^.*routines:/, '').trim()} (${code})`, channel, { cause: error });

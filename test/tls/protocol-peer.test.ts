@@ -205,10 +205,11 @@ describe('recv against a hand-driven peer', () => {
     expect(size()).toBe(0); // frame 0 is within the held tail
   });
 
-  test('a silent connection times out after --timeout', async () => {
+  test('a silent connection is dropped after --timeout, and recv gives up for want of a sender', async () => {
     const { recv } = await receiver(2);
     const peer = await Peer.open(recv.port);
-    expectFailedWithin(await recv.exited, 8_000, /nothing received for 2 s/);
+    expectFailedWithin(await recv.exited, 8_000, /no sender was admitted within 2 s of the first connection/);
+    expect(recv.stderr()).toMatch(/refused 127\.0\.0\.1:\d+: .*nothing received for 2 s|still unidentified/);
     peer.close();
   });
 
