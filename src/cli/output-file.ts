@@ -11,10 +11,11 @@
  * Same-file refusal compares st_dev and st_ino, so a symlink, a hard link or /dev/fd/N naming
  * the input is caught as well as the same path.
  */
-import { closeSync, createWriteStream, fchmodSync, fstatSync, openSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, openSync, renameSync, statSync, unlinkSync, write, writev, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { isatty } from 'node:tty';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
+import { MigstreamError } from '../stream/errors.js';
 import { UsageError } from './args.js';
 import type { FileIdentity } from './file-identity.js';
 import { TERMINAL_REFUSAL, cannotOpen } from './io.js';
@@ -85,18 +86,55 @@ function statOrNull(path: string): Stats | null {
   }
 }
 
+/**
+ * A Writable on `fd` that never closes it: fs.WriteStream closes its descriptor when a
+ * pipeline destroys it after an error, even with autoClose off, and the descriptor number may
+ * belong to another file by the time commit()/discard() closes it.
+ */
 function streamOn(fd: number): Writable {
-  return createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
+  const writeFully = (chunk: Buffer, done: (error?: Error | null) => void): void => {
+    let offset = 0;
+    const next = (): void => {
+      if (offset >= chunk.length) return done();
+      write(fd, chunk, offset, chunk.length - offset, null, (error, written) => {
+        if (error) return done(error);
+        offset += written;
+        next();
+      });
+    };
+    next();
+  };
+  // Buffered chunks go out in one writev(2); what a short write left goes chunk by chunk.
+  const writeAllOf = (chunks: Buffer[], done: (error?: Error | null) => void): void => {
+    writev(fd, chunks, null, (error, written) => {
+      if (error) return done(error);
+      const rest: Buffer[] = [];
+      for (const chunk of chunks) {
+        if (written >= chunk.length) written -= chunk.length;
+        else {
+          rest.push(chunk.subarray(written));
+          written = 0;
+        }
+      }
+      const step = (index: number): void => (index >= rest.length ? done() : writeFully(rest[index]!, (e) => (e ? done(e) : step(index + 1))));
+      step(0);
+    });
+  };
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write: (chunk: Buffer, _encoding, done) => writeFully(chunk, done),
+    writev: (entries, done) => writeAllOf(entries.map((entry) => entry.chunk as Buffer), done),
+  });
 }
 
-function inPlace(name: string, fd: number, close: () => void): OutputFile {
+function inPlace(name: string, fd: number, close: () => void, stream: () => Writable = () => streamOn(fd)): OutputFile {
   let closed = false;
   const end = (): void => {
     if (closed) return;
     closed = true;
     close();
   };
-  return { name, fd, stream: () => streamOn(fd), commit: end, discard: end };
+  return { name, fd, stream, commit: end, discard: end };
 }
 
 /**
@@ -114,7 +152,9 @@ export function openOutputFile(path: string | undefined, options: OutputOptions 
       // A closed stdout fails on the first write, with EBADF named there.
     }
     refuseSame('stdout', stdout, inputs);
-    return inPlace('stdout', 1, () => {});
+    // process.stdout copes with a pipe Node made non-blocking (EAGAIN); descriptor writers
+    // (writeAll) wait it out themselves.
+    return inPlace('stdout', 1, () => {}, () => process.stdout);
   }
   const existing = statOrNull(path);
   refuseSame(path, existing, inputs);
@@ -165,6 +205,21 @@ export function openOutputFile(path: string | undefined, options: OutputOptions 
   };
 }
 
+/** A write to the output failed for want of room: the message names the output. */
+export class OutputFullError extends MigstreamError {
+  constructor(name: string, code: string, options?: { cause?: unknown }) {
+    super('ERR_OUTPUT_FULL', `cannot write ${name}: ${code} (${code === 'EFBIG' ? 'file too large' : 'no space left on the device'})`, options);
+  }
+}
+
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+/** `error` as OutputFullError naming `name` when it says the output has no room, else itself. */
+export function describeWriteError(name: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && NO_ROOM.has(code) ? new OutputFullError(name, code, { cause: error }) : error;
+}
+
 /** Runs `write` on the output; commits it when `write` resolves, discards it when it throws. */
 export async function writeOutput<T>(output: OutputFile, write: (output: OutputFile) => Promise<T> | T): Promise<T> {
   let result: T;
@@ -172,7 +227,7 @@ export async function writeOutput<T>(output: OutputFile, write: (output: OutputF
     result = await write(output);
   } catch (error) {
     output.discard();
-    throw error;
+    throw describeWriteError(output.name, error);
   }
   output.commit();
   return result;

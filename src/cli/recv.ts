@@ -4,7 +4,7 @@ import { receive } from '../tls/receiver.js';
 import { formatSummary } from './transport-summary.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { writeAll } from './fd-io.js';
-import { openOutputFile } from './output-file.js';
+import { describeWriteError, openOutputFile } from './output-file.js';
 import { parse, type Command } from './args.js';
 import { Progress } from './progress.js';
 
@@ -54,7 +54,13 @@ export const recvCommand: Command = {
         port: address.port,
         tls,
         timeoutMs,
-        write: (chunks) => writeAll(output.fd, chunks, timeoutMs),
+        write: (chunks) => {
+          try {
+            writeAll(output.fd, chunks, timeoutMs);
+          } catch (error) {
+            throw describeWriteError(output.name, error);
+          }
+        },
         outputGone: () => readerGone(output.fd),
         onListening: ({ host, port }) => process.stderr.write(`migstream recv: listening on ${host}:${port}${tls ? ' (TLS 1.3)' : ' (plaintext)'}\n`),
         onProgress: (bytes) => progress.update(bytes),

@@ -9,6 +9,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { codecById } from '../compress/codecs.js';
+import { MigstreamError } from '../stream/errors.js';
 import { ChannelError, ChecksumError, HandshakeError, ListenError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
@@ -120,7 +121,9 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       options.write(chunks);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : `cannot write the stream: ${(error as Error).message}`, { cause: error });
+      // The writer's own errors (MigstreamError) already say what went wrong with which output.
+      const reason = error instanceof MigstreamError ? error.message : `cannot write the stream: ${(error as Error).message}`;
+      throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : reason, { cause: error });
     }
   };
   // Written frames go back to the worker they came from, which reads the next ones into them.
