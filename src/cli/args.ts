@@ -21,18 +21,69 @@ export interface Parsed<O extends Options> {
 /** Thrown by parse() for -h/--help: main prints the command's usage and exits 0. */
 export class HelpRequested extends Error {}
 
+const NEGATIVE_NUMBER = /^-\d+(\.\d+)?$/;
+
+/**
+ * `-l -3` and `--level -3`: a string option followed by a negative number takes it as its
+ * value (parseArgs would call it ambiguous). Rewritten as `--level=-3` before parsing.
+ */
+function joinNegativeValues(argv: readonly string[], options: Options): string[] {
+  const stringOption = (arg: string): string | undefined => {
+    if (arg.startsWith('--')) {
+      const name = arg.slice(2);
+      return options[name]?.type === 'string' ? name : undefined;
+    }
+    if (/^-[A-Za-z]$/.test(arg)) return Object.entries(options).find(([, o]) => o.short === arg[1] && o.type === 'string')?.[0];
+    return undefined;
+  };
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const name = stringOption(arg);
+    const next = argv[i + 1];
+    if (name !== undefined && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/** parseArgs's messages, which explain its own syntax, as one short line. */
+function usageMessage(error: Error & { code?: string }): string {
+  const quoted = /'([^']+)'/.exec(error.message)?.[1];
+  switch (error.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${quoted ?? error.message}`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const option = /--[\w-]+/.exec(error.message)?.[0] ?? quoted;
+      if (/does not take an argument/.test(error.message)) return `${option} takes no value`;
+      return `${option} needs a value`;
+    }
+    default:
+      return error.message.split('\n')[0]!;
+  }
+}
+
 /** Every command takes -h/--help (see HelpRequested); `options` adds its own. */
 export function parse<O extends Options>(argv: string[], options: O, maxPositionals: number): Parsed<O> {
   let parsed;
+  const all: Options = { ...options, help: { type: 'boolean', short: 'h' } };
   try {
     parsed = parseArgs({
-      args: argv,
-      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      args: joinNegativeValues(argv, all),
+      options: all,
       allowPositionals: true,
       strict: true,
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(usageMessage(error as Error & { code?: string }));
   }
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`unexpected argument "${parsed.positionals[maxPositionals]}"`);

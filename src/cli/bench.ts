@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { CODECS, resolveLevel, type CodecName } from '../compress/codecs.js';
 import { MAX_THREADS } from '../compress/pool.js';
 import { parse, UsageError, type Command } from './args.js';
+import { reportOptionSpec } from './conventions.js';
 import { svgChart } from './bench-chart.js';
 import { chartPoints, formatRows, runBench, totals, type BenchConfig } from './bench-run.js';
 import { defaultBaselines, parseBaseline } from './bench-tools.js';
@@ -54,6 +55,9 @@ Options:
       --repeat N        runs per measurement, the fastest counts (default 2)
       --raw             the files are raw bytes, not QEMU streams
       --json            results as JSON on stdout
+      --progress        a line on stderr per measurement (the default)
+      --no-progress, --quiet
+                        no lines on stderr
       --svg FILE        chart of ratio against compress throughput
   -h, --help            this help`;
 
@@ -71,8 +75,8 @@ export const benchCommand: Command = {
         'no-baselines': { type: 'boolean' },
         repeat: { type: 'string' },
         raw: { type: 'boolean' },
-        json: { type: 'boolean' },
         svg: { type: 'string' },
+        ...reportOptionSpec,
       },
       Infinity,
     );
@@ -90,7 +94,11 @@ export const benchCommand: Command = {
       : values.baselines !== undefined
         ? values.baselines.split(',').map(parseBaseline)
         : defaultBaselines(cores);
-    const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+    // A bench runs for minutes: its lines are the progress, on unless asked off.
+    const quiet = values['no-progress'] === true || (values.quiet === true && values.progress !== true);
+    const log = (line: string): void => {
+      if (!quiet) process.stderr.write(`bench: ${line}\n`);
+    };
     const result = await runBench(positionals, { configs, baselines, repeat, raw: values.raw === true, log });
     if (values.svg !== undefined) writeFileSync(values.svg, svgChart('migstream bench: ratio against compress throughput (all files)', chartPoints(result.rows)));
     if (values.json) {

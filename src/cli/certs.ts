@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError, type Command } from './args.js';
 
-const usage = `Usage: migstream certs [-o DIR] [--name NAME]… [--days N]
+const usage = `Usage: migstream certs [-o DIR] [--name NAME]… [--days N] [options]
 
 Make quick-start credentials for "send"/"recv" with openssl: a CA (ca.pem, ca-key.pem), the
 receiver's certificate (server.pem, server-key.pem) for the given names, and the sender's
@@ -18,6 +18,8 @@ Options:
   --reuse-ca         keep the CA in DIR (ca.pem, ca-key.pem) and issue new certificates from it
   --force            replace existing credentials in DIR, CA included (hosts holding the old
                      CA then refuse the new certificates)
+  --json             the files written and the receiver's fingerprint as JSON on stdout
+  --quiet            no summary
   -h, --help         this help
 
 Existing credentials in DIR are never replaced without --reuse-ca or --force.`;
@@ -28,7 +30,7 @@ export const certsCommand: Command = {
   async run(argv) {
     const { values } = parse(
       argv,
-      { output: { type: 'string', short: 'o' }, name: { type: 'string', multiple: true }, days: { type: 'string' }, 'reuse-ca': { type: 'boolean' }, force: { type: 'boolean' } },
+      { output: { type: 'string', short: 'o' }, name: { type: 'string', multiple: true }, days: { type: 'string' }, 'reuse-ca': { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, quiet: { type: 'boolean' } },
       0,
     );
     const days = values.days === undefined ? 825 : Number(values.days);
@@ -48,8 +50,13 @@ export const certsCommand: Command = {
       );
     }
     const files = makeQuickStart({ dir, names, days, reuseCa });
-    process.stderr.write(`migstream certs: wrote ${files.join(', ')}\n`);
-    process.stderr.write(`receiver fingerprint (for --tls-pin): ${fingerprintOf(readFileSync(join(dir, 'server.pem'), 'utf8'))}\n`);
+    const fingerprint = fingerprintOf(readFileSync(join(dir, 'server.pem'), 'utf8'));
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify({ command: 'certs', dir, files, receiverFingerprint: fingerprint, reusedCa: reuseCa })}\n`);
+    } else if (values.quiet !== true) {
+      process.stderr.write(`migstream certs: wrote ${files.join(', ')}\n`);
+      process.stderr.write(`receiver fingerprint (for --tls-pin): ${fingerprint}\n`);
+    }
     return 0;
   },
 };

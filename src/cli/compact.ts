@@ -4,9 +4,11 @@ import { parse, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';
 import { openOutputFile, writeOutput } from './output-file.js';
+import { emitSummary, progressWanted, reportOptionSpec, reportUsage } from './conventions.js';
+import { Progress } from './progress.js';
 import { reopen, spool } from './spool.js';
 
-const usage = `Usage: migstream compact [IN|-] [OUT|-] [--quiet]
+const usage = `Usage: migstream compact [IN|-] [OUT|-] [options]
 
 Rewrite a saved stream so that every RAM page is sent once, with its final content: pages
 re-sent in later iterations are dropped and XBZRLE deltas become full pages. The result loads
@@ -18,38 +20,43 @@ in one go: "migstream compress --compact".
   qemu-system-x86_64 … -incoming "exec:cat busy-compact.mig"
 
 Options:
-  --quiet      no summary on stderr
-  -h, --help   this help`;
+${reportUsage}
+  -h, --help         this help`;
 
 export const compactCommand: Command = {
   name: 'compact',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, { quiet: { type: 'boolean' } }, 2);
+    const { values, positionals } = parse(argv, reportOptionSpec, 2);
     const input = openInput(positionals[0]);
     const output = openOutputFile(positionals[1], { inputs: [input.identity] });
     const spooled = input.size === null ? await spool(input.stream, positionals[1]) : undefined;
     if (!spooled) input.stream.destroy();
     const compactor = new Compactor(reopen(spooled?.path ?? input.name));
     let bytesOut = 0;
+    const progress = new Progress(progressWanted(values), 'compact (out)', null);
     const counted = async function* (): AsyncGenerator<Buffer> {
       for await (const chunk of compactedBytes(compactor)) {
         bytesOut += chunk.length;
+        progress.update(bytesOut);
         yield chunk;
       }
     };
     try {
       await writeOutput(output, (out) => pipeline(counted(), out.stream()));
     } finally {
+      progress.done();
       spooled?.remove();
     }
-    if (values.quiet !== true) {
-      const { pageRecordsIn, pageRecordsOut, materialized } = compactor.stats;
-      process.stderr.write(
+    const { pageRecordsIn, pageRecordsOut, materialized } = compactor.stats;
+    emitSummary(
+      values,
+      output.name === 'stdout',
+      () =>
         `migstream compact: ${pageRecordsIn} page records -> ${pageRecordsOut} (${materialized} XBZRLE deltas made full pages); ` +
-          `${formatBytes(bytesOut)} written to ${output.name}\n`,
-      );
-    }
+        `${formatBytes(bytesOut)} written to ${output.name}\n`,
+      () => ({ command: 'compact', input: input.name, output: output.name, bytesOut, seconds: progress.elapsed(), pageRecordsIn, pageRecordsOut, materialized }),
+    );
     return 0;
   },
 };

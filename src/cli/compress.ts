@@ -8,6 +8,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';
 import { openOutputFile, writeOutput } from './output-file.js';
+import { emitSummary, progressWanted, reportOptionSpec, reportUsageLines } from './conventions.js';
 import { reopen, spool } from './spool.js';
 import { TransferProgress, parseCount, parseSize } from './transfer-progress.js';
 
@@ -23,7 +24,7 @@ Reads stdin and writes stdout by default, so QEMU can save and restore through i
 Options:
   -o, --output FILE      container file (default: stdout)
   -c, --codec NAME       ${CODECS.map((c) => c.name).join(', ')} (default: zstd)
-  -l, --level N          codec level: zstd -7..22 (default 1), zlib 1..9 (default 1); lz4 has one
+  -l, --level N          codec level: ${levelHelp()}
   -j, --threads N        worker threads (default: ${defaultThreads()}, the number of cores)
       --frame-size SIZE  raw bytes per frame, e.g. 4M (default ${DEFAULT_FRAME_BYTES / 1048576}M)
       --no-dedup         store every page (by default a page equal to one of the last
@@ -34,9 +35,15 @@ Options:
                          smaller stream that loads into the same RAM (two passes; stdin is
                          spooled to a temporary file next to OUT)
       --raw              the input is not a QEMU stream (e.g. extract-ram output): opaque bytes
-      --progress         progress on stderr
-      --quiet            no summary on stderr
+${reportUsageLines('      ', 18)}
   -h, --help             this help`;
+
+/** "zstd -7..22 (default 3), zlib 1..9 (default 1); lz4 has one", from the codec table. */
+function levelHelp(): string {
+  const ranged = CODECS.filter((c) => c.maxLevel > c.minLevel).map((c) => `${c.name} ${c.minLevel}..${c.maxLevel} (default ${c.defaultLevel})`);
+  const single = CODECS.filter((c) => c.maxLevel === c.minLevel && c.name !== 'none').map((c) => c.name);
+  return `${ranged.join(', ')}; ${single.join(', ')} ${single.length === 1 ? 'has' : 'have'} one`;
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -60,8 +67,7 @@ export const compressCommand: Command = {
         'dedup-window': { type: 'string' },
         compact: { type: 'boolean' },
         raw: { type: 'boolean' },
-        progress: { type: 'boolean' },
-        quiet: { type: 'boolean' },
+        ...reportOptionSpec,
       },
       1,
     );
@@ -91,7 +97,7 @@ export const compressCommand: Command = {
 
     const input = openInput(positionals[0]);
     const output = openOutputFile(values.output, { inputs: [input.identity] });
-    const progress = new TransferProgress(values.progress === true, 'compress', 'in');
+    const progress = new TransferProgress(progressWanted(values), 'compress', 'in', input.size);
     const compressor = new Compressor({ ...options, onProgress: (s) => progress.update(s.bytesIn, s.bytesOut) });
     let source: AsyncIterable<Uint8Array> = input.stream;
     let cleanup = (): void => {};
@@ -110,19 +116,38 @@ export const compressCommand: Command = {
       cleanup();
     }
     progress.done();
-    if (values.quiet !== true) {
-      const { bytesIn, bytesOut, framesByCodec, refs } = compressor.stats;
-      const seconds = progress.elapsed();
-      const compacted = compactor
-        ? `, compacted ${compactor.stats.pageRecordsIn} page records to ${compactor.stats.pageRecordsOut}`
-        : '';
-      const stored = framesByCodec.none > 0 ? ` (${framesByCodec.none} frames stored uncompressed)` : '';
-      process.stderr.write(
-        `migstream compress: ${progress.line(bytesIn, bytesOut).replace(/^compress: /, '')} in ${seconds.toFixed(2)} s; ` +
+    const { bytesIn, bytesOut, framesByCodec, refs } = compressor.stats;
+    const seconds = progress.elapsed();
+    emitSummary(
+      values,
+      output.name === 'stdout',
+      () => {
+        const compacted = compactor
+          ? `, compacted ${compactor.stats.pageRecordsIn} page records to ${compactor.stats.pageRecordsOut}`
+          : '';
+        const stored = framesByCodec.none > 0 ? ` (${framesByCodec.none} frames stored uncompressed)` : '';
+        return (
+          `migstream compress: ${progress.line(bytesIn, bytesOut).replace(/^compress: /, '')} in ${seconds.toFixed(2)} s; ` +
           `${codec} level ${compressor.level}, ${compressor.threads} threads${stored}${refs ? `, ${refs} page references` : ''}${compacted}; ` +
-          `${formatBytes(bytesOut)} written to ${output.name}\n`,
-      );
-    }
+          `${formatBytes(bytesOut)} written to ${output.name}\n`
+        );
+      },
+      () => ({
+        command: 'compress',
+        input: input.name,
+        output: output.name,
+        bytesIn,
+        bytesOut,
+        ratio: bytesOut > 0 ? bytesIn / bytesOut : null,
+        seconds,
+        codec,
+        level: compressor.level,
+        threads: compressor.threads,
+        framesByCodec,
+        pageReferences: refs,
+        ...(compactor ? { compacted: { pageRecordsIn: compactor.stats.pageRecordsIn, pageRecordsOut: compactor.stats.pageRecordsOut } } : {}),
+      }),
+    );
     return 0;
   },
 };

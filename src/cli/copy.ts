@@ -1,6 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { createDecoder, createEncoder } from '../codec.js';
 import { parse, type Command } from './args.js';
+import { emitSummary, progressWanted, reportOptionSpec, reportUsage } from './conventions.js';
 import { formatBytes, formatRate } from './format.js';
 import { openInputFd, readInto, writeAll } from './fd-io.js';
 import { openOutputFile, writeOutput } from './output-file.js';
@@ -11,7 +12,7 @@ const READ_SIZE = 1024 * 1024;
 /** Output slab: the re-encoded bytes of one read, written with one writev. */
 const ENCODE_SLAB = 2 * 1024 * 1024;
 
-const usage = `Usage: migstream copy [IN|-] [OUT|-] [--progress] [--quiet]
+const usage = `Usage: migstream copy [IN|-] [OUT|-] [options]
 
 Decode a migration stream and re-encode it, byte for byte. A validating pass-through for
 exec: pipelines: it stops with a non-zero exit and a message naming the byte offset and the
@@ -21,9 +22,8 @@ section as soon as the stream is damaged. Reads stdin and writes stdout by defau
   qemu-system-x86_64 … -incoming "exec:migstream copy vm.mig"
 
 Options:
-  --progress   progress on stderr
-  --quiet      no summary on stderr
-  -h, --help   this help`;
+${reportUsage}
+  -h, --help         this help`;
 
 /** Decodes `input` and writes the re-encoded records to `output`; returns the bytes read. */
 export function recodeFd(input: number, output: number, onChunk: (bytesIn: number) => void = () => {}): number {
@@ -51,13 +51,16 @@ export const copyCommand: Command = {
   name: 'copy',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, { progress: { type: 'boolean' }, quiet: { type: 'boolean' } }, 2);
+    const { values, positionals } = parse(argv, reportOptionSpec, 2);
     const input = openInputFd(positionals[0]);
     let bytes: number;
     let seconds: number;
+    let outputName: string;
     try {
       const output = openOutputFile(positionals[1], { inputs: [input.identity] });
-      const progress = new Progress(values.progress === true, 'copy', input.fd === 0 ? null : fstatSync(input.fd).size);
+      outputName = output.name;
+      const size = fstatSync(input.fd);
+      const progress = new Progress(progressWanted(values), 'copy', size.isFile() ? size.size : null);
       try {
         bytes = await writeOutput(output, (out) => recodeFd(input.fd, out.fd, (n) => progress.update(n)));
       } finally {
@@ -67,9 +70,12 @@ export const copyCommand: Command = {
     } finally {
       input.close();
     }
-    if (values.quiet !== true) {
-      process.stderr.write(`migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete\n`);
-    }
+    emitSummary(
+      values,
+      outputName === 'stdout',
+      () => `migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete\n`,
+      () => ({ command: 'copy', input: input.name, output: outputName, bytes, seconds, complete: true }),
+    );
     return 0;
   },
 };

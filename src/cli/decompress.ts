@@ -4,6 +4,7 @@ import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
 import { parse, type Command } from './args.js';
 import { identityOfFd, identityOfPath } from './file-identity.js';
 import { openOutputFile, writeOutput } from './output-file.js';
+import { emitSummary, progressWanted, reportOptionSpec, reportUsageLines } from './conventions.js';
 import { formatBytes } from './format.js';
 import { TransferProgress, parseCount } from './transfer-progress.js';
 
@@ -23,8 +24,7 @@ Options:
   -j, --threads N     worker threads reading a pipe (default: ${defaultThreads()}, the number of cores);
                       a container file, also as stdin, needs none (it is read on the main
                       thread and decompressed on libuv's thread pool)
-      --progress      progress on stderr
-      --quiet         no summary on stderr
+${reportUsageLines('      ', 15)}
   -h, --help          this help`;
 
 export const decompressCommand: Command = {
@@ -36,28 +36,35 @@ export const decompressCommand: Command = {
       {
         output: { type: 'string', short: 'o' },
         threads: { type: 'string', short: 'j' },
-        progress: { type: 'boolean' },
-        quiet: { type: 'boolean' },
+        ...reportOptionSpec,
       },
       1,
     );
     const threads = parseCount(values.threads, '--threads', 1, MAX_THREADS);
-    const progress = new TransferProgress(values.progress === true, 'decompress', 'out');
+    const path = positionals[0];
+    const fromStdin = path === undefined || path === '-';
+    const inputSize = fromStdin ? sizeOfFd(0) : sizeOfPath(path);
+    const progress = new TransferProgress(progressWanted(values), 'decompress', 'out', inputSize);
     const onProgress = (s: Readonly<DecompressStats>): void => progress.update(s.bytesIn, s.bytesOut);
     const summary = (stats: DecompressStats, outputName: string): void => {
       progress.done();
-      if (values.quiet === true) return;
       const { bytesIn, bytesOut, frames, info } = stats;
-      const what = info ? `${info.codec}${info.compacted ? ', compacted' : ''}` : '';
-      process.stderr.write(
-        `migstream decompress: ${progress.line(bytesIn, bytesOut).replace(/^decompress: /, '')} in ${progress.elapsed().toFixed(2)} s; ` +
-          `${frames} frames (${what}) checked; ${formatBytes(bytesOut)} written to ${outputName}\n`,
+      const seconds = progress.elapsed();
+      emitSummary(
+        values,
+        outputName === 'stdout',
+        () => {
+          const what = info ? `${info.codec}${info.compacted ? ', compacted' : ''}` : '';
+          return (
+            `migstream decompress: ${progress.line(bytesIn, bytesOut).replace(/^decompress: /, '')} in ${seconds.toFixed(2)} s; ` +
+            `${frames} frames (${what}) checked; ${formatBytes(bytesOut)} written to ${outputName}\n`
+          );
+        },
+        () => ({ command: 'decompress', input: fromStdin ? 'stdin' : path, output: outputName, bytesIn, bytesOut, seconds, frames, codec: info?.codec ?? null, compacted: info?.compacted ?? false }),
       );
     };
 
-    const path = positionals[0];
-    const fromStdin = path === undefined || path === '-';
-    if (fromStdin ? isFileDescriptor(0) : isFile(path)) {
+    if (inputSize !== null) {
       // A container file (also as stdin: "decompress < vm.msz"): read, checked and decompressed
       // on this thread, written with gathered writes (direct.ts). Only what that needs is
       // loaded: this is QEMU's restore path.
@@ -82,18 +89,21 @@ export const decompressCommand: Command = {
   },
 };
 
-function isFileDescriptor(fd: number): boolean {
+/** The size of a regular file on `fd`, else null (a pipe). */
+function sizeOfFd(fd: number): number | null {
   try {
-    return fstatSync(fd).isFile();
+    const stats = fstatSync(fd);
+    return stats.isFile() ? stats.size : null;
   } catch {
-    return false;
+    return null;
   }
 }
 
-function isFile(path: string): boolean {
+function sizeOfPath(path: string): number | null {
   try {
-    return statSync(path).isFile();
+    const stats = statSync(path);
+    return stats.isFile() ? stats.size : null;
   } catch {
-    return false;
+    return null;
   }
 }

@@ -2,12 +2,13 @@ import { createDecoder } from '../codec.js';
 import { RamImage } from '../ram/image.js';
 import { SparseFileStore, type RamBlockFile } from '../ram/sparse-file-store.js';
 import { parse, UsageError, type Command } from './args.js';
+import { progressWanted, reportOptionSpec, reportUsageLines } from './conventions.js';
 import { formatBytes, formatRate, table } from './format.js';
 import { openInput } from './io.js';
 import { streamSource } from './stream-source.js';
 import { Progress } from './progress.js';
 
-const usage = `Usage: migstream extract-ram [FILE|-] -o DIR [--json] [--progress]
+const usage = `Usage: migstream extract-ram [FILE|-] -o DIR [options]
 
 Apply every RAM record of a migration stream (or of the stream in a migstream container) in order (pages, zero fills, XBZRLE deltas,
 legacy zlib pages) and write the guest's final RAM as one sparse raw file per RAMBlock into
@@ -16,8 +17,7 @@ straight to the files.
 
 Options:
   -o, --output DIR   directory for the block files (created if missing)
-  --json             print the result as JSON on stdout
-  --progress         progress on stderr
+${reportUsageLines('  ', 16)}
   -h, --help         this help`;
 
 export interface ExtractResult {
@@ -68,14 +68,13 @@ export const extractRamCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse(argv, {
       output: { type: 'string', short: 'o' },
-      json: { type: 'boolean' },
-      progress: { type: 'boolean' },
+      ...reportOptionSpec,
     }, 1);
     if (values.output === undefined) throw new UsageError('missing -o DIR');
-    const result = await extractRam(positionals[0], values.output, values.progress === true);
+    const result = await extractRam(positionals[0], values.output, progressWanted(values));
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    } else {
+    } else if (values.quiet !== true) {
       process.stdout.write(`${table(['block', 'size', 'file'], result.blocks.map((b) => [b.idstr, formatBytes(b.usedLength), b.path]))}\n`);
       process.stdout.write(`${result.pages} pages, ${result.zeroPages} zero, ${result.xbzrlePages} xbzrle, ${result.compressedPages} compressed; ` +
         `${formatBytes(result.bytes)} in ${result.seconds.toFixed(2)} s (${formatRate(result.bytes, result.seconds)})\n`);

@@ -9,7 +9,7 @@
  */
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { MigstreamError } from '../stream/errors.js';
-import { cannotOpen } from './io.js';
+import { cannotOpen, refuseTerminalInput } from './io.js';
 import { identityOfFd, type FileIdentity } from './file-identity.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -28,7 +28,10 @@ export interface FdInput {
 }
 
 export function openInputFd(path: string | undefined): FdInput {
-  if (path === undefined || path === '-') return { name: 'stdin', fd: 0, identity: identityOfFd(0, 'stdin'), close: () => {} };
+  if (path === undefined || path === '-') {
+    refuseTerminalInput();
+    return { name: 'stdin', fd: 0, identity: identityOfFd(0, 'stdin'), close: () => {} };
+  }
   try {
     const fd = openSync(path, 'r');
     return { name: path, fd, identity: identityOfFd(fd, path), close: () => closeSync(fd) };

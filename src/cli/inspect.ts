@@ -3,26 +3,30 @@ import { DeviceFieldCollector, type DeviceFields } from '../report/device-fields
 import { StreamReport, type StreamSummary } from '../report/stream-report.js';
 import { MigstreamError } from '../stream/errors.js';
 import { parse, type Command } from './args.js';
+import { progressWanted, reportOptionSpec } from './conventions.js';
 import { formatBytes, formatRate, megabytesPerSecond, table } from './format.js';
 import { openInput } from './io.js';
 import { Progress } from './progress.js';
 import { streamSource } from './stream-source.js';
 
-const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--fields] [--progress]
+const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--fields] [options]
 
 Decode a migration stream (or the stream in a migstream container) and report what it holds: header and machine type, RAM blocks,
 per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, pages sent more than
 once (re-dirtied by the guest) per RAM block and per iteration, normal pages that were all
 zero, block devices and their chunk counts, device-state sections with sizes, the vmdesc,
 total bytes and decode speed.
-A damaged stream is reported up to the damage, then the error (exit status 1).
+A damaged stream is reported up to the damage, then the error: in the report, and on stderr
+(exit status 1).
 
 Options:
-  --json         machine-readable report on stdout
-  --iterations   list every ram iteration (text output lists at most 20)
-  --fields       split each device-state section into its fields, using the vmdesc
-  --progress     progress on stderr
-  -h, --help     this help`;
+  --json           the report as JSON on stdout
+  --iterations     list every ram iteration (text output lists at most 20)
+  --fields         split each device-state section into its fields, using the vmdesc
+  --progress       progress on stderr (default when stderr is a terminal)
+  --no-progress    no progress line
+  --quiet          no report: only the exit status and the error, if any
+  -h, --help       this help`;
 
 export interface InspectResult extends StreamSummary {
   input: string;
@@ -173,17 +177,24 @@ export const inspectCommand: Command = {
   usage,
   async run(argv) {
     const { values, positionals } = parse(argv, {
-      json: { type: 'boolean' },
       iterations: { type: 'boolean' },
       fields: { type: 'boolean' },
-      progress: { type: 'boolean' },
+      ...reportOptionSpec,
     }, 1);
-    const result = await inspectStream(positionals[0], { progress: values.progress === true, fields: values.fields === true });
-    if (values.json === true) {
+    const result = await inspectStream(positionals[0], { progress: progressWanted(values), fields: values.fields === true });
+    if (values.quiet === true) {
+      // Neither report nor summary: the exit status and the error line say it all.
+    } else if (values.json === true) {
       process.stdout.write(`${JSON.stringify(result, jsonValue, 2)}\n`);
     } else {
       process.stdout.write(formatInspect(result, values.iterations === true));
     }
-    return result.error ? 1 : 0;
+    if (result.error) {
+      const at = result.error.offset === null ? '' : ` (offset ${result.error.offset})`;
+      const message = result.error.message.includes('offset') ? result.error.message : `${result.error.message}${at}`;
+      process.stderr.write(`migstream inspect: error: ${result.input}: ${message}\n`);
+      return 1;
+    }
+    return 0;
   },
 };

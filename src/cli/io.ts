@@ -3,6 +3,8 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { isatty } from 'node:tty';
+import { MigstreamError } from '../stream/errors.js';
 import { UsageError } from './args.js';
 import { identityOfFd, type FileIdentity } from './file-identity.js';
 
@@ -17,14 +19,31 @@ export interface Input {
 
 const READ_CHUNK = 1024 * 1024;
 
-export function cannotOpen(verb: 'read' | 'write', path: string, error: unknown): UsageError {
-  return new UsageError(`cannot ${verb} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+/** A file that cannot be opened: an I/O failure of the run (exit 1), naming the path. */
+export class CannotOpenError extends MigstreamError {
+  constructor(verb: 'read' | 'write', path: string, error: unknown) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'ENOENT (no such file or directory)' : code === 'EACCES' ? 'EACCES (permission denied)' : (code ?? (error as Error).message);
+    super('ERR_OPEN', `cannot ${verb} ${path}: ${why}`, { cause: error });
+  }
+}
+
+export function cannotOpen(verb: 'read' | 'write', path: string, error: unknown): CannotOpenError {
+  return new CannotOpenError(verb, path, error);
+}
+
+export const NO_INPUT_ON_TERMINAL = 'no input: give a FILE, or pipe a stream into stdin';
+
+/** Reading a stream from a terminal would only wait for typing: refused as a usage error. */
+export function refuseTerminalInput(): void {
+  if (isatty(0)) throw new UsageError(NO_INPUT_ON_TERMINAL);
 }
 
 export const TERMINAL_REFUSAL = 'refusing to write a binary stream to a terminal (redirect stdout or give an output file)';
 
 export function openInput(path: string | undefined): Input {
   if (path === undefined || path === '-') {
+    refuseTerminalInput();
     return { name: 'stdin', stream: process.stdin, size: null, identity: identityOfFd(0, 'stdin') };
   }
   let size: number | null = null;

@@ -45,7 +45,13 @@ function overview(): string {
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run "migstream <command> --help" for the options of a command.',
+    'Options:',
+    '  -h, --help     this overview',
+    '  -V, --version  print the version',
+    '',
+    'Run "migstream <command> --help" for the options of a command. Every command exits 0 on',
+    'success, 1 when the run failed (the message names the file, offset or peer) and 2 for bad',
+    'usage; messages go to stderr, and stdout carries only the stream or the report asked for.',
   ].join('\n');
 }
 
@@ -61,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const entry = commands.find((c) => c.name === name);
   if (entry === undefined) {
-    process.stderr.write(`migstream: unknown command "${name}"\n\n${overview()}\n`);
+    process.stderr.write(`migstream: unknown command "${name}" (see "migstream --help")\n`);
     return 2;
   }
   const command = await entry.load();
@@ -73,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (error instanceof UsageError) {
-      process.stderr.write(`migstream ${command.name}: ${error.message}\n\n${command.usage}\n`);
+      process.stderr.write(`migstream ${command.name}: ${error.message} (see "migstream ${command.name} --help")\n`);
       return 2;
     }
     if (error instanceof MigstreamError) {

@@ -29,10 +29,21 @@ export class StatusLine {
 
   done(): void {
     if (this.printed) process.stderr.write('\n');
+    this.printed = false;
+  }
+
+  /** " (45.2%, 3 s left)" when the total is known, else "". */
+  share(done: number, total: number | null): string {
+    if (!total) return '';
+    const percent = ((100 * done) / total).toFixed(1);
+    const elapsed = this.elapsed();
+    if (done <= 0 || elapsed < 0.5) return ` (${percent}%)`;
+    const left = (elapsed * (total - done)) / done;
+    return ` (${percent}%, ${left < 60 ? `${Math.ceil(left)} s` : `${Math.floor(left / 60)} min ${Math.ceil(left % 60)} s`} left)`;
   }
 }
 
-/** "copy: 120.0 MiB (45.2%) at 800 MB/s". */
+/** "copy: 120.0 MiB (45.2%, 3 s left) at 800 MB/s". */
 export class Progress extends StatusLine {
   constructor(
     enabled: boolean,
@@ -44,8 +55,7 @@ export class Progress extends StatusLine {
 
   update(bytes: number): void {
     this.show(() => {
-      const share = this.total ? ` (${((100 * bytes) / this.total).toFixed(1)}%)` : '';
-      return `${this.label}: ${formatBytes(bytes)}${share} at ${formatRate(bytes, this.elapsed())}`;
+      return `${this.label}: ${formatBytes(bytes)}${this.share(bytes, this.total)} at ${formatRate(bytes, this.elapsed())}`;
     });
   }
 }

@@ -1,7 +1,7 @@
-import { isatty } from 'node:tty';
 import { readerGone } from '../native/fd.js';
 import { receive } from '../tls/receiver.js';
-import { formatSummary } from './transport-summary.js';
+import { formatSummary, summaryJson } from './transport-summary.js';
+import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { writeAll } from './fd-io.js';
 import { describeWriteError, openOutputFile } from './output-file.js';
@@ -26,8 +26,7 @@ Options:
   --timeout S          fail when an open channel is silent for S seconds, when no sender
                        is admitted S seconds after the first connection, or when the
                        output's reader takes nothing for S seconds (default 30)
-  --progress           progress on stderr (default when stderr is a terminal)
-  --quiet              no summary
+${reportUsageLines('  ', 20)}
 ${tlsUsage}`;
 
 export const recvCommand: Command = {
@@ -47,7 +46,7 @@ export const recvCommand: Command = {
     // reader that stops reading shows as EAGAIN, which writeAll times out, instead of a
     // write(2) that blocks this thread, and every timer of the session, forever.
     if (output.fd === 1) void process.stdout;
-    const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'recv', null);
+    const progress = new Progress(progressWanted(values), 'recv', null);
     try {
       const summary = await receive({
         host: address.host,
@@ -68,7 +67,7 @@ export const recvCommand: Command = {
       });
       output.commit();
       progress.done();
-      if (values.quiet !== true) process.stderr.write(formatSummary('migstream recv', summary));
+      emitSummary(values, output.name === 'stdout', () => formatSummary('migstream recv', summary), () => ({ command: 'recv', ...summaryJson(summary) }));
       return 0;
     } finally {
       progress.done();

@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { isatty } from 'node:tty';
 import { CODECS, type CodecName } from '../compress/codecs.js';
 import { send } from '../tls/sender.js';
-import { formatSummary } from './transport-summary.js';
+import { formatSummary, summaryJson } from './transport-summary.js';
+import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { openInputFd } from './fd-io.js';
 import { parse, UsageError, type Command } from './args.js';
@@ -25,8 +25,7 @@ Options:
   --frame-size KiB   stream bytes per frame (default 1024)
   --timeout S        fail when a channel makes no progress for S seconds (default 30)
   --no-verify        do not decode the stream while sending
-  --progress         progress on stderr (default when stderr is a terminal)
-  --quiet            no summary
+${reportUsageLines('  ', 18)}
 ${tlsUsage}`;
 
 /**
@@ -81,7 +80,7 @@ export const sendCommand: Command = {
       else process.exit(143);
     };
     process.on('SIGTERM', onTerm);
-    const progress = new Progress(values.progress === true || (values.quiet !== true && isatty(2)), 'send', null);
+    const progress = new Progress(progressWanted(values), 'send', null);
     try {
       const summary = await send({
         host: address.host,
@@ -98,7 +97,7 @@ export const sendCommand: Command = {
         onInputEnd: () => (draining = true),
       });
       progress.done();
-      if (values.quiet !== true) process.stderr.write(formatSummary('migstream send', summary));
+      emitSummary(values, false, () => formatSummary('migstream send', summary), () => ({ command: 'send', ...summaryJson(summary) }));
       return 0;
     } finally {
       process.off('SIGTERM', onTerm);

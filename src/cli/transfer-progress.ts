@@ -12,6 +12,8 @@ export class TransferProgress extends StatusLine {
     private readonly label: string,
     /** Which side is the stream (for the ratio and the rate): compress reads it, decompress writes it. */
     private readonly streamSide: 'in' | 'out',
+    /** Bytes of the input when known (a file): percent and time left. */
+    private readonly inputTotal: number | null = null,
   ) {
     super(enabled);
   }
@@ -25,7 +27,7 @@ export class TransferProgress extends StatusLine {
   }
 
   update(bytesIn: number, bytesOut: number): void {
-    this.show(() => this.line(bytesIn, bytesOut));
+    this.show(() => `${this.line(bytesIn, bytesOut)}${this.share(bytesIn, this.inputTotal)}`);
   }
 }
 

@@ -5,6 +5,7 @@
 import { loadTlsMaterial, type TlsMaterial } from '../tls/credentials.js';
 import { CredentialsError } from '../tls/errors.js';
 import { UsageError } from './args.js';
+import { reportOptionSpec } from './conventions.js';
 
 export const tlsOptionSpec = {
   tls: { type: 'string' },
@@ -13,8 +14,7 @@ export const tlsOptionSpec = {
   'tls-key': { type: 'string' },
   insecure: { type: 'boolean' },
   timeout: { type: 'string' },
-  progress: { type: 'boolean' },
-  quiet: { type: 'boolean' },
+  ...reportOptionSpec,
 } as const;
 
 export const tlsUsage = `TLS (mutual authentication; one of --tls/--tls-* or --insecure is required):
@@ -22,7 +22,8 @@ export const tlsUsage = `TLS (mutual authentication; one of --tls/--tls-* or --i
   --tls-ca FILE      CA certificate (PEM) that signs the peer's certificate
   --tls-cert FILE    our certificate (PEM)
   --tls-key FILE     our private key (PEM)
-  --insecure         plaintext TCP, no authentication`;
+  --insecure         plaintext TCP, no authentication
+  -h, --help         this help`;
 
 export interface Address {
   host: string;

@@ -3,6 +3,11 @@ import { formatDigest } from '../tls/digest.js';
 import type { TransferSummary } from '../tls/summary.js';
 import { formatBytes, formatRate, table } from './format.js';
 
+/** The summary as JSON: the digest as 16 hex digits. */
+export function summaryJson(summary: TransferSummary): object {
+  return { ...summary, digest: formatDigest(summary.digest) };
+}
+
 export function formatSummary(label: string, summary: TransferSummary): string {
   const rows = summary.channels.map((c) => [
     `channel ${c.index}`,

@@ -166,16 +166,20 @@ export class StreamDecoder<B extends BaseRecord = never> {
     const clean = (this.state === State.AfterEof || this.state === State.Done) && this.reader.available === 0;
     if (!clean) {
       const offset = this.state === State.OpaqueBody ? this.scanStart : this.reader.offset;
-      this.failure = new TruncatedStreamError({
-        offset,
-        section: this.section?.ref,
-        context: this.describeState(),
-        expected: `${this.reader.available} buffered bytes to complete a record, or more input`,
-      });
+      const { problem, expected } = this.whatEndMissed(offset);
+      this.failure = new TruncatedStreamError({ offset, section: this.section?.ref, context: this.describeState(), expected }, problem);
       throw this.failure;
     }
     this.state = State.Done;
     return out;
+  }
+
+  /** What a stream that ends here got wrong and still owed, for TruncatedStreamError. */
+  private whatEndMissed(offset: number): { problem: string; expected: string } {
+    const held = this.reader.available;
+    if (offset === 0 && held === 0 && this.state === State.Header) return { problem: 'the input is empty', expected: 'a QEMU file header (QEVM magic)' };
+    if (held === 0) return { problem: 'stream ends between two records, before its end', expected: 'more records, then QEMU_VM_EOF' };
+    return { problem: 'stream ends inside a record', expected: `the rest of the record begun by the last ${held} bytes` };
   }
 
   private describeState(): string {

@@ -69,8 +69,8 @@ export class DecodeError extends MigstreamError {
 }
 
 export class TruncatedStreamError extends DecodeError {
-  constructor(details: DecodeErrorDetails) {
-    super('ERR_TRUNCATED', 'stream ends inside a record', details);
+  constructor(details: DecodeErrorDetails, problem = 'stream ends inside a record') {
+    super('ERR_TRUNCATED', problem, details);
   }
 }
 
