@@ -11,11 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { QemuVm } from '../../src/qemu/launcher.js';
-import { setParameters } from '../../src/qemu/migration.js';
-import { HEARTBEAT } from '../fixtures/meta.js';
 import {
+  bootCappedSource,
   bootDestination,
-  bootGuest,
   expectDestinationNotResumed,
   expectNoOutput,
   expectOneMessage,
@@ -53,10 +51,8 @@ function smallDisk(name: string): string {
 }
 
 beforeAll(async () => {
-  source = await bootGuest('disk-source', scratch);
+  source = await bootCappedSource('disk-source', scratch, MAX_BANDWIDTH);
   vms.push(source);
-  await source.waitForSerial(HEARTBEAT, 180_000);
-  await setParameters(source, { 'max-bandwidth': MAX_BANDWIDTH });
 }, 240_000);
 
 afterAll(async () => {

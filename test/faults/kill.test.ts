@@ -12,11 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { QemuVm } from '../../src/qemu/launcher.js';
-import { setParameters } from '../../src/qemu/migration.js';
 import { HEARTBEAT, REPO_ROOT } from '../fixtures/meta.js';
 import {
+  bootCappedSource,
   bootDestination,
-  bootGuest,
   expectDestinationNotResumed,
   expectNoOutput,
   expectOneMessage,
@@ -52,10 +51,8 @@ const vms: QemuVm[] = [];
 let source: QemuVm;
 
 beforeAll(async () => {
-  source = await bootGuest('kill-source', scratch);
+  source = await bootCappedSource('kill-source', scratch, MAX_BANDWIDTH);
   vms.push(source);
-  await source.waitForSerial(HEARTBEAT, 180_000);
-  await setParameters(source, { 'max-bandwidth': MAX_BANDWIDTH });
 }, 240_000);
 
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
-import { queryMigrate, shellQuote } from '../../src/qemu/migration.js';
+import { queryMigrate, setParameters, shellQuote } from '../../src/qemu/migration.js';
 import { HEARTBEAT, REPO_ROOT, guestArgs } from '../fixtures/meta.js';
 import { loadFixture } from './qemu.js';
 import { BIN } from './transport.js';
@@ -42,6 +42,19 @@ export const accel = (): 'kvm' | 'tcg' => loadFixture('idle').meta.accel;
 
 export async function bootGuest(name: string, dir: string, extra: string[] = []): Promise<QemuVm> {
   return launchQemu({ args: [...GUEST_ARGS, ...extra], accel: accel(), name, cwd: REPO_ROOT, serialLogPath: join(dir, `${name}.log`) });
+}
+
+/** A running source guest whose migrations are capped at `maxBandwidth` bytes/s. */
+export async function bootCappedSource(name: string, dir: string, maxBandwidth: number): Promise<QemuVm> {
+  const vm = await bootGuest(name, dir);
+  try {
+    await vm.waitForSerial(HEARTBEAT, 180_000);
+    await setParameters(vm, { 'max-bandwidth': maxBandwidth });
+  } catch (error) {
+    await vm.quit();
+    throw error;
+  }
+  return vm;
 }
 
 /** A destination waiting for `-incoming exec:`, paused (-S): it must never run unless told. */
