@@ -35,13 +35,19 @@ export class DirtyRateError extends MigstreamError {
 }
 
 /**
- * Growth below this share of what a steady rate would give means a bounded working set. A set
- * the short window already covers grows by nothing (share 0.5 for windows of 1 and 2 s); a
- * steady writer gives 1.0 less noise: calc-dirty-rate reports whole MiB/s, and a vCPU sharing
- * a busy host core falls behind its pace in one window and not the other (0.74 was seen for a
- * 16 MiB/s writer over 64 MiB on 2 shared cores). Hence the middle, not 0.9.
+ * A working set the short window already covers gives the same count in both windows (growth
+ * 1); a steady writer gives counts in the windows' ratio R. Both are noisy: page-sampling sees
+ * about 32 of an 8 MiB set's pages at 4096 samples per GiB, calc-dirty-rate truncates to whole
+ * MiB/s, and a vCPU sharing a busy host core falls behind its pace in one window and not the
+ * other (a 16 MiB/s writer showed 0.74 R over 1 and 2 s on 2 shared cores; an 8 MiB set
+ * grew by more than 1.2 over the same windows in CI on 2026-12-02, and by 1.8 over 1 and 3 s
+ * here, 20 sampled pages in the short window against 36 in the long). So the default windows
+ * are 1 and 4 s, and the cut is halfway between 1 and R on a log scale: growth below √R = 2 is
+ * a bounded set.
  */
-const BOUNDED_GROWTH = 0.6;
+function boundedGrowthLimit(ratio: number): number {
+  return Math.sqrt(ratio);
+}
 
 export function estimateDirtyRate(windows: readonly DirtyWindow[], mode: DirtyRateMode): DirtyRateEstimate {
   if (windows.length < 2) throw new ArgumentError(`estimateDirtyRate: needs two windows, got ${windows.length}`);
@@ -52,8 +58,9 @@ export function estimateDirtyRate(windows: readonly DirtyWindow[], mode: DirtyRa
     throw new ArgumentError(`estimateDirtyRate: windows must be positive and of two lengths, got ${sorted.map((w) => w.windowMs).join(', ')} ms`);
   }
   const dirtyRate = (short.dirtyBytes * 1000) / short.windowMs;
-  const steady = short.dirtyBytes * (long.windowMs / short.windowMs);
-  const bounded = long.dirtyBytes < BOUNDED_GROWTH * steady;
+  const ratio = long.windowMs / short.windowMs;
+  // Nothing dirtied in either window is a working set of nothing, not an unbounded one.
+  const bounded = long.dirtyBytes === 0 || long.dirtyBytes < boundedGrowthLimit(ratio) * short.dirtyBytes;
   const workingSetBytes = bounded ? Math.max(...sorted.map((w) => w.dirtyBytes)) : Infinity;
   return { dirtyRate, workingSetBytes, windows: sorted, mode };
 }
@@ -75,7 +82,7 @@ export interface MeasureOptions {
 /** Runs calc-dirty-rate once per window, one after the other, in the best mode QEMU has. */
 export async function measureDirtyRate(qmp: QmpExecutor, levers: Levers, options: MeasureOptions = {}): Promise<DirtyRateEstimate> {
   const mode: DirtyRateMode = levers.dirtyRateModes.includes('dirty-bitmap') ? 'dirty-bitmap' : 'page-sampling';
-  const windowsMs = options.windowsMs ?? [1000, 2000];
+  const windowsMs = options.windowsMs ?? [1000, 4000];
   const windows: DirtyWindow[] = [];
   for (const windowMs of windowsMs) {
     const args: Record<string, unknown> = { mode };
