@@ -35,6 +35,8 @@ export interface InspectResult extends StreamSummary {
   error: { code: string; message: string; offset: number | null } | null;
   /** With --fields: every device-state section split into fields (null without a vmdesc). */
   deviceFields?: DeviceFields[] | null;
+  /** With --fields: why the vmdesc could not split the sections, when it could not. */
+  vmdescProblem?: string;
 }
 
 export interface InspectOptions {
@@ -70,13 +72,16 @@ export async function inspectStream(inputPath: string | undefined, options: Insp
   }
   progress.done();
   const seconds = progress.elapsed();
+  const deviceFields = fields?.result();
+  const vmdescProblem = fields?.vmdescProblem;
   return {
     input: source.container ? `${input.name} (migstream container, decompressed)` : input.name,
     ...report.summary(),
     decodeSeconds: seconds,
     decodeMBps: megabytesPerSecond(bytesIn, seconds),
     error,
-    ...(fields === undefined ? {} : { deviceFields: fields.result() }),
+    ...(deviceFields === undefined ? {} : { deviceFields }),
+    ...(vmdescProblem === undefined ? {} : { vmdescProblem }),
   };
 }
 
@@ -140,12 +145,13 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
   }
   lines.push(`vmdesc     ${result.vmdesc ? `present, ${formatBytes(result.vmdesc.bytes)}, ${result.vmdesc.devices ?? '?'} devices` : 'absent'}`);
   lines.push(`decode     ${formatBytes(result.totalBytes)} in ${result.decodeSeconds.toFixed(3)} s, ${formatRate(result.totalBytes, result.decodeSeconds)}`);
-  if (result.deviceFields !== undefined) lines.push('', ...formatDeviceFields(result.deviceFields));
+  if (result.deviceFields !== undefined) lines.push('', ...formatDeviceFields(result.deviceFields, result.vmdescProblem));
   if (result.error) lines.push(`\nERROR      ${result.error.message}`);
   return `${lines.join('\n')}\n`;
 }
 
-function formatDeviceFields(devices: DeviceFields[] | null): string[] {
+function formatDeviceFields(devices: DeviceFields[] | null, vmdescProblem: string | undefined): string[] {
+  if (vmdescProblem !== undefined) return [`fields     device state cannot be split into fields: ${vmdescProblem}`];
   if (devices === null) return ['fields     no vmdesc in the stream: device state cannot be split into fields'];
   const exact = devices.filter((device) => device.exact).length;
   const lines = [`fields     ${exact} of ${devices.length} device sections split exactly into their vmdesc fields`];

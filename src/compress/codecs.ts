@@ -142,12 +142,31 @@ export async function decompressBytes(codec: CodecId, stored: Uint8Array, rawLen
       raw = await loadZstd().decompress(input);
       break;
     case CODEC_IDS.zlib:
-      raw = inflateRawSync(input, { maxOutputLength: Math.max(rawLength, 1) });
+      try {
+        raw = inflateRawSync(input, { maxOutputLength: Math.max(rawLength, 1) });
+      } catch (error) {
+        // node:zlib stops at maxOutputLength with a RangeError: here it is bytes that lie.
+        if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new Error(`inflates to more than the announced ${rawLength} bytes`);
+        throw error;
+      }
       break;
     default:
       throw new Error(`unknown codec ${String(codec)}`);
   }
   if (raw.length !== rawLength) throw new Error(`decompressed to ${raw.length} bytes`);
+  return raw;
+}
+
+/**
+ * Decompresses into exactly `rawLength` bytes with the native codec when there is one, so the
+ * stored bytes' own claims (a zstd frame without a content size, an lz4 length) cannot make it
+ * allocate more; `into` (rawLength bytes) takes the result then. Without the addon the npm
+ * codecs run (decompressBytes) and the length is checked after.
+ */
+export async function decompressFrame(codec: CodecId, stored: Uint8Array, rawLength: number, into?: Buffer): Promise<Buffer> {
+  if (!hasNativeCodec(codec)) return decompressBytes(codec, stored, rawLength);
+  const raw = into ?? Buffer.allocUnsafeSlow(rawLength);
+  decompressInto(codec, stored, raw);
   return raw;
 }
 

@@ -10,6 +10,7 @@
  */
 import { codecById, CODEC_IDS } from './codecs.js';
 import {
+  AFTER_PREAMBLE,
   ContainerMagicError,
   CorruptFrameError,
   FrameOrderError,
@@ -121,6 +122,7 @@ export class ContainerReader {
       );
     }
     const where = { frame: this.nextNumber, offset: this.offset };
+    if (this.nextNumber === 0 && this.buffered === 0) throw new TruncatedContainerError(AFTER_PREAMBLE, where, { expected: 'the HEADER frame' });
     throw new TruncatedContainerError(
       this.buffered > 0
         ? `the input ends inside a frame header (${this.buffered} of ${FRAME_HEADER_LENGTH} bytes)`

@@ -31,7 +31,7 @@ import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
 import type { DecompressStats } from './decompressor.js';
 import { checkEnd, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
+import { AFTER_PREAMBLE, CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
 import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
 import { unpack } from './frame-work.js';
 import { segmentRanges, type PieceWindow, type SegmentRanges } from './split.js';
@@ -169,12 +169,13 @@ class DirectRun implements PieceWindow {
       throw new TruncatedContainerError(got === 0 ? 'the input is empty' : `the input ends inside the preamble (${got} bytes)`, { frame: 0, offset: 0 });
     }
     this.checksum = dataChecksum(checkPreamble(preamble));
-    const first = this.next()!;
+    const first = this.next();
+    if (first === undefined) throw new TruncatedContainerError(AFTER_PREAMBLE, { frame: 0, offset: PREAMBLE_LENGTH });
     this.info = parseInfo(this.withStored(first), frameRef(first), this.checksum);
     this.stats.info = this.info;
-    const window = this.info.dedupWindowPages;
-    this.windowLent = new Array<Lent>(window);
-    this.windowOffsets = new Float64Array(window);
+    // Both grow with the pages stored (stored()): the HEADER's word is no reason to allocate.
+    this.windowLent = [];
+    this.windowOffsets = new Float64Array(Math.min(this.info.dedupWindowPages, 256));
     try {
       let meta: Located | undefined;
       for (;;) {
@@ -400,6 +401,11 @@ class DirectRun implements PieceWindow {
     const lent = this.payloadLent!;
     // The page stored W pages ago leaves the window.
     if (this.storedPages >= this.info.dedupWindowPages) this.windowLent[slot]!.windowPages--;
+    if (slot >= this.windowOffsets.length) {
+      const grown = new Float64Array(Math.min(this.info.dedupWindowPages, 2 * this.windowOffsets.length));
+      grown.set(this.windowOffsets);
+      this.windowOffsets = grown;
+    }
     this.windowLent[slot] = lent;
     this.windowOffsets[slot] = at;
     lent.windowPages++;

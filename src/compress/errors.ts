@@ -37,6 +37,9 @@ function details(where: FrameRef | { offset: number; context: string }, extra: C
   return { offset: where.offset, context, ...extra };
 }
 
+/** The problem of a container that stops right after its 12-byte preamble, for both readers. */
+export const AFTER_PREAMBLE = 'the input ends after the preamble, before the HEADER frame';
+
 export class ContainerError extends DecodeError {
   /** The frame number, or undefined for the file preamble. */
   readonly frame: number | undefined;

@@ -6,8 +6,11 @@ import type { DataChecksum } from './checksum.js';
 import { CODEC_IDS, codecById } from './codecs.js';
 import { frameRef } from './container-reader.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
-import { decodeEnd, type ContainerInfo, type FrameHeader } from './format.js';
+import { MAX_FRAME_BYTES, decodeEnd, type ContainerInfo, type FrameHeader } from './format.js';
 import type { FailureReply } from './protocol.js';
+
+/** Largest target page size a container may announce. */
+const MAX_PAGE_SIZE = 65536;
 
 type StoredHeader = FrameHeader & { readonly offset: number; readonly stored: Buffer };
 
@@ -16,15 +19,21 @@ export function parseInfo(frame: StoredHeader, ref: FrameRef, checksum: DataChec
   if (frame.codec !== CODEC_IDS.none) throw new CorruptFrameError('compressed HEADER frame', ref, { expected: 'codec none' });
   const actual = checksum.of(frame.stored);
   if (actual !== frame.rawChecksum) throw checksumError('HEADER frame fails its checksum', ref, checksum, frame.rawChecksum, actual);
-  let info: ContainerInfo;
+  let parsed: unknown;
   try {
-    info = JSON.parse(frame.stored.toString('utf8')) as ContainerInfo;
+    parsed = JSON.parse(frame.stored.toString('utf8'));
   } catch (error) {
     throw new CorruptFrameError('HEADER frame is not JSON', ref, { cause: error });
   }
-  const pageSizeOk = Number.isInteger(info.pageSize) && info.pageSize >= 512 && (info.pageSize & (info.pageSize - 1)) === 0;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new CorruptFrameError('HEADER frame is not a JSON object', ref, { actual: frame.stored.toString('utf8').slice(0, 200) });
+  }
+  const info = parsed as ContainerInfo;
+  // Bounds a reader can live with whatever the file says: page sizes of real targets (x86 4
+  // KiB, up to 64 KiB on ppc64/aarch64), frames within MAX_FRAME_BYTES, the compressor's window.
+  const pageSizeOk = Number.isInteger(info.pageSize) && info.pageSize >= 512 && info.pageSize <= MAX_PAGE_SIZE && (info.pageSize & (info.pageSize - 1)) === 0;
   const windowOk = Number.isInteger(info.dedupWindowPages) && info.dedupWindowPages >= 0 && info.dedupWindowPages <= 1 << 24;
-  const frameOk = Number.isInteger(info.frameBytes) && info.frameBytes > 0;
+  const frameOk = Number.isInteger(info.frameBytes) && info.frameBytes > 0 && info.frameBytes <= MAX_FRAME_BYTES;
   if (!pageSizeOk || !windowOk || !frameOk || (info.mode !== 'qemu' && info.mode !== 'raw')) {
     throw new CorruptFrameError('HEADER frame has an invalid mode, pageSize, frameBytes or dedupWindowPages', ref, {
       actual: frame.stored.toString('utf8').slice(0, 200),

@@ -4,7 +4,7 @@
  */
 import { copyBytes } from '../native/ring.js';
 import { dataChecksum } from './checksum.js';
-import { CODEC_IDS, compressBytes, compressInto, decompressBytes, decompressInto, hasNativeCodec, type CodecId } from './codecs.js';
+import { CODEC_IDS, compressBytes, compressInto, decompressFrame, hasNativeCodec, type CodecId } from './codecs.js';
 import { WRITTEN_CHECKSUM } from './format.js';
 import type { FailureReply, PackedFrame, StoredFrame } from './protocol.js';
 import { Scratch } from './split.js';
@@ -63,12 +63,7 @@ export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', int
   }
   let raw: Buffer;
   try {
-    if (hasNativeCodec(frame.codec)) {
-      raw = into ?? Buffer.allocUnsafeSlow(frame.rawLength);
-      decompressInto(frame.codec, frame.stored, raw);
-    } else {
-      raw = await decompressBytes(frame.codec, frame.stored, frame.rawLength);
-    }
+    raw = await decompressFrame(frame.codec, frame.stored, frame.rawLength, into);
   } catch (error) {
     return { ok: false, kind: 'codec', message: (error as Error).message, frame: which };
   }

@@ -1,7 +1,7 @@
 /**
  * The page window behind dedup references: the last `capacity` stored pages (PAGE cuts), kept
- * by compressor and decompressor alike, so a REF cut is resolved from memory whose size is
- * fixed up front (capacity × pageSize) whatever the stream size.
+ * by compressor and decompressor alike, so a REF cut is resolved from memory of at most
+ * capacity × pageSize whatever the stream size.
  *
  * Stored pages are numbered 0, 1, 2, … in stream order; REF distance d means "the page stored d
  * pages before the next one", 1 ≤ d ≤ capacity.
@@ -12,8 +12,16 @@ import { ArgumentError } from '../stream/errors.js';
 import { xxh32 } from './checksum.js';
 import { WRITTEN_CHECKSUM } from './format.js';
 
+/** Pages a window starts with; it doubles up to its capacity as pages arrive. */
+const INITIAL_WINDOW_PAGES = 256;
+
 export class PageWindow {
-  private readonly ring: Buffer;
+  /**
+   * Grows with the pages stored, up to capacity × pageSize: a container's HEADER may announce
+   * 2^24 pages, and a decompressor must not take gigabytes on the word of a file that then
+   * holds a few pages. Until the ring is full, page n lies in slot n, so growing keeps slots.
+   */
+  private ring: Buffer;
   private stored = 0;
 
   constructor(
@@ -21,7 +29,7 @@ export class PageWindow {
     readonly pageSize: number,
   ) {
     if (!(Number.isInteger(capacity) && capacity > 0)) throw new ArgumentError(`page window of ${String(capacity)} pages`);
-    this.ring = Buffer.alloc(capacity * pageSize);
+    this.ring = Buffer.alloc(Math.min(capacity, INITIAL_WINDOW_PAGES) * pageSize);
   }
 
   /** Pages stored so far (also the number the next stored page gets). */
@@ -30,7 +38,13 @@ export class PageWindow {
   }
 
   push(page: Uint8Array): void {
-    this.ring.set(page, (this.stored % this.capacity) * this.pageSize);
+    const at = (this.stored % this.capacity) * this.pageSize;
+    if (at >= this.ring.length) {
+      const grown = Buffer.alloc(Math.min(this.capacity * this.pageSize, 2 * this.ring.length));
+      this.ring.copy(grown);
+      this.ring = grown;
+    }
+    this.ring.set(page, at);
     this.stored++;
   }
 

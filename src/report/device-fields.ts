@@ -3,13 +3,14 @@
  * vmdesc arrives last, so the bodies are kept until then; they are small, ~200 KiB on a pc).
  */
 import type { DeviceStateRecord, SectionStartRecord, VmdescRecord } from '../stream/records.js';
+import { VmdescError } from '../stream/errors.js';
 import { decodeDeviceState, parseVmdesc, type DecodedField } from '../stream/vmstate.js';
 
 export interface DeviceFields {
   sectionId: number;
   idstr: string;
   instanceId: number;
-  /** null when the vmdesc has no entry for the section. */
+  /** null when the vmdesc has no entry for the section, or the device has no VMStateDescription. */
   vmsdName: string | null;
   exact: boolean;
   problem?: string;
@@ -20,6 +21,8 @@ export class DeviceFieldCollector {
   private readonly bodies: { sectionId: number; idstr: string; instanceId: number; data: Buffer }[] = [];
   private readonly instances = new Map<number, number>();
   private vmdesc: VmdescRecord | undefined;
+  /** Why the stream's vmdesc could not be used, once result() has read it. */
+  vmdescProblem: string | undefined;
 
   /** Feed every record of the stream. */
   add(record: { readonly type: string }): void {
@@ -34,13 +37,15 @@ export class DeviceFieldCollector {
     }
   }
 
-  /** Decoded devices, or null when the stream had no (parsable) vmdesc. */
+  /** Decoded devices, or null when the stream had no usable vmdesc (see vmdescProblem). */
   result(): DeviceFields[] | null {
     if (this.vmdesc === undefined) return null;
     let devices;
     try {
       devices = parseVmdesc(this.vmdesc.json).devices;
-    } catch {
+    } catch (error) {
+      if (!(error instanceof VmdescError)) throw error;
+      this.vmdescProblem = error.message;
       return null;
     }
     const byKey = new Map(devices.map((device) => [`${device.name}\0${device.instance_id}`, device]));
@@ -50,7 +55,7 @@ export class DeviceFieldCollector {
         return { sectionId, idstr, instanceId, vmsdName: null, exact: false, problem: 'not described in the vmdesc', fields: [] };
       }
       const decoded = decodeDeviceState(data, device);
-      return { sectionId, idstr, instanceId, vmsdName: device.vmsd_name, ...decoded };
+      return { sectionId, idstr, instanceId, vmsdName: device.vmsd_name === '' ? null : device.vmsd_name, ...decoded };
     });
   }
 }

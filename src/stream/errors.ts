@@ -8,6 +8,7 @@
  *   │   ├── UnknownFlagError       flag bits or type byte we do not know      (ERR_UNKNOWN_FLAG)
  *   │   ├── LimitExceededError     a length past any sane bound               (ERR_LIMIT)
  *   │   └── FramingError           footer/section id/CONTINUE inconsistencies (ERR_FRAMING)
+ *   ├── VmdescError                a vmdesc JSON not shaped as QEMU writes it (ERR_VMDESC)
  *   ├── EncodeError                a record that cannot be written            (ERR_ENCODE)
  *   └── ArgumentError              bad argument at an API boundary            (ERR_ARGUMENT)
  *
@@ -95,6 +96,16 @@ export class LimitExceededError extends DecodeError {
 export class FramingError extends DecodeError {
   constructor(problem: string, details: DecodeErrorDetails) {
     super('ERR_FRAMING', problem, details);
+  }
+}
+
+/** The vmdesc is the sender's JSON: a shape QEMU does not write is refused, naming where. */
+export class VmdescError extends MigstreamError {
+  /** JSON path of the offending value, e.g. "devices[3].fields[0].size". */
+  readonly path: string;
+  constructor(path: string, problem: string) {
+    super('ERR_VMDESC', `vmdesc ${path}: ${problem}`);
+    this.path = path;
   }
 }
 

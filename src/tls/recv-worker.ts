@@ -47,8 +47,8 @@ async function onDataFrame(seq: number, rawLength: number, codec: number, payloa
     raw = payload;
   } else {
     try {
-      const { decompressBytes } = await import('../compress/codecs.js');
-      raw = await decompressBytes(codec as CodecId, payload, rawLength);
+      const { decompressFrame, hasNativeCodec } = await import('../compress/codecs.js');
+      raw = await decompressFrame(codec as CodecId, payload, rawLength, hasNativeCodec(codec) ? pool.take(rawLength) : undefined);
     } catch (error) {
       throw new ProtocolError(`frame ${seq} does not decompress: ${(error as Error).message}`, index);
     }

@@ -146,6 +146,8 @@ export function decodeFrame(type: number, body: Buffer, channel?: number): Frame
       return { type, reason: body.toString('utf8') };
     case FrameType.DATA:
       if (body.length < 13) throw new ProtocolError(`DATA frame of ${body.length} bytes`, channel);
+      // The receiver allocates the raw length to decompress into: bound it as frames are.
+      if (body.readUInt32BE(8) > MAX_FRAME_BYTES) throw new ProtocolError(`DATA frame announces ${body.readUInt32BE(8)} raw bytes, more than ${MAX_FRAME_BYTES}`, channel);
       return { type, seq: u64(body, 0), rawLength: body.readUInt32BE(8), codec: body.readUInt8(12), payload: body.subarray(13) };
     case FrameType.END:
       need(body, 24, 'END', channel);
@@ -228,6 +230,8 @@ export class FrameParser {
 
   /** The next `n` buffered bytes: a slice of the first chunk if it holds them, else copied into `into`. */
   private take(n: number, into?: Buffer): Buffer {
+    // An empty DATA payload after a header that took the last buffered byte: nothing to take.
+    if (n === 0) return into ?? Buffer.alloc(0);
     const first = this.chunks[0]!;
     this.buffered -= n;
     if (first.length >= n && into === undefined) {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { decodeDeviceState, parseVmdesc } from '../../src/stream/vmstate.js';
+import { VmdescError } from '../../src/stream/errors.js';
+import { MAX_VMDESC_DEPTH, decodeDeviceState, parseVmdesc } from '../../src/stream/vmstate.js';
 import { Bytes } from '../helpers/stream-bytes.js';
 
 const vmdesc = parseVmdesc(JSON.stringify({
@@ -52,5 +53,35 @@ describe('decodeDeviceState', () => {
     expect(short.problem).toMatch(/runs past the body/);
     const long = decodeDeviceState(Buffer.concat([body(), Buffer.from([1])]), vmdesc.devices[0]!);
     expect(long).toMatchObject({ exact: false, problem: '1 bytes left after the described fields' });
+  });
+});
+
+// Found by the fuzzer (scripts/fuzz.ts, target "vmdesc"): the vmdesc is the sender's JSON.
+describe('a vmdesc not shaped as QEMU writes it', () => {
+  const device = (extra: Record<string, unknown>) => ({ name: 'd', instance_id: 0, vmsd_name: 'd', version: 1, ...extra });
+  const parse = (value: unknown) => () => parseVmdesc(JSON.stringify(value));
+
+  test('null entries, nameless subsections and wrong types are VmdescErrors naming the JSON path', () => {
+    expect(parse({ devices: [null] })).toThrow(VmdescError);
+    expect(parse({ devices: [null] })).toThrow('vmdesc devices[0]: not an object: null');
+    expect(parse({ devices: [device({ subsections: [{ version: 1 }] })] })).toThrow('vmdesc devices[0].subsections[0].vmsd_name: not a string: undefined');
+    expect(parse({ devices: [device({ fields: [{ name: 'f', type: 'uint8', size: -1 }] })] })).toThrow('devices[0].fields[0].size: not a non-negative integer: -1');
+    expect(parse({ devices: {} })).toThrow('vmdesc devices: not an array');
+    expect(() => parseVmdesc('{"devices": [')).toThrow(VmdescError);
+  });
+
+  test('nesting past MAX_VMDESC_DEPTH is refused, not a stack overflow', () => {
+    // Written as text: JSON.stringify itself overflows the stack on 100,000 levels.
+    const depth = 100_000;
+    const nested = '{"vmsd_name":"s","version":1,"subsections":['.repeat(depth) + '{"vmsd_name":"leaf","version":1}' + ']}'.repeat(depth);
+    const text = `{"devices":[{"name":"d","instance_id":0,"vmsd_name":"d","version":1,"subsections":[${nested}]}]}`;
+    expect(() => parseVmdesc(text)).toThrow(`nested deeper than ${MAX_VMDESC_DEPTH}`);
+  });
+
+  test('an array of 2^53 elements of 0 bytes is one field; of 1 byte, a problem at once', () => {
+    const huge = parseVmdesc(JSON.stringify({ devices: [device({ fields: [{ name: 'z', type: 'unused', size: 0, array_len: Number.MAX_SAFE_INTEGER }] })] }));
+    expect(decodeDeviceState(Buffer.alloc(0), huge.devices[0]!)).toMatchObject({ exact: true, fields: [{ path: `z[0..${Number.MAX_SAFE_INTEGER - 1}]`, size: 0 }] });
+    const big = parseVmdesc(JSON.stringify({ devices: [device({ fields: [{ name: 'b', type: 'uint8', size: 1, array_len: 1e15 }] })] }));
+    expect(decodeDeviceState(Buffer.alloc(16), big.devices[0]!).problem).toMatch(/field b of 1000000000000000 × 1 bytes runs past the body \(16 bytes\)/);
   });
 });

@@ -1,0 +1,27 @@
+/**
+ * Re-seals a mutated container: recomputes each frame header's checksum and the stored
+ * checksum of its bytes (and the raw one where codec none makes them the same), as a forger
+ * would. Without it nearly every mutation stops at the first checksum; with it the mutations
+ * reach the HEADER JSON, META cuts, the codecs, the page window and the END checks.
+ */
+import { dataChecksum } from '../src/compress/checksum.js';
+import { CODEC_IDS } from '../src/compress/codecs.js';
+import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, decodeFrameHeader, encodeFrameHeader } from '../src/compress/format.js';
+
+export function reseal(container: Buffer): Buffer {
+  if (container.length < PREAMBLE_LENGTH) return container;
+  const version = container.readUInt16BE(8);
+  if (version !== 1 && version !== 2) return container;
+  const checksum = dataChecksum(version);
+  const out = Buffer.from(container);
+  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= out.length; ) {
+    const { header } = decodeFrameHeader(out.subarray(at, at + FRAME_HEADER_LENGTH));
+    const start = at + FRAME_HEADER_LENGTH;
+    if (start + header.storedLength > out.length) break;
+    const storedChecksum = checksum.of(out.subarray(start, start + header.storedLength));
+    const rawChecksum = header.codec === CODEC_IDS.none ? storedChecksum : header.rawChecksum;
+    encodeFrameHeader({ ...header, storedChecksum, rawChecksum }).copy(out, at);
+    at = start + header.storedLength;
+  }
+  return out;
+}

@@ -1,0 +1,327 @@
+/**
+ * What the fuzzer feeds, and what each layer may answer. Every input must end in success or
+ * in its layer's typed error; anything else (a TypeError, a RangeError, a hang, a success with
+ * different bytes) is a failure the runner reports with the input to replay it.
+ */
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { createDecoder, encodeBuffer, type MigrationRecord } from '../src/codec.js';
+import { CODEC_IDS, compressBytes, decompressFrame, type CodecId } from '../src/compress/codecs.js';
+import { Compressor, type CompressOptions } from '../src/compress/compressor.js';
+import { ContainerReader } from '../src/compress/container-reader.js';
+import { Decompressor } from '../src/compress/decompressor.js';
+import { DirectDecompressor } from '../src/compress/direct.js';
+import { ContainerError } from '../src/compress/errors.js';
+import { WorkerPool } from '../src/compress/pool.js';
+import { DeviceFieldCollector } from '../src/report/device-fields.js';
+import { DecodeError } from '../src/stream/errors.js';
+import { ProtocolError } from '../src/tls/errors.js';
+import { admit, type SessionInfo } from '../src/tls/session.js';
+import {
+  FrameParser,
+  FrameReader,
+  FrameType,
+  encodeAbort,
+  encodeDataHeader,
+  encodeEnd,
+  encodeOpen,
+  encodePing,
+  type Frame,
+} from '../src/tls/wire.js';
+import { streamSeeds, type StreamSeed } from './corpus.js';
+import { inChunks, type SeedInput } from './mutate.js';
+import type { Random } from './random.js';
+import { reseal } from './reseal.js';
+
+/** Half the mutated containers are re-sealed (reseal.ts), half keep their broken checksums. */
+const resealHalf = (input: Buffer, random: Random): Buffer => (random.chance(0.5) ? reseal(input) : input);
+
+export type Outcome = 'accepted' | 'refused';
+
+export interface TargetSeed extends SeedInput {
+  /** For containers: the stream a successful decompression must give back. */
+  readonly expected?: Buffer;
+}
+
+export interface Target {
+  readonly name: string;
+  /** What the layer is, for the report. */
+  readonly layer: string;
+  /** The layer's typed errors: a refusal must be one of these. */
+  readonly refusal: string;
+  isRefusal(error: unknown): boolean;
+  seeds(): Promise<TargetSeed[]>;
+  run(input: Buffer, chunks: readonly number[], seed: TargetSeed): Promise<Outcome>;
+  /** Applied to a mutated input, e.g. to re-seal a container's checksums. */
+  fixup?(input: Buffer, random: Random): Buffer;
+  close?(): Promise<void>;
+}
+
+/** Thrown when an accepted input gives bytes other than it should: never a refusal. */
+export class WrongOutputError extends Error {}
+
+let streamSeedsOnce: Promise<StreamSeed[]> | undefined;
+const loadStreamSeeds = (): Promise<StreamSeed[]> => (streamSeedsOnce ??= streamSeeds());
+
+/** The stream decoder; an accepted stream must re-encode to its exact bytes. */
+export const streamTarget: Target = {
+  name: 'stream',
+  layer: 'stream decoder (src/stream, ram and block codecs)',
+  refusal: 'DecodeError',
+  isRefusal: (error) => error instanceof DecodeError,
+  seeds: loadStreamSeeds,
+  async run(input, chunks) {
+    const decoder = createDecoder();
+    const records: MigrationRecord[] = [];
+    for (const chunk of inChunks(input, chunks)) records.push(...decoder.push(chunk));
+    records.push(...decoder.end());
+    const again = encodeBuffer(records);
+    if (!again.equals(input)) throw new WrongOutputError(`accepted stream of ${input.length} bytes re-encodes to ${again.length} different bytes`);
+    return 'accepted';
+  },
+};
+
+/** A seed's device-state records (and section starts), for the vmdesc target. */
+function deviceRecords(seed: StreamSeed): MigrationRecord[] {
+  return seed.records.filter((r) => r.type === 'section-start' || r.type === 'device-state');
+}
+
+/** The vmdesc JSON against the seed's real device-state bodies (inspect --fields). */
+export const vmdescTarget: Target = {
+  name: 'vmdesc',
+  layer: 'vmdesc parser and device-state field walk (src/stream/vmstate.ts)',
+  refusal: 'a vmdesc problem (VmdescError) or a body that does not fit',
+  isRefusal: () => false,
+  async seeds() {
+    return (await loadStreamSeeds()).map((seed) => {
+      const vmdesc = seed.records.find((r) => r.type === 'vmdesc');
+      const json = vmdesc?.type === 'vmdesc' ? vmdesc.json : Buffer.from('{}');
+      // Boundaries at every JSON token start, so values get replaced whole.
+      const boundaries: number[] = [];
+      for (let i = 0; i < json.length; i++) if (json[i] === 0x3a /* : */ || json[i] === 0x2c /* , */) boundaries.push(i + 1);
+      return { name: seed.name, bytes: json, boundaries, records: deviceRecords(seed) } as TargetSeed & { records: MigrationRecord[] };
+    });
+  },
+  async run(input, _chunks, seed) {
+    const collector = new DeviceFieldCollector();
+    for (const record of (seed as TargetSeed & { records: MigrationRecord[] }).records) collector.add(record);
+    collector.add({ type: 'vmdesc', json: input } as MigrationRecord);
+    const devices = collector.result();
+    if (devices === null) return 'refused';
+    return devices.every((d) => d.exact) ? 'accepted' : 'refused';
+  },
+};
+
+/** The smallest frames (64 KiB), so a seed has several; dedup on except for zlib. */
+const CONTAINER_VARIANTS: readonly CompressOptions[] = [
+  { codec: 'lz4', frameBytes: 64 * 1024 },
+  { codec: 'zstd', frameBytes: 64 * 1024 },
+  { codec: 'zlib', frameBytes: 64 * 1024, dedupWindowPages: 0 },
+  { codec: 'none', frameBytes: 64 * 1024 },
+];
+
+let containerSeedsOnce: Promise<TargetSeed[]> | undefined;
+
+/** Containers of the stream seeds, each codec once, with frame starts as boundaries. */
+function containerSeeds(): Promise<TargetSeed[]> {
+  containerSeedsOnce ??= (async () => {
+    const out: TargetSeed[] = [];
+    const streams = await loadStreamSeeds();
+    for (const [i, stream] of streams.entries()) {
+      const variant = CONTAINER_VARIANTS[i % CONTAINER_VARIANTS.length]!;
+      const compressor = new Compressor({ threads: 1, ...variant });
+      const parts: Buffer[] = [];
+      for await (const part of compressor.compress([stream.bytes])) parts.push(part);
+      const container = Buffer.concat(parts);
+      out.push({ name: `${stream.name}.${variant.codec}`, bytes: container, boundaries: frameStarts(container), expected: stream.bytes });
+    }
+    return out;
+  })();
+  return containerSeedsOnce;
+}
+
+function frameStarts(container: Buffer): number[] {
+  const reader = new ContainerReader();
+  return [0, ...reader.push(container).map((frame) => frame.offset)];
+}
+
+export const containerTarget: Target = {
+  name: 'container',
+  layer: 'container reader (src/compress/container-reader.ts)',
+  refusal: 'ContainerError',
+  isRefusal: (error) => error instanceof ContainerError,
+  seeds: containerSeeds,
+  fixup: resealHalf,
+  async run(input, chunks) {
+    const reader = new ContainerReader();
+    for (const chunk of inChunks(input, chunks)) reader.push(chunk);
+    reader.end();
+    return 'accepted';
+  },
+};
+
+let sharedPool: WorkerPool | undefined;
+
+/** The piped decompressor (stdin, pipes) on a shared pool of two workers. */
+export const decompressTarget: Target = {
+  name: 'decompress',
+  layer: 'piped decompressor (src/compress/decompressor.ts)',
+  refusal: 'ContainerError',
+  isRefusal: (error) => error instanceof ContainerError,
+  seeds: containerSeeds,
+  fixup: resealHalf,
+  async run(input, chunks, seed) {
+    sharedPool ??= new WorkerPool(2);
+    const out: Buffer[] = [];
+    for await (const piece of new Decompressor({ pool: sharedPool }).decompress(inChunks(input, chunks))) out.push(piece);
+    const output = Buffer.concat(out);
+    if (!output.equals(seed.expected!)) throw new WrongOutputError(`accepted container decompresses to ${output.length} bytes other than the stream's ${seed.expected!.length}`);
+    return 'accepted';
+  },
+  async close() {
+    await sharedPool?.close();
+    sharedPool = undefined;
+  },
+};
+
+/** Direct mode (a container file into a descriptor), through files in a scratch directory. */
+export function directTarget(scratch: string): Target {
+  const inPath = join(scratch, 'fuzz-in.msz');
+  const outPath = join(scratch, 'fuzz-out.mig');
+  return {
+    name: 'direct',
+    layer: 'direct decompressor (src/compress/direct.ts)',
+    refusal: 'ContainerError',
+    isRefusal: (error) => error instanceof ContainerError,
+    seeds: containerSeeds,
+    fixup: resealHalf,
+    async run(input, _chunks, seed) {
+      const inFd = openSync(inPath, 'w+');
+      const outFd = openSync(outPath, 'w+');
+      try {
+        ftruncateSync(inFd, 0);
+        writeSync(inFd, input, 0, input.length, 0);
+        await new DirectDecompressor().runFd(inFd, outFd);
+      } finally {
+        closeSync(inFd);
+        closeSync(outFd);
+      }
+      const output = readFileSync(outPath);
+      if (!output.equals(seed.expected!)) throw new WrongOutputError(`accepted container decompresses to ${output.length} bytes other than the stream's ${seed.expected!.length}`);
+      return 'accepted';
+    },
+  };
+}
+
+const SESSION_ID = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+
+/** One channel's bytes as the sender writes them: OPEN, DATA frames of a stream seed, END. */
+async function sessionBytes(stream: Buffer, codec: CodecId): Promise<{ bytes: Buffer; boundaries: number[] }> {
+  const frames: Buffer[] = [encodeOpen({ sessionId: SESSION_ID, channels: 2, index: 0, codec }), encodePing()];
+  const frameRaw = 64 * 1024;
+  for (let at = 0, seq = 0; at < stream.length; at += frameRaw, seq++) {
+    const raw = stream.subarray(at, at + frameRaw);
+    const payload = codec === CODEC_IDS.none ? raw : await compressBytes(codec, 1, raw);
+    frames.push(Buffer.concat([encodeDataHeader(seq, raw.length, codec, payload.length), payload]));
+  }
+  frames.push(encodeDataHeader(1 << 20, 0, CODEC_IDS.none, 0), encodeEnd({ frames: 7, bytes: stream.length, digest: 0x1234n }), encodeAbort('fuzz'));
+  const boundaries: number[] = [];
+  let offset = 0;
+  for (const frame of frames) {
+    boundaries.push(offset);
+    offset += frame.length;
+  }
+  return { bytes: Buffer.concat(frames), boundaries };
+}
+
+/**
+ * The transport's wire: the push parser (FrameParser) and the socket parser (FrameReader) over
+ * the same chunks must give the same frames or the same refusal; OPEN frames go through the
+ * receiver's admission rules, DATA payloads through its bounded decompression.
+ */
+export const wireTarget: Target = {
+  name: 'wire',
+  layer: 'transport wire, admission and DATA decompression (src/tls/wire.ts, session.ts)',
+  refusal: 'ProtocolError',
+  isRefusal: (error) => error instanceof ProtocolError,
+  async seeds() {
+    const streams = await loadStreamSeeds();
+    const codecs: CodecId[] = [CODEC_IDS.lz4, CODEC_IDS.zstd, CODEC_IDS.zlib, CODEC_IDS.none];
+    const out: TargetSeed[] = [];
+    for (const [i, stream] of streams.entries()) {
+      // The first 256 KiB: the header, configuration and device state of a real stream.
+      const { bytes, boundaries } = await sessionBytes(stream.bytes.subarray(0, 256 * 1024), codecs[i % codecs.length]!);
+      out.push({ name: `${stream.name}.wire`, bytes, boundaries });
+    }
+    return out;
+  },
+  async run(input, chunks) {
+    const pushed = parseWithParser(input, chunks);
+    const read = parseWithReader(input, chunks);
+    if (pushed.error !== read.error) throw new WrongOutputError(`FrameParser and FrameReader disagree: ${pushed.error ?? 'ok'} / ${read.error ?? 'ok'}`);
+    // Before a refusal the push parser drops the frames of the chunk it failed in; the channel
+    // fails either way. Without one, both must give every frame.
+    const agree = pushed.error === undefined ? pushed.frames.length === read.frames.length : pushed.frames.length <= read.frames.length;
+    if (!agree) throw new WrongOutputError(`FrameParser gave ${pushed.frames.length} frames, FrameReader ${read.frames.length}`);
+    let session: SessionInfo | undefined;
+    for (const frame of pushed.frames) {
+      if (frame.type === FrameType.OPEN) {
+        const verdict = admit(session, frame);
+        if ('session' in verdict) session = verdict.session;
+      } else if (frame.type === FrameType.DATA && frame.codec !== CODEC_IDS.none) {
+        try {
+          await decompressFrame(frame.codec as CodecId, frame.payload, frame.rawLength);
+        } catch (error) {
+          // recv-worker turns any codec failure into a ProtocolError naming the frame.
+          if (error instanceof TypeError || error instanceof RangeError) throw error;
+          throw new ProtocolError(`frame ${frame.seq} does not decompress: ${(error as Error).message}`);
+        }
+      }
+    }
+    if (pushed.error !== undefined) throw pushed.thrown;
+    return 'accepted';
+  },
+};
+
+interface Parsed {
+  frames: Frame[];
+  error?: string;
+  thrown?: unknown;
+}
+
+function parseWithParser(input: Buffer, chunks: readonly number[]): Parsed {
+  const parser = new FrameParser();
+  const frames: Frame[] = [];
+  try {
+    for (const chunk of inChunks(input, chunks)) frames.push(...parser.push(chunk));
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    return { frames, error: error.message, thrown: error };
+  }
+  return { frames };
+}
+
+/** As a socket reads: into target(), as many bytes as the chunk and the target allow. */
+function parseWithReader(input: Buffer, chunks: readonly number[]): Parsed {
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  try {
+    for (const chunk of inChunks(input, chunks)) {
+      for (let at = 0; at < chunk.length; ) {
+        const target = reader.target();
+        const n = Math.min(target.length, chunk.length - at);
+        chunk.copy(target, 0, at, at + n);
+        at += n;
+        frames.push(...reader.filled(n));
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    return { frames, error: error.message, thrown: error };
+  }
+  return { frames };
+}
+
+export function allTargets(scratch: string): Target[] {
+  return [streamTarget, vmdescTarget, containerTarget, decompressTarget, directTarget(scratch), wireTarget];
+}
