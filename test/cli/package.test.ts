@@ -1,0 +1,94 @@
+/**
+ * The package as a user gets it: `npm pack`, then installed from the tarball into an empty
+ * project with only the npm cache (the addon builds in the install step), and globally under a
+ * prefix. The installed command runs, and the README's library examples typecheck against the
+ * installed types and run.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { REPO_ROOT } from '../fixtures/meta.js';
+import { sampleStream } from '../helpers/sample-stream.js';
+
+const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const dir = mkdtempSync(join(tmpdir(), 'migstream-package-'));
+const project = join(dir, 'project');
+const globalPrefix = join(dir, 'global');
+let tarball = '';
+
+/** npm with the cache only: CI's set-up filled it; nothing may come from the network here. */
+function npm(args: string[], cwd: string): string {
+  return execFileSync('npm', [...args, '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8', timeout: 240_000 });
+}
+
+/** The ```ts blocks of the README's "Library" and "Native addon" sections. */
+function readmeExamples(): string[] {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const blocks: string[] = [];
+  for (const section of ['## Library', '## Native addon']) {
+    const start = readme.indexOf(section);
+    const block = /```ts\n([\s\S]*?)```/.exec(readme.slice(start));
+    if (start < 0 || block === null) throw new Error(`README has no ts example under "${section}"`);
+    blocks.push(block[1]!);
+  }
+  return blocks;
+}
+
+beforeAll(() => {
+  // --ignore-scripts: dist/ is built by pretest; a rebuild here would race the other CLI tests.
+  const packed = npm(['pack', REPO_ROOT, '--ignore-scripts', '--pack-destination', dir, '--json'], dir);
+  tarball = join(dir, (JSON.parse(packed) as { filename: string }[])[0]!.filename);
+  mkdirSync(project);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-migstream', version: '1.0.0', private: true, type: 'module' }));
+  npm(['install', tarball], project);
+}, 300_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the packed package', () => {
+  test('holds what an install needs and nothing of the work tree', () => {
+    const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
+    for (const file of ['package/bin/migstream', 'package/dist/index.js', 'package/dist/index.d.ts', 'package/binding.gyp', 'package/scripts/build-native.sh', 'package/LICENSE', 'package/README.md']) {
+      expect(listing).toContain(file);
+    }
+    expect(listing.filter((f) => /^package\/(test|fuzz|bench|\.cache|node_modules|build)\//.test(f))).toEqual([]);
+  });
+
+  test('installed from the tarball with the npm cache only: the addon is built and the command runs', () => {
+    const installed = join(project, 'node_modules', 'migstream');
+    expect(readdirSync(join(installed, 'build', 'Release'))).toContain('migstream_native.node');
+    const bin = join(project, 'node_modules', '.bin', 'migstream');
+    expect(execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim()).toBe(`migstream ${version}`);
+    const stream = join(dir, 'sample.mig');
+    writeFileSync(stream, sampleStream().bytes);
+    const result = spawnSync(bin, ['inspect', stream, '--json'], { encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ error: null, totalBytes: sampleStream().bytes.length });
+  });
+
+  test("the README's library examples typecheck against the installed types, and the first one runs", () => {
+    const [library, addon] = readmeExamples();
+    // The addon example uses names the README leaves to the reader.
+    const declared = 'declare const guestBytes: number;\ndeclare const page: number;\ndeclare const batch: Uint8Array;\n';
+    writeFileSync(join(project, 'library.ts'), library!);
+    writeFileSync(join(project, 'addon.ts'), declared + addon!);
+    const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const check = spawnSync(process.execPath, [
+      tsc, '--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext',
+      '--typeRoots', join(REPO_ROOT, 'node_modules', '@types'), '--types', 'node', 'library.ts', 'addon.ts',
+    ], { cwd: project, encoding: 'utf8' });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    // Run the first example as plain JavaScript (it has no type annotations) on a sample stream.
+    writeFileSync(join(project, 'library.mjs'), library!);
+    writeFileSync(join(project, 'vm.mig'), sampleStream().bytes);
+    const ran = spawnSync(process.execPath, ['library.mjs'], { cwd: project, encoding: 'buffer' });
+    expect(ran.status, ran.stderr.toString()).toBe(0);
+    expect(ran.stdout.equals(sampleStream().bytes)).toBe(true);
+  });
+
+  test('npm install -g --prefix puts a working migstream in PREFIX/bin', () => {
+    npm(['install', '-g', '--prefix', globalPrefix, tarball], dir);
+    expect(execFileSync(join(globalPrefix, 'bin', 'migstream'), ['--version'], { encoding: 'utf8' }).trim()).toBe(`migstream ${version}`);
+  }, 300_000);
+});
