@@ -119,3 +119,28 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
     expect(actuator.steps).toEqual([{ percent: 90, atMs: 1000 }, { percent: 99, atMs: 2000 }]);
   });
 });
+
+// docs/convergence.md's table of levers per QEMU release, asked of both releases CI runs.
+describe.each(['7.2', '10.0'] as const)('levers QEMU %s offers (docs/convergence.md)', (release) => {
+  test('as the table says', async () => {
+    const accel = await chooseAccel();
+    const machine = release === '7.2' ? 'pc-i440fx-7.2' : 'pc-i440fx-10.0';
+    const vm = await launchQemu({ args: ['-machine', machine, '-m', '64M', '-S'], accel, qemu: release, name: `levers-${release}`, cwd: REPO_ROOT });
+    try {
+      const levers = await readLevers(vm);
+      expect(`${levers.version.major}.${levers.version.minor}`).toBe(release);
+      const kvm = accel === 'kvm';
+      expect(levers).toMatchObject({
+        kvm,
+        cpuThrottle: true,
+        throttleTriggerThreshold: true,
+        dirtyLimit: release === '10.0' && kvm,
+        availSwitchoverBandwidth: release === '10.0',
+        dirtyRateMilliseconds: release === '10.0',
+      });
+    } finally {
+      await vm.quit();
+    }
+  }, 60_000);
+});
+
