@@ -8,6 +8,23 @@ import { dataChecksum } from '../src/compress/checksum.js';
 import { CODEC_IDS } from '../src/compress/codecs.js';
 import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, decodeFrameHeader, encodeFrameHeader } from '../src/compress/format.js';
 
+/** Offsets of the frame headers, as far as the lengths hold. */
+export function frameHeaderOffsets(container: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= container.length; ) {
+    offsets.push(at);
+    at += FRAME_HEADER_LENGTH + container.readUInt32BE(at + 12);
+  }
+  return offsets;
+}
+
+/** The frame at header offset `at` given another kind (1 HEADER … 5 END). */
+export function relabel(container: Buffer, at: number, kind: number): Buffer {
+  const out = Buffer.from(container);
+  out[at] = kind;
+  return out;
+}
+
 export function reseal(container: Buffer): Buffer {
   if (container.length < PREAMBLE_LENGTH) return container;
   const version = container.readUInt16BE(8);

@@ -54,6 +54,8 @@ export class ContainerReader {
   private header: FrameHeader | undefined;
   private headerOffset = 0;
   private containerVersion: ContainerVersion | undefined;
+  /** An error found after frames that push() returned: thrown by the next push() or end(). */
+  private deferred: unknown;
 
   /** The preamble's version, once read: it says which checksum the frames carry. */
   get version(): ContainerVersion | undefined {
@@ -65,8 +67,25 @@ export class ContainerReader {
     return this.nextNumber;
   }
 
+  /**
+   * Frames before a bad one are returned first and the error is thrown by the next call: a
+   * decompressor then checks those frames, so the first problem in file order is the one
+   * reported, as direct mode (which reads frame by frame) reports it.
+   */
   push(chunk: Buffer): Frame[] {
-    if (chunk.length === 0) return [];
+    if (this.deferred !== undefined) throw this.deferred;
+    const frames: Frame[] = [];
+    try {
+      this.parse(chunk, frames);
+    } catch (error) {
+      if (frames.length === 0) throw error;
+      this.deferred = error;
+    }
+    return frames;
+  }
+
+  private parse(chunk: Buffer, frames: Frame[]): void {
+    if (chunk.length === 0) return;
     if (this.ended) {
       throw new FrameOrderError('data after the END frame', { frame: this.nextNumber, offset: this.offset }, {
         expected: 'the end of the file',
@@ -75,19 +94,18 @@ export class ContainerReader {
     }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Frame[] = [];
     if (!this.started) {
-      if (this.buffered < PREAMBLE_LENGTH) return frames;
+      if (this.buffered < PREAMBLE_LENGTH) return;
       this.readPreamble(this.take(PREAMBLE_LENGTH));
     }
     for (;;) {
       if (this.header === undefined) {
-        if (this.buffered < FRAME_HEADER_LENGTH) return frames;
+        if (this.buffered < FRAME_HEADER_LENGTH) return;
         this.headerOffset = this.offset;
         this.header = this.readHeader(this.take(FRAME_HEADER_LENGTH));
       }
       const header = this.header;
-      if (this.buffered < header.storedLength) return frames;
+      if (this.buffered < header.storedLength) return;
       const stored = this.take(header.storedLength);
       this.header = undefined;
       frames.push({ ...header, offset: this.headerOffset, stored });
@@ -99,13 +117,14 @@ export class ContainerReader {
             actual: `${this.buffered} more bytes`,
           });
         }
-        return frames;
+        return;
       }
     }
   }
 
   /** Throws TruncatedContainerError unless the END frame was read. */
   end(): void {
+    if (this.deferred !== undefined) throw this.deferred;
     if (this.ended) return;
     if (!this.started) {
       throw new TruncatedContainerError(

@@ -13,9 +13,9 @@
 import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, type CodecId } from './codecs.js';
 import { ContainerReader, frameRef, type Frame } from './container-reader.js';
-import { CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
+import { ContainerError, CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
 import { FrameKind, type ContainerInfo } from './format.js';
-import { checkEnd, checksumError, failure, parseInfo, refPageProblem } from './frame-checks.js';
+import { checkEnd, checkKindForMode, checksumError, failure, parseInfo, refPageProblem } from './frame-checks.js';
 import { OrderedQueue } from './ordered.js';
 import { WorkerPool, defaultThreads } from './pool.js';
 import type { FailureReply, Returning, StoredFrame, UnpackReply } from './protocol.js';
@@ -96,16 +96,37 @@ class Run {
   }
 
   async *decompress(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
-    for await (const chunk of input) {
-      const bytes = asBuffer(chunk);
-      this.stats.bytesIn += bytes.length;
-      for (const frame of this.reader.push(bytes)) {
-        await this.handle(frame);
-        yield* this.flush();
+    try {
+      for await (const chunk of input) {
+        const bytes = asBuffer(chunk);
+        this.stats.bytesIn += bytes.length;
+        for (const frame of this.reader.push(bytes)) {
+          await this.handle(frame);
+          yield* this.flush();
+        }
       }
+      this.reader.end();
+    } catch (error) {
+      throw await this.earlierFailure(error);
     }
-    this.reader.end();
+    if (this.held !== undefined) this.ready.push(this.held);
+    this.held = undefined;
     yield* this.flush();
+  }
+
+  /**
+   * Frame headers are read ahead of the workers: a problem found in a header may lie after a
+   * frame still being checked. The first problem in file order is the one to report.
+   */
+  private async earlierFailure(error: unknown): Promise<unknown> {
+    // A failure of the queue came in file order already.
+    if (!(error instanceof ContainerError) || this.queue.failed) return error;
+    try {
+      await this.queue.drain();
+    } catch (earlier) {
+      return earlier;
+    }
+    return error;
   }
 
   private flush(): Buffer[] {
@@ -120,6 +141,8 @@ class Run {
   private async handle(frame: Frame): Promise<void> {
     const ref = frameRef(frame);
     this.stats.frames++;
+    // The reader has checked that frame 0, and only frame 0, is the HEADER.
+    if (frame.kind !== FrameKind.HEADER) checkKindForMode(frame.kind, this.info!, ref);
     if (frame.kind === FrameKind.PAYLOAD) {
       const meta = this.meta;
       if (meta === undefined) throw new FrameOrderError('PAYLOAD frame without a META frame before it', ref);
@@ -148,8 +171,7 @@ class Run {
       case FrameKind.END:
         await this.queue.drain();
         this.checkEnd(frame, ref);
-        if (this.held !== undefined) this.ready.push(this.held);
-        this.held = undefined;
+        // The last segment goes out once the input has ended too: bytes after END refuse the file.
         return;
     }
   }

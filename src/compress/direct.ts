@@ -30,8 +30,8 @@ import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
 import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
 import type { DecompressStats } from './decompressor.js';
-import { checkEnd, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { AFTER_PREAMBLE, CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
+import { checkEnd, checkKindForMode, failure, parseInfo, refPageProblem } from './frame-checks.js';
+import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
 import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
 import { unpack } from './frame-work.js';
 import { segmentRanges, type PieceWindow, type SegmentRanges } from './split.js';
@@ -148,6 +148,10 @@ class DirectRun implements PieceWindow {
   private readonly decoding: Decoding[] = [];
   /** The END frame's header was read: the segment finished last holds EOF. */
   private atEnd = false;
+  /** A problem was found: segments still finished are checked, not written. */
+  private failing = false;
+  /** A segment failed its checks (the first problem in file order). */
+  private segmentFailed = false;
   /** The last segment, waiting for the END frame's checks, and the write under way. */
   private held: Ready | undefined;
   private writing: Promise<void> = Promise.resolve();
@@ -184,6 +188,7 @@ class DirectRun implements PieceWindow {
           throw new TruncatedContainerError(`the input ends after frame ${this.number - 1} without an END frame`, { frame: this.number, offset: this.offset });
         }
         const ref = frameRef(frame);
+        checkKindForMode(frame.kind, this.info, ref);
         if (frame.kind === FrameKind.PAYLOAD) {
           if (meta === undefined) throw new FrameOrderError('PAYLOAD frame without a META frame before it', ref);
           await this.decode([meta, frame], false);
@@ -208,6 +213,8 @@ class DirectRun implements PieceWindow {
           return;
         }
       }
+    } catch (error) {
+      throw await this.earlierFailure(error);
     } finally {
       // On failure, a write under way finishes (it holds checked bytes only); nothing more starts.
       await this.writing.catch(() => {});
@@ -226,7 +233,33 @@ class DirectRun implements PieceWindow {
     while (this.decoding.length > DECODE_DEPTH) await this.finishOldest();
   }
 
+  /**
+   * The next header is read while the segment before it is still being checked: a problem
+   * found in a header may lie after a frame that is damaged too. The first problem in file
+   * order is the one to report; the segments finished to learn it are not written.
+   */
+  private async earlierFailure(error: unknown): Promise<unknown> {
+    // A segment's own failure came in file order already.
+    if (!(error instanceof ContainerError) || this.segmentFailed) return error;
+    this.failing = true;
+    try {
+      while (this.decoding.length > 0) await this.finishOldest();
+    } catch (earlier) {
+      return earlier;
+    }
+    return error;
+  }
+
   private async finishOldest(): Promise<void> {
+    try {
+      await this.finishOldestSegment();
+    } catch (error) {
+      this.segmentFailed = true;
+      throw error;
+    }
+  }
+
+  private async finishOldestSegment(): Promise<void> {
     const { frames, data, decoded } = this.decoding.shift()!;
     const lent = await decoded;
     const ready = data ? this.dataReady(frames[0]!, lent[0]!) : this.segment(frames[0]!, frames[1], lent[0]!, lent[1]);
@@ -443,7 +476,7 @@ class DirectRun implements PieceWindow {
   private async accept(ready: Ready, frames: Located[], last: boolean): Promise<void> {
     this.streamBytes += ready.length;
     for (const frame of frames) this.chain.add(frame.rawChecksum);
-    if (last) {
+    if (last || this.failing) {
       this.held = ready;
       return;
     }

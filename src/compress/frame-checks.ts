@@ -6,7 +6,7 @@ import type { DataChecksum } from './checksum.js';
 import { CODEC_IDS, codecById } from './codecs.js';
 import { frameRef } from './container-reader.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
-import { MAX_FRAME_BYTES, decodeEnd, type ContainerInfo, type FrameHeader } from './format.js';
+import { FrameKind, MAX_FRAME_BYTES, decodeEnd, frameKindName, type ContainerInfo, type FrameHeader } from './format.js';
 import type { FailureReply } from './protocol.js';
 
 /** Largest target page size a container may announce. */
@@ -40,6 +40,20 @@ export function parseInfo(frame: StoredHeader, ref: FrameRef, checksum: DataChec
     });
   }
   return info;
+}
+
+/**
+ * The frame kinds the HEADER's mode allows: a qemu-mode container is META/PAYLOAD segments, a
+ * raw one DATA frames (compressor.ts writes nothing else). A relabelled frame is refused here,
+ * before it can make the segment before it look like one that is not the last: an END frame
+ * relabelled DATA would otherwise let the segment holding QEMU's EOF out before any END check.
+ */
+export function checkKindForMode(kind: number, info: ContainerInfo, ref: FrameRef): void {
+  const allowed = info.mode === 'raw' ? kind === FrameKind.DATA : kind === FrameKind.META || kind === FrameKind.PAYLOAD;
+  if (kind === FrameKind.END || allowed) return;
+  throw new CorruptFrameError(`${frameKindName(kind)} frame in a ${info.mode}-mode container`, ref, {
+    expected: info.mode === 'raw' ? 'DATA frames, then END' : 'META and PAYLOAD frames, then END',
+  });
 }
 
 function hex(value: number): string {

@@ -28,8 +28,16 @@ export class OrderedQueue<T> {
     while (this.tasks.length > 0) await this.takeOldest();
   }
 
+  /** A task or its consumer failed: that error was the first in order, and was thrown. */
+  failed = false;
+
   private async takeOldest(): Promise<void> {
     const task = this.tasks.shift()!;
-    await this.consume(await task);
+    try {
+      await this.consume(await task);
+    } catch (error) {
+      this.failed = true;
+      throw error;
+    }
   }
 }

@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ContainerReader } from '../../src/compress/container-reader.js';
-import { ContainerError, CorruptFrameError, TruncatedContainerError } from '../../src/compress/errors.js';
-import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, WRITTEN_CHECKSUM, decodeFrameHeader, encodeFrameHeader } from '../../src/compress/format.js';
+import { ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/compress/errors.js';
+import { Decompressor } from '../../src/compress/decompressor.js';
+import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, WRITTEN_CHECKSUM, decodeFrameHeader, encodeFrameHeader } from '../../src/compress/format.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressDirect, decompressUntilError } from '../helpers/container.js';
 
@@ -71,5 +72,48 @@ describe('a container that says what a reader must not act on', () => {
       expect(error === undefined || error instanceof ContainerError, String(error)).toBe(true);
     }
     expect(process.memoryUsage().rss - before).toBeLessThan(512 * 2 ** 20);
+  });
+
+  test('an END frame relabelled DATA, its header checksum redone, is refused before the segment holding EOF is written (direct mode wrote the whole stream, then exit 1)', async () => {
+    const frames = new ContainerReader().push(container);
+    const end = frames.at(-1)!;
+    const { header } = decodeFrameHeader(container.subarray(end.offset, end.offset + FRAME_HEADER_LENGTH));
+    const forged = Buffer.from(container);
+    encodeFrameHeader({ ...header, kind: FrameKind.DATA }).copy(forged, end.offset);
+    const piped = await decompressUntilError(forged);
+    const direct = await decompressDirect(forged, dir);
+    for (const error of [piped.error, direct.error]) {
+      expect(error).toBeInstanceOf(CorruptFrameError);
+      expect((error as Error).message).toContain('DATA frame in a qemu-mode container');
+    }
+    expect(piped.written).toBeLessThan(stream.length);
+    expect(direct.output.includes(stream.subarray(-256))).toBe(false);
+  });
+
+  test('bytes after a good END frame in a later read: refused, and the last segment was not let out (the piped reader wrote the whole stream first)', async () => {
+    const out: Buffer[] = [];
+    let error: unknown;
+    try {
+      for await (const piece of new Decompressor({ threads: 1 }).decompress([container, Buffer.from('x')])) out.push(piece);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(FrameOrderError);
+    expect((error as Error).message).toContain('data after the END frame');
+    expect(Buffer.concat(out).includes(stream.subarray(-256))).toBe(false);
+  });
+
+  test('two problems: both readers report the first in file order (the piped reader named the later header problem)', async () => {
+    const frames = new ContainerReader().push(container);
+    expect(frames.length).toBeGreaterThan(4);
+    const damaged = Buffer.from(container);
+    // Frame 1's stored bytes fail their checksum; frame 3's header says it is frame 9.
+    damaged[frames[1]!.offset + FRAME_HEADER_LENGTH + 10]! ^= 0xff;
+    const { header } = decodeFrameHeader(damaged.subarray(frames[3]!.offset, frames[3]!.offset + FRAME_HEADER_LENGTH));
+    encodeFrameHeader({ ...header, number: 9 }).copy(damaged, frames[3]!.offset);
+    for (const error of await bothReaders(damaged)) {
+      expect(error).toBeInstanceOf(CorruptFrameError);
+      expect((error as Error).message).toMatch(/^container frame 1 /);
+    }
   });
 });
