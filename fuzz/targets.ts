@@ -28,7 +28,10 @@ import {
   encodePing,
   type Frame,
 } from '../src/tls/wire.js';
-import { streamSeeds, type StreamSeed } from './corpus.js';
+import { FIXTURES_DIR, META_FILE, type FixtureMeta } from '../test/fixtures/meta.js';
+import { QmpConnectionError } from '../src/qemu/errors.js';
+import { QmpLineSplitter, parseQmpLine } from '../src/qemu/qmp-wire.js';
+import { SEED_FIXTURES, streamSeeds, type StreamSeed } from './corpus.js';
 import { inChunks, type SeedInput } from './mutate.js';
 import type { Random } from './random.js';
 import { frameHeaderOffsets, relabel, reseal } from './reseal.js';
@@ -351,6 +354,49 @@ function parseWithReader(input: Buffer, chunks: readonly number[]): Parsed {
   return { frames };
 }
 
+/**
+ * QMP transcripts as QEMU writes them (CRLF lines), around the real query-migrate answer each
+ * fixture recorded from its source QEMU.
+ */
+async function qmpSeeds(): Promise<TargetSeed[]> {
+  const seeds: TargetSeed[] = [];
+  for (const fixture of SEED_FIXTURES) {
+    const meta = JSON.parse(readFileSync(join(FIXTURES_DIR, fixture, META_FILE), 'utf8')) as FixtureMeta;
+    const [major, minor, micro] = meta.qemuVersion.split(/[ .]/).map(Number);
+    const lines = [
+      { QMP: { version: { qemu: { micro, minor, major }, package: meta.qemuVersion.replace(/^\S+ /, '') }, capabilities: ['oob'] } },
+      { return: {}, id: 1 },
+      { timestamp: { seconds: 1764763200, microseconds: 5 }, event: 'MIGRATION', data: { status: 'active' } },
+      { return: meta.queryMigrate, id: 2 },
+      { error: { class: 'GenericError', desc: "Parameter 'x-foo' is unexpected" }, id: 3 },
+      { timestamp: { seconds: 1764763201, microseconds: 7 }, event: 'STOP' },
+    ];
+    const text = lines.map((line) => `${JSON.stringify(line)}\r\n`);
+    const boundaries: number[] = [];
+    let offset = 0;
+    for (const line of text) {
+      boundaries.push(offset);
+      offset += Buffer.byteLength(line);
+    }
+    seeds.push({ name: `${fixture}.qmp`, bytes: Buffer.from(text.join('')), boundaries });
+  }
+  return seeds;
+}
+
+/** The QMP client's reader (src/qemu/qmp-wire.ts): lines, then what each line is. */
+export const qmpTarget: Target = {
+  name: 'qmp',
+  layer: 'QMP line splitter and message parser (src/qemu/qmp-wire.ts)',
+  refusal: 'QmpConnectionError',
+  isRefusal: (error) => error instanceof QmpConnectionError,
+  seeds: qmpSeeds,
+  async run(input, chunks) {
+    const splitter = new QmpLineSplitter();
+    for (const chunk of inChunks(input, chunks)) for (const line of splitter.push(chunk)) parseQmpLine(line);
+    return 'accepted';
+  },
+};
+
 export function allTargets(scratch: string): Target[] {
-  return [streamTarget, vmdescTarget, containerTarget, decompressTarget(scratch), wireTarget];
+  return [streamTarget, vmdescTarget, containerTarget, decompressTarget(scratch), wireTarget, qmpTarget];
 }

@@ -4,6 +4,7 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import { QmpConnectionError, QmpError, QemuTimeoutError, type QmpErrorReply } from './errors.js';
+import { QmpLineSplitter, parseQmpLine, type QmpMessage } from './qmp-wire.js';
 
 export interface QmpGreeting {
   QMP: {
@@ -118,26 +119,27 @@ export class QmpClient {
   }
 
   private dispatch(line: string): void {
-    let message: Record<string, unknown>;
+    let message: QmpMessage;
     try {
-      message = JSON.parse(line) as Record<string, unknown>;
-    } catch (err) {
-      this.fail(new QmpConnectionError(`QMP sent invalid JSON: ${line.slice(0, 200)}`, { cause: err }));
+      message = parseQmpLine(line);
+    } catch (error) {
+      this.fail(error as QmpConnectionError);
       this.socket.destroy();
       return;
     }
-    if (typeof message.event === 'string') {
-      for (const listener of [...this.listeners]) listener(message as unknown as QmpEvent);
+    if (message.kind === 'event') {
+      for (const listener of [...this.listeners]) listener(message.value as unknown as QmpEvent);
       return;
     }
+    if (message.kind !== 'return' && message.kind !== 'error') return;
     const id = message.id;
     const pending = typeof id === 'number' ? this.pending.get(id) : undefined;
     if (!pending) return; // replies to commands without our id cannot be ours
     this.pending.delete(id as number);
-    if ('error' in message) {
+    if (message.kind === 'error') {
       pending.reject(new QmpError(pending.command, pending.args, message.error as QmpErrorReply));
     } else {
-      pending.resolve(message.return);
+      pending.resolve(message.value);
     }
   }
 
@@ -154,20 +156,21 @@ export class QmpClient {
 /** Splits socket data into lines; until attach(), lines queue up for next(). */
 class LineReader {
   private onLine: ((line: string) => void) | undefined;
-  private buffer = '';
+  private readonly splitter = new QmpLineSplitter();
   private readonly queue: string[] = [];
   private waiter: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
 
   constructor(socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      let newline: number;
-      while ((newline = this.buffer.indexOf('\n')) >= 0) {
-        const line = this.buffer.slice(0, newline).trim();
-        this.buffer = this.buffer.slice(newline + 1);
-        if (line) this.push(line);
+    socket.on('data', (chunk: Buffer) => {
+      let lines: string[];
+      try {
+        lines = this.splitter.push(chunk);
+      } catch (error) {
+        this.waiter?.reject(error as Error);
+        socket.destroy(error as Error);
+        return;
       }
+      for (const line of lines) this.push(line);
     });
     socket.on('close', () => this.waiter?.reject(new QmpConnectionError('QMP connection closed before the greeting')));
   }
@@ -177,9 +180,10 @@ class LineReader {
     for (const line of this.queue.splice(0)) onLine(line);
   }
 
+  /** The greeting: the first line, which must be QMP's. */
   next(): Promise<unknown> {
     const line = this.queue.shift();
-    if (line !== undefined) return Promise.resolve(parseGreeting(line));
+    if (line !== undefined) return Promise.resolve().then(() => parseGreeting(line));
     return new Promise((resolve, reject) => {
       this.waiter = {
         resolve: (l) => {
@@ -208,11 +212,9 @@ class LineReader {
 }
 
 function parseGreeting(line: string): unknown {
-  try {
-    return JSON.parse(line);
-  } catch (err) {
-    throw new QmpConnectionError(`QMP greeting is not JSON: ${line.slice(0, 200)}`, { cause: err });
-  }
+  const message = parseQmpLine(line);
+  if (message.kind !== 'greeting') throw new QmpConnectionError(`unexpected QMP greeting: ${line.slice(0, 200)}`);
+  return message.value;
 }
 
 export function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
