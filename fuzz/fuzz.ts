@@ -103,6 +103,9 @@ export async function fuzzTarget(target: Target, options: FuzzOptions): Promise<
     }
     report.inputs++;
     if ((index & 255) === 0) {
+      // Most targets finish on microtasks alone: let timers and I/O run (vitest's worker RPC
+      // timed out behind a run that never yielded).
+      await new Promise((resolve) => setImmediate(resolve));
       report.peakRssMiB = Math.max(report.peakRssMiB, process.memoryUsage().rss / 2 ** 20);
       options.onProgress?.(index + 1, report);
     }
