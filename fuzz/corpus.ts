@@ -8,7 +8,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDecoder, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
 import { FIXTURES_DIR, STREAM_FILE } from '../test/fixtures/meta.js';
-import type { SeedInput } from './mutate.js';
+import { startOffsets, type SeedInput } from './mutate.js';
 
 /** Fixtures whose streams seed the fuzzer: one of each record family and both QEMU releases. */
 export const SEED_FIXTURES = ['idle', 'xbzrle', 'compress', 'block', 'q35-10.0'] as const;
@@ -61,13 +61,7 @@ export async function streamSeed(fixture: string): Promise<StreamSeed> {
   }
   for (const record of decoder.end()) keep(record);
   const bytes = encodeBuffer(kept);
-  const boundaries: number[] = [];
-  let offset = 0;
-  for (const record of kept) {
-    boundaries.push(offset);
-    offset += encodedLength(record);
-  }
-  return { name: fixture, bytes, boundaries, records: kept };
+  return { name: fixture, bytes, boundaries: startOffsets(kept.map(encodedLength)), records: kept };
 }
 
 /** Records may be views into the decoder's 1 MiB input chunks: keep only their own bytes. */

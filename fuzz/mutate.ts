@@ -13,6 +13,17 @@ export interface SeedInput {
   readonly boundaries: readonly number[];
 }
 
+/** Where each of `lengths` consecutive pieces starts: a seed's record boundaries. */
+export function startOffsets(lengths: Iterable<number>): number[] {
+  const starts: number[] = [];
+  let offset = 0;
+  for (const length of lengths) {
+    starts.push(offset);
+    offset += length;
+  }
+  return starts;
+}
+
 /** Values that break length checks: zero, one, sign edges, powers of two, all ones. */
 const INTERESTING = [
   0n, 1n, 2n, 0x7fn, 0x80n, 0xffn, 0x100n, 0xfffn, 0x1000n, 0x7fffn, 0x8000n, 0xffffn, 0x10000n,

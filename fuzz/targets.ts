@@ -32,7 +32,7 @@ import { FIXTURES_DIR, META_FILE, type FixtureMeta } from '../test/fixtures/meta
 import { QmpConnectionError } from '../src/qemu/errors.js';
 import { QmpLineSplitter, parseQmpLine } from '../src/qemu/qmp-wire.js';
 import { SEED_FIXTURES, streamSeeds, type StreamSeed } from './corpus.js';
-import { inChunks, type SeedInput } from './mutate.js';
+import { inChunks, startOffsets, type SeedInput } from './mutate.js';
 import type { Random } from './random.js';
 import { frameHeaderOffsets, relabel, reseal } from './reseal.js';
 
@@ -257,13 +257,7 @@ async function sessionBytes(stream: Buffer, codec: CodecId): Promise<{ bytes: Bu
     frames.push(Buffer.concat([encodeDataHeader(seq, raw.length, codec, payload.length), payload]));
   }
   frames.push(encodeDataHeader(1 << 20, 0, CODEC_IDS.none, 0), encodeEnd({ frames: 7, bytes: stream.length, digest: 0x1234n }), encodeAbort('fuzz'));
-  const boundaries: number[] = [];
-  let offset = 0;
-  for (const frame of frames) {
-    boundaries.push(offset);
-    offset += frame.length;
-  }
-  return { bytes: Buffer.concat(frames), boundaries };
+  return { bytes: Buffer.concat(frames), boundaries: startOffsets(frames.map((frame) => frame.length)) };
 }
 
 /**
@@ -372,13 +366,7 @@ async function qmpSeeds(): Promise<TargetSeed[]> {
       { timestamp: { seconds: 1764763201, microseconds: 7 }, event: 'STOP' },
     ];
     const text = lines.map((line) => `${JSON.stringify(line)}\r\n`);
-    const boundaries: number[] = [];
-    let offset = 0;
-    for (const line of text) {
-      boundaries.push(offset);
-      offset += Buffer.byteLength(line);
-    }
-    seeds.push({ name: `${fixture}.qmp`, bytes: Buffer.from(text.join('')), boundaries });
+    seeds.push({ name: `${fixture}.qmp`, bytes: Buffer.from(text.join('')), boundaries: startOffsets(text.map((line) => Buffer.byteLength(line))) });
   }
   return seeds;
 }

@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { codecById } from '../compress/codecs.js';
 import { MigstreamError } from '../stream/errors.js';
-import { ChannelError, ChecksumError, HandshakeError, ListenError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
+import { ChannelError, ChecksumError, ListenError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { Reorderer } from './reorder.js';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { QemuVm } from '../../src/qemu/launcher.js';
-import { HEARTBEAT, REPO_ROOT } from '../fixtures/meta.js';
+import { REPO_ROOT } from '../fixtures/meta.js';
 import {
   bootCappedSource,
   bootDestination,
