@@ -26,6 +26,8 @@ const commands: readonly CommandEntry[] = [
   { name: 'bench', summary: 'compression ratio and MB/s per codec/level/threads, against lz4/zstd/gzip', load: async () => (await import('./bench.js')).benchCommand },
   { name: 'send', summary: 'send a stream to "migstream recv" over N (TLS) channels', load: async () => (await import('./send.js')).sendCommand },
   { name: 'recv', summary: 'receive a stream from "migstream send" and write it to stdout', load: async () => (await import('./recv.js')).recvCommand },
+  { name: 'migrate', summary: 'move a running VM to "migstream incoming" through QMP: steer, report, verify', load: async () => (await import('./migrate.js')).migrateCommand },
+  { name: 'incoming', summary: 'receive a VM into a QEMU in -incoming defer; resume only a good copy', load: async () => (await import('./incoming.js')).incomingCommand },
   { name: 'certs', summary: 'make a CA and receiver/sender certificates for TLS send/recv', load: async () => (await import('./certs.js')).certsCommand },
 ];
 

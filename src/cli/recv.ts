@@ -2,6 +2,7 @@ import { readerGone } from '../native/fd.js';
 import { receive } from '../tls/receiver.js';
 import { formatSummary, summaryJson } from './transport-summary.js';
 import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';
+import { StreamBytesTap, writePageHashFile } from '../migrate/stream-hashes.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { writeAll } from './fd-io.js';
 import { describeWriteError, openOutputFile } from './output-file.js';
@@ -23,6 +24,8 @@ Options:
   --listen HOST:PORT   address to listen on (port 0: any; the port is printed on stderr)
   -o, --output FILE    write the stream to FILE instead of stdout
   --no-client-auth     do not require a client certificate (TLS without mutual authentication)
+  --page-hashes FILE   once the stream ended, write the hashes of the final RAM image it
+                       carried to FILE (for "incoming --verify")
   --timeout S          fail when an open channel is silent for S seconds, when no sender
                        is admitted S seconds after the first connection, or when the
                        output's reader takes nothing for S seconds (default 30)
@@ -35,7 +38,7 @@ export const recvCommand: Command = {
   async run(argv) {
     const { values } = parse(
       argv,
-      { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' } },
+      { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' }, 'page-hashes': { type: 'string' } },
       0,
     );
     const address = parseAddress(values.listen, '--listen');
@@ -47,6 +50,8 @@ export const recvCommand: Command = {
     // write(2) that blocks this thread, and every timer of the session, forever.
     if (output.fd === 1) void process.stdout;
     const progress = new Progress(progressWanted(values), 'recv', null);
+    const hashFile = values['page-hashes'];
+    const tap = hashFile === undefined ? undefined : new StreamBytesTap();
     try {
       const summary = await receive({
         host: address.host,
@@ -54,6 +59,7 @@ export const recvCommand: Command = {
         tls,
         timeoutMs,
         write: (chunks) => {
+          if (tap) for (const chunk of chunks) tap.push(chunk);
           try {
             writeAll(output.fd, chunks, timeoutMs);
           } catch (error) {
@@ -66,6 +72,7 @@ export const recvCommand: Command = {
         onRefused: (peer, reason) => process.stderr.write(`migstream recv: refused ${peer}: ${reason}\n`),
       });
       output.commit();
+      if (tap) writePageHashFile(hashFile!, tap.end());
       progress.done();
       emitSummary(values, output.name === 'stdout', () => formatSummary('migstream recv', summary), () => ({ command: 'recv', ...summaryJson(summary) }));
       return 0;

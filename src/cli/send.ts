@@ -7,6 +7,7 @@ import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } 
 import { openInputFd } from './fd-io.js';
 import { parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';
+import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
 
 const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
 
@@ -25,6 +26,8 @@ Options:
   --frame-size KiB   stream bytes per frame (default 1024)
   --timeout S        fail when a channel makes no progress for S seconds (default 30)
   --no-verify        do not decode the stream while sending
+  --page-hashes FILE when the input ends, write the hashes of the final RAM image it carried
+                     to FILE (for "migrate --verify")
 ${reportUsageLines('  ', 18)}
 ${tlsUsage}`;
 
@@ -59,6 +62,7 @@ export const sendCommand: Command = {
         'tls-pin': { type: 'string' },
         'frame-size': { type: 'string' },
         'no-verify': { type: 'boolean' },
+        'page-hashes': { type: 'string' },
       },
       2,
     );
@@ -81,6 +85,8 @@ export const sendCommand: Command = {
     };
     process.on('SIGTERM', onTerm);
     const progress = new Progress(progressWanted(values), 'send', null);
+    const hashFile = values['page-hashes'];
+    const tap = hashFile === undefined ? undefined : new StreamHashTap();
     try {
       const summary = await send({
         host: address.host,
@@ -94,7 +100,11 @@ export const sendCommand: Command = {
         frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
         verify: values['no-verify'] !== true,
         onProgress: (bytes) => progress.update(bytes),
-        onInputEnd: () => (draining = true),
+        ...(tap ? { onRecords: (records, pageSize) => tap.apply(records, pageSize) } : {}),
+        onInputEnd: () => {
+          draining = true;
+          if (tap) writePageHashFile(hashFile!, tap.result());
+        },
       });
       progress.done();
       emitSummary(values, false, () => formatSummary('migstream send', summary), () => ({ command: 'send', ...summaryJson(summary) }));

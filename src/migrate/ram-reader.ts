@@ -15,7 +15,7 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { widenPipe } from '../native/fd.js';
-import type { QemuVm } from '../qemu/launcher.js';
+import type { QmpExecutor } from '../qemu/qmp.js';
 import type { MemoryRange } from '../qemu/memory.js';
 import { pmemsave } from '../qemu/migration.js';
 import { MigstreamError } from '../stream/errors.js';
@@ -27,7 +27,7 @@ export class GuestMemoryReadError extends MigstreamError {
 }
 
 /** Hands every byte of the ranges, in order, to `onBytes` (chunks of any size, not kept). */
-export async function readGuestMemory(vm: QemuVm, ranges: readonly MemoryRange[], onBytes: (chunk: Buffer) => void): Promise<number> {
+export async function readGuestMemory(vm: QmpExecutor, ranges: readonly MemoryRange[], onBytes: (chunk: Buffer) => void): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'migstream-pmem-'));
   const fifo = join(dir, 'ram');
   try {
@@ -41,7 +41,7 @@ export async function readGuestMemory(vm: QemuVm, ranges: readonly MemoryRange[]
   }
 }
 
-async function readRange(vm: QemuVm, range: MemoryRange, fifo: string, onBytes: (chunk: Buffer) => void): Promise<number> {
+async function readRange(vm: QmpExecutor, range: MemoryRange, fifo: string, onBytes: (chunk: Buffer) => void): Promise<number> {
   const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   let holdFd: number | undefined = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
   widenPipe(readFd);

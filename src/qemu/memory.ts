@@ -6,7 +6,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { ArgumentError } from '../stream/errors.js';
-import type { QemuVm } from './launcher.js';
+import type { QmpExecutor } from './qmp.js';
 import { pmemsave } from './migration.js';
 
 export interface MemoryRange {
@@ -43,7 +43,7 @@ interface MemoryDevice {
  * address QEMU gave it. The 0xa0000–0xfffff hole is left out: what reads there depends on
  * VGA and PAM state, not on pc.ram.
  */
-export async function guestMemoryLayout(vm: QemuVm): Promise<MemoryRange[]> {
+export async function guestMemoryLayout(vm: QmpExecutor): Promise<MemoryRange[]> {
   const summary = await vm.execute<MemorySizeSummary>('query-memory-size-summary');
   const ram = summary['base-memory'];
   if (ram > MAX_SIMPLE_RAM) {
@@ -79,7 +79,7 @@ export function withDumpOffsets(ranges: readonly MemoryRange[]): DumpRange[] {
  * Writes the ranges, in order, into one file at `path` (pmemsave writes whole files, so each
  * range goes through a temporary file next to `path`). Returns the ranges with dump offsets.
  */
-export async function dumpGuestMemory(vm: QemuVm, ranges: readonly MemoryRange[], path: string): Promise<DumpRange[]> {
+export async function dumpGuestMemory(vm: QmpExecutor, ranges: readonly MemoryRange[], path: string): Promise<DumpRange[]> {
   const out = createWriteStream(path);
   try {
     for (const [index, range] of ranges.entries()) {

@@ -8,7 +8,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
-import { createDecoder } from '../codec.js';
+import { createDecoder, type BodyRecord } from '../codec.js';
+import type { FramingRecord } from '../stream/records.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
 import { StreamDigest } from './digest.js';
 import { ChannelError, ChecksumError, TransportError, transportErrorFrom } from './errors.js';
@@ -33,6 +34,8 @@ export interface SendOptions {
   credit?: number;
   /** Decode the stream while sending, so a damaged source fails before its end is sent. */
   verify?: boolean;
+  /** Every record the decoder read, before its bytes leave (decodes even without verify). */
+  onRecords?: (records: readonly (FramingRecord | BodyRecord)[], pageSize: () => number) => void;
   onProgress?: (bytes: number) => void;
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
@@ -127,7 +130,8 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     for (const c of channels.slice(1)) c.worker.postMessage({ t: 'join' } satisfies ToSendWorker);
     await until(() => opened === options.channels);
 
-    const decoder = options.verify === false ? undefined : createDecoder();
+    const decoder = options.verify === false && options.onRecords === undefined ? undefined : createDecoder();
+    const pageSize = (): number => decoder!.parameters.pageSize;
     for (;;) {
       await until(() => channels.some((c) => c.credit > 0));
       const chunk = await input.next();
@@ -136,7 +140,8 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       const n = chunk.length;
       digest.update(chunk);
       if (decoder) {
-        decoder.push(chunk);
+        const records = decoder.push(chunk);
+        options.onRecords?.(records, pageSize);
         decoder.releaseInput();
       }
       // Most credit first; ties rotate, so idle channels share the work (and the cores).
@@ -151,7 +156,8 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       bytes += n;
       options.onProgress?.(bytes);
     }
-    decoder?.end();
+    const tail = decoder?.end();
+    if (tail) options.onRecords?.(tail, pageSize);
     options.onInputEnd?.();
     const end: ToSendWorker = { t: 'end', frames: seq, bytes, digest: digest.value };
     for (const c of channels) c.worker.postMessage(end);

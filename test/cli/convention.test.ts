@@ -58,9 +58,12 @@ const RUNS: Record<string, Run> = {
   certs: { args: () => ['-o', fresh('certs'), '--days', '2'], input: null, stdoutIsStream: false, progress: false },
   send: { args: (input) => ['127.0.0.1:9', input, '--insecure'], input: 'stream', stdoutIsStream: false, progress: true },
   recv: { args: () => ['--listen', '127.0.0.1:0', '--insecure'], input: null, stdoutIsStream: true, progress: true },
+  // Driven through QMP: run against real QEMU in test/migrate/migrate-cli.test.ts.
+  migrate: { args: () => ['--qmp', missing, '--to', '127.0.0.1:9', '--insecure'], input: null, stdoutIsStream: false, progress: false },
+  incoming: { args: () => ['--qmp', missing, '--listen', '127.0.0.1:0', '--insecure'], input: null, stdoutIsStream: false, progress: false },
 };
 
-const PAIRED = new Set(['send', 'recv']);
+const PAIRED = new Set(['send', 'recv', 'migrate', 'incoming']);
 
 function commandNames(): string[] {
   const help = run(['--help']);
@@ -159,6 +162,11 @@ describe.each(COMMANDS)('migstream %s', (name) => {
 });
 
 describe('conventions that concern some commands', () => {
+  test.each(['migrate', 'incoming'])('%s with a QMP socket that is not there: one line naming it, exit 1', (name) => {
+    const result = run([name, ...RUNS[name]!.args('')]);
+    expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*${missing.replace(/[.]/g, '\\.')}`));
+  });
+
   test('send and recv: --json summaries (recv on stderr when its stdout is the stream)', async () => {
     const out = fresh('recv.mig');
     const recv = spawn(process.execPath, [BIN, 'recv', '--listen', '127.0.0.1:0', '--insecure', '-o', out, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,133 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { receiveMigration, type IncomingEvent } from '../migrate/destination.js';
+import { VerdictListener } from '../migrate/verdict-channel.js';
+import { verifyDestination, type VerifyOutcome } from '../migrate/verify.js';
+import { QmpClient } from '../qemu/qmp.js';
+import { parse, UsageError, type Command } from './args.js';
+import { reportUsageLines } from './conventions.js';
+import { selfCommand, tlsArgs } from './exec-command.js';
+import { LiveLine } from './live-line.js';
+import { controlAddress } from './migrate-options.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
+
+const usage = `Usage: migstream incoming --qmp DST.sock --listen HOST:PORT [options] [TLS options]
+
+Take the QEMU behind DST.sock, started with -S -incoming defer, point it at
+"exec:migstream recv --listen HOST:PORT …", wait for "migstream migrate" on the source, and
+resume the guest only when the migration completed (and, with --verify, the copy checked out).
+On any failure the guest stays paused (or QEMU has exited, as it does on a failed load).
+
+  qemu-system-x86_64 … -S -incoming defer -qmp unix:/run/vm1.qmp,server=on,wait=off
+  migstream incoming --qmp /run/vm1.qmp --listen 0.0.0.0:4444 --tls /etc/migstream --verify
+
+Options:
+  --qmp PATH              the destination QEMU's QMP socket
+  --listen HOST:PORT      where the source's "migstream send" connects
+  --verify                compare the loaded RAM with the stream's image and wait for the
+                          source's own check before resuming (needs "migrate --verify")
+  --control-port PORT     the verification port (default: PORT + 1)
+  --no-client-auth        do not require a client certificate
+  --no-resume             leave the guest paused after a good migration
+  --timeout S             give up when no migration completed after S seconds
+${reportUsageLines('  ', 22)}
+${tlsUsage}`;
+
+export const incomingCommand: Command = {
+  name: 'incoming',
+  usage,
+  async run(argv) {
+    const { values } = parse(
+      argv,
+      {
+        ...tlsOptionSpec,
+        qmp: { type: 'string' },
+        listen: { type: 'string' },
+        verify: { type: 'boolean' },
+        'control-port': { type: 'string' },
+        'no-client-auth': { type: 'boolean' },
+        'no-resume': { type: 'boolean' },
+      },
+      0,
+    );
+    if (values.qmp === undefined) throw new UsageError("--qmp PATH (the destination QEMU's QMP socket) is required");
+    const listen = parseAddress(values.listen, '--listen');
+    const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
+    const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
+    const control = values.verify === true ? controlAddress(listen, values['control-port']) : undefined;
+    const scratch = mkdtempSync(join(tmpdir(), 'migstream-incoming-'));
+    const hashFile = join(scratch, 'page-hashes.json');
+    const recvArgs = ['recv', '--listen', `${listen.host}:${listen.port}`, ...tlsArgs(values), '--quiet', '--no-progress'];
+    if (values['no-client-auth'] === true) recvArgs.push('--no-client-auth');
+    if (values.verify === true) recvArgs.push('--page-hashes', hashFile);
+    const line = new LiveLine(values);
+    let qmp: QmpClient | undefined;
+    let listener: VerdictListener | undefined;
+    try {
+      qmp = await QmpClient.connect(values.qmp);
+      if (control) {
+        listener = await VerdictListener.listen({
+          ...control,
+          tls,
+          onStray: (peer, reason) => line.note(`migstream incoming: ignored a connection from ${peer} on the verdict port: ${reason}`),
+        });
+      }
+      const client = qmp;
+      const verdictListener = listener;
+      let verify: VerifyOutcome | null = null;
+      const onEvent = (event: IncomingEvent): void => {
+        if (values.json === true) process.stdout.write(`${JSON.stringify(event)}\n`);
+        else line.update(`migstream incoming: ${event.type} (${(event.elapsedMs / 1000).toFixed(1)} s)`);
+      };
+      const result = await receiveMigration({
+        qmp: client,
+        transport: selfCommand(recvArgs),
+        resume: values['no-resume'] !== true,
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        ...(verdictListener
+          ? {
+              check: async () => {
+                verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener });
+              },
+            }
+          : {}),
+        onEvent,
+      });
+      line.done();
+      const summary = {
+        type: 'summary',
+        status: 'completed',
+        resumed: result.resumedAtMs !== undefined,
+        autostarted: result.autostarted,
+        waitedMs: (result.loadStartedAtMs ?? result.loadedAtMs) - result.startedAtMs,
+        loadMs: result.loadStartedAtMs === undefined ? null : result.loadedAtMs - result.loadStartedAtMs,
+        checkMs: result.resumedAtMs === undefined ? null : Math.max(0, result.resumedAtMs - result.loadedAtMs),
+        resumedAtMs: result.resumedAtMs ?? null,
+        verify,
+      };
+      if (values.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`);
+      else if (values.quiet !== true) {
+        const v = verify as VerifyOutcome | null;
+        process.stderr.write(
+          `migstream incoming: migration completed${summary.resumed ? ', guest resumed' : ', guest left paused'}` +
+            (v ? `; verified ${v.destination.pagesCompared} pages here and ${v.source.pagesCompared} on the source, none differ (${v.local.ms} ms here)` : '') +
+            '\n',
+        );
+      }
+      return 0;
+    } catch (error) {
+      line.done();
+      if (error instanceof Error && qmp !== undefined) {
+        const status = qmp.closed ? 'gone' : await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
+        error.message += status === 'gone' ? ' (the destination QEMU is gone)' : ` (the destination VM is ${status}, not resumed)`;
+      }
+      throw error;
+    } finally {
+      line.done();
+      listener?.close();
+      qmp?.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  },
+};

@@ -1,0 +1,134 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { QmpClient } from '../qemu/qmp.js';
+import { formatProgressLine, type ProgressEvent } from '../migrate/progress.js';
+import { buildMigrateReport, formatMigrateReport } from '../migrate/report.js';
+import { migrateSource, type MigrateEvent } from '../migrate/source.js';
+import { verifySource, type VerifyOutcome } from '../migrate/verify.js';
+import { CODECS } from '../compress/codecs.js';
+import { parse, UsageError, type Command } from './args.js';
+import { reportUsageLines } from './conventions.js';
+import { selfCommand, tlsArgs } from './exec-command.js';
+import { LiveLine } from './live-line.js';
+import { controlAddress, parseMs, parseRate } from './migrate-options.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
+
+const usage = `Usage: migstream migrate --qmp SRC.sock --to HOST:PORT [options] [TLS options]
+
+Move the running VM behind SRC.sock to a QEMU waiting under "migstream incoming" on HOST:PORT:
+sets QEMU's capabilities and parameters, starts migrate "exec:migstream send …", steers it and
+prints the report. On any failure the source VM keeps running.
+
+  migstream migrate --qmp /run/vm1.qmp --to dest:4444 --tls /etc/migstream --verify
+
+Options:
+  --qmp PATH              the source QEMU's QMP socket
+  --to HOST:PORT          where "migstream incoming" listens
+  --channels N            parallel connections (default: send's default)
+  -c, --codec NAME        per-frame compression: ${CODECS.map((c) => c.name).join(', ')} (default none)
+  --downtime-limit MS     QEMU's downtime-limit (default 300)
+  --max-bandwidth RATE    QEMU's max-bandwidth, bytes/s with K, M or G (powers of 1024)
+  --converge auto|off     throttle the guest when pre-copy stops shrinking (default off)
+  --force-downtime MS     with --converge auto: when throttling is exhausted, raise
+                          downtime-limit to MS to force the switch-over
+  --verify                before the destination resumes, compare the paused source's RAM
+                          with the final image the stream carried (and the destination's
+                          with the same image): a mismatch resumes the source instead
+  --control-port PORT     the destination's verification port (default: HOST:PORT + 1)
+  --timeout S             cancel when not completed after S seconds (the source runs on)
+  --tls-name NAME         name the receiver's certificate must carry (default: HOST)
+${reportUsageLines('  ', 22)}
+${tlsUsage}`;
+
+export const migrateCommand: Command = {
+  name: 'migrate',
+  usage,
+  async run(argv) {
+    const { values } = parse(
+      argv,
+      {
+        ...tlsOptionSpec,
+        qmp: { type: 'string' },
+        to: { type: 'string' },
+        channels: { type: 'string' },
+        codec: { type: 'string', short: 'c' },
+        'downtime-limit': { type: 'string' },
+        'max-bandwidth': { type: 'string' },
+        converge: { type: 'string' },
+        'force-downtime': { type: 'string' },
+        verify: { type: 'boolean' },
+        'control-port': { type: 'string' },
+        'tls-name': { type: 'string' },
+      },
+      0,
+    );
+    if (values.qmp === undefined) throw new UsageError('--qmp PATH (the source QEMU\'s QMP socket) is required');
+    const to = parseAddress(values.to, '--to');
+    const converge = values.converge ?? 'off';
+    if (converge !== 'auto' && converge !== 'off') throw new UsageError(`--converge must be auto or off, got "${converge}"`);
+    const codec = values.codec ?? 'none';
+    if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"`);
+    const downtimeLimitMs = values['downtime-limit'] === undefined ? undefined : parseMs(values['downtime-limit'], '--downtime-limit');
+    const forceDowntimeLimitMs = values['force-downtime'] === undefined ? undefined : parseMs(values['force-downtime'], '--force-downtime');
+    const maxBandwidth = values['max-bandwidth'] === undefined ? undefined : parseRate(values['max-bandwidth']);
+    const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
+    // Loaded here so bad credentials fail before QEMU is touched; send loads its own copy.
+    const tls = tlsMaterialFrom('client', values, values['tls-name'] !== undefined ? { servername: values['tls-name'] } : {});
+    const sendArgs = ['send', `${to.host}:${to.port}`, '-c', codec, ...tlsArgs(values), '--quiet', '--no-progress'];
+    if (values.channels !== undefined) sendArgs.push('--channels', values.channels);
+    if (values['tls-name'] !== undefined) sendArgs.push('--tls-name', values['tls-name']);
+    const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-'));
+    const hashFile = join(scratch, 'page-hashes.json');
+    if (values.verify === true) sendArgs.push('--page-hashes', hashFile);
+
+    const qmp = await QmpClient.connect(values.qmp).catch((error: unknown) => {
+      rmSync(scratch, { recursive: true, force: true });
+      throw error;
+    });
+    const line = new LiveLine(values);
+    try {
+      let lastJson = 0;
+      const onEvent = (event: MigrateEvent): void => {
+        if (values.json === true) {
+          if (event.type !== 'progress' || event.elapsedMs - lastJson >= 1000) {
+            if (event.type === 'progress') lastJson = event.elapsedMs;
+            process.stdout.write(`${JSON.stringify(event)}\n`);
+          }
+        } else if (event.type === 'progress') line.update(formatProgressLine(event as ProgressEvent));
+        else if (event.type === 'throttle') line.note(`throttle ${event.percent} %: ${event.reason}`);
+        else if (event.type === 'notice') line.note(event.message);
+      };
+      const result = await migrateSource({
+        qmp,
+        transport: selfCommand(sendArgs),
+        ...(downtimeLimitMs !== undefined ? { downtimeLimitMs } : {}),
+        ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
+        ...(forceDowntimeLimitMs !== undefined ? { forceDowntimeLimitMs } : {}),
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        converge,
+        onEvent,
+      });
+      line.done();
+      let verify: VerifyOutcome | null = null;
+      if (values.verify === true) {
+        verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls });
+      }
+      const report = buildMigrateReport(result, verify);
+      if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'summary', ...report })}\n`);
+      else if (values.quiet !== true) process.stderr.write(formatMigrateReport(report));
+      return 0;
+    } catch (error) {
+      line.done();
+      if (error instanceof Error) {
+        const status = qmp.closed ? 'gone' : await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
+        error.message += status === 'gone' ? ' (the source QEMU is gone)' : ` (the source VM is ${status})`;
+      }
+      throw error;
+    } finally {
+      line.done();
+      qmp.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  },
+};
