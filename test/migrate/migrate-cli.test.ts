@@ -161,3 +161,30 @@ describe('migrate --verify on QEMU 7.2: a planted difference', () => {
     expect(await runsOn(source.vm)).toBe(true);
   }, 420_000);
 });
+
+describe('migrate / incoming faults on QEMU 7.2: one clear error, exit 1, the VM as it was', () => {
+  test('a destination not in -incoming defer, a paused source, and a destination nobody listens on', async () => {
+    const { vm, qmp } = await boot('fault', 'pc-i440fx-7.2', '7.2', [], guestArgs('idle'));
+    await vm.waitForSerial(/migstream-heartbeat/, 120_000);
+    const port = await freePort();
+
+    const notIncoming = await migstream(['incoming', '--qmp', qmp, '--listen', `127.0.0.1:${port}`, '--insecure']);
+    expect(notIncoming.code).toBe(1);
+    expect(notIncoming.stderr).toMatch(/^migstream incoming: error: the destination VM is "running", not waiting for a migration: start QEMU with -S -incoming defer/);
+    expect(await status(vm)).toBe('running');
+
+    // Nobody listens on the port: send fails, QEMU's migration fails, the source runs on.
+    const noPeer = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60']);
+    expect(noPeer.code).toBe(1);
+    expect(noPeer.stderr).toMatch(/^migstream migrate: error: the migration failed.*\(the source VM is running\)/);
+    expect(await status(vm)).toBe('running');
+    expect(await runsOn(vm)).toBe(true);
+
+    await vm.execute('stop');
+    const paused = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure']);
+    expect(paused.code).toBe(1);
+    expect(paused.stderr).toMatch(/^migstream migrate: error: the source VM is "paused", not running/);
+    expect(await status(vm)).toBe('paused');
+    await vm.execute('cont');
+  }, 240_000);
+});
