@@ -9,7 +9,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controlAddress } from './migrate-options.js';
+import { controlAddress, vmStateSuffix } from './migrate-options.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream incoming --qmp DST.sock --listen HOST:PORT [options] [TLS options]
@@ -118,10 +118,7 @@ export const incomingCommand: Command = {
       return 0;
     } catch (error) {
       line.done();
-      if (error instanceof Error && qmp !== undefined) {
-        const status = qmp.closed ? 'gone' : await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
-        error.message += status === 'gone' ? ' (the destination QEMU is gone)' : ` (the destination VM is ${status}, not resumed)`;
-      }
+      if (error instanceof Error && qmp !== undefined) error.message += await vmStateSuffix(qmp, 'destination');
       throw error;
     } finally {
       line.done();

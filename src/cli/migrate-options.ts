@@ -1,4 +1,5 @@
-/** Option values shared by `migrate` and `incoming`. */
+/** Option values and error wording shared by `migrate` and `incoming`. */
+import type { QmpClient } from '../qemu/qmp.js';
 import { UsageError } from './args.js';
 import type { Address } from './transport-options.js';
 
@@ -29,4 +30,14 @@ export function controlAddress(transport: Address, port: string | undefined): Ad
   const value = Number(port);
   if (!Number.isInteger(value) || value < 1 || value > 65535) throw new UsageError(`--control-port must be a port number, got "${port}"`);
   return { host: transport.host, port: value };
+}
+
+/**
+ * " (the source VM is running)": what an operator needs after a failure is the state the VM
+ * was left in, asked of QEMU rather than assumed.
+ */
+export async function vmStateSuffix(qmp: QmpClient, role: 'source' | 'destination'): Promise<string> {
+  if (qmp.closed) return ` (the ${role} QEMU is gone)`;
+  const status = await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
+  return ` (the ${role} VM is ${status}${role === 'destination' && status !== 'running' ? ', not resumed' : ''})`;
 }

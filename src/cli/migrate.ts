@@ -11,7 +11,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controlAddress, parseMs, parseRate } from './migrate-options.js';
+import { controlAddress, parseMs, parseRate, vmStateSuffix } from './migrate-options.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream migrate --qmp SRC.sock --to HOST:PORT [options] [TLS options]
@@ -120,10 +120,7 @@ export const migrateCommand: Command = {
       return 0;
     } catch (error) {
       line.done();
-      if (error instanceof Error) {
-        const status = qmp.closed ? 'gone' : await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
-        error.message += status === 'gone' ? ' (the source QEMU is gone)' : ` (the source VM is ${status})`;
-      }
+      if (error instanceof Error) error.message += await vmStateSuffix(qmp, 'source');
       throw error;
     } finally {
       line.done();
