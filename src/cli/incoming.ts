@@ -9,8 +9,8 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controlAddress, vmStateSuffix } from './migrate-options.js';
-import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
+import { controllerOptionSpec, controlAddress, vmStateSuffix } from './migrate-options.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream incoming --qmp DST.sock --listen HOST:PORT [options] [TLS options]
 
@@ -41,11 +41,8 @@ export const incomingCommand: Command = {
     const { values } = parse(
       argv,
       {
-        ...tlsOptionSpec,
-        qmp: { type: 'string' },
+        ...controllerOptionSpec,
         listen: { type: 'string' },
-        verify: { type: 'boolean' },
-        'control-port': { type: 'string' },
         'no-client-auth': { type: 'boolean' },
         'no-resume': { type: 'boolean' },
       },

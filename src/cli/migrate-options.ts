@@ -1,7 +1,16 @@
 /** Option values and error wording shared by `migrate` and `incoming`. */
 import type { QmpClient } from '../qemu/qmp.js';
 import { UsageError } from './args.js';
+import { tlsOptionSpec } from './transport-options.js';
 import type { Address } from './transport-options.js';
+
+/** The options both controllers take: TLS and report options, the QMP socket, --verify and its port. */
+export const controllerOptionSpec = {
+  ...tlsOptionSpec,
+  qmp: { type: 'string' },
+  verify: { type: 'boolean' },
+  'control-port': { type: 'string' },
+} as const;
 
 const RATE_UNITS: Readonly<Record<string, number>> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
 

@@ -11,8 +11,8 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controlAddress, parseMs, parseRate, vmStateSuffix } from './migrate-options.js';
-import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
+import { controllerOptionSpec, controlAddress, parseMs, parseRate, vmStateSuffix } from './migrate-options.js';
+import { parseAddress, parseSeconds, tlsMaterialFrom, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream migrate --qmp SRC.sock --to HOST:PORT [options] [TLS options]
 
@@ -48,8 +48,7 @@ export const migrateCommand: Command = {
     const { values } = parse(
       argv,
       {
-        ...tlsOptionSpec,
-        qmp: { type: 'string' },
+        ...controllerOptionSpec,
         to: { type: 'string' },
         channels: { type: 'string' },
         codec: { type: 'string', short: 'c' },
@@ -57,8 +56,6 @@ export const migrateCommand: Command = {
         'max-bandwidth': { type: 'string' },
         converge: { type: 'string' },
         'force-downtime': { type: 'string' },
-        verify: { type: 'boolean' },
-        'control-port': { type: 'string' },
         'tls-name': { type: 'string' },
       },
       0,

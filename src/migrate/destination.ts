@@ -54,6 +54,8 @@ export interface DestinationResult {
   autostarted: boolean;
 }
 
+const DESTINATION_EXITED = 'the destination QEMU exited before the migration completed (a failed load ends it)';
+
 interface StatusReply {
   status: string;
   running: boolean;
@@ -83,9 +85,9 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
     let info: MigrationInfo;
     for (;;) {
       if (options.signal?.aborted) throw new MigrationFailedError('waiting for the migration was aborted', undefined, { cause: options.signal.reason });
-      if (qmp.closed) throw new MigrationFailedError('the destination QEMU exited before the migration completed (a failed load ends it)');
+      if (qmp.closed) throw new MigrationFailedError(DESTINATION_EXITED);
       info = await queryMigrate(qmp).catch((error: unknown) => {
-        if (qmp.closed) throw new MigrationFailedError('the destination QEMU exited before the migration completed (a failed load ends it)', undefined, { cause: error });
+        if (qmp.closed) throw new MigrationFailedError(DESTINATION_EXITED, undefined, { cause: error });
         throw error;
       });
       if (info.status === 'completed') break;
