@@ -6,6 +6,7 @@ import { formatProgressLine, type ProgressEvent } from '../migrate/progress.js';
 import { buildMigrateReport, formatMigrateReport } from '../migrate/report.js';
 import { migrateSource, type MigrateEvent } from '../migrate/source.js';
 import { verifySource, type VerifyOutcome } from '../migrate/verify.js';
+import { SendStatsListener } from '../migrate/send-stats.js';
 import { CODECS } from '../compress/codecs.js';
 import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
@@ -78,11 +79,18 @@ export const migrateCommand: Command = {
     const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-'));
     const hashFile = join(scratch, 'page-hashes.json');
     if (values.verify === true) sendArgs.push('--page-hashes', hashFile);
+    const statsPath = join(scratch, 'send-stats.sock');
+    sendArgs.push('--stats-socket', statsPath);
 
-    const qmp = await QmpClient.connect(values.qmp).catch((error: unknown) => {
-      rmSync(scratch, { recursive: true, force: true });
-      throw error;
-    });
+    let stats: SendStatsListener | undefined;
+    const qmp = await Promise.all([QmpClient.connect(values.qmp), SendStatsListener.listen(statsPath).then((l) => (stats = l))])
+      .then(([client]) => client)
+      .catch((error: unknown) => {
+        stats?.close();
+        rmSync(scratch, { recursive: true, force: true });
+        throw error;
+      });
+    const sendStats = stats!;
     const line = new LiveLine(values);
     try {
       let lastJson = 0;
@@ -105,13 +113,16 @@ export const migrateCommand: Command = {
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         converge,
         onEvent,
+        transportBytes: () => sendStats.latest,
       });
       line.done();
+      // send reports its last figures once the receiver confirmed the stream's end.
+      const finalStats = await sendStats.waitForFinal(5000);
       let verify: VerifyOutcome | null = null;
       if (values.verify === true) {
         verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls });
       }
-      const report = buildMigrateReport(result, verify);
+      const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null);
       if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'summary', ...report })}\n`);
       else if (values.quiet !== true) process.stderr.write(formatMigrateReport(report));
       return 0;
@@ -122,6 +133,7 @@ export const migrateCommand: Command = {
     } finally {
       line.done();
       qmp.close();
+      sendStats.close();
       rmSync(scratch, { recursive: true, force: true });
     }
   },

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { CODECS, type CodecName } from '../compress/codecs.js';
-import { send } from '../tls/sender.js';
+import { send, type SendCounters } from '../tls/sender.js';
 import { formatSummary, summaryJson } from './transport-summary.js';
 import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
@@ -8,6 +8,8 @@ import { openInputFd } from './fd-io.js';
 import { parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';
 import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
+import { SendStatsReporter } from '../migrate/send-stats.js';
+import { PassTracker } from '../migrate/pass-tracker.js';
 
 const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
 
@@ -28,6 +30,8 @@ Options:
   --no-verify        do not decode the stream while sending
   --page-hashes FILE when the input ends, write the hashes of the final RAM image it carried
                      to FILE (for "migrate --verify")
+  --stats-socket PATH report bytes and passes over RAM to the Unix socket PATH twice a
+                     second (how "migrate" follows the transfer)
 ${reportUsageLines('  ', 18)}
 ${tlsUsage}`;
 
@@ -63,6 +67,7 @@ export const sendCommand: Command = {
         'frame-size': { type: 'string' },
         'no-verify': { type: 'boolean' },
         'page-hashes': { type: 'string' },
+        'stats-socket': { type: 'string' },
       },
       2,
     );
@@ -87,6 +92,15 @@ export const sendCommand: Command = {
     const progress = new Progress(progressWanted(values), 'send', null);
     const hashFile = values['page-hashes'];
     const tap = hashFile === undefined ? undefined : new StreamHashTap();
+    const statsPath = values['stats-socket'];
+    const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0 };
+    const reporter = statsPath === undefined ? undefined : new SendStatsReporter(statsPath);
+    let tracker: PassTracker | undefined;
+    const stats = (final: boolean) => {
+      const summary = tracker?.summary() ?? { passes: [], heat: [] };
+      return { type: 'send-stats' as const, ...counters, passes: summary.passes, ...(final ? { heat: summary.heat } : {}) };
+    };
+    const ticker = reporter === undefined ? undefined : setInterval(() => reporter.report(stats(false)), 500);
     try {
       const summary = await send({
         host: address.host,
@@ -100,16 +114,31 @@ export const sendCommand: Command = {
         frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
         verify: values['no-verify'] !== true,
         onProgress: (bytes) => progress.update(bytes),
-        ...(tap ? { onRecords: (records, pageSize) => tap.apply(records, pageSize) } : {}),
+        ...(tap || reporter
+          ? {
+              onRecords: (records, pageSize) => {
+                tap?.apply(records, pageSize);
+                if (reporter) {
+                  tracker ??= new PassTracker(pageSize());
+                  for (const record of records) tracker.apply(record);
+                }
+              },
+            }
+          : {}),
+        counters,
         onInputEnd: () => {
           draining = true;
           if (tap) writePageHashFile(hashFile!, tap.result());
         },
       });
+      clearInterval(ticker);
+      await reporter?.finish(stats(true));
       progress.done();
       emitSummary(values, false, () => formatSummary('migstream send', summary), () => ({ command: 'send', ...summaryJson(summary) }));
       return 0;
     } finally {
+      clearInterval(ticker);
+      reporter?.close();
       process.off('SIGTERM', onTerm);
       progress.done();
       input.close();

@@ -10,6 +10,8 @@ export interface ProgressInput {
   info: MigrationInfo;
   /** Bytes the transport put on the wire so far, when it reports them. */
   wireBytes?: number;
+  /** Stream bytes the transport handed to its sockets so far (send-stats leftBytes). */
+  leftBytes?: number;
 }
 
 export interface ProgressEvent {
@@ -24,8 +26,13 @@ export interface ProgressEvent {
   total: number;
   /** Bytes per second into QEMU's pipe over the last interval. */
   pipeRate: number;
-  /** Bytes per second on the wire over the last interval (null: the transport did not say). */
+  /** Bytes per second on the wire over the last 2 s (null: the transport did not say). */
   wireRate: number | null;
+  /**
+   * Stream bytes per second the transport handed to its sockets (null: it
+   * did not say): how fast the link drains QEMU's pipe, what downtime depends on.
+   */
+  drainRate: number | null;
   /** Bytes per second the guest dirties, as QEMU measures it (dirty-pages-rate × page size). */
   dirtyRate: number;
   /** dirty-sync-count: passes over RAM so far. */
@@ -48,6 +55,8 @@ interface MigrationRam {
 export class ProgressMeter {
   private previous: ProgressInput | undefined;
   private readonly startMs: number;
+  /** The transport's counters over the last TRANSPORT_WINDOW_MS. */
+  private readonly window: { atMs: number; wire: number | undefined; left: number | undefined }[] = [];
 
   constructor(startMs: number) {
     this.startMs = startMs;
@@ -63,10 +72,9 @@ export class ProgressMeter {
     const seconds = previous ? (input.atMs - previous.atMs) / 1000 : 0;
     const rate = (now: number, before: number): number => (seconds > 0 ? Math.max(0, now - before) / seconds : 0);
     const pipeRate = previous ? rate(transferred, (previous.info.ram as MigrationRam | undefined)?.transferred ?? 0) : 0;
-    const wireRate =
-      input.wireBytes === undefined ? null : previous?.wireBytes !== undefined ? rate(input.wireBytes, previous.wireBytes) : 0;
     const dirtyRate = (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096);
-    const sendRate = wireRate ?? pipeRate;
+    const { wireRate, drainRate } = this.transportRates(input);
+    const sendRate = drainRate ?? pipeRate;
     const etaMs = remaining === 0 ? 0 : sendRate > dirtyRate ? (remaining / (sendRate - dirtyRate)) * 1000 : null;
     return {
       type: 'progress',
@@ -78,13 +86,28 @@ export class ProgressMeter {
       total,
       pipeRate,
       wireRate,
+      drainRate,
       dirtyRate,
       pass: ram['dirty-sync-count'] ?? 0,
       throttle: typeof input.info['cpu-throttle-percentage'] === 'number' ? input.info['cpu-throttle-percentage'] : 0,
       etaMs,
     };
   }
+
+  /** Wire and drain rates over the window: send reports only twice a second, we poll faster. */
+  private transportRates(input: ProgressInput): { wireRate: number | null; drainRate: number | null } {
+    this.window.push({ atMs: input.atMs, wire: input.wireBytes, left: input.leftBytes });
+    while (this.window.length > 2 && input.atMs - this.window[1]!.atMs >= TRANSPORT_WINDOW_MS) this.window.shift();
+    const oldest = this.window[0]!;
+    const seconds = (input.atMs - oldest.atMs) / 1000;
+    const rate = (now: number | undefined, before: number | undefined): number | null =>
+      now === undefined ? null : before === undefined || seconds <= 0 ? 0 : Math.max(0, now - before) / seconds;
+    return { wireRate: rate(input.wireBytes, oldest.wire), drainRate: rate(input.leftBytes, oldest.left) };
+  }
 }
+
+/** Long enough to smooth send's twice-a-second reports, short enough to follow the link. */
+const TRANSPORT_WINDOW_MS = 2000;
 
 const MB = 1e6;
 

@@ -3,6 +3,13 @@
  * --json, and the same figures as aligned lines for a person.
  */
 import type { SourceResult } from './source.js';
+import type { HeatSegment, PassCounts } from './pass-tracker.js';
+import type { SendStats } from './send-stats-wire.js';
+
+/** Heat segments the text report names (the JSON has send's top 16). */
+const HEAT_LINES = 5;
+/** Pass lines the text report shows before summing up the rest. */
+const PASS_LINES = 8;
 
 export interface MigrateReport {
   status: 'completed';
@@ -15,6 +22,14 @@ export interface MigrateReport {
   setupMs: number | null;
   bytesIntoQemuPipe: number;
   mbPerSecond: number;
+  /** What send put on the wire (null: send did not report). */
+  bytesOnWire: number | null;
+  /** Stream bytes / wire bytes (1 without compression, a little below for the frame headers). */
+  compressionRatio: number | null;
+  /** Passes over RAM and the heat map as send saw them in the stream (null: no report). */
+  stream: { passes: PassCounts[]; heat: HeatSegment[] } | null;
+  /** avail-switchover-bandwidth given to QEMU (bytes/s), in order. */
+  switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
   passes: number;
   pages: { normal: number; zero: number };
   throttle: { steps: { percent: number; atMs: number }[]; maxPercent: number; throttledMs: number };
@@ -22,7 +37,7 @@ export interface MigrateReport {
   verify: unknown;
 }
 
-export function buildMigrateReport(result: SourceResult, verify: unknown = null): MigrateReport {
+export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null): MigrateReport {
   const { info } = result;
   const totalMs = result.completedAtMs - result.startedAtMs;
   const ram = info.ram;
@@ -38,6 +53,10 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null)
     setupMs: typeof info['setup-time'] === 'number' ? info['setup-time'] : null,
     bytesIntoQemuPipe: bytes,
     mbPerSecond: totalMs > 0 ? bytes / 1e6 / (totalMs / 1000) : 0,
+    bytesOnWire: sendStats?.wireBytes ?? null,
+    compressionRatio: sendStats && sendStats.wireBytes > 0 ? sendStats.streamBytes / sendStats.wireBytes : null,
+    stream: sendStats ? { passes: sendStats.passes, heat: sendStats.heat ?? [] } : null,
+    switchoverBandwidth: result.switchoverBandwidth,
     passes: ram?.['dirty-sync-count'] ?? 0,
     pages: { normal: ram?.normal ?? 0, zero: ram?.duplicate ?? 0 },
     throttle: {
@@ -58,6 +77,10 @@ export function formatMigrateReport(report: MigrateReport): string {
     ['Downtime (QEMU)', ms(report.qemuDowntimeMs)],
     ['Setup time', ms(report.setupMs)],
     ['Into QEMU pipe', `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB (${report.mbPerSecond.toFixed(1)} MB/s)`],
+    [
+      'On the wire',
+      report.bytesOnWire === null ? 'n/a (send did not report)' : `${(report.bytesOnWire / 1e6).toFixed(1)} MB (stream/wire ${report.compressionRatio?.toFixed(2) ?? 'n/a'})`,
+    ],
     ['Passes', String(report.passes)],
     ['Pages', `${report.pages.normal} normal, ${report.pages.zero} zero`],
     [
@@ -67,6 +90,14 @@ export function formatMigrateReport(report: MigrateReport): string {
         : `${report.throttle.steps.map((s) => `${s.percent} % at ${(s.atMs / 1000).toFixed(1)} s`).join(', ')}; throttled ${(report.throttle.throttledMs / 1000).toFixed(1)} s`,
     ],
   ];
+  if (report.stream) {
+    lines.push(...passLines(report.stream.passes));
+    for (const h of report.stream.heat.slice(0, HEAT_LINES)) {
+      lines.push(['Hot', `${h.block}+0x${h.offset.toString(16)} (${(h.length / 1048576).toFixed(1)} MiB): ${h.resends} re-sent pages`]);
+    }
+  }
+  const lastBandwidth = report.switchoverBandwidth.at(-1);
+  if (lastBandwidth) lines.push(['Switch-over bw', `${(lastBandwidth.bytesPerSecond / 1e6).toFixed(1)} MB/s told to QEMU (${report.switchoverBandwidth.length} updates)`]);
   for (const notice of report.notices) lines.push(['Notice', notice]);
   if (report.verify !== null) lines.push(['Verify', describeVerify(report.verify)]);
   return `${lines.map(([k, v]) => `${`${k}:`.padEnd(18)}${v}`).join('\n')}\n`;
@@ -76,4 +107,16 @@ function describeVerify(verify: unknown): string {
   const v = verify as { pagesCompared?: number; mismatches?: number };
   if (typeof v.pagesCompared === 'number') return `${v.pagesCompared} pages compared, ${v.mismatches ?? 0} differ`;
   return JSON.stringify(verify);
+}
+
+/** One line per pass of the stream (the first few, then the rest summed). */
+function passLines(passes: readonly PassCounts[]): [string, string][] {
+  const line = (p: Pick<PassCounts, 'pages' | 'zeroPages' | 'resentPages'>): string => `${p.pages} pages, ${p.zeroPages} zero, ${p.resentPages} re-sent`;
+  const lines: [string, string][] = passes.slice(0, PASS_LINES).map((p) => [`Stream pass ${p.index}`, line(p)]);
+  const rest = passes.slice(PASS_LINES);
+  if (rest.length > 0) {
+    const sum = rest.reduce((a, p) => ({ pages: a.pages + p.pages, zeroPages: a.zeroPages + p.zeroPages, resentPages: a.resentPages + p.resentPages }), { pages: 0, zeroPages: 0, resentPages: 0 });
+    lines.push([`Passes ${PASS_LINES}-${passes.length - 1}`, line(sum)]);
+  }
+  return lines;
 }

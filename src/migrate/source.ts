@@ -38,10 +38,17 @@ export interface SourceOptions {
   pollMs?: number;
   /** Cancel (and resume the source) when the migration has not completed by then. */
   timeoutMs?: number;
-  /** Bytes the transport put on the wire so far, when it can tell. */
-  wireBytes?: () => number | undefined;
+  /** The transport's byte counters so far (send-stats), when it reports them. */
+  transportBytes?: () => TransportBytes | undefined;
   onEvent?: (event: MigrateEvent) => void;
   signal?: AbortSignal;
+}
+
+export interface TransportBytes {
+  /** Bytes on the wire (compressed, framed). */
+  wireBytes: number;
+  /** Stream bytes handed to the sockets: what drained QEMU's pipe. */
+  leftBytes: number;
 }
 
 export interface SourceResult {
@@ -53,6 +60,8 @@ export interface SourceResult {
   stoppedAtMs: number | undefined;
   throttleSteps: ThrottleStep[];
   passes: PassSample[];
+  /** avail-switchover-bandwidth values given to QEMU (bytes/s), in order. */
+  switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
   notices: string[];
 }
 
@@ -62,6 +71,8 @@ interface StatusReply {
 }
 
 const DEFAULT_DOWNTIME_MS = 300;
+/** The drain window (2 s) must have filled before its rate means anything. */
+const SWITCHOVER_SETTLE_MS = 2000;
 
 export async function migrateSource(options: SourceOptions): Promise<SourceResult> {
   const { qmp } = options;
@@ -91,6 +102,7 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
     : undefined;
   const notices: string[] = [];
   const passes: PassSample[] = [];
+  const switchoverBandwidth: SourceResult['switchoverBandwidth'] = [];
   let stoppedAtMs: number | undefined;
   const stopListener = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'STOP') stoppedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
@@ -102,25 +114,28 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   try {
     await qmp.execute('migrate', { uri: `exec:${options.transport}` });
     let lastPass = 0;
-    let passStart = { atMs: startedAtMs, transferred: 0, wire: options.wireBytes?.() ?? 0 };
+    let passStart = { atMs: startedAtMs, transferred: 0, left: options.transportBytes?.()?.leftBytes };
     for (;;) {
       if (options.signal?.aborted) throw new MigrationFailedError('the migration was aborted', undefined, { cause: options.signal.reason });
       const info = await queryMigrate(qmp);
       const atMs = Date.now();
       if (info.status === 'completed') {
         stopListener();
-        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, notices };
+        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, switchoverBandwidth, notices };
       }
       if (info.status === 'failed' || info.status === 'cancelled') {
         throw new MigrationFailedError(`the migration ${info.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`, info);
       }
-      const wire = options.wireBytes?.();
-      const progress = meter.push(wire === undefined ? { atMs, info } : { atMs, info, wireBytes: wire });
+      const transport = options.transportBytes?.();
+      const progress = meter.push(transport === undefined ? { atMs, info } : { atMs, info, ...transport });
       emit(progress);
+      if (levers.availSwitchoverBandwidth && progress.drainRate !== null) await tellSwitchoverBandwidth(progress.drainRate, atMs);
       const decisions: ConvergeDecision[] = [];
       if (progress.pass > lastPass && lastPass > 0) {
         const seconds = Math.max(1e-3, (atMs - passStart.atMs) / 1000);
-        const sentBytes = wire !== undefined ? wire - passStart.wire : progress.transferred - passStart.transferred;
+        // The link's rate in stream bytes (what the dirty volume is counted in): what left our
+        // frames for the sockets, or, without send-stats, what QEMU wrote into the pipe.
+        const sentBytes = transport !== undefined && passStart.left !== undefined ? transport.leftBytes - passStart.left : progress.transferred - passStart.transferred;
         const sample: PassSample = { pass: progress.pass, atMs, dirtyBytes: progress.remaining, wireRate: Math.max(0, sentBytes) / seconds, dirtyRate: progress.dirtyRate };
         passes.push(sample);
         emit({ type: 'pass', sample });
@@ -130,7 +145,7 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
       }
       if (progress.pass > lastPass) {
         lastPass = progress.pass;
-        passStart = { atMs, transferred: progress.transferred, wire: wire ?? 0 };
+        passStart = { atMs, transferred: progress.transferred, left: transport?.leftBytes };
       }
       for (const decision of decisions) await carryOut(decision, atMs - startedAtMs);
       if (options.timeoutMs !== undefined && atMs - startedAtMs > options.timeoutMs) {
@@ -142,6 +157,23 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
     stopListener();
     await cancelAndResume(qmp);
     throw error;
+  } finally {
+    // The value was this link's; a later migration must not inherit it (0: QEMU measures again).
+    if (switchoverBandwidth.length > 0 && !qmp.closed) await qmp.execute('migrate-set-parameters', { 'avail-switchover-bandwidth': 0 }).catch(() => undefined);
+  }
+
+  /**
+   * QEMU ≥ 8.2 judges the switch-over by avail-switchover-bandwidth when it is set, instead of
+   * by how fast it wrote into our pipe (migration_update_counters): give it the link's drain
+   * rate, so the downtime it predicts is the one the guest gets. Updated on a 10 % change.
+   */
+  async function tellSwitchoverBandwidth(drainRate: number, atMs: number): Promise<void> {
+    if (atMs - startedAtMs < SWITCHOVER_SETTLE_MS || drainRate < 1e6) return;
+    const last = switchoverBandwidth.at(-1)?.bytesPerSecond;
+    if (last !== undefined && Math.abs(drainRate - last) < 0.1 * last) return;
+    const bytesPerSecond = Math.round(drainRate);
+    await qmp.execute('migrate-set-parameters', { 'avail-switchover-bandwidth': bytesPerSecond });
+    switchoverBandwidth.push({ atMs: atMs - startedAtMs, bytesPerSecond });
   }
 
   async function carryOut(decision: ConvergeDecision, elapsedMs: number): Promise<void> {

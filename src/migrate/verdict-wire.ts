@@ -5,6 +5,7 @@
  * codec; the sockets are in verdict-channel.ts.
  */
 import { MigstreamError } from '../stream/errors.js';
+import { BoundedLineSplitter } from './line-splitter.js';
 import type { RamMismatch } from './ram-compare.js';
 
 /** A verdict line is small (16 named pages at most); anything longer is not a peer of ours. */
@@ -64,17 +65,9 @@ export function decodeVerdict(line: string): VerdictMessage {
 }
 
 /** Splits bytes into lines, refusing one longer than MAX_VERDICT_LINE. */
-export class VerdictLineSplitter {
-  private pending = '';
-
-  push(chunk: Buffer): string[] {
-    this.pending += chunk.toString('utf8');
-    const lines = this.pending.split('\n');
-    this.pending = lines.pop()!;
-    if (this.pending.length > MAX_VERDICT_LINE || lines.some((l) => l.length > MAX_VERDICT_LINE)) {
-      throw new VerdictProtocolError(`a verdict line is longer than ${MAX_VERDICT_LINE} bytes`);
-    }
-    return lines;
+export class VerdictLineSplitter extends BoundedLineSplitter {
+  constructor() {
+    super(MAX_VERDICT_LINE, () => new VerdictProtocolError(`a verdict line is longer than ${MAX_VERDICT_LINE} bytes`));
   }
 }
 

@@ -39,6 +39,21 @@ export interface SendOptions {
   onProgress?: (bytes: number) => void;
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
+  /** Kept up to date while sending, for whoever watches the transfer (migrate's send-stats). */
+  counters?: SendCounters;
+}
+
+/**
+ * Bytes so far. `streamBytes − leftBytes` is what sits in our frames between QEMU's pipe and
+ * the kernel: at most channels × credit frames, so the pipe drains only as fast as the link.
+ */
+export interface SendCounters {
+  /** Stream bytes read from the input. */
+  streamBytes: number;
+  /** Stream bytes of the frames the sockets took. */
+  leftBytes: number;
+  /** What those frames took on the wire (compressed, with headers). */
+  wireBytes: number;
 }
 
 interface Channel {
@@ -86,6 +101,10 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
         case 'credit':
           channel.credit++;
           channel.stats.wireBytes += message.wire;
+          if (options.counters) {
+            options.counters.leftBytes += message.raw;
+            options.counters.wireBytes += message.wire;
+          }
           input?.recycle(message.buffer);
           break;
         case 'done':
@@ -154,6 +173,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       best.worker.postMessage(message, [chunk.buffer as ArrayBuffer]);
       seq++;
       bytes += n;
+      if (options.counters) options.counters.streamBytes = bytes;
       options.onProgress?.(bytes);
     }
     const tail = decoder?.end();

@@ -105,6 +105,17 @@ describe.each([
     expect(verify.source.pagesCompared).toBeGreaterThan(60_000);
     expect(verify.destination.pagesCompared).toBe(verify.source.pagesCompared);
     expect(jsonLines(src.stdout).some((e) => e.type === 'progress')).toBe(true);
+    // send's own view of the stream, through --stats-socket: every page once in the first pass,
+    // and the page counts QEMU reports (normal, zero) seen in the stream itself.
+    const stream = summary.stream as { passes: { pages: number; zeroPages: number; resentPages: number }[]; heat: { resends: number }[] };
+    const pages = summary.pages as { normal: number; zero: number };
+    const sum = (key: 'pages' | 'zeroPages' | 'resentPages'): number => stream.passes.reduce((a, p) => a + p[key], 0);
+    expect(stream.passes[0]!.pages).toBeGreaterThanOrEqual(verify.source.pagesCompared);
+    expect(sum('zeroPages')).toBe(pages.zero);
+    expect(sum('pages') - sum('zeroPages')).toBe(pages.normal);
+    expect(summary.bytesOnWire as number).toBeGreaterThan(summary.bytesIntoQemuPipe as number);
+    expect(stream.heat.reduce((a, h) => a + h.resends, 0)).toBeLessThanOrEqual(sum('resentPages'));
+    if (guest === 'a dirtying guest') expect(sum('resentPages')).toBeGreaterThan(0);
     expect(jsonLines(dst.stdout).find((e) => e.type === 'summary')).toMatchObject({ status: 'completed', resumed: false });
     // Independent of the commands' own check: pmemsave both sides and compare the files.
     expect(await status(source.vm)).toBe('postmigrate');
