@@ -48,6 +48,12 @@ export interface LaunchOptions {
   qemu?: QemuVersion;
   /** How long QEMU may take to open its QMP socket. */
   startTimeoutMs?: number;
+  /**
+   * Run QEMU inside this network namespace (`ip netns exec`, which execs QEMU in place, so the
+   * pid is QEMU's): its exec: children then reach only that namespace's network, as on a host
+   * of its own. QMP stays a Unix socket on the shared file system.
+   */
+  netns?: string;
 }
 
 export interface ExitInfo {
@@ -233,7 +239,8 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuVm> {
     ...options.args,
   ];
 
-  const child = spawn(binary, args, { cwd: options.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  const [command, commandArgs] = options.netns === undefined ? [binary, args] : ['ip', ['netns', 'exec', options.netns, binary, ...args]];
+  const child = spawn(command, commandArgs, { cwd: options.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   const spawned = await new Promise<Error | undefined>((resolve) => {
     child.once('spawn', () => resolve(undefined));
     child.once('error', (err) => resolve(err));

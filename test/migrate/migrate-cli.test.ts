@@ -3,7 +3,6 @@
  * moved end to end through QMP, the copy verified before the destination resumes, and a planted
  * difference caught (destination paused, source running).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,15 +10,15 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { receiveMigration } from '../../src/migrate/destination.js';
 import { VerdictListener } from '../../src/migrate/verdict-channel.js';
 import { verifyDestination } from '../../src/migrate/verify.js';
-import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
+import type { QemuVm } from '../../src/qemu/launcher.js';
 import { dumpGuestMemory, guestMemoryLayout } from '../../src/qemu/memory.js';
 import { shellQuote } from '../../src/qemu/migration.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { VerifyError } from '../../src/migrate/errors.js';
-import { chooseAccel } from '../fixtures/build.js';
-import { REPO_ROOT, guestArgs } from '../fixtures/meta.js';
+import { guestArgs } from '../fixtures/meta.js';
 import { firstDifference } from '../helpers/qemu.js';
 import { BIN, freePort } from '../helpers/transport.js';
+import { bootGuest, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
 
 const RAM = `${256 * 1024}K`;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-cli-'));
@@ -29,55 +28,13 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function migstream(args: string[]): Promise<Ran> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
-  child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
-
-const jsonLines = (text: string): Record<string, unknown>[] =>
-  text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-
-/** A VM with a second QMP socket for the command under test (the launcher keeps the first). */
+/** The busy guest used where a guest must dirty memory while it moves. */
 const BUSY = guestArgs('busy', ['wss=16', 'rate=4']);
 
 async function boot(name: string, machine: string, qemu: QemuVersion, extra: string[], guest = BUSY): Promise<{ vm: QemuVm; qmp: string }> {
-  const qmp = join(scratch, `${name}.qmp`);
-  const vm = await launchQemu({
-    args: ['-machine', machine, '-m', RAM, '-smp', '1', ...guest, '-qmp', `unix:${qmp},server=on,wait=off`, ...extra],
-    accel: await chooseAccel(),
-    qemu,
-    name,
-    cwd: REPO_ROOT,
-    serialLogPath: join(scratch, `${name}.log`),
-  });
-  vms.push(vm);
-  return { vm, qmp };
-}
-
-/** Lines the guest prints as it runs: the busy guest's work counter, the idle guest's heartbeat. */
-const workLines = (vm: QemuVm): number => vm.serialText().match(/migstream-(?:work|heartbeat) \d+/g)?.length ?? 0;
-
-async function status(vm: QemuVm): Promise<string> {
-  return (await vm.execute<{ status: string }>('query-status')).status;
-}
-
-async function runsOn(vm: QemuVm): Promise<boolean> {
-  const before = workLines(vm);
-  for (let i = 0; i < 40; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    if (workLines(vm) > before) return true;
-  }
-  return false;
+  const booted = await bootGuest({ scratch, name, machine, qemu, ram: RAM, guest, extra });
+  vms.push(booted.vm);
+  return booted;
 }
 
 // A dirtying guest on 7.2 under TCG is not moved reliably by QEMU itself: in the first run of
