@@ -27,7 +27,8 @@ Options:
   --listen HOST:PORT      where the source's "migstream send" connects
   --verify                compare the loaded RAM with the stream's image and wait for the
                           source's own check before resuming (needs "migrate --verify")
-  --control-port PORT     the verification port (default: PORT + 1)
+  --control-port PORT     where migrate probes the link and, with --verify, sends its
+                          verdict (default: PORT + 1)
   --no-client-auth        do not require a client certificate
   --no-resume             leave the guest paused after a good migration
   --timeout S             give up when no migration completed after S seconds
@@ -52,7 +53,9 @@ export const incomingCommand: Command = {
     const listen = parseAddress(values.listen, '--listen');
     const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
-    const control = values.verify === true ? controlAddress(listen, values['control-port']) : undefined;
+    // The control port is always open: migrate probes the link through it before it starts,
+    // and with --verify the two sides exchange their verdicts on it.
+    const control = controlAddress(listen, values['control-port']);
     const scratch = mkdtempSync(join(tmpdir(), 'migstream-incoming-'));
     const hashFile = join(scratch, 'page-hashes.json');
     const recvArgs = ['recv', '--listen', `${listen.host}:${listen.port}`, ...tlsArgs(values), '--quiet', '--no-progress'];
@@ -63,13 +66,11 @@ export const incomingCommand: Command = {
     let listener: VerdictListener | undefined;
     try {
       qmp = await QmpClient.connect(values.qmp);
-      if (control) {
-        listener = await VerdictListener.listen({
-          ...control,
-          tls,
-          onStray: (peer, reason) => line.note(`migstream incoming: ignored a connection from ${peer} on the verdict port: ${reason}`),
-        });
-      }
+      listener = await VerdictListener.listen({
+        ...control,
+        tls,
+        onStray: (peer, reason) => line.note(`migstream incoming: ignored a connection from ${peer} on the control port: ${reason}`),
+      });
       const client = qmp;
       const verdictListener = listener;
       let verify: VerifyOutcome | null = null;
@@ -82,7 +83,7 @@ export const incomingCommand: Command = {
         transport: selfCommand(recvArgs),
         resume: values['no-resume'] !== true,
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        ...(verdictListener
+        ...(values.verify === true
           ? {
               check: async () => {
                 verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener });

@@ -4,9 +4,13 @@ import { join } from 'node:path';
 import { QmpClient } from '../qemu/qmp.js';
 import { formatProgressLine, type ProgressEvent } from '../migrate/progress.js';
 import { buildMigrateReport, formatMigrateReport } from '../migrate/report.js';
-import { migrateSource, type MigrateEvent } from '../migrate/source.js';
+import { assertMigratable, migrateSource, type MigrateEvent } from '../migrate/source.js';
 import { verifySource, type VerifyOutcome } from '../migrate/verify.js';
 import { SendStatsListener } from '../migrate/send-stats.js';
+import { formatProbe, probeSource, type ProbeReport } from '../migrate/probe.js';
+import { readLevers } from '../migrate/levers.js';
+import { probeLink } from '../migrate/verdict-channel.js';
+import { defaultChannels } from './send.js';
 import { CODECS } from '../compress/codecs.js';
 import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
@@ -37,6 +41,9 @@ Options:
                           with the final image the stream carried (and the destination's
                           with the same image): a mismatch resumes the source instead
   --control-port PORT     the destination's verification port (default: HOST:PORT + 1)
+  --probe                 only probe and predict: RAM, zero pages, dirty rate, the link's
+                          rate (a 1 s burst to the destination's control port); no migration
+  --no-probe              migrate without probing first (by default the probe runs first)
   --timeout S             cancel when not completed after S seconds (the source runs on)
   --tls-name NAME         name the receiver's certificate must carry (default: HOST)
 ${reportUsageLines('  ', 22)}
@@ -58,9 +65,12 @@ export const migrateCommand: Command = {
         converge: { type: 'string' },
         'force-downtime': { type: 'string' },
         'tls-name': { type: 'string' },
+        probe: { type: 'boolean' },
+        'no-probe': { type: 'boolean' },
       },
       0,
     );
+    if (values.probe === true && values['no-probe'] === true) throw new UsageError('--probe and --no-probe exclude each other');
     if (values.qmp === undefined) throw new UsageError('--qmp PATH (the source QEMU\'s QMP socket) is required');
     const to = parseAddress(values.to, '--to');
     const converge = values.converge ?? 'off';
@@ -104,6 +114,24 @@ export const migrateCommand: Command = {
         else if (event.type === 'throttle') line.note(`throttle ${event.percent} %: ${event.reason}`);
         else if (event.type === 'notice') line.note(event.message);
       };
+      let probe: ProbeReport | null = null;
+      if (values['no-probe'] !== true) {
+        await assertMigratable(qmp);
+        const control = controlAddress(to, values['control-port']);
+        const channels = values.channels === undefined ? defaultChannels() : Number(values.channels);
+        line.update('probing: guest RAM, dirty rate, link …');
+        probe = await probeSource({
+          qmp,
+          levers: await readLevers(qmp),
+          downtimeLimitMs: downtimeLimitMs ?? 300,
+          ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
+          probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 1000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
+        });
+        line.done();
+        if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'probe', ...probe })}\n`);
+        else if (values.quiet !== true) process.stderr.write(formatProbe(probe));
+        if (values.probe === true) return 0;
+      }
       const result = await migrateSource({
         qmp,
         transport: selfCommand(sendArgs),
@@ -122,7 +150,7 @@ export const migrateCommand: Command = {
       if (values.verify === true) {
         verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls });
       }
-      const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null);
+      const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null, probe);
       if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'summary', ...report })}\n`);
       else if (values.quiet !== true) process.stderr.write(formatMigrateReport(report));
       return 0;

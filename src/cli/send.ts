@@ -40,7 +40,7 @@ ${tlsUsage}`;
  * worker beyond the cores only adds start-up and switching (on 2 cores, 1 channel ran a live
  * migration of a filled guest in 1.7 s, 4 channels in 2.0–2.5 s; docs/transport.md).
  */
-function defaultChannels(): number {
+export function defaultChannels(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 

@@ -5,6 +5,7 @@
 import type { SourceResult } from './source.js';
 import type { HeatSegment, PassCounts } from './pass-tracker.js';
 import type { SendStats } from './send-stats-wire.js';
+import type { ProbeReport } from './probe.js';
 
 /** Heat segments the text report names (the JSON has send's top 16). */
 const HEAT_LINES = 5;
@@ -35,9 +36,11 @@ export interface MigrateReport {
   throttle: { steps: { percent: number; atMs: number }[]; maxPercent: number; throttledMs: number };
   notices: string[];
   verify: unknown;
+  /** What the probe predicted and how far off its total time was ((actual − predicted) / predicted). */
+  prediction: { converges: boolean; totalMs: number; downtimeMs: number; streamBytes: number; totalTimeError: number | null } | null;
 }
 
-export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null): MigrateReport {
+export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null, probe: ProbeReport | null = null): MigrateReport {
   const { info } = result;
   const totalMs = result.completedAtMs - result.startedAtMs;
   const ram = info.ram;
@@ -66,6 +69,13 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
     },
     notices: result.notices,
     verify,
+    prediction: probe === null ? null : {
+      converges: probe.prediction.converges,
+      totalMs: probe.prediction.totalMs,
+      downtimeMs: probe.prediction.downtimeMs,
+      streamBytes: probe.prediction.streamBytes,
+      totalTimeError: Number.isFinite(probe.prediction.totalMs) && probe.prediction.totalMs > 0 ? (totalMs - probe.prediction.totalMs) / probe.prediction.totalMs : null,
+    },
   };
 }
 
@@ -99,6 +109,15 @@ export function formatMigrateReport(report: MigrateReport): string {
   const lastBandwidth = report.switchoverBandwidth.at(-1);
   if (lastBandwidth) lines.push(['Switch-over bw', `${(lastBandwidth.bytesPerSecond / 1e6).toFixed(1)} MB/s told to QEMU (${report.switchoverBandwidth.length} updates)`]);
   for (const notice of report.notices) lines.push(['Notice', notice]);
+  if (report.prediction) {
+    const p = report.prediction;
+    lines.push([
+      'Predicted',
+      p.converges
+        ? `${(p.totalMs / 1000).toFixed(1)} s (${p.totalTimeError === null ? 'n/a' : `${p.totalTimeError >= 0 ? '+' : ''}${(p.totalTimeError * 100).toFixed(0)} %`} off), ${Math.round(p.downtimeMs)} ms downtime`
+        : 'not to converge without help',
+    ]);
+  }
   if (report.verify !== null) lines.push(['Verify', describeVerify(report.verify)]);
   return `${lines.map(([k, v]) => `${`${k}:`.padEnd(18)}${v}`).join('\n')}\n`;
 }

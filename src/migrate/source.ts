@@ -74,8 +74,8 @@ const DEFAULT_DOWNTIME_MS = 300;
 /** The drain window (2 s) must have filled before its rate means anything. */
 const SWITCHOVER_SETTLE_MS = 2000;
 
-export async function migrateSource(options: SourceOptions): Promise<SourceResult> {
-  const { qmp } = options;
+/** The source must be running and not already migrating (checked before a probe, too). */
+export async function assertMigratable(qmp: QmpClient): Promise<void> {
   const status = await qmp.execute<StatusReply>('query-status');
   if (status.status !== 'running') {
     throw new VmStateError(`the source VM is "${status.status}", not running: nothing to migrate live`, status.status);
@@ -84,6 +84,11 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   if (current.status === 'active' || current.status === 'setup' || current.status === 'device' || current.status === 'pre-switchover') {
     throw new VmStateError(`a migration is already ${current.status} on the source`, status.status);
   }
+}
+
+export async function migrateSource(options: SourceOptions): Promise<SourceResult> {
+  const { qmp } = options;
+  await assertMigratable(qmp);
   const levers = await readLevers(qmp);
   const converge = options.converge ?? 'off';
   if (converge === 'auto' && !levers.cpuThrottle) throw new LeverMissingError('--converge auto needs auto-converge and max-cpu-throttle, which this QEMU lacks');

@@ -1,14 +1,15 @@
 /**
- * The sockets behind the verdict exchange (verdict-wire.ts): the destination listens (TLS
- * with client certificates, like recv, or plaintext with --insecure), the source connects
- * once its check is done. A connection that does not send a well-formed source verdict within
- * 10 s is closed and reported; the listener keeps waiting for the real source.
+ * The sockets behind the control port (verdict-wire.ts): the destination listens (TLS with
+ * client certificates, like recv, or plaintext with --insecure); the source connects for a
+ * link probe before the migration and for the verdict once its check is done. A connection
+ * that does not send a well-formed first line within 10 s is closed and reported; the
+ * listener keeps waiting for the real source.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { checkPin, clientTlsOptions, serverTlsOptions, type TlsMaterial } from '../tls/credentials.js';
 import { MigrateError } from './errors.js';
-import { decodeVerdict, encodeVerdict, VerdictLineSplitter, type Verdict, type VerdictMessage } from './verdict-wire.js';
+import { decodeVerdict, encodeVerdict, VerdictLineSplitter, type ControlMessage, type Verdict, type VerdictMessage } from './verdict-wire.js';
 
 const FIRST_LINE_MS = 10_000;
 
@@ -27,10 +28,17 @@ export interface SourceContact {
   reply(message: DestinationVerdict): Promise<void>;
 }
 
+interface FirstLine {
+  line: string;
+  /** Bytes that came after the line's newline in the same reads. */
+  extraBytes: number;
+}
+
 /** Reads the first line of `socket` (bounded in size and time). */
-function firstLine(socket: Socket, timeoutMs: number, peer: string): Promise<string> {
+function firstLine(socket: Socket, timeoutMs: number, peer: string): Promise<FirstLine> {
   return new Promise((resolve, reject) => {
     const splitter = new VerdictLineSplitter();
+    let raw = 0;
     const timer = setTimeout(() => finish(new VerdictChannelError(`${peer} sent no verdict within ${timeoutMs / 1000} s`)), timeoutMs);
     const finish = (error: Error | null, line?: string): void => {
       clearTimeout(timer);
@@ -38,9 +46,10 @@ function firstLine(socket: Socket, timeoutMs: number, peer: string): Promise<str
       socket.off('error', onError);
       socket.off('end', onEnd);
       if (error) reject(error);
-      else resolve(line!);
+      else resolve({ line: line!, extraBytes: raw - Buffer.byteLength(line!) - 1 });
     };
     const onData = (chunk: Buffer): void => {
+      raw += chunk.length;
       try {
         const lines = splitter.push(chunk);
         if (lines.length > 0) finish(null, lines[0]);
@@ -95,13 +104,20 @@ export class VerdictListener {
       return;
     }
     firstLine(socket, FIRST_LINE_MS, peer).then(
-      (line) => {
-        let message: VerdictMessage;
+      ({ line, extraBytes }) => {
+        let message: ControlMessage;
         try {
           message = decodeVerdict(line);
         } catch (error) {
           this.onStray(peer, (error as Error).message);
           socket.destroy();
+          return;
+        }
+        if (message.type === 'link-probe') {
+          answerLinkProbe(socket, message.maxBytes, extraBytes).catch((error: Error) => {
+            this.onStray(peer, `link probe: ${error.message}`);
+            socket.destroy();
+          });
           return;
         }
         if (message.type !== 'source-verdict' || this.arrived !== undefined) {
@@ -148,23 +164,110 @@ export class VerdictListener {
 export async function exchangeVerdict(options: { host: string; port: number; tls: TlsMaterial | null; verdict: Verdict; timeoutMs: number }): Promise<DestinationVerdict> {
   const peer = `${options.host}:${options.port}`;
   const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    let socket: Socket;
-    try {
-      socket = await open(options.host, options.port, options.tls);
-    } catch (error) {
-      if (Date.now() > deadline) throw new VerdictChannelError(`cannot reach the destination's verdict port ${peer}: ${(error as Error).message}`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      continue;
+  const socket = await openWithRetry(options.host, options.port, options.tls, deadline, peer);
+  try {
+    socket.write(encodeVerdict({ type: 'source-verdict', ...options.verdict }));
+    const { line } = await firstLine(socket, Math.max(1000, deadline - Date.now()), `the destination ${peer}`);
+    const answer = decodeVerdict(line);
+    if (answer.type !== 'destination-verdict') throw new VerdictChannelError(`the destination ${peer} answered with a ${answer.type}`);
+    return answer;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** How long a link probe may take at the destination before it is cut off. */
+const LINK_PROBE_MS = 30_000;
+
+/**
+ * The destination's side of a link probe: count what arrives until the source half-closes,
+ * timing from the first byte to the last, and answer. More than announced is a stray.
+ */
+function answerLinkProbe(socket: Socket, maxBytes: number, alreadyBytes: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const tooMuch = (): Error => new Error(`sent more than the ${maxBytes} bytes it announced`);
+    if (alreadyBytes > maxBytes) {
+      reject(tooMuch());
+      return;
     }
+    let bytes = alreadyBytes;
+    let firstAt = alreadyBytes > 0 ? performance.now() : undefined;
+    let lastAt = firstAt;
+    const timer = setTimeout(() => reject(new Error(`not finished within ${LINK_PROBE_MS / 1000} s`)), LINK_PROBE_MS);
+    socket.on('data', (chunk: Buffer) => {
+      const now = performance.now();
+      firstAt ??= now;
+      lastAt = now;
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        clearTimeout(timer);
+        reject(tooMuch());
+      }
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      const ms = firstAt === undefined ? 0 : lastAt! - firstAt;
+      socket.end(encodeVerdict({ type: 'link-probe-result', bytes, ms }), () => resolve());
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+export interface LinkRate {
+  /** Bytes per second the destination counted, over all connections. */
+  bytesPerSecond: number;
+  bytes: number;
+  ms: number;
+  connections: number;
+}
+
+/**
+ * The source's side: `connections` parallel connections to the control port, each sending
+ * zeros (TLS encrypts them; a plain link does not compress) for `durationMs` or `maxBytes`,
+ * then half-closing. The rate is the bytes the destination counted over its longest span.
+ */
+export async function probeLink(options: { host: string; port: number; tls: TlsMaterial | null; connections: number; durationMs: number; maxBytes: number; timeoutMs: number }): Promise<LinkRate> {
+  const peer = `${options.host}:${options.port}`;
+  const perConnection = Math.floor(options.maxBytes / options.connections);
+  const one = async (): Promise<{ bytes: number; ms: number }> => {
+    const socket = await openWithRetry(options.host, options.port, options.tls, Date.now() + options.timeoutMs, peer);
     try {
-      socket.write(encodeVerdict({ type: 'source-verdict', ...options.verdict }));
-      const line = await firstLine(socket, Math.max(1000, deadline - Date.now()), `the destination ${peer}`);
+      socket.write(encodeVerdict({ type: 'link-probe', maxBytes: perConnection }));
+      const chunk = Buffer.alloc(256 * 1024);
+      const started = performance.now();
+      let sent = 0;
+      while (sent < perConnection && performance.now() - started < options.durationMs) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, perConnection - sent));
+        sent += piece.length;
+        if (!socket.write(piece)) await new Promise((resolve) => socket.once('drain', resolve));
+      }
+      socket.end();
+      const { line } = await firstLine(socket, options.timeoutMs, `the destination ${peer}`);
       const answer = decodeVerdict(line);
-      if (answer.type !== 'destination-verdict') throw new VerdictChannelError(`the destination ${peer} answered with a ${answer.type}`);
+      if (answer.type !== 'link-probe-result') throw new VerdictChannelError(`the destination ${peer} answered a link probe with a ${answer.type}`);
+      if (answer.bytes !== sent) throw new VerdictChannelError(`the destination ${peer} counted ${answer.bytes} of ${sent} probe bytes`);
       return answer;
     } finally {
       socket.destroy();
+    }
+  };
+  const results = await Promise.all(Array.from({ length: options.connections }, one));
+  const bytes = results.reduce((a, r) => a + r.bytes, 0);
+  const ms = Math.max(...results.map((r) => r.ms));
+  if (ms <= 0) throw new VerdictChannelError(`the link probe to ${peer} was too short to time (${bytes} bytes)`);
+  return { bytesPerSecond: (bytes * 1000) / ms, bytes, ms, connections: options.connections };
+}
+
+async function openWithRetry(host: string, port: number, tls: TlsMaterial | null, deadline: number, peer: string): Promise<Socket> {
+  for (;;) {
+    try {
+      return await open(host, port, tls);
+    } catch (error) {
+      if (Date.now() > deadline) throw new VerdictChannelError(`cannot reach the destination's control port ${peer}: ${(error as Error).message}`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
 }

@@ -1,8 +1,13 @@
 /**
- * The two messages `migrate --verify` and `incoming --verify` exchange once the stream is
- * through, one JSON object per line: the source says what its paused RAM showed against the
- * stream's image, the destination answers with its own result and whether it resumes. Pure
- * codec; the sockets are in verdict-channel.ts.
+ * The messages `migrate` and `incoming` exchange on the destination's control port, one JSON
+ * object per line (the sockets are in verdict-channel.ts). Pure codec.
+ *
+ * - Verdicts, once the stream is through (--verify): the source says what its paused RAM
+ *   showed against the stream's image, the destination answers with its own result and
+ *   whether it resumes.
+ * - The link probe, before the migration: `link-probe` with the most bytes the source will
+ *   send, then that many bytes at most and a half-close; the destination answers
+ *   `link-probe-result` with the bytes it counted and the ms from the first to the last.
  */
 import { MigstreamError } from '../stream/errors.js';
 import { BoundedLineSplitter } from './line-splitter.js';
@@ -25,13 +30,22 @@ export type VerdictMessage =
   | ({ type: 'source-verdict' } & Verdict)
   | ({ type: 'destination-verdict'; resuming: boolean } & Verdict);
 
+export type LinkProbeMessage =
+  | { type: 'link-probe'; maxBytes: number }
+  | { type: 'link-probe-result'; bytes: number; ms: number };
+
+export type ControlMessage = VerdictMessage | LinkProbeMessage;
+
+/** The most a link probe may send: a few seconds of a fast link, bounded for the listener. */
+export const MAX_LINK_PROBE_BYTES = 1024 * 1024 * 1024;
+
 export class VerdictProtocolError extends MigstreamError {
   constructor(message: string) {
     super('ERR_VERDICT_PROTOCOL', message);
   }
 }
 
-export function encodeVerdict(message: VerdictMessage): Buffer {
+export function encodeVerdict(message: ControlMessage): Buffer {
   return Buffer.from(`${JSON.stringify(message)}\n`);
 }
 
@@ -41,7 +55,7 @@ function isMismatch(value: unknown): value is RamMismatch {
 }
 
 /** One line (without its newline) → a message, or VerdictProtocolError naming what is wrong. */
-export function decodeVerdict(line: string): VerdictMessage {
+export function decodeVerdict(line: string): ControlMessage {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -50,6 +64,7 @@ export function decodeVerdict(line: string): VerdictMessage {
   }
   const v = value as Partial<VerdictMessage> & Record<string, unknown>;
   if (typeof v !== 'object' || v === null) throw new VerdictProtocolError('a verdict is not a JSON object');
+  if ((v.type as string) === 'link-probe' || (v.type as string) === 'link-probe-result') return decodeLinkProbe(v);
   if (v.type !== 'source-verdict' && v.type !== 'destination-verdict') throw new VerdictProtocolError(`unknown verdict type ${JSON.stringify(v.type)}`);
   const counts = Number.isSafeInteger(v.pagesCompared) && Number.isSafeInteger(v.mismatches) && (v.pagesCompared as number) >= 0 && (v.mismatches as number) >= 0;
   if (!counts) throw new VerdictProtocolError('a verdict has no page counts');
@@ -62,6 +77,16 @@ export function decodeVerdict(line: string): VerdictMessage {
     return { type: 'destination-verdict', resuming: v.resuming, ...verdict };
   }
   return { type: 'source-verdict', ...verdict };
+}
+
+function decodeLinkProbe(v: Record<string, unknown>): LinkProbeMessage {
+  const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+  if (v.type === 'link-probe') {
+    if (!count(v.maxBytes) || v.maxBytes > MAX_LINK_PROBE_BYTES) throw new VerdictProtocolError(`a link probe must announce 0..${MAX_LINK_PROBE_BYTES} bytes`);
+    return { type: 'link-probe', maxBytes: v.maxBytes };
+  }
+  if (!count(v.bytes) || !(typeof v.ms === 'number' && Number.isFinite(v.ms) && v.ms >= 0)) throw new VerdictProtocolError('a link probe result has no byte count or time');
+  return { type: 'link-probe-result', bytes: v.bytes, ms: v.ms };
 }
 
 /** Splits bytes into lines, refusing one longer than MAX_VERDICT_LINE. */

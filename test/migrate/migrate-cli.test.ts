@@ -141,8 +141,14 @@ describe('migrate / incoming faults on QEMU 7.2: one clear error, exit 1, the VM
     expect(notIncoming.stderr).toMatch(/^migstream incoming: error: the destination VM is "running", not waiting for a migration: start QEMU with -S -incoming defer/);
     expect(await status(vm)).toBe('running');
 
-    // Nobody listens on the port: send fails, QEMU's migration fails, the source runs on.
-    const noPeer = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60']);
+    // Nobody listens on the port: the probe cannot reach the control port, before QEMU is touched.
+    const noProbe = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60']);
+    expect(noProbe.code).toBe(1);
+    expect(noProbe.stderr).toMatch(/^migstream migrate: error: cannot reach the destination's control port 127\.0\.0\.1:\d+: .*\(the source VM is running\)/);
+    expect(((await vm.execute<{ status?: string }>('query-migrate')).status)).toBeUndefined();
+
+    // The same without the probe: send fails, QEMU's migration fails, the source runs on.
+    const noPeer = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60', '--no-probe']);
     expect(noPeer.code).toBe(1);
     expect(noPeer.stderr).toMatch(/^migstream migrate: error: the migration failed.*\(the source VM is running\)/);
     expect(await status(vm)).toBe('running');
