@@ -9,7 +9,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controllerOptionSpec, controlAddress, vmStateSuffix } from './migrate-options.js';
+import { controllerOptionSpec, controlAddress, verifyFraction, verifySampleUsage, vmStateSuffix } from './migrate-options.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream incoming --qmp DST.sock --listen HOST:PORT [options] [TLS options]
@@ -27,6 +27,7 @@ Options:
   --listen HOST:PORT      where the source's "migstream send" connects
   --verify                compare the loaded RAM with the stream's image and wait for the
                           source's own check before resuming (needs "migrate --verify")
+${verifySampleUsage}
   --control-port PORT     where migrate probes the link and, with --verify, sends its
                           verdict (default: PORT + 1)
   --no-client-auth        do not require a client certificate
@@ -60,7 +61,8 @@ export const incomingCommand: Command = {
     const hashFile = join(scratch, 'page-hashes.json');
     const recvArgs = ['recv', '--listen', `${listen.host}:${listen.port}`, ...tlsArgs(values), '--quiet', '--no-progress'];
     if (values['no-client-auth'] === true) recvArgs.push('--no-client-auth');
-    if (values.verify === true) recvArgs.push('--page-hashes', hashFile);
+    const verifyShare = verifyFraction(values);
+    if (verifyShare !== undefined) recvArgs.push('--page-hashes', hashFile);
     const line = new LiveLine(values);
     let qmp: QmpClient | undefined;
     let listener: VerdictListener | undefined;
@@ -83,10 +85,10 @@ export const incomingCommand: Command = {
         transport: selfCommand(recvArgs),
         resume: values['no-resume'] !== true,
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        ...(values.verify === true
+        ...(verifyShare !== undefined
           ? {
               check: async () => {
-                verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener });
+                verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener, sampleFraction: verifyShare });
               },
             }
           : {}),

@@ -16,7 +16,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
 import { LiveLine } from './live-line.js';
-import { controllerOptionSpec, controlAddress, parseMs, parseRate, vmStateSuffix } from './migrate-options.js';
+import { controllerOptionSpec, controlAddress, frameKiBForLink, verifyFraction, verifySampleUsage, parseMs, parseRate, vmStateSuffix } from './migrate-options.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsUsage } from './transport-options.js';
 
 const usage = `Usage: migstream migrate --qmp SRC.sock --to HOST:PORT [options] [TLS options]
@@ -40,7 +40,8 @@ Options:
   --verify                before the destination resumes, compare the paused source's RAM
                           with the final image the stream carried (and the destination's
                           with the same image): a mismatch resumes the source instead
-  --control-port PORT     the destination's verification port (default: HOST:PORT + 1)
+${verifySampleUsage}
+  --control-port PORT     the destination's control port: probe and verdicts (default: PORT + 1)
   --probe                 only probe and predict: RAM, zero pages, dirty rate, the link's
                           rate (a 1 s burst to the destination's control port); no migration
   --no-probe              migrate without probing first (by default the probe runs first)
@@ -88,7 +89,8 @@ export const migrateCommand: Command = {
     if (values['tls-name'] !== undefined) sendArgs.push('--tls-name', values['tls-name']);
     const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-'));
     const hashFile = join(scratch, 'page-hashes.json');
-    if (values.verify === true) sendArgs.push('--page-hashes', hashFile);
+    const verifyShare = verifyFraction(values);
+    if (verifyShare !== undefined) sendArgs.push('--page-hashes', hashFile);
     const statsPath = join(scratch, 'send-stats.sock');
     sendArgs.push('--stats-socket', statsPath);
 
@@ -128,6 +130,8 @@ export const migrateCommand: Command = {
           probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 1000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
         });
         line.done();
+        // Frames sized to the link, so what send holds after QEMU's last byte drains fast.
+        sendArgs.push('--frame-size', String(frameKiBForLink(probe.rate, channels)));
         if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'probe', ...probe })}\n`);
         else if (values.quiet !== true) process.stderr.write(formatProbe(probe));
         if (values.probe === true) return 0;
@@ -147,8 +151,8 @@ export const migrateCommand: Command = {
       // send reports its last figures once the receiver confirmed the stream's end.
       const finalStats = await sendStats.waitForFinal(5000);
       let verify: VerifyOutcome | null = null;
-      if (values.verify === true) {
-        verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls });
+      if (verifyShare !== undefined) {
+        verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls, sampleFraction: verifyShare });
       }
       const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null, probe);
       if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'summary', ...report })}\n`);

@@ -75,10 +75,26 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
   const startedAtMs = Date.now();
   const elapsed = (): number => Date.now() - startedAtMs;
   let resumedAtMs: number | undefined;
+  let nudge: (() => void) | undefined;
   const unlisten = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'RESUME') resumedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
+    if (event.event === 'MIGRATION') nudge?.();
   });
+  /** The poll interval, cut short by a MIGRATION event: the guest waits for our cont. */
+  const nextPoll = (): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(done, options.pollMs ?? 100);
+      function done(): void {
+        clearTimeout(timer);
+        nudge = undefined;
+        resolve();
+      }
+      nudge = done;
+    });
   try {
+    // MIGRATION events (status changes) only come with the events capability (migrate_events):
+    // it is local to this QEMU, so setting it does not have to match the source.
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
     await qmp.execute('migrate-incoming', { uri: `exec:${options.transport}` });
     emit({ type: 'waiting', elapsedMs: 0 });
     let loadStartedAtMs: number | undefined;
@@ -101,7 +117,7 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
       if (options.timeoutMs !== undefined && elapsed() > options.timeoutMs) {
         throw new MigrationFailedError(`no migration completed within ${options.timeoutMs / 1000} s (incoming status ${info.status ?? 'none'})`, info);
       }
-      await sleep(options.pollMs ?? 100);
+      await nextPoll();
     }
     const loadedAtMs = Date.now();
     emit({ type: 'loaded', elapsedMs: elapsed() });

@@ -15,7 +15,8 @@
  */
 import { existsSync } from 'node:fs';
 import type { QmpExecutor } from '../qemu/qmp.js';
-import { guestMemoryLayout, type DumpRange } from '../qemu/memory.js';
+import { guestMemoryLayout, withDumpOffsets } from '../qemu/memory.js';
+import { chooseSample } from './verify-sample.js';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { VerifyError } from './errors.js';
 import { RamDumpComparer } from './ram-compare.js';
@@ -48,28 +49,25 @@ async function loadHashes(path: string, timeoutMs: number): Promise<StreamHashes
 }
 
 /** This VM's RAM against the stream's image; any failure is the verdict's error, not a throw. */
-export async function checkVmAgainstImage(qmp: QmpExecutor, hashFile: string, timeoutMs = 30_000): Promise<SideCheck> {
+export async function checkVmAgainstImage(qmp: QmpExecutor, hashFile: string, options: { timeoutMs?: number; sampleFraction?: number } = {}): Promise<SideCheck> {
   const started = Date.now();
   let digest: string | null = null;
   try {
-    const image = await loadHashes(hashFile, timeoutMs);
+    const image = await loadHashes(hashFile, options.timeoutMs ?? 30_000);
     digest = image.digest;
     const byId = new Map(image.blocks.map((b) => [b.idstr, b.hashes]));
     const layout = await guestMemoryLayout(qmp);
-    let at = 0;
-    const ranges: DumpRange[] = layout.map((r) => {
-      const range = { ...r, dumpOffset: at };
-      at += r.length;
-      return range;
-    });
+    const ranges = options.sampleFraction === undefined || options.sampleFraction >= 1 ? withDumpOffsets(layout) : chooseSample(layout, options.sampleFraction);
     const comparer = new RamDumpComparer(ranges, (id) => byId.get(id), { pageSize: image.pageSize, keep: 16 });
-    const bytes = await readGuestMemory(qmp, layout, (chunk) => comparer.push(chunk));
+    const bytes = await readGuestMemory(qmp, ranges, (chunk) => comparer.push(chunk));
     const result = comparer.finish();
     return { digest, pagesCompared: result.pagesCompared, mismatches: result.mismatches, first: result.first, error: null, ms: Date.now() - started, bytes };
   } catch (error) {
     return { digest, pagesCompared: 0, mismatches: 0, first: [], error: (error as Error).message, ms: Date.now() - started, bytes: 0 };
   }
 }
+
+const sampling = (fraction: number | undefined): { sampleFraction?: number } => (fraction === undefined ? {} : { sampleFraction: fraction });
 
 const wireVerdict = ({ digest, pagesCompared, mismatches, first, error }: Verdict): Verdict => ({ digest, pagesCompared, mismatches, first, error });
 
@@ -79,12 +77,14 @@ export interface VerifySourceOptions {
   control: { host: string; port: number };
   tls: TlsMaterial | null;
   timeoutMs?: number;
+  /** Compare this share of RAM only (verify-sample.ts); all of it when absent. */
+  sampleFraction?: number;
 }
 
 /** After `completed`, with the source paused. Throws VerifyError on any problem. */
 export async function verifySource(options: VerifySourceOptions): Promise<VerifyOutcome> {
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const local = await checkVmAgainstImage(options.qmp, options.hashFile);
+  const local = await checkVmAgainstImage(options.qmp, options.hashFile, sampling(options.sampleFraction));
   let answer;
   try {
     answer = await exchangeVerdict({ ...options.control, tls: options.tls, verdict: wireVerdict(local), timeoutMs });
@@ -115,11 +115,12 @@ export interface VerifyDestinationOptions {
   hashFile: string;
   listener: VerdictListener;
   timeoutMs?: number;
+  sampleFraction?: number;
 }
 
 /** The `check` of receiveMigration: throws VerifyError (the guest stays paused) unless both sides agree. */
 export async function verifyDestination(options: VerifyDestinationOptions): Promise<VerifyOutcome> {
-  const local = await checkVmAgainstImage(options.qmp, options.hashFile);
+  const local = await checkVmAgainstImage(options.qmp, options.hashFile, sampling(options.sampleFraction));
   let contact;
   try {
     contact = await options.listener.waitForSource(options.timeoutMs ?? 120_000);

@@ -14,6 +14,8 @@ export interface Link {
   addressB: string;
   /** `ip netns exec NS` prefix for a command. */
   inNs(ns: string, command: string[]): string[];
+  /** Takes both ends of the veth down: the link dies, nothing gets a reset. */
+  cut(): void;
   destroy(): void;
 }
 
@@ -71,5 +73,9 @@ export function createLink(options: { rateMbit?: number } = {}): Link {
     destroy();
     throw error;
   }
-  return { a, b, addressA, addressB, inNs: (ns, command) => ['ip', 'netns', 'exec', ns, ...command], destroy };
+  const cut = (): void => {
+    ip(['-n', a, 'link', 'set', `va-${id}`, 'down']);
+    ip(['-n', b, 'link', 'set', `vb-${id}`, 'down']);
+  };
+  return { a, b, addressA, addressB, inNs: (ns, command) => ['ip', 'netns', 'exec', ns, ...command], cut, destroy };
 }

@@ -11,14 +11,12 @@ import { receiveMigration } from '../../src/migrate/destination.js';
 import { VerdictListener } from '../../src/migrate/verdict-channel.js';
 import { verifyDestination } from '../../src/migrate/verify.js';
 import type { QemuVm } from '../../src/qemu/launcher.js';
-import { dumpGuestMemory, guestMemoryLayout } from '../../src/qemu/memory.js';
 import { shellQuote } from '../../src/qemu/migration.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { VerifyError } from '../../src/migrate/errors.js';
 import { guestArgs } from '../fixtures/meta.js';
-import { firstDifference } from '../helpers/qemu.js';
 import { BIN, freePort } from '../helpers/transport.js';
-import { bootGuest, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
+import { bootGuest, expectSameRamThenRunsOn, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
 
 const RAM = `${256 * 1024}K`;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-cli-'));
@@ -40,16 +38,17 @@ async function boot(name: string, machine: string, qemu: QemuVersion, extra: str
 // A dirtying guest on 7.2 under TCG is not moved reliably by QEMU itself: in the first run of
 // this test --verify found 21 pages of the paused source that the stream never carried (the
 // loss the issue describes). So 7.2 moves an idle guest here and 10.0 the dirtying one.
+// On 7.2 the destination checks a 50 % sample (--verify-sample), on 10.0 all of its RAM.
 describe.each([
-  { qemu: '7.2' as const, machine: 'pc-i440fx-7.2', guest: 'an idle guest', args: guestArgs('idle'), ready: /migstream-heartbeat/ },
-  { qemu: '10.0' as const, machine: 'pc-q35-10.0', guest: 'a dirtying guest', args: BUSY, ready: /migstream-busy/ },
-])('migrate + incoming on QEMU $qemu ($machine)', ({ qemu, machine, guest, args, ready }) => {
-  test(`${guest} moves end to end with --verify: both exit 0, destination RAM equals the paused source, the guest runs on`, async () => {
+  { qemu: '7.2' as const, machine: 'pc-i440fx-7.2', guest: 'an idle guest', args: guestArgs('idle'), ready: /migstream-heartbeat/, destVerify: ['--verify-sample', '50'] },
+  { qemu: '10.0' as const, machine: 'pc-q35-10.0', guest: 'a dirtying guest', args: BUSY, ready: /migstream-busy/, destVerify: ['--verify'] },
+])('migrate + incoming on QEMU $qemu ($machine)', ({ qemu, machine, guest, args, ready, destVerify }) => {
+  test(`${guest} moves end to end with ${destVerify.join(' ')} at the destination: both exit 0, destination RAM equals the paused source, the guest runs on`, async () => {
     const tag = `ok-${qemu}`;
     const port = await freePort();
     const [source, dest] = await Promise.all([boot(`${tag}-src`, machine, qemu, [], args), boot(`${tag}-dst`, machine, qemu, ['-S', '-incoming', 'defer'], args)]);
     await source.vm.waitForSerial(ready, 120_000);
-    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${port}`, '--insecure', '--verify', '--no-resume', '--json', '--timeout', '300']);
+    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${port}`, '--insecure', ...destVerify, '--no-resume', '--json', '--timeout', '300']);
     const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--verify', '--json', '--timeout', '240']);
     const [src, dst] = await Promise.all([migrate, incoming]);
     expect(src.code, src.stderr).toBe(0);
@@ -60,7 +59,11 @@ describe.each([
     expect(verify.source.mismatches).toBe(0);
     expect(verify.destination.mismatches).toBe(0);
     expect(verify.source.pagesCompared).toBeGreaterThan(60_000);
-    expect(verify.destination.pagesCompared).toBe(verify.source.pagesCompared);
+    if (destVerify[0] === '--verify') expect(verify.destination.pagesCompared).toBe(verify.source.pagesCompared);
+    else {
+      // Half of RAM in 1 MiB pieces: within a piece or two of half the pages.
+      expect(Math.abs(verify.destination.pagesCompared - verify.source.pagesCompared / 2)).toBeLessThanOrEqual(512);
+    }
     expect(jsonLines(src.stdout).some((e) => e.type === 'progress')).toBe(true);
     // send's own view of the stream, through --stats-socket: every page once in the first pass,
     // and the page counts QEMU reports (normal, zero) seen in the stream itself.
@@ -74,15 +77,7 @@ describe.each([
     expect(stream.heat.reduce((a, h) => a + h.resends, 0)).toBeLessThanOrEqual(sum('resentPages'));
     if (guest === 'a dirtying guest') expect(sum('resentPages')).toBeGreaterThan(0);
     expect(jsonLines(dst.stdout).find((e) => e.type === 'summary')).toMatchObject({ status: 'completed', resumed: false });
-    // Independent of the commands' own check: pmemsave both sides and compare the files.
-    expect(await status(source.vm)).toBe('postmigrate');
-    expect(await status(dest.vm)).toBe('paused');
-    const layout = await guestMemoryLayout(source.vm);
-    await dumpGuestMemory(source.vm, layout, join(scratch, `${tag}-src.bin`));
-    await dumpGuestMemory(dest.vm, layout, join(scratch, `${tag}-dst.bin`));
-    expect(await firstDifference(join(scratch, `${tag}-src.bin`), join(scratch, `${tag}-dst.bin`))).toBe(-1);
-    await dest.vm.execute('cont');
-    expect(await runsOn(dest.vm)).toBe(true);
+    await expectSameRamThenRunsOn(source.vm, dest.vm, join(scratch, tag));
   }, 420_000);
 });
 
@@ -161,4 +156,26 @@ describe('migrate / incoming faults on QEMU 7.2: one clear error, exit 1, the VM
     expect(await status(vm)).toBe('paused');
     await vm.execute('cont');
   }, 240_000);
+
+  test('the destination QEMU dies mid-run: both commands exit 1 with one clear error, the source runs on', async () => {
+    const port = await freePort();
+    const [source, dest] = await Promise.all([boot('die-src', 'pc-i440fx-7.2', '7.2', []), boot('die-dst', 'pc-i440fx-7.2', '7.2', ['-S', '-incoming', 'defer'])]);
+    await source.vm.waitForSerial(/migstream-busy/, 120_000);
+    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${port}`, '--insecure', '--timeout', '200']);
+    // 8 MiB/s: the first pass takes long enough to kill the destination in the middle of it.
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--no-probe', '--max-bandwidth', '8M', '--timeout', '200']);
+    for (let i = 0; i < 150; i++) {
+      const info = await source.vm.execute<{ ram?: { transferred: number } }>('query-migrate');
+      if ((info.ram?.transferred ?? 0) > 20e6) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    dest.vm.kill();
+    const [src, dst] = await Promise.all([migrate, incoming]);
+    expect(src.code).toBe(1);
+    expect(src.stderr).toMatch(/^migstream migrate: error: the migration failed: .*\(the source VM is running\)\n$/);
+    expect(dst.code).toBe(1);
+    expect(dst.stderr).toMatch(/^migstream incoming: error: .*(exited|is gone)/);
+    expect(await status(source.vm)).toBe('running');
+    expect(await runsOn(source.vm)).toBe(true);
+  }, 300_000);
 });

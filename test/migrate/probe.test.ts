@@ -1,11 +1,13 @@
 /**
  * The probe's parts that need no guest: where the zero-page sample reads, the link-probe lines
  * (hand-built), and the link burst over a real loopback control port, with a peer that sends
- * more than it announced shut out as a stray while the listener keeps serving.
+ * more than it announced shut out as a stray while the listener keeps serving. And the pieces
+ * --verify-sample compares, with the detection probability it states.
  */
 import { createConnection } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { sampleRanges } from '../../src/migrate/probe.js';
+import { chooseSample, detectionProbability, SAMPLE_PIECE_BYTES } from '../../src/migrate/verify-sample.js';
 import { probeLink, VerdictListener } from '../../src/migrate/verdict-channel.js';
 import { decodeVerdict, MAX_LINK_PROBE_BYTES, VerdictProtocolError } from '../../src/migrate/verdict-wire.js';
 
@@ -81,5 +83,63 @@ describe('link probe over loopback', () => {
     const port = listener.port;
     listener.close();
     await expect(probeLink({ host: '127.0.0.1', port, tls: null, connections: 1, durationMs: 100, maxBytes: MiB, timeoutMs: 300 })).rejects.toThrow(/cannot reach the destination's control port/);
+  });
+});
+
+describe('sampled verification (--verify-sample)', () => {
+  const layout = [
+    { idstr: 'pc.ram', guestPhysAddr: 0, offsetInBlock: 0, length: 640 * 1024 },
+    { idstr: 'pc.ram', guestPhysAddr: 0x100000, offsetInBlock: 0x100000, length: 255 * MiB },
+    { idstr: 'mem1', guestPhysAddr: 0x100000000, offsetInBlock: 0, length: 64 * MiB },
+  ];
+  // A fixed linear congruential sequence: the draw is the caller's, so tests are repeatable.
+  const seeded = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+
+  test('pieces cover the asked share, in dump order, inside their ranges, at most 1 MiB each, no piece twice', () => {
+    const pieces = chooseSample(layout, 0.1, seeded(7));
+    const total = layout.reduce((a, r) => a + r.length, 0);
+    const bytes = pieces.reduce((a, p) => a + p.length, 0);
+    expect(bytes / total).toBeGreaterThan(0.09);
+    expect(bytes / total).toBeLessThan(0.11);
+    let dumpOffset = 0;
+    const seen = new Set<string>();
+    for (const piece of pieces) {
+      expect(piece.dumpOffset).toBe(dumpOffset);
+      dumpOffset += piece.length;
+      expect(piece.length).toBeLessThanOrEqual(SAMPLE_PIECE_BYTES);
+      const range = layout.find((r) => r.idstr === piece.idstr && piece.guestPhysAddr >= r.guestPhysAddr && piece.guestPhysAddr + piece.length <= r.guestPhysAddr + r.length)!;
+      expect(range).toBeDefined();
+      expect(piece.offsetInBlock - range.offsetInBlock).toBe(piece.guestPhysAddr - range.guestPhysAddr);
+      expect(seen.has(`${piece.idstr}@${piece.guestPhysAddr}`)).toBe(false);
+      seen.add(`${piece.idstr}@${piece.guestPhysAddr}`);
+    }
+    const order = pieces.map((p) => layout.findIndex((r) => r.idstr === p.idstr && p.guestPhysAddr >= r.guestPhysAddr) * 2 ** 40 + p.guestPhysAddr);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+  });
+
+  test('the whole layout at 100 %; one piece at the least; nonsense shares refused', () => {
+    expect(chooseSample(layout, 1, seeded(1)).reduce((a, p) => a + p.length, 0)).toBe(layout.reduce((a, r) => a + r.length, 0));
+    expect(chooseSample(layout, 1e-9, seeded(1))).toHaveLength(1);
+    expect(() => chooseSample(layout, 0)).toThrow(/fraction/);
+    expect(() => chooseSample(layout, 1.5)).toThrow(/fraction/);
+  });
+
+  test('detection probability: one page at the sampled share; the 21 scattered pages 7.2 lost at 10 %', () => {
+    expect(detectionProbability(0.1, 1)).toBeCloseTo(0.1, 10);
+    expect(detectionProbability(0.1, 21)).toBeCloseTo(1 - 0.9 ** 21, 10);
+    expect(detectionProbability(0.1, 21)).toBeGreaterThan(0.88);
+    expect(detectionProbability(1, 1)).toBe(1);
+  });
+
+  test('over many draws, a given page is in the sample about as often as the share says', () => {
+    const random = seeded(42);
+    let hits = 0;
+    const draws = 2000;
+    const page = 0x100000 + 100 * MiB + 4096 * 17;
+    for (let i = 0; i < draws; i++) {
+      if (chooseSample(layout, 0.1, random).some((p) => page >= p.guestPhysAddr && page < p.guestPhysAddr + p.length && p.idstr === 'pc.ram')) hits++;
+    }
+    expect(hits / draws).toBeGreaterThan(0.08);
+    expect(hits / draws).toBeLessThan(0.12);
   });
 });
