@@ -35,6 +35,9 @@ Options:
   --downtime-limit MS     QEMU's downtime-limit (default 300)
   --max-bandwidth RATE    QEMU's max-bandwidth, bytes/s with K, M or G (powers of 1024)
   --converge auto|off     throttle the guest when pre-copy stops shrinking (default off)
+  --with-disk             carry the VM's writable disks in the stream (QEMU's block migration,
+                          QEMU ≤ 9.0; the destination QEMU needs blank disks of the same size
+                          and drive ids)
   --force-downtime MS     with --converge auto: when throttling is exhausted, raise
                           downtime-limit to MS to force the switch-over
   --verify                before the destination resumes, compare the paused source's RAM
@@ -67,6 +70,7 @@ export const migrateCommand: Command = {
         'force-downtime': { type: 'string' },
         'tls-name': { type: 'string' },
         probe: { type: 'boolean' },
+        'with-disk': { type: 'boolean' },
         'no-probe': { type: 'boolean' },
       },
       0,
@@ -144,6 +148,7 @@ export const migrateCommand: Command = {
         ...(forceDowntimeLimitMs !== undefined ? { forceDowntimeLimitMs } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         converge,
+        withDisk: values['with-disk'] === true,
         onEvent,
         transportBytes: () => sendStats.latest,
       });

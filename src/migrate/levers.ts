@@ -10,6 +10,7 @@
  * | real wire rate for switch-over| avail-switchover-bandwidth                        | ≥ 8.2           |
  * | dirty-rate probe modes        | calc-dirty-rate mode                              | page-sampling: all; dirty-bitmap, dirty-ring: KVM only |
  * | sub-second dirty-rate windows | calc-dirty-rate calc-time-unit                    | ≥ 8.2           |
+ * | disks in the stream           | block capability (block migration)                | ≤ 9.0 (removed in 9.1) |
  *
  * dirty-bitmap mode is KVM-only here for a measured reason: QEMU 7.2 under TCG dies with
  * SIGSEGV when asked for it. Pure except for `readLevers`, which asks QMP.
@@ -35,6 +36,8 @@ export interface Levers {
   dirtyRateModes: DirtyRateMode[];
   /** calc-dirty-rate takes calc-time-unit "millisecond". */
   dirtyRateMilliseconds: boolean;
+  /** The block capability: QEMU puts its writable disks into the stream (gone in 9.1). */
+  blockMigration: boolean;
 }
 
 interface VersionReply {
@@ -75,6 +78,7 @@ export function leversFrom(version: QemuVersion, capabilities: ReadonlySet<strin
     dirtyRateModes: kvm ? ['page-sampling', 'dirty-bitmap', 'dirty-ring'] : ['page-sampling'],
     // calc-time-unit is an argument, so the parameter list cannot show it: the version does.
     dirtyRateMilliseconds: atLeast(8, 2),
+    blockMigration: capabilities.has('block'),
   };
 }
 

@@ -22,6 +22,8 @@ export interface MigrateReport {
   /** QEMU's setup-time (ms). */
   setupMs: number | null;
   bytesIntoQemuPipe: number;
+  /** Disk bytes QEMU's block migration put into the stream (null: no disk in the stream). */
+  diskBytes: number | null;
   mbPerSecond: number;
   /** What send put on the wire (null: send did not report). */
   bytesOnWire: number | null;
@@ -55,6 +57,7 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
     qemuDowntimeMs: typeof info.downtime === 'number' ? info.downtime : null,
     setupMs: typeof info['setup-time'] === 'number' ? info['setup-time'] : null,
     bytesIntoQemuPipe: bytes,
+    diskBytes: result.diskBytes,
     mbPerSecond: totalMs > 0 ? bytes / 1e6 / (totalMs / 1000) : 0,
     bytesOnWire: sendStats?.wireBytes ?? null,
     compressionRatio: sendStats && sendStats.wireBytes > 0 ? sendStats.streamBytes / sendStats.wireBytes : null,
@@ -86,7 +89,7 @@ export function formatMigrateReport(report: MigrateReport): string {
     ['Total time', ms(report.totalMs)],
     ['Downtime (QEMU)', ms(report.qemuDowntimeMs)],
     ['Setup time', ms(report.setupMs)],
-    ['Into QEMU pipe', `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB (${report.mbPerSecond.toFixed(1)} MB/s)`],
+    ['Into QEMU pipe', `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB of RAM (${report.mbPerSecond.toFixed(1)} MB/s)${report.diskBytes === null ? '' : `, ${(report.diskBytes / 1e6).toFixed(1)} MB of disk`}`],
     [
       'On the wire',
       report.bytesOnWire === null ? 'n/a (send did not report)' : `${(report.bytesOnWire / 1e6).toFixed(1)} MB (stream/wire ${report.compressionRatio?.toFixed(2) ?? 'n/a'})`,

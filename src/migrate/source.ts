@@ -12,7 +12,7 @@ import { MigrationFailedError } from '../qemu/errors.js';
 import { queryMigrate, type MigrationInfo } from '../qemu/migration.js';
 import { ConvergencePolicy, type ConvergeDecision, type PassSample } from './converge-policy.js';
 import { ConvergenceError, LeverMissingError, VmStateError } from './errors.js';
-import { readLevers, type Levers } from './levers.js';
+import { formatVersion, readLevers, type Levers } from './levers.js';
 import { ProgressMeter, type ProgressEvent } from './progress.js';
 import { ThrottleActuator, type ThrottleStep } from './throttle-actuator.js';
 
@@ -35,6 +35,8 @@ export interface SourceOptions {
   forceDowntimeLimitMs?: number;
   capabilities?: Readonly<Record<string, boolean>>;
   parameters?: Readonly<Record<string, unknown>>;
+  /** Carry the VM's writable disks in the stream (QEMU's block migration, QEMU ≤ 9.0). */
+  withDisk?: boolean;
   pollMs?: number;
   /** Cancel (and resume the source) when the migration has not completed by then. */
   timeoutMs?: number;
@@ -62,6 +64,8 @@ export interface SourceResult {
   passes: PassSample[];
   /** avail-switchover-bandwidth values given to QEMU (bytes/s), in order. */
   switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
+  /** Bytes of disk the block migration carried (QEMU drops `disk` from query-migrate once done: the size last seen). */
+  diskBytes: number | null;
   notices: string[];
 }
 
@@ -92,10 +96,14 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   const levers = await readLevers(qmp);
   const converge = options.converge ?? 'off';
   if (converge === 'auto' && !levers.cpuThrottle) throw new LeverMissingError('--converge auto needs auto-converge and max-cpu-throttle, which this QEMU lacks');
+  if (options.withDisk === true && !levers.blockMigration) {
+    throw new LeverMissingError(`--with-disk needs QEMU's block migration, which QEMU ${formatVersion(levers.version)} no longer has (removed in 9.1): move the disk through NBD instead`);
+  }
 
   const downtimeLimitMs = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_MS;
   const actuator = new ThrottleActuator(qmp);
-  const capabilities = Object.entries(options.capabilities ?? {}).map(([capability, state]) => ({ capability, state }));
+  const wanted = { ...(options.capabilities ?? {}), ...(options.withDisk === true ? { block: true } : {}) };
+  const capabilities = Object.entries(wanted).map(([capability, state]) => ({ capability, state }));
   if (capabilities.length) await qmp.execute('migrate-set-capabilities', { capabilities });
   if (converge === 'auto') await actuator.arm();
   const parameters: Record<string, unknown> = { ...(options.parameters ?? {}), 'downtime-limit': downtimeLimitMs };
@@ -119,6 +127,7 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   try {
     await qmp.execute('migrate', { uri: `exec:${options.transport}` });
     let lastPass = 0;
+    let diskBytes: number | null = null;
     let passStart = { atMs: startedAtMs, transferred: 0, left: options.transportBytes?.()?.leftBytes };
     for (;;) {
       if (options.signal?.aborted) throw new MigrationFailedError('the migration was aborted', undefined, { cause: options.signal.reason });
@@ -126,11 +135,12 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
       const atMs = Date.now();
       if (info.status === 'completed') {
         stopListener();
-        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, switchoverBandwidth, notices };
+        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, switchoverBandwidth, diskBytes, notices };
       }
       if (info.status === 'failed' || info.status === 'cancelled') {
         throw new MigrationFailedError(`the migration ${info.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`, info);
       }
+      if (info.disk !== undefined) diskBytes = info.disk.total;
       const transport = options.transportBytes?.();
       const progress = meter.push(transport === undefined ? { atMs, info } : { atMs, info, ...transport });
       emit(progress);
@@ -165,6 +175,8 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   } finally {
     // The value was this link's; a later migration must not inherit it (0: QEMU measures again).
     if (switchoverBandwidth.length > 0 && !qmp.closed) await qmp.execute('migrate-set-parameters', { 'avail-switchover-bandwidth': 0 }).catch(() => undefined);
+    // Likewise the block capability: a later migration must not carry the disks unasked.
+    if (options.withDisk === true && !qmp.closed) await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'block', state: false }] }).catch(() => undefined);
   }
 
   /**

@@ -5,13 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { expect } from 'vitest';
 import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
-import { dumpGuestMemory, guestMemoryLayout } from '../../src/qemu/memory.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { chooseAccel } from '../fixtures/build.js';
 import { REPO_ROOT } from '../fixtures/meta.js';
-import { firstDifference } from './qemu.js';
 import { BIN } from './transport.js';
 
 export interface Ran {
@@ -79,17 +76,3 @@ export async function runsOn(vm: QemuVm): Promise<boolean> {
   return false;
 }
 
-/**
- * After a good migration left both sides paused: independent of the commands' own check,
- * pmemsave both and compare the files byte for byte; then resume the destination and see it run.
- */
-export async function expectSameRamThenRunsOn(source: QemuVm, dest: QemuVm, dumpPrefix: string): Promise<void> {
-  expect(await status(source)).toBe('postmigrate');
-  expect(await status(dest)).toBe('paused');
-  const layout = await guestMemoryLayout(source);
-  await dumpGuestMemory(source, layout, `${dumpPrefix}-src.bin`);
-  await dumpGuestMemory(dest, layout, `${dumpPrefix}-dst.bin`);
-  expect(await firstDifference(`${dumpPrefix}-src.bin`, `${dumpPrefix}-dst.bin`)).toBe(-1);
-  await dest.execute('cont');
-  expect(await runsOn(dest)).toBe(true);
-}

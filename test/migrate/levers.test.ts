@@ -11,12 +11,12 @@ const MiB = 1024 * 1024;
 
 describe('levers from QMP answers', () => {
   const v = (major: number, minor: number) => ({ major, minor, micro: 0 });
-  const caps72 = new Set(['xbzrle', 'auto-converge', 'postcopy-ram']);
+  const caps72 = new Set(['xbzrle', 'auto-converge', 'postcopy-ram', 'block']);
   const params72 = new Set(['max-cpu-throttle', 'cpu-throttle-initial', 'throttle-trigger-threshold', 'downtime-limit']);
 
   test('QEMU 7.2 under TCG: CPU throttle and page sampling in whole seconds only', () => {
     const levers = leversFrom(v(7, 2), caps72, params72, false);
-    expect(levers).toMatchObject({ cpuThrottle: true, throttleTriggerThreshold: true, dirtyLimit: false, availSwitchoverBandwidth: false, dirtyRateMilliseconds: false });
+    expect(levers).toMatchObject({ cpuThrottle: true, throttleTriggerThreshold: true, dirtyLimit: false, availSwitchoverBandwidth: false, dirtyRateMilliseconds: false, blockMigration: true });
     expect(levers.dirtyRateModes).toEqual(['page-sampling']);
   });
 
@@ -137,6 +137,7 @@ describe.each(['7.2', '10.0'] as const)('levers QEMU %s offers (docs/convergence
         dirtyLimit: release === '10.0' && kvm,
         availSwitchoverBandwidth: release === '10.0',
         dirtyRateMilliseconds: release === '10.0',
+        blockMigration: release === '7.2',
       });
     } finally {
       await vm.quit();

@@ -3,7 +3,8 @@
  * moved end to end through QMP, the copy verified before the destination resumes, and a planted
  * difference caught (destination paused, source running).
  */
-import { mkdtempSync, openSync, closeSync, readSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -15,8 +16,10 @@ import { shellQuote } from '../../src/qemu/migration.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { VerifyError } from '../../src/migrate/errors.js';
 import { guestArgs } from '../fixtures/meta.js';
+import { diskArgs, type DiskSpec } from '../fixtures/scenarios.js';
 import { BIN, freePort } from '../helpers/transport.js';
-import { bootGuest, expectSameRamThenRunsOn, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
+import { bootGuest, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
+import { expectSameRamThenRunsOn } from '../helpers/migrate-expect.js';
 
 const RAM = `${256 * 1024}K`;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-cli-'));
@@ -178,4 +181,46 @@ describe('migrate / incoming faults on QEMU 7.2: one clear error, exit 1, the VM
     expect(await status(source.vm)).toBe('running');
     expect(await runsOn(source.vm)).toBe(true);
   }, 300_000);
+});
+
+describe('migrate --with-disk: the disk in the stream where QEMU still has block migration', () => {
+  test('QEMU 7.2: RAM and a 32 MiB disk move with --verify; the destination disk equals the source byte for byte', async () => {
+    const disk: DiskSpec = { driveId: 'disk0', sizeMiB: 32 };
+    const srcDisk = join(scratch, 'with-disk-src.raw');
+    const dstDisk = join(scratch, 'with-disk-dst.raw');
+    // Random content with a zero stretch in the middle (block migration skips zero chunks).
+    const content = randomBytes(disk.sizeMiB * 1024 * 1024);
+    content.fill(0, 8 * 1024 * 1024, 12 * 1024 * 1024);
+    writeFileSync(srcDisk, content);
+    writeFileSync(dstDisk, Buffer.alloc(content.length));
+    const port = await freePort();
+    const idle = guestArgs('idle');
+    const [source, dest] = await Promise.all([
+      boot('with-disk-src', 'pc-i440fx-7.2', '7.2', diskArgs(srcDisk, disk), idle),
+      boot('with-disk-dst', 'pc-i440fx-7.2', '7.2', [...diskArgs(dstDisk, disk), '-S', '-incoming', 'defer'], idle),
+    ]);
+    await source.vm.waitForSerial(/migstream-heartbeat/, 120_000);
+    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${port}`, '--insecure', '--verify', '--no-resume', '--json', '--timeout', '300']);
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--verify', '--with-disk', '--json', '--timeout', '240']);
+    const [src, dst] = await Promise.all([migrate, incoming]);
+    expect(src.code, src.stderr).toBe(0);
+    expect(dst.code, dst.stderr).toBe(0);
+    const summary = jsonLines(src.stdout).find((e) => e.type === 'summary')!;
+    expect(summary.diskBytes).toBe(content.length);
+    // The capability is ours only for this migration.
+    const caps = await source.vm.execute<{ capability: string; state: boolean }[]>('query-migrate-capabilities');
+    expect(caps.find((c) => c.capability === 'block')?.state).toBe(false);
+    expect(readFileSync(dstDisk).equals(content)).toBe(true);
+    await expectSameRamThenRunsOn(source.vm, dest.vm, join(scratch, 'with-disk'));
+  }, 420_000);
+
+  test('QEMU 10.0 has no block migration: one clear error before anything is set, the source runs on', async () => {
+    const { vm, qmp } = await boot('with-disk-10', 'pc-i440fx-10.0', '10.0', [], guestArgs('idle'));
+    await vm.waitForSerial(/migstream-heartbeat/, 120_000);
+    const refused = await migstream(['migrate', '--qmp', qmp, '--to', '127.0.0.1:9', '--insecure', '--no-probe', '--with-disk']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^migstream migrate: error: --with-disk needs QEMU's block migration, which QEMU 10\.0\.\d+ no longer has \(removed in 9\.1\).*\(the source VM is running\)\n$/);
+    expect(await status(vm)).toBe('running');
+    expect((await vm.execute<{ status?: string }>('query-migrate')).status).toBeUndefined();
+  }, 120_000);
 });

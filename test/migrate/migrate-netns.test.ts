@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { QemuVm } from '../../src/qemu/launcher.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { guestArgs } from '../fixtures/meta.js';
-import { bootGuest, expectSameRamThenRunsOn, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
+import { bootGuest, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
+import { expectSameRamThenRunsOn } from '../helpers/migrate-expect.js';
 import { createLink, netnsAvailable, type Link } from '../helpers/netns.js';
 
 const RATE_MBIT = 200;
