@@ -8,18 +8,25 @@
  *  4. restore it through migstream: `-incoming "exec:migstream copy vm.mig"`;
  *  5. compress the save (`migstream compress -c zstd`) and restore that too:
  *     `-incoming "exec:migstream decompress vm.msz"`;
- *  6. compare each destination's RAM with the source's (all paused) and resume the guest.
+ *  6. compare each destination's RAM with the source's (all paused) and resume the guest;
+ *  7. move a busy guest with its disk between two QEMUs: `migstream incoming --verify` on the
+ *     destination, `migstream migrate --with-disk --verify --converge auto` on the source
+ *     (probe, progress, throttle, RAM check on both sides before the destination resumes),
+ *     then compare RAM and disk byte for byte and see the guest run on.
  *
  * Prints the figures on the way; exits non-zero if anything does not match.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { launchQemu } from '../src/qemu/launcher.js';
 import { dumpGuestMemory, guestMemoryLayout } from '../src/qemu/memory.js';
 import { migrateToExec, restoreFromExec, shellQuote } from '../src/qemu/migration.js';
 import { chooseAccel, ensureGuest } from '../test/fixtures/build.js';
 import { HEARTBEAT, REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
+import { diskArgs } from '../test/fixtures/scenarios.js';
 import { compareDumpWithRamBlock, firstDifference } from '../test/helpers/qemu.js';
 
 const work = join(REPO_ROOT, '.cache', 'demo');
@@ -132,13 +139,78 @@ async function main(): Promise<number> {
     const heartbeat = await destination.waitForSerial(HEARTBEAT, 120_000);
     process.stdout.write(`  guest runs on at the destination: "${heartbeat[0]}"\n`);
 
-    const ok = countsAgree && extractDiff === null && copyRestored && decompressRestored;
-    step(ok ? 'Done: saved, inspected, extracted, compressed and restored byte for byte.' : 'FAILED: see above.');
+    const moved = await moveBusyGuestWithDisk(accel);
+
+    const ok = countsAgree && extractDiff === null && copyRestored && decompressRestored && moved;
+    step(ok ? 'Done: saved, inspected, extracted, compressed and restored byte for byte; moved a busy guest with its disk, verified.' : 'FAILED: see above.');
     process.stdout.write(`  stream: ${streamPath} (${statSync(streamPath).size} bytes); compressed: ${packedPath} (${statSync(packedPath).size} bytes)\n`);
     return ok ? 0 : 1;
   } finally {
     for (const destination of destinations) await destination.quit();
     await source.quit();
+  }
+}
+
+/** Runs migstream with `args`, its stderr shown as it comes (the progress line, the report). */
+function runLive(args: string[]): Promise<number | null> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr.on('data', (chunk: Buffer) => process.stdout.write(chunk.toString().replace(/\r/g, '\n').replace(/^(?=.)/gm, '  ')));
+  return new Promise((resolve) => child.on('close', resolve));
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function moveBusyGuestWithDisk(accel: Awaited<ReturnType<typeof chooseAccel>>): Promise<boolean> {
+  step('Moving a busy guest with its disk: migstream incoming --verify / migstream migrate --with-disk --verify --converge auto');
+  const disk = { driveId: 'disk0', sizeMiB: 64 };
+  const srcDisk = join(work, 'move-src.raw');
+  const dstDisk = join(work, 'move-dst.raw');
+  writeFileSync(srcDisk, randomBytes(disk.sizeMiB * 1024 * 1024));
+  writeFileSync(dstDisk, Buffer.alloc(disk.sizeMiB * 1024 * 1024));
+  // The guest rewrites a 32 MiB working set at 48 MiB/s, faster than the 24 MiB/s cap.
+  const busy = guestArgs('busy', ['wss=32', 'rate=48']);
+  const srcQmp = join(work, 'move-src.qmp');
+  const dstQmp = join(work, 'move-dst.qmp');
+  const qmpArg = (path: string): string[] => ['-qmp', `unix:${path},server=on,wait=off`];
+  const [source, destination] = await Promise.all([
+    launchQemu({ args: [...machine, ...busy, ...diskArgs(srcDisk, disk), ...qmpArg(srcQmp)], accel, name: 'move-source', cwd: REPO_ROOT }),
+    launchQemu({ args: [...machine, ...busy, ...diskArgs(dstDisk, disk), ...qmpArg(dstQmp), '-S', '-incoming', 'defer'], accel, name: 'move-destination', cwd: REPO_ROOT }),
+  ]);
+  try {
+    await source.waitForSerial(/migstream-busy/, 180_000);
+    const port = await freePort();
+    const to = `127.0.0.1:${port}`;
+    const [migrated, received] = await Promise.all([
+      runLive(['migrate', '--qmp', srcQmp, '--to', to, '--insecure', '--with-disk', '--verify', '--converge', 'auto', '--max-bandwidth', '24M', '--timeout', '300']),
+      runLive(['incoming', '--qmp', dstQmp, '--listen', to, '--insecure', '--verify', '--no-resume', '--timeout', '400']),
+    ]);
+    if (migrated !== 0 || received !== 0) {
+      process.stdout.write(`  migrate exited ${migrated}, incoming ${received}\n`);
+      return false;
+    }
+    const layout = await guestMemoryLayout(source);
+    const sourceDump = join(work, 'move-src-ram.bin');
+    const destDump = join(work, 'move-dst-ram.bin');
+    await dumpGuestMemory(source, layout, sourceDump);
+    await dumpGuestMemory(destination, layout, destDump);
+    const ramSame = (await firstDifference(sourceDump, destDump)) === -1;
+    const diskSame = readFileSync(srcDisk).equals(readFileSync(dstDisk));
+    process.stdout.write(`  independent check: destination RAM equals source RAM: ${ramSame ? 'yes' : 'NO'}; destination disk equals source disk (${disk.sizeMiB} MiB): ${diskSame ? 'yes' : 'NO'}\n`);
+    await destination.execute('cont');
+    const work0 = destination.serialText().match(/migstream-work \d+/g)?.length ?? 0;
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const runs = (destination.serialText().match(/migstream-work \d+/g)?.length ?? 0) > work0;
+    process.stdout.write(`  the guest works on at the destination: ${runs ? 'yes' : 'NO'}\n`);
+    return ramSame && diskSame && runs;
+  } finally {
+    await Promise.all([source.quit(), destination.quit()]);
   }
 }
 

@@ -126,9 +126,18 @@ export function formatMigrateReport(report: MigrateReport): string {
 }
 
 function describeVerify(verify: unknown): string {
-  const v = verify as { pagesCompared?: number; mismatches?: number };
-  if (typeof v.pagesCompared === 'number') return `${v.pagesCompared} pages compared, ${v.mismatches ?? 0} differ`;
-  return JSON.stringify(verify);
+  const side = (v: unknown): string | null => {
+    const c = v as { pagesCompared?: unknown; mismatches?: unknown } | null;
+    return c !== null && typeof c === 'object' && typeof c.pagesCompared === 'number' ? `${c.pagesCompared} pages compared, ${Number(c.mismatches ?? 0)} differ` : null;
+  };
+  const v = verify as { source?: unknown; destination?: unknown; local?: { ms?: unknown } };
+  const source = side(v.source);
+  const destination = side(v.destination);
+  if (source !== null && destination !== null) {
+    const ms = typeof v.local?.ms === 'number' ? ` (${v.local.ms} ms here)` : '';
+    return `source ${source}${ms}; destination ${destination}`;
+  }
+  return side(verify) ?? JSON.stringify(verify);
 }
 
 /** One line per pass of the stream (the first few, then the rest summed). */
