@@ -50,3 +50,4 @@ export {
 } from './native.js';
 export * from './tls/index.js';
 export * from './compress/index.js';
+export * from './migrate/index.js';
