@@ -60,7 +60,8 @@ const RUNS: Record<string, Run> = {
   recv: { args: () => ['--listen', '127.0.0.1:0', '--insecure'], input: null, stdoutIsStream: true, progress: true },
   // Driven through QMP: run against real QEMU in test/migrate/migrate-cli.test.ts.
   migrate: { args: () => ['--qmp', missing, '--to', '127.0.0.1:9', '--insecure'], input: null, stdoutIsStream: false, progress: false },
-  incoming: { args: () => ['--qmp', missing, '--listen', '127.0.0.1:0', '--insecure'], input: null, stdoutIsStream: false, progress: false },
+  // An ephemeral transport port needs its control port named (the migrate side must know it).
+  incoming: { args: () => ['--qmp', missing, '--listen', '127.0.0.1:0', '--control-port', '47999', '--insecure'], input: null, stdoutIsStream: false, progress: false },
 };
 
 const PAIRED = new Set(['send', 'recv', 'migrate', 'incoming']);
