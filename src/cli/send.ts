@@ -9,6 +9,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';
 import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
 import { SendStatsReporter } from '../migrate/send-stats.js';
+import { BacklogWatch } from '../migrate/backlog-watch.js';
 import { PassTracker } from '../migrate/pass-tracker.js';
 
 const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
@@ -96,9 +97,10 @@ export const sendCommand: Command = {
     const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0 };
     const reporter = statsPath === undefined ? undefined : new SendStatsReporter(statsPath);
     let tracker: PassTracker | undefined;
+    const backlog = reporter === undefined ? undefined : new BacklogWatch();
     const stats = (final: boolean) => {
       const summary = tracker?.summary() ?? { passes: [], heat: [] };
-      return { type: 'send-stats' as const, ...counters, passes: summary.passes, ...(final ? { heat: summary.heat } : {}) };
+      return { type: 'send-stats' as const, ...counters, passes: summary.passes, backlog: backlog!.result(), ...(final ? { heat: summary.heat } : {}) };
     };
     const ticker = reporter === undefined ? undefined : setInterval(() => reporter.report(stats(false)), 500);
     try {
@@ -116,13 +118,15 @@ export const sendCommand: Command = {
         onProgress: (bytes) => progress.update(bytes),
         ...(tap || reporter
           ? {
-              onRecords: (records, pageSize) => {
+              onRecords: (records, pageSize, seq) => {
                 tap?.apply(records, pageSize);
                 if (reporter) {
                   tracker ??= new PassTracker(pageSize());
                   for (const record of records) tracker.apply(record);
+                  backlog!.enter(seq, records);
                 }
               },
+              onFrameLeft: (seq) => backlog?.left(seq),
             }
           : {}),
         counters,

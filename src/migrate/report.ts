@@ -3,6 +3,7 @@
  * --json, and the same figures as aligned lines for a person.
  */
 import type { SourceResult } from './source.js';
+import type { BacklogSavings } from './backlog-watch.js';
 import type { HeatSegment, PassCounts } from './pass-tracker.js';
 import type { SendStats } from './send-stats-wire.js';
 import type { ProbeReport } from './probe.js';
@@ -30,7 +31,7 @@ export interface MigrateReport {
   /** Stream bytes / wire bytes (1 without compression, a little below for the frame headers). */
   compressionRatio: number | null;
   /** Passes over RAM and the heat map as send saw them in the stream (null: no report). */
-  stream: { passes: PassCounts[]; heat: HeatSegment[] } | null;
+  stream: { passes: PassCounts[]; heat: HeatSegment[]; backlog: BacklogSavings } | null;
   /** avail-switchover-bandwidth given to QEMU (bytes/s), in order. */
   switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
   passes: number;
@@ -61,7 +62,7 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
     mbPerSecond: totalMs > 0 ? bytes / 1e6 / (totalMs / 1000) : 0,
     bytesOnWire: sendStats?.wireBytes ?? null,
     compressionRatio: sendStats && sendStats.wireBytes > 0 ? sendStats.streamBytes / sendStats.wireBytes : null,
-    stream: sendStats ? { passes: sendStats.passes, heat: sendStats.heat ?? [] } : null,
+    stream: sendStats ? { passes: sendStats.passes, heat: sendStats.heat ?? [], backlog: sendStats.backlog } : null,
     switchoverBandwidth: result.switchoverBandwidth,
     passes: ram?.['dirty-sync-count'] ?? 0,
     pages: { normal: ram?.normal ?? 0, zero: ram?.duplicate ?? 0 },
@@ -108,6 +109,11 @@ export function formatMigrateReport(report: MigrateReport): string {
     for (const h of report.stream.heat.slice(0, HEAT_LINES)) {
       lines.push(['Hot', `${h.block}+0x${h.offset.toString(16)} (${(h.length / 1048576).toFixed(1)} MiB): ${h.resends} re-sent pages`]);
     }
+    const b = report.stream.backlog;
+    lines.push([
+      'Hot in backlog',
+      `${b.droppablePages} re-sent pages found their earlier copy still in send's frames (${(b.droppableBytes / 1e6).toFixed(1)} MB droppable), ${b.pinnedPages} held by an XBZRLE delta`,
+    ]);
   }
   const lastBandwidth = report.switchoverBandwidth.at(-1);
   if (lastBandwidth) lines.push(['Switch-over bw', `${(lastBandwidth.bytesPerSecond / 1e6).toFixed(1)} MB/s told to QEMU (${report.switchoverBandwidth.length} updates)`]);

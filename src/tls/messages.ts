@@ -27,7 +27,7 @@ export type ToSendWorker =
 export type FromSendWorker =
   | { t: 'open' }
   /** A frame has left; its buffer comes back for the input to read into again. */
-  | { t: 'credit'; raw: number; wire: number; buffer: ArrayBuffer }
+  | { t: 'credit'; seq: number; raw: number; wire: number; buffer: ArrayBuffer }
   | { t: 'done'; bytes: number }
   | { t: 'error'; error: SerializedError };
 

@@ -104,7 +104,7 @@ async function sendFrame(seq: number, data: Uint8Array): Promise<void> {
   write(encodeDataHeader(seq, raw.length, codec, payload.length));
   // Once written (or encrypted), the frame's buffer goes back to the input.
   const buffer = data.buffer as ArrayBuffer;
-  write(payload, () => post({ t: 'credit', raw: raw.length, wire: payload.length + 18, buffer }, [buffer]));
+  write(payload, () => post({ t: 'credit', seq, raw: raw.length, wire: payload.length + 18, buffer }, [buffer]));
 }
 
 port.on('message', (message: ToSendWorker) => {

@@ -34,8 +34,13 @@ export interface SendOptions {
   credit?: number;
   /** Decode the stream while sending, so a damaged source fails before its end is sent. */
   verify?: boolean;
-  /** Every record the decoder read, before its bytes leave (decodes even without verify). */
-  onRecords?: (records: readonly (FramingRecord | BodyRecord)[], pageSize: () => number) => void;
+  /**
+   * Every record the decoder read, before its bytes leave (decodes even without verify), with
+   * the sequence number of the frame its last byte is in.
+   */
+  onRecords?: (records: readonly (FramingRecord | BodyRecord)[], pageSize: () => number, seq: number) => void;
+  /** Frame `seq` left for the kernel (its credit came back). */
+  onFrameLeft?: (seq: number) => void;
   onProgress?: (bytes: number) => void;
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
@@ -106,6 +111,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
             options.counters.wireBytes += message.wire;
           }
           input?.recycle(message.buffer);
+          options.onFrameLeft?.(message.seq);
           break;
         case 'done':
           doneBytes = message.bytes;
@@ -160,7 +166,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       digest.update(chunk);
       if (decoder) {
         const records = decoder.push(chunk);
-        options.onRecords?.(records, pageSize);
+        options.onRecords?.(records, pageSize, seq);
         decoder.releaseInput();
       }
       // Most credit first; ties rotate, so idle channels share the work (and the cores).
@@ -177,7 +183,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
       options.onProgress?.(bytes);
     }
     const tail = decoder?.end();
-    if (tail) options.onRecords?.(tail, pageSize);
+    if (tail) options.onRecords?.(tail, pageSize, seq);
     options.onInputEnd?.();
     const end: ToSendWorker = { t: 'end', frames: seq, bytes, digest: digest.value };
     for (const c of channels) c.worker.postMessage(end);

@@ -17,7 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'migstream-send-stats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const pass = { index: 0, pages: 65536, zeroPages: 60000, resentPages: 0, payloadBytes: 5536 * 4096 };
-const good = { type: 'send-stats', streamBytes: 3000, leftBytes: 2000, wireBytes: 2100, passes: [pass] };
+const backlog = { droppablePages: 3, droppableBytes: 3 * 4104, pinnedPages: 1 };
+const none = { droppablePages: 0, droppableBytes: 0, pinnedPages: 0 };
+const good = { type: 'send-stats', streamBytes: 3000, leftBytes: 2000, wireBytes: 2100, passes: [pass], backlog };
 
 describe('send-stats lines', () => {
   test('a hand-written line decodes to its fields, with and without the heat map', () => {
@@ -32,6 +34,8 @@ describe('send-stats lines', () => {
     ['a fractional count', JSON.stringify({ ...good, wireBytes: 1.5 }), /byte counts/],
     ['more left than read', JSON.stringify({ ...good, leftBytes: 4000 }), /more bytes left/],
     ['a pass without zero pages', JSON.stringify({ ...good, passes: [{ ...pass, zeroPages: undefined }] }), /passes/],
+    ['no backlog counts', JSON.stringify({ ...good, backlog: undefined }), /backlog/],
+    ['a negative droppable count', JSON.stringify({ ...good, backlog: { ...backlog, droppablePages: -1 } }), /backlog/],
     ['a heat map of 17 segments', JSON.stringify({ ...good, heat: Array(17).fill({ block: 'pc.ram', offset: 0, length: 1, resends: 1 }) }), /heat map/],
   ])('%s is a SendStatsProtocolError', (_name, line, pattern) => {
     expect(() => decodeSendStats(line)).toThrow(SendStatsProtocolError);
@@ -59,10 +63,10 @@ describe('send-stats over a Unix socket', () => {
       expect(listener.refused).toEqual(['a send-stats line is not JSON']);
 
       const reporter = new SendStatsReporter(path);
-      reporter.report({ type: 'send-stats', streamBytes: 10, leftBytes: 5, wireBytes: 6, passes: [] });
+      reporter.report({ type: 'send-stats', streamBytes: 10, leftBytes: 5, wireBytes: 6, passes: [], backlog: none });
       const final = listener.waitForFinal(5000);
-      await reporter.finish({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], heat: [] });
-      expect(await final).toEqual({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], heat: [] });
+      await reporter.finish({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], backlog, heat: [] });
+      expect(await final).toEqual({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], backlog, heat: [] });
       expect(listener.latest?.streamBytes).toBe(20);
     } finally {
       listener.close();
@@ -71,8 +75,8 @@ describe('send-stats over a Unix socket', () => {
 
   test('a reporter whose socket is not there carries on silently', async () => {
     const reporter = new SendStatsReporter(join(dir, 'nobody.sock'));
-    reporter.report({ type: 'send-stats', streamBytes: 1, leftBytes: 0, wireBytes: 0, passes: [] });
-    await expect(reporter.finish({ type: 'send-stats', streamBytes: 1, leftBytes: 1, wireBytes: 1, passes: [], heat: [] }, 500)).resolves.toBeUndefined();
+    reporter.report({ type: 'send-stats', streamBytes: 1, leftBytes: 0, wireBytes: 0, passes: [], backlog: none });
+    await expect(reporter.finish({ type: 'send-stats', streamBytes: 1, leftBytes: 1, wireBytes: 1, passes: [], backlog: none, heat: [] }, 500)).resolves.toBeUndefined();
   });
 
   test('waitForFinal gives up after its timeout with what it has', async () => {
