@@ -5,7 +5,11 @@
   "targets": [
     {
       "target_name": "migstream_native",
-      "sources": ["native/addon.cc", "native/codecs.cc", "native/dedup.cc", "native/fd.cc", "native/gather.cc", "native/hbitmap.cc", "native/pages.cc"],
+      "sources": [
+        "native/addon.cc", "native/bind_codec.cc", "native/bind_fd.cc", "native/bind_hbitmap.cc",
+        "native/bind_pages.cc", "native/bind_ring.cc", "native/codecs.cc", "native/dedup.cc",
+        "native/fd.cc", "native/gather.cc", "native/hbitmap.cc", "native/pages.cc"
+      ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-Wall", "-Wextra"],

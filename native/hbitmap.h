@@ -40,7 +40,7 @@
 //
 // Units: every position and count is in granules (bits of level 0). Granularity (bytes per
 // granule) is the caller's business. Ranges are half-open [start, end); callers check that
-// start <= end <= size before calling (addon.cc does, and src/native/ before it).
+// start <= end <= size before calling (bind_hbitmap.cc does, and src/native/ before it).
 //
 // Iteration: no state is kept between calls, so bits may be set or reset between calls; a
 // search sees the words as they are when it runs. Within one for_each_dirty_area call the

@@ -14,7 +14,7 @@ export class NativeAddonError extends MigstreamError {
   }
 }
 
-/** The raw addon (native/addon.cc): no defaults, and every argument checked again in C++. */
+/** The raw addon (native/addon.cc, native/bind_*.cc): no defaults, and every argument checked again in C++. */
 export interface NativeBinding {
   init(argumentError: new (message: string) => Error): void;
   liveInstances(): number;
