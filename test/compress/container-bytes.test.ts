@@ -4,7 +4,7 @@
  * bytes (whole, split at every offset, byte by byte), the writer's bytes equal to the
  * builder's, and hostile variants refused with the error class docs/container.md names.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -177,6 +177,23 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
     const v1 = C.dataFrame(1, Buffer.from('hello'), { version: 1 });
     expect(C.hex(v1.subarray(16, 24))).toBe('fb0077f9fb0077f9');
     expect(C.hex(C.preamble({ version: 1 }))).toBe('894d535a0d0a1a0a00010000');
+  });
+
+  test('the doc carries these example bytes', () => {
+    const doc = readFileSync(join(import.meta.dirname, '../../docs/container.md'), 'utf8').replace(/[\s`]/g, '');
+    const examples = [
+      C.preamble(),
+      C.dataFrame(1, hello),
+      C.payloadFrame(2, hello, { codec: C.Codec.lz4, stored: C.fromHex('050000005068656c6c6f') }),
+      C.metaFrame(1, C.metaRaw([{ tag: 'page', gap: 40, data: Buffer.alloc(4096) }, { tag: 'ref', gap: 2, distance: 1, checksum: 0x01234567 }, { tag: 'bytes', gap: 0, data: Buffer.alloc(5) }], Buffer.from('STRUCT'))),
+      C.endFrame(2, 0x1_0000_0005, C.checksumChain([C.dataChecksum(hello)])),
+    ];
+    for (const bytes of examples) {
+      const header = bytes.length > 12 ? bytes.subarray(0, 28) : bytes;
+      expect(doc.includes(C.hex(header)), C.hex(header)).toBe(true);
+      if (bytes.length > 12) expect(doc.includes(C.hex(bytes.subarray(28))), C.hex(bytes.subarray(28))).toBe(true);
+    }
+    expect(doc.includes(C.hex(C.dataFrame(1, hello, { version: 1 }).subarray(16, 20)))).toBe(true);
   });
 
   test('lz4-napi compresses "hello" to the hand-written block', async () => {
@@ -384,6 +401,19 @@ const hostile: Hostile[] = [
   ['a compressed HEADER', () => Buffer.concat([C.preamble(), C.headerFrame(INFO, { codec: C.Codec.zlib, stored: Buffer.alloc(3) })]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /compressed HEADER/],
   ['a DATA frame in a qemu-mode container', () => withHeader(C.dataFrame(1, hello), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /DATA frame in a qemu-mode container/],
   ['a META frame in a raw-mode container', () => withRawHeader(C.metaFrame(1, C.metaRaw([], hello)), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /META frame in a raw-mode container/],
+  ['HEADER that is not JSON', () => Buffer.concat([C.preamble(), C.headerFrame(Buffer.from('{mode'))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /HEADER frame is not JSON/],
+  ['HEADER that is a JSON array', () => Buffer.concat([C.preamble(), C.headerFrame(Buffer.from('[]'))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /not a JSON object/],
+  ...([
+    ['mode "zip"', { mode: 'zip' as 'raw' }],
+    ['pageSize 1000', { pageSize: 1000 }],
+    ['pageSize 256', { pageSize: 256 }],
+    ['pageSize 131072', { pageSize: 131072 }],
+    ['frameBytes 0', { frameBytes: 0 }],
+    ['frameBytes past 256 MiB', { frameBytes: C.FRAME_LIMIT + 1 }],
+    ['dedupWindowPages past 2^24', { dedupWindowPages: 2 ** 24 + 1 }],
+  ] as const).map(([name, change]): Hostile => [`HEADER with ${name}`, () => Buffer.concat([C.preamble(), C.headerFrame({ ...INFO, ...change }), C.endFrame(1, 0, C.checksumChain([]))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /invalid mode, pageSize, frameBytes or dedupWindowPages/]),
+  ['a REF of distance 0', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 0, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /cut 0 has a zero distance/],
+  ['a BYTES cut of length 0', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: Buffer.alloc(0) }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /cut 0 has a zero length/],
   ['a cut of unknown tag 3', () => withHeader(C.metaFrame(1, Buffer.from([1, 3])), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /unknown tag 3/],
   ['a PAYLOAD shorter than its cuts', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: hello }], Buffer.alloc(0))), C.payloadFrame(2, Buffer.from('hell')), C.endFrame(3, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /PAYLOAD frame holds 4 bytes, the cuts of its META frame take 5/],
   ['a REF past the window', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 1, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /reaches 1 stored pages back/],
