@@ -6,7 +6,9 @@
  * a real `migstream recv` (no QEMU: its stdout is a pipe read here) taking a session the builder
  * wrote.
  */
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { StreamDigest } from '../../src/tls/digest.js';
 import { ProtocolError } from '../../src/tls/errors.js';
@@ -98,6 +100,17 @@ describe('exact bytes per frame type (docs/transport.md, "example bytes")', () =
     ['PING', () => W.ping(), '00000001 08'],
   ])('%s', (_, make, expected) => {
     expect(hex(make())).toBe(expected.replace(/ /g, ''));
+  });
+
+  test('the doc carries these example bytes', () => {
+    const doc = readFileSync(join(import.meta.dirname, '../../docs/transport.md'), 'utf8').replace(/[\s`]/g, '');
+    const lz4 = Buffer.from('050000005068656c6c6f', 'hex');
+    const examples = [
+      W.open({ sessionId, channels: 4, index: 2, codec: 1 }), W.accept(2), W.refuse('nope'), W.data({ seq: 5, raw: hello }),
+      W.data({ seq: 5, raw: hello, codec: 1, payload: lz4 }), W.end(1, 5, W.streamDigest([hello])), W.done(5), W.abort('boom'), W.ping(),
+    ];
+    for (const bytes of examples) expect(doc.includes(hex(bytes)), hex(bytes)).toBe(true);
+    expect(doc.includes(C.xxh64(hello).toString(16))).toBe(true);
   });
 
   test('the END digest: XXH64(le64 digest ‖ le64 XXH64(frame)) from 0, an empty frame hashing as 0', () => {
@@ -302,13 +315,30 @@ describe('migstream recv takes a session the builder wrote (no QEMU)', () => {
     peer.close();
   });
 
+  test('a DATA frame that does not give its raw length fails the session (ERR_PROTOCOL): its channel closed unanswered, nothing written', async () => {
+    for (const bad of [W.data({ seq: 0, raw: hello, rawLength: 6 }), W.data({ seq: 0, raw: hello, codec: 9 }), W.data({ seq: 0, raw: hello, codec: W.WireCodec.lz4, payload: Buffer.from('060000005068656c6c6f', 'hex') })]) {
+      const { recv, received } = await receiver();
+      const peer = await Peer.open(recv.port);
+      peer.send(W.open({ sessionId, channels: 1, index: 0, codec: W.WireCodec.lz4 }));
+      await peer.next();
+      peer.send(bad);
+      // The channel whose bytes failed is closed at once, without ABORT (docs/transport.md).
+      expect(await peer.next()).toBe('closed');
+      const finished = await recv.exited;
+      expect(finished.code).toBe(1);
+      expect(finished.stderr).toMatch(/channel 0: frame 0: 5 bytes stored, 6 announced|channel 0: frame 0 does not decompress/);
+      expect(received().length).toBe(0);
+      peer.close();
+    }
+  });
+
   test('strangers are turned away and the session still completes: version 1 gets REFUSE; another magic or no frame at all is closed unanswered', async () => {
     const { recv, received } = await receiver();
     const old = await Peer.open(recv.port);
     old.send(W.open({ sessionId, channels: 1, index: 0, codec: 0, version: 1 }));
     expect(await old.next()).toMatchObject({ type: W.Type.REFUSE, reason: 'protocol version 1; this receiver speaks version 2' });
     expect(await old.next()).toBe('closed');
-    for (const bytes of [W.open({ sessionId, channels: 1, index: 0, codec: 0, magic: Buffer.from('MGTY') }), W.frame(W.Type.OPEN, Buffer.alloc(27), 0)]) {
+    for (const bytes of [W.open({ sessionId, channels: 1, index: 0, codec: 0, magic: Buffer.from('MGTY') }), W.frame(W.Type.OPEN, Buffer.alloc(27), 0), W.data({ seq: 0, raw: hello })]) {
       const stranger = await Peer.open(recv.port);
       stranger.send(bytes);
       expect(await stranger.next()).toBe('closed');
@@ -323,6 +353,7 @@ describe('migstream recv takes a session the builder wrote (no QEMU)', () => {
     expect(finished.stderr).toMatch(/refused [\d.:]+: protocol version 1/);
     expect(finished.stderr).toMatch(/refused [\d.:]+: not a migstream transport peer \(bad magic\)/);
     expect(finished.stderr).toMatch(/refused [\d.:]+: frame length 0 out of range/);
+    expect(finished.stderr).toMatch(/refused [\d.:]+: DATA frame 0 before the channel was accepted/);
     expect(received().toString()).toBe('hello');
     peer.close();
   });
