@@ -125,6 +125,7 @@ describe('the encoders write the builder\'s bytes', () => {
   test('every frame type', () => {
     expect(hex(encodeOpen({ sessionId, channels: 4, index: 2, codec: 1 }))).toBe(hex(W.open({ sessionId, channels: 4, index: 2, codec: 1 })));
     expect(hex(encodeOpen({ sessionId, channels: 1, index: 0, codec: 3, version: 1 }))).toBe(hex(W.open({ sessionId, channels: 1, index: 0, codec: 3, version: 1 })));
+    expect(hex(encodeAccept(0x0102))).toBe(hex(W.accept(0x0102)));
     expect(hex(encodeAccept(65535))).toBe(hex(W.accept(65535)));
     expect(hex(encodeRefuse('nope ✗'))).toBe(hex(W.refuse('nope ✗')));
     expect(hex(encodeAbort(''))).toBe(hex(W.abort('')));
