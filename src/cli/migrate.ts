@@ -11,7 +11,7 @@ import { formatProbe, probeSource, type ProbeReport } from '../migrate/probe.js'
 import { readLevers } from '../migrate/levers.js';
 import { probeLink } from '../migrate/verdict-channel.js';
 import { defaultChannels } from './send.js';
-import { CODECS } from '../compress/codecs.js';
+import { CODECS, codecByName, resolveLevel } from '../compress/codecs.js';
 import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';
@@ -132,6 +132,8 @@ export const migrateCommand: Command = {
           downtimeLimitMs: downtimeLimitMs ?? 300,
           ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
           probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 1000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
+          converge: converge === 'auto',
+          ...(codec !== 'none' ? { codec: { id: codecByName(codec).id, level: resolveLevel(codecByName(codec), undefined), frameBytes: 1024 * 1024 } } : {}),
         });
         line.done();
         // Frames sized to the link, so what send holds after QEMU's last byte drains fast.

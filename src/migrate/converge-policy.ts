@@ -73,16 +73,19 @@ interface Resolved {
 }
 
 /** The first direct step (CEC: 90 % first, then the maximum). */
-const DIRECT_FIRST_LEVEL = 90;
+export const DIRECT_FIRST_LEVEL = 90;
+
+/** The policy's defaults (CEC's figures); predict.ts models the same. */
+export const CONVERGE_DEFAULTS = { maxThrottle: 99, stallShrink: 0.05, directWindowS: 5, holdMs: 3_000, targetDirtyShare: 0.2 } as const;
 
 function resolve(options: ConvergeOptions): Resolved {
   const r: Resolved = {
     downtimeLimitMs: options.downtimeLimitMs,
-    maxThrottle: options.maxThrottle ?? 99,
-    stallShrink: options.stallShrink ?? 0.05,
-    directWindowS: options.directWindowS ?? 5,
-    holdMs: options.holdMs ?? 3_000,
-    targetDirtyShare: options.targetDirtyShare ?? 0.2,
+    maxThrottle: options.maxThrottle ?? CONVERGE_DEFAULTS.maxThrottle,
+    stallShrink: options.stallShrink ?? CONVERGE_DEFAULTS.stallShrink,
+    directWindowS: options.directWindowS ?? CONVERGE_DEFAULTS.directWindowS,
+    holdMs: options.holdMs ?? CONVERGE_DEFAULTS.holdMs,
+    targetDirtyShare: options.targetDirtyShare ?? CONVERGE_DEFAULTS.targetDirtyShare,
     allowForceSwitchover: options.allowForceSwitchover ?? false,
   };
   const positive = (name: string, value: number): void => {

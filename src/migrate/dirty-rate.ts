@@ -65,6 +65,33 @@ export function estimateDirtyRate(windows: readonly DirtyWindow[], mode: DirtyRa
   return { dirtyRate, workingSetBytes, windows: sorted, mode };
 }
 
+/**
+ * Distinct bytes the guest dirties in `seconds`, read off the measured windows: the curve
+ * through (0, 0) and each window's count, straight between them. Past the longest window a
+ * bounded set stays at its size and an unbounded one grows at the slope of the last stretch
+ * (a steady writer's rate). This is what a pass of that length leaves to send next: QEMU
+ * re-sends each page dirtied while the pass ran once, however often it was written
+ * (migration_bitmap_sync).
+ */
+export function dirtiedWithin(estimate: Pick<DirtyRateEstimate, 'workingSetBytes'> & { windows: readonly DirtyWindow[] }, seconds: number): number {
+  if (!(seconds >= 0)) throw new ArgumentError(`dirtiedWithin: seconds must be ≥ 0, got ${seconds}`);
+  const windows = [...estimate.windows].sort((a, b) => a.windowMs - b.windowMs);
+  let previousS = 0;
+  let previousBytes = 0;
+  for (const window of windows) {
+    const windowS = window.windowMs / 1000;
+    // Counts are noisy: never let the curve fall as the windows grow.
+    const bytes = Math.max(previousBytes, window.dirtyBytes);
+    if (seconds <= windowS) return previousBytes + ((bytes - previousBytes) * (seconds - previousS)) / (windowS - previousS);
+    previousS = windowS;
+    previousBytes = bytes;
+  }
+  if (Number.isFinite(estimate.workingSetBytes)) return Math.max(previousBytes, estimate.workingSetBytes);
+  const last = windows.length >= 2 ? windows[windows.length - 2]! : { windowMs: 0, dirtyBytes: 0 };
+  const slope = Math.max(0, (previousBytes - last.dirtyBytes) / (previousS - last.windowMs / 1000));
+  return previousBytes + slope * (seconds - previousS);
+}
+
 interface DirtyRateReply {
   status: 'unstarted' | 'measuring' | 'measured';
   'dirty-rate'?: number;
@@ -81,24 +108,32 @@ export interface MeasureOptions {
 
 /** Runs calc-dirty-rate once per window, one after the other, in the best mode QEMU has. */
 export async function measureDirtyRate(qmp: QmpExecutor, levers: Levers, options: MeasureOptions = {}): Promise<DirtyRateEstimate> {
-  const mode: DirtyRateMode = levers.dirtyRateModes.includes('dirty-bitmap') ? 'dirty-bitmap' : 'page-sampling';
+  const mode = bestMode(levers);
   const windowsMs = options.windowsMs ?? [1000, 4000];
   const windows: DirtyWindow[] = [];
-  for (const windowMs of windowsMs) {
-    const args: Record<string, unknown> = { mode };
-    if (levers.dirtyRateMilliseconds) {
-      Object.assign(args, { 'calc-time': windowMs, 'calc-time-unit': 'millisecond' });
-    } else {
-      if (windowMs % 1000 !== 0) throw new ArgumentError(`measureDirtyRate: QEMU ${levers.version.major}.${levers.version.minor} measures whole seconds, not ${windowMs} ms`);
-      args['calc-time'] = windowMs / 1000;
-    }
-    if (mode === 'page-sampling') args['sample-pages'] = options.samplePages ?? 4096;
-    await qmp.execute('calc-dirty-rate', args);
-    const reply = await waitMeasured(qmp, windowMs, options.pollMs ?? 100);
-    // dirty-rate is whole MiB per second (calculate_dirtyrate: sampled pages >> 20 per second).
-    windows.push({ windowMs, dirtyBytes: ((reply['dirty-rate'] ?? 0) * MiB * windowMs) / 1000 });
-  }
+  for (const windowMs of windowsMs) windows.push(await measureDirtyWindow(qmp, levers, windowMs, options));
   return estimateDirtyRate(windows, mode);
+}
+
+/** One calc-dirty-rate window in the best mode QEMU has: distinct bytes dirtied in `windowMs`. */
+export async function measureDirtyWindow(qmp: QmpExecutor, levers: Levers, windowMs: number, options: MeasureOptions = {}): Promise<DirtyWindow> {
+  const mode = bestMode(levers);
+  const args: Record<string, unknown> = { mode };
+  if (levers.dirtyRateMilliseconds) {
+    Object.assign(args, { 'calc-time': windowMs, 'calc-time-unit': 'millisecond' });
+  } else {
+    if (windowMs % 1000 !== 0) throw new ArgumentError(`measureDirtyRate: QEMU ${levers.version.major}.${levers.version.minor} measures whole seconds, not ${windowMs} ms`);
+    args['calc-time'] = windowMs / 1000;
+  }
+  if (mode === 'page-sampling') args['sample-pages'] = options.samplePages ?? 4096;
+  await qmp.execute('calc-dirty-rate', args);
+  const reply = await waitMeasured(qmp, windowMs, options.pollMs ?? 100);
+  // dirty-rate is whole MiB per second (calculate_dirtyrate: sampled pages >> 20 per second).
+  return { windowMs, dirtyBytes: ((reply['dirty-rate'] ?? 0) * MiB * windowMs) / 1000 };
+}
+
+function bestMode(levers: Levers): DirtyRateMode {
+  return levers.dirtyRateModes.includes('dirty-bitmap') ? 'dirty-bitmap' : 'page-sampling';
 }
 
 async function waitMeasured(qmp: QmpExecutor, windowMs: number, pollMs: number): Promise<DirtyRateReply> {

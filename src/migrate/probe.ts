@@ -6,14 +6,16 @@
  * capped by QEMU's max-bandwidth; then predict.ts turns them into converges-or-not, time,
  * bytes and downtime.
  */
+import type { CodecId } from '../compress/codecs.js';
 import { findZeroPages } from '../native/pages.js';
 import { guestMemoryLayout, type MemoryRange } from '../qemu/memory.js';
 import type { QmpExecutor } from '../qemu/qmp.js';
-import { measureDirtyRate, type DirtyRateEstimate } from './dirty-rate.js';
+import { estimateDirtyRate, measureDirtyRate, measureDirtyWindow, type DirtyRateEstimate } from './dirty-rate.js';
 import type { Levers } from './levers.js';
-import { predictMigration, type Prediction } from './predict.js';
+import { firstPassSeconds, predictMigration, type Prediction, type ProbeResult } from './predict.js';
 import { readGuestMemory } from './ram-reader.js';
 import type { LinkRate } from './verdict-channel.js';
+import { WireRatioSampler, type WireRatios } from './wire-ratio.js';
 
 /** x86's TARGET_PAGE_SIZE: what QEMU's RAM migration counts in. */
 const PAGE_SIZE = 4096;
@@ -22,6 +24,8 @@ export interface ZeroSample {
   /** Share of sampled pages that are all zero. */
   share: number;
   sampledBytes: number;
+  /** What send's codec made of the sample, laid out as stream records (absent: no codec). */
+  wireRatios?: WireRatios;
 }
 
 export interface ProbeReport {
@@ -32,7 +36,7 @@ export interface ProbeReport {
   link: LinkRate | null;
   /** QEMU's max-bandwidth, bytes/s. */
   maxBandwidth: number;
-  /** The rate the prediction uses: the smaller of the link's and max-bandwidth. */
+  /** The link's rate the prediction uses (max-bandwidth when no burst was measured). */
   rate: number;
   downtimeLimitMs: number;
   prediction: Prediction;
@@ -49,7 +53,20 @@ export interface ProbeOptions {
   /** Measures the link (migrate: a burst to the control port); absent: no link figure. */
   probeLink?: () => Promise<LinkRate>;
   dirtyWindowsMs?: readonly number[];
+  /** send's codec (id and level) and frame size: the prediction then counts compression. */
+  codec?: { id: CodecId; level: number; frameBytes: number };
+  /** Predict with `--converge auto`'s throttle. */
+  converge?: boolean;
+  /**
+   * Longest extra dirty-rate window (ms). When the first windows show no bound and the first
+   * pass will last longer, one more window as long as that pass (at most this) measures what
+   * the guest dirties while it runs, which is what the second pass re-sends. 0: none.
+   */
+  maxPassWindowMs?: number;
 }
+
+/** Default for maxPassWindowMs: a probe costs at most about 20 s more. */
+const MAX_PASS_WINDOW_MS = 20_000;
 
 export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
   const started = Date.now();
@@ -57,18 +74,36 @@ export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
   const layout = await guestMemoryLayout(qmp);
   const ramBytes = layout.reduce((a, r) => a + r.length, 0);
   // The link burst and the guest's own figures do not disturb each other: run them together.
-  const [link, zero, dirty, parameters] = await Promise.all([
+  const [link, zero, firstDirty, parameters] = await Promise.all([
     options.probeLink?.() ?? Promise.resolve(null),
-    sampleZeroShare(qmp, layout),
+    sampleZeroShare(qmp, layout, 64, 1024 * 1024, options.codec),
     measureDirtyRate(qmp, options.levers, options.dirtyWindowsMs ? { windowsMs: options.dirtyWindowsMs } : {}),
     qmp.execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters'),
   ]);
   const maxBandwidth = options.maxBandwidth ?? parameters['max-bandwidth'] ?? Infinity;
-  const rate = Math.min(link?.bytesPerSecond ?? Infinity, maxBandwidth);
-  const prediction = predictMigration(
-    { ramBytes, pageSize: PAGE_SIZE, zeroShare: zero.share, dirtyRate: dirty.dirtyRate, workingSetBytes: dirty.workingSetBytes, wireRate: rate },
-    { downtimeLimitMs: options.downtimeLimitMs },
-  );
+  const rate = link?.bytesPerSecond ?? maxBandwidth;
+  const inputs = (dirty: DirtyRateEstimate): ProbeResult => ({
+    ramBytes,
+    pageSize: PAGE_SIZE,
+    zeroShare: zero.share,
+    dirtyRate: dirty.dirtyRate,
+    workingSetBytes: dirty.workingSetBytes,
+    dirtyWindows: dirty.windows,
+    wireRate: rate,
+    ...(Number.isFinite(maxBandwidth) ? { streamRateCap: maxBandwidth } : {}),
+    ...(zero.wireRatios ? { wireRatio: zero.wireRatios.firstPass, dirtyWireRatio: zero.wireRatios.normalPages } : {}),
+  });
+  let dirty = firstDirty;
+  const longestMs = Math.max(...dirty.windows.map((w) => w.windowMs));
+  const passMs = Number.isFinite(rate) ? firstPassSeconds(inputs(dirty)) * 1000 : 0;
+  const maxPassWindowMs = options.maxPassWindowMs ?? MAX_PASS_WINDOW_MS;
+  if (!Number.isFinite(dirty.workingSetBytes) && passMs > longestMs * 1.5 && maxPassWindowMs > longestMs) {
+    // QEMU < 8.2 measures whole seconds.
+    const windowMs = Math.max(longestMs + 1000, Math.round(Math.min(passMs, maxPassWindowMs) / 1000) * 1000);
+    const extra = await measureDirtyWindow(qmp, options.levers, windowMs);
+    dirty = estimateDirtyRate([...dirty.windows, extra], dirty.mode);
+  }
+  const prediction = predictMigration(inputs(dirty), { downtimeLimitMs: options.downtimeLimitMs, ...(options.converge ? { converge: true } : {}) });
   return { ramBytes, zero, dirty, link, maxBandwidth, rate, downtimeLimitMs: options.downtimeLimitMs, prediction, ms: Date.now() - started };
 }
 
@@ -77,8 +112,16 @@ export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
  * most by default, so a large guest costs no more than a small one). Reading a running guest
  * is fine here: it is an estimate, and QEMU's own zero-page test runs on live pages too.
  */
-export async function sampleZeroShare(qmp: QmpExecutor, layout: readonly MemoryRange[], slices = 64, sliceBytes = 1024 * 1024): Promise<ZeroSample> {
+export async function sampleZeroShare(
+  qmp: QmpExecutor,
+  layout: readonly MemoryRange[],
+  slices = 64,
+  sliceBytes = 1024 * 1024,
+  codec?: { id: CodecId; level: number; frameBytes: number },
+): Promise<ZeroSample> {
   const pieces = sampleRanges(layout, slices, sliceBytes);
+  const sampler = codec ? new WireRatioSampler({ codec: codec.id, level: codec.level, frameBytes: codec.frameBytes, pageSize: PAGE_SIZE }) : null;
+  const wholePages: Buffer[] = [];
   let pending = Buffer.alloc(0);
   let pages = 0;
   let zeroPages = 0;
@@ -86,13 +129,22 @@ export async function sampleZeroShare(qmp: QmpExecutor, layout: readonly MemoryR
     const bytes = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
     const whole = bytes.length - (bytes.length % PAGE_SIZE);
     if (whole > 0) {
-      const flags = findZeroPages(bytes.subarray(0, whole), PAGE_SIZE);
+      const run = bytes.subarray(0, whole);
+      const flags = findZeroPages(run, PAGE_SIZE);
       pages += flags.length;
       for (const flag of flags) zeroPages += flag;
+      // Kept for the codec, which runs after the read (the FIFO's reader must not wait on it).
+      if (sampler) wholePages.push(Buffer.from(run));
     }
     pending = Buffer.from(bytes.subarray(whole));
   });
-  return { share: pages === 0 ? 0 : zeroPages / pages, sampledBytes };
+  const share = pages === 0 ? 0 : zeroPages / pages;
+  if (!sampler) return { share, sampledBytes };
+  for (const run of wholePages) {
+    const flags = findZeroPages(run, PAGE_SIZE);
+    for (let i = 0; i < flags.length; i++) await sampler.addPage(run.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), flags[i] === 1);
+  }
+  return { share, sampledBytes, wireRatios: await sampler.finish() };
 }
 
 /** `slices` page-aligned pieces spread evenly over the ranges as if laid end to end. */
@@ -115,6 +167,7 @@ export function sampleRanges(layout: readonly MemoryRange[], slices: number, sli
 }
 
 const MB = 1e6;
+const pct = (share: number): string => `${(share * 100).toFixed(0)} %`;
 
 /** The few lines a person reads before pressing go. */
 export function formatProbe(report: ProbeReport): string {
@@ -130,6 +183,9 @@ export function formatProbe(report: ProbeReport): string {
       'Link',
       `${report.link ? `${(report.link.bytesPerSecond / MB).toFixed(1)} MB/s measured over ${report.link.connections} connection(s)` : 'not measured'}; max-bandwidth ${Number.isFinite(report.maxBandwidth) ? `${(report.maxBandwidth / MB).toFixed(1)} MB/s` : 'unlimited'}`,
     ],
+    ...(report.zero.wireRatios
+      ? ([['Compression', `first pass to ${pct(report.zero.wireRatios.firstPass)}, re-sent pages to ${pct(report.zero.wireRatios.normalPages)} of their stream bytes (sample)`]] as [string, string][])
+      : []),
     ['Prediction', `${p.summary} (downtime limit ${report.downtimeLimitMs} ms)`],
   ];
   return `${lines.map(([k, v]) => `${`${k}:`.padEnd(18)}${v}`).join('\n')}\n`;

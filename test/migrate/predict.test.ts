@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { predictMigration, type ProbeResult } from '../../src/migrate/predict.js';
+import { firstPassSeconds, predictMigration, type ProbeResult } from '../../src/migrate/predict.js';
 import { ArgumentError } from '../../src/stream/errors.js';
 
 const MiB = 1024 * 1024;
@@ -76,5 +76,71 @@ describe('migration prediction', () => {
     expect(() => predictMigration({ ...base, zeroShare: 1.5 }, { downtimeLimitMs: 300 })).toThrow(/zeroShare/);
     expect(() => predictMigration({ ...base, dirtyRate: Number.NaN }, { downtimeLimitMs: 300 })).toThrow(/dirtyRate/);
     expect(() => predictMigration(base, { downtimeLimitMs: 300, maxPasses: 1 })).toThrow(/maxPasses/);
+  });
+});
+
+describe('prediction from the measured dirty curve, through a codec, under max-bandwidth', () => {
+  // A guest sweeping a 100 MB set at 10 MB/s: the windows saw 10 MB in 1 s, 40 MB in 4 s and
+  // the whole set in 15 s.
+  const sweeping: ProbeResult = {
+    ...base,
+    zeroShare: 0,
+    dirtyRate: 10e6,
+    workingSetBytes: Infinity,
+    dirtyWindows: [
+      { windowMs: 1000, dirtyBytes: 10e6 },
+      { windowMs: 4000, dirtyBytes: 40e6 },
+      { windowMs: 15000, dirtyBytes: 100e6 },
+    ],
+    wireRate: 10e6,
+  };
+
+  test('each pass re-sends what the curve says the guest dirtied while the one before ran', () => {
+    const p = predictMigration(sweeping, { downtimeLimitMs: 300 });
+    // Pass 0: 25,600 pages of 4104 bytes = 105,062,400 bytes, 10.506 s: between the 4 s and
+    // 15 s windows, 40 + 60 × 6.506 / 11 = 75.49 MB dirtied.
+    const pass0S = (25_600 * 4104) / 10e6;
+    const dirtied1 = 40e6 + (60e6 * (pass0S - 4)) / 11;
+    expect(p.passBytes[1]).toBe(Math.round((dirtied1 / 4096) * 4104));
+    // Without the windows, a 10 MB/s writer with no bound seen would dirty 105 MB in pass 0:
+    // all of RAM.
+    const blind = predictMigration({ ...sweeping, dirtyWindows: undefined }, { downtimeLimitMs: 300 });
+    expect(blind.passBytes[1]).toBe(Math.round((Math.min(pass0S * 10e6, 100 * MiB) / 4096) * 4104));
+    expect(p.passBytes[1]!).toBeLessThan(blind.passBytes[1]!);
+  });
+
+  test('max-bandwidth caps the stream rate, and the codec shrinks the wire bytes pass by pass', () => {
+    const capped = predictMigration({ ...base, streamRateCap: 50e6 }, { downtimeLimitMs: 300 });
+    expect(capped.totalMs).toBeCloseTo((capped.passBytes[0]! / 50e6) * 1000, 6);
+    const packed = predictMigration({ ...sweeping, wireRatio: 0.4, dirtyWireRatio: 0.5 }, { downtimeLimitMs: 300 });
+    const resent = packed.streamBytes - packed.passBytes[0]!;
+    expect(packed.wireBytes).toBe(Math.round(packed.passBytes[0]! * 0.4 + resent * 0.5));
+    // The first pass runs at 10 / 0.4 = 25 MB/s of stream.
+    const plain = predictMigration(sweeping, { downtimeLimitMs: 300 });
+    expect(packed.totalMs).toBeLessThan(plain.totalMs / 2);
+    expect(() => predictMigration({ ...base, dirtyWireRatio: 0 }, { downtimeLimitMs: 300 })).toThrow(/dirtyWireRatio/);
+    expect(() => predictMigration({ ...base, streamRateCap: -1 }, { downtimeLimitMs: 300 })).toThrow(/streamRateCap/);
+  });
+
+  test('with --converge the model throttles a guest that would not converge, as the policy does', () => {
+    // 30 MB/s into a 10 MB/s link with an unbounded set: never converges on its own.
+    const hot: ProbeResult = { ...base, zeroShare: 0, dirtyRate: 30e6, workingSetBytes: 60e6, wireRate: 10e6 };
+    const alone = predictMigration(hot, { downtimeLimitMs: 300 });
+    expect(alone.converges).toBe(false);
+    expect(alone.throttlePercent).toBe(0);
+    const steered = predictMigration(hot, { downtimeLimitMs: 300, converge: true });
+    expect(steered.converges).toBe(true);
+    expect(steered.throttlePercent).toBeGreaterThanOrEqual(90);
+    expect(steered.throttledMs).toBeGreaterThan(0);
+    expect(steered.throttledMs).toBeLessThan(steered.totalMs);
+    expect(steered.summary).toMatch(/throttled to \d+ % for the last \d+\.\d s/);
+    // An idle guest is never throttled.
+    expect(predictMigration(base, { downtimeLimitMs: 300, converge: true }).throttlePercent).toBe(0);
+  });
+
+  test('firstPassSeconds: every page once through the codec and the cap', () => {
+    expect(firstPassSeconds(base)).toBeCloseTo(0.526464, 6);
+    expect(firstPassSeconds({ ...base, wireRatio: 0.5 })).toBeCloseTo(0.263232, 6);
+    expect(firstPassSeconds({ ...base, wireRatio: 0.5, streamRateCap: 100e6 })).toBeCloseTo(0.526464, 6);
   });
 });
