@@ -183,6 +183,20 @@ const LINK_PROBE_MS = 30_000;
  * The destination's side of a link probe: count what arrives until the source half-closes,
  * timing from the first byte to the last, and answer. More than announced is a stray.
  */
+/**
+ * The probe's totals, and its second half on its own: a link's first moments run fast (a token
+ * bucket's burst, tbf's or a provider's policer, lets a megabyte through at once) or slow (TCP's
+ * slow start), and the migration lasts long enough that only the steady rate matters.
+ */
+export function linkProbeTimes(arrivals: readonly { at: number; bytes: number }[]): { bytes: number; ms: number; steadyBytes: number; steadyMs: number } {
+  const first = arrivals[0];
+  const last = arrivals[arrivals.length - 1];
+  if (first === undefined || last === undefined) return { bytes: 0, ms: 0, steadyBytes: 0, steadyMs: 0 };
+  const middle = first.at + (last.at - first.at) / 2;
+  const from = arrivals.find((a) => a.at >= middle) ?? last;
+  return { bytes: last.bytes, ms: last.at - first.at, steadyBytes: last.bytes - from.bytes, steadyMs: last.at - from.at };
+}
+
 function answerLinkProbe(socket: Socket, maxBytes: number, alreadyBytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const tooMuch = (): Error => new Error(`sent more than the ${maxBytes} bytes it announced`);
@@ -191,14 +205,12 @@ function answerLinkProbe(socket: Socket, maxBytes: number, alreadyBytes: number)
       return;
     }
     let bytes = alreadyBytes;
-    let firstAt = alreadyBytes > 0 ? performance.now() : undefined;
-    let lastAt = firstAt;
+    // Arrivals (time, bytes so far), for the rate over the probe's second half.
+    const arrivals: { at: number; bytes: number }[] = alreadyBytes > 0 ? [{ at: performance.now(), bytes }] : [];
     const timer = setTimeout(() => reject(new Error(`not finished within ${LINK_PROBE_MS / 1000} s`)), LINK_PROBE_MS);
     socket.on('data', (chunk: Buffer) => {
-      const now = performance.now();
-      firstAt ??= now;
-      lastAt = now;
       bytes += chunk.length;
+      arrivals.push({ at: performance.now(), bytes });
       if (bytes > maxBytes) {
         clearTimeout(timer);
         reject(tooMuch());
@@ -206,8 +218,7 @@ function answerLinkProbe(socket: Socket, maxBytes: number, alreadyBytes: number)
     });
     socket.once('end', () => {
       clearTimeout(timer);
-      const ms = firstAt === undefined ? 0 : lastAt! - firstAt;
-      socket.end(encodeVerdict({ type: 'link-probe-result', bytes, ms }), () => resolve());
+      socket.end(encodeVerdict({ type: 'link-probe-result', ...linkProbeTimes(arrivals) }), () => resolve());
     });
     socket.once('error', (error) => {
       clearTimeout(timer);
@@ -232,7 +243,7 @@ export interface LinkRate {
 export async function probeLink(options: { host: string; port: number; tls: TlsMaterial | null; connections: number; durationMs: number; maxBytes: number; timeoutMs: number }): Promise<LinkRate> {
   const peer = `${options.host}:${options.port}`;
   const perConnection = Math.floor(options.maxBytes / options.connections);
-  const one = async (): Promise<{ bytes: number; ms: number }> => {
+  const one = async (): Promise<{ bytes: number; ms: number; steadyBytes?: number; steadyMs?: number }> => {
     const socket = await openWithRetry(options.host, options.port, options.tls, Date.now() + options.timeoutMs, peer);
     try {
       socket.write(encodeVerdict({ type: 'link-probe', maxBytes: perConnection }));
@@ -258,7 +269,12 @@ export async function probeLink(options: { host: string; port: number; tls: TlsM
   const bytes = results.reduce((a, r) => a + r.bytes, 0);
   const ms = Math.max(...results.map((r) => r.ms));
   if (ms <= 0) throw new VerdictChannelError(`the link probe to ${peer} was too short to time (${bytes} bytes)`);
-  return { bytesPerSecond: (bytes * 1000) / ms, bytes, ms, connections: options.connections };
+  // The connections' steady rates add up (they ran side by side); a destination that reports
+  // no second half (an older migstream) gives the whole probe's rate.
+  const steady = results.every((r) => r.steadyBytes !== undefined && r.steadyMs !== undefined && r.steadyMs > 0)
+    ? results.reduce((a, r) => a + (r.steadyBytes! * 1000) / r.steadyMs!, 0)
+    : undefined;
+  return { bytesPerSecond: steady ?? (bytes * 1000) / ms, bytes, ms, connections: options.connections };
 }
 
 async function openWithRetry(host: string, port: number, tls: TlsMaterial | null, deadline: number, peer: string): Promise<Socket> {

@@ -7,7 +7,8 @@
  *   whether it resumes.
  * - The link probe, before the migration: `link-probe` with the most bytes the source will
  *   send, then that many bytes at most and a half-close; the destination answers
- *   `link-probe-result` with the bytes it counted and the ms from the first to the last.
+ *   `link-probe-result` with the bytes it counted and the ms from the first to the last, and
+ *   the same over the second half of that time (`steadyBytes`, `steadyMs`; optional).
  */
 import { MigstreamError } from '../stream/errors.js';
 import { BoundedLineSplitter } from './line-splitter.js';
@@ -32,7 +33,7 @@ export type VerdictMessage =
 
 export type LinkProbeMessage =
   | { type: 'link-probe'; maxBytes: number }
-  | { type: 'link-probe-result'; bytes: number; ms: number };
+  | { type: 'link-probe-result'; bytes: number; ms: number; steadyBytes?: number; steadyMs?: number };
 
 export type ControlMessage = VerdictMessage | LinkProbeMessage;
 
@@ -85,8 +86,13 @@ function decodeLinkProbe(v: Record<string, unknown>): LinkProbeMessage {
     if (!count(v.maxBytes) || v.maxBytes > MAX_LINK_PROBE_BYTES) throw new VerdictProtocolError(`a link probe must announce 0..${MAX_LINK_PROBE_BYTES} bytes`);
     return { type: 'link-probe', maxBytes: v.maxBytes };
   }
-  if (!count(v.bytes) || !(typeof v.ms === 'number' && Number.isFinite(v.ms) && v.ms >= 0)) throw new VerdictProtocolError('a link probe result has no byte count or time');
-  return { type: 'link-probe-result', bytes: v.bytes, ms: v.ms };
+  const time = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+  if (!count(v.bytes) || !time(v.ms)) throw new VerdictProtocolError('a link probe result has no byte count or time');
+  if (v.steadyBytes === undefined && v.steadyMs === undefined) return { type: 'link-probe-result', bytes: v.bytes, ms: v.ms };
+  if (!count(v.steadyBytes) || !time(v.steadyMs) || v.steadyBytes > v.bytes || v.steadyMs > v.ms) {
+    throw new VerdictProtocolError('a link probe result has a second half that is not part of the whole');
+  }
+  return { type: 'link-probe-result', bytes: v.bytes, ms: v.ms, steadyBytes: v.steadyBytes, steadyMs: v.steadyMs };
 }
 
 /** Splits bytes into lines, refusing one longer than MAX_VERDICT_LINE. */

@@ -8,7 +8,7 @@ import { createConnection } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { sampleRanges } from '../../src/migrate/probe.js';
 import { chooseSample, detectionProbability, SAMPLE_PIECE_BYTES } from '../../src/migrate/verify-sample.js';
-import { probeLink, VerdictListener } from '../../src/migrate/verdict-channel.js';
+import { linkProbeTimes, probeLink, VerdictListener } from '../../src/migrate/verdict-channel.js';
 import { decodeVerdict, MAX_LINK_PROBE_BYTES, VerdictProtocolError } from '../../src/migrate/verdict-wire.js';
 
 const MiB = 1024 * 1024;
@@ -42,12 +42,29 @@ describe('link-probe lines', () => {
   test('hand-written probe and result lines decode to their fields', () => {
     expect(decodeVerdict('{"type":"link-probe","maxBytes":1048576}')).toEqual({ type: 'link-probe', maxBytes: 1048576 });
     expect(decodeVerdict('{"type":"link-probe-result","bytes":10,"ms":2.5}')).toEqual({ type: 'link-probe-result', bytes: 10, ms: 2.5 });
+    expect(decodeVerdict('{"type":"link-probe-result","bytes":10,"ms":2.5,"steadyBytes":4,"steadyMs":1.25}')).toEqual({
+      type: 'link-probe-result',
+      bytes: 10,
+      ms: 2.5,
+      steadyBytes: 4,
+      steadyMs: 1.25,
+    });
+  });
+
+  test("the destination times the probe's second half apart from the whole", () => {
+    // A token bucket lets 1 MB through at once, then 1 MB per 100 ms.
+    const arrivals = [{ at: 0, bytes: 1e6 }, ...Array.from({ length: 10 }, (_, i) => ({ at: 100 * (i + 1), bytes: 1e6 * (i + 2) }))];
+    expect(linkProbeTimes(arrivals)).toEqual({ bytes: 11e6, ms: 1000, steadyBytes: 5e6, steadyMs: 500 });
+    expect(linkProbeTimes([])).toEqual({ bytes: 0, ms: 0, steadyBytes: 0, steadyMs: 0 });
+    expect(linkProbeTimes([{ at: 5, bytes: 7 }])).toEqual({ bytes: 7, ms: 0, steadyBytes: 0, steadyMs: 0 });
   });
 
   test.each([
     ['an absurd announcement', JSON.stringify({ type: 'link-probe', maxBytes: MAX_LINK_PROBE_BYTES + 1 }), /announce/],
     ['a negative announcement', JSON.stringify({ type: 'link-probe', maxBytes: -1 }), /announce/],
     ['a result without time', JSON.stringify({ type: 'link-probe-result', bytes: 1 }), /time/],
+    ['a second half larger than the whole', JSON.stringify({ type: 'link-probe-result', bytes: 1, ms: 1, steadyBytes: 2, steadyMs: 1 }), /second half/],
+    ['a second half without its time', JSON.stringify({ type: 'link-probe-result', bytes: 1, ms: 1, steadyBytes: 1 }), /second half/],
   ])('%s is a VerdictProtocolError', (_name, line, pattern) => {
     expect(() => decodeVerdict(line)).toThrow(VerdictProtocolError);
     expect(() => decodeVerdict(line)).toThrow(pattern);
@@ -72,7 +89,9 @@ describe('link probe over loopback', () => {
       expect(rate.bytes).toBeGreaterThan(0);
       expect(rate.bytes).toBeLessThanOrEqual(64 * MiB);
       expect(rate.ms).toBeGreaterThan(0);
-      expect(rate.bytesPerSecond).toBeCloseTo((rate.bytes * 1000) / rate.ms, 0);
+      // The second half's rate: within a factor of the whole probe's on loopback.
+      expect(rate.bytesPerSecond).toBeGreaterThan((rate.bytes * 1000) / rate.ms / 4);
+      expect(rate.bytesPerSecond).toBeLessThan((rate.bytes * 1000) / rate.ms * 4);
     } finally {
       listener.close();
     }
