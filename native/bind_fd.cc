@@ -1,5 +1,6 @@
 // Descriptors (src/native/fd.ts): readerGone polls one with a zero timeout, widenPipe asks for a
-// larger pipe buffer (fcntl F_SETPIPE_SZ; both fd.h), and writeRanges writes gathered byte
+// larger pipe buffer (fcntl F_SETPIPE_SZ), limitUnsent caps a TCP socket's unsent bytes
+// (setsockopt TCP_NOTSENT_LOWAT; all three fd.h), and writeRanges writes gathered byte
 // ranges to one on libuv's thread pool (gather.h): the only call in the addon that writes data.
 #include <climits>
 #include <cmath>
@@ -130,12 +131,24 @@ Napi::Value WidenPipe(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), migstream::widen_pipe(static_cast<int>(fd), static_cast<int>(bytes)));
 }
 
+// limitUnsent(fd, bytes): the limit in force afterwards, or -errno when the socket would not take it (fd.h).
+Napi::Value LimitUnsent(const Napi::CallbackInfo& info) {
+  uint64_t fd;
+  uint64_t bytes;
+  if (!Count(info, 2, "limitUnsent") || !Uint(info, 0, "limitUnsent", "fd", INT_MAX, &fd) ||
+      !Uint(info, 1, "limitUnsent", "bytes", INT_MAX, &bytes)) {
+    return Napi::Value();
+  }
+  return Napi::Number::New(info.Env(), migstream::limit_unsent(static_cast<int>(fd), static_cast<int>(bytes)));
+}
+
 }  // namespace
 
 void RegisterFd(Napi::Object exports) {
   exports.DefineProperties({
       Method<ReaderGone>("readerGone"),
       Method<WidenPipe>("widenPipe"),
+      Method<LimitUnsent>("limitUnsent"),
       Method<WriteRanges>("writeRanges"),
   });
 }

@@ -3,7 +3,10 @@
 #ifndef _WIN32
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
 #endif
 
 namespace migstream {
@@ -27,6 +30,21 @@ int widen_pipe(int fd, int bytes) {
   if (now >= bytes) return now;
   int got = fcntl(fd, F_SETPIPE_SZ, bytes);
   return got < 0 ? -errno : got;
+#else
+  (void)fd;
+  (void)bytes;
+  return -ENOSYS;
+#endif
+}
+
+int limit_unsent(int fd, int bytes) {
+#ifdef TCP_NOTSENT_LOWAT
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) != 0) return -errno;
+  // Read back, so a caller knows the limit is the one in force.
+  int now = 0;
+  socklen_t length = sizeof now;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &now, &length) != 0) return -errno;
+  return now;
 #else
   (void)fd;
   (void)bytes;

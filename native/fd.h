@@ -1,5 +1,5 @@
 // Descriptor state the JS side cannot see without writing (whether anybody still reads a pipe),
-// and a pipe's capacity, which Node cannot set.
+// and what Node cannot set: a pipe's capacity, a TCP socket's unsent-bytes limit.
 #ifndef MIGSTREAM_NATIVE_FD_H_
 #define MIGSTREAM_NATIVE_FD_H_
 
@@ -15,6 +15,14 @@ bool reader_gone(int fd);
 // descriptor that is not a pipe, -EPERM past /proc/sys/fs/pipe-max-size or the user's quota.
 // Never shrinks a pipe: a larger capacity is kept. Never blocks.
 int widen_pipe(int fd, int bytes);
+
+// Caps the bytes a TCP socket holds that it has not sent yet (TCP_NOTSENT_LOWAT): writes past
+// it fail with EAGAIN and the socket polls writable again only below it, so a non-blocking
+// writer keeps its backlog in its own queue, where it can count it. Bytes sent but not yet
+// acknowledged are not counted (the congestion window bounds those). Returns the limit now in
+// force, read back with getsockopt, or -errno:
+// -ENOTSOCK, -EOPNOTSUPP for a socket that is not TCP, -ENOSYS where the option does not exist.
+int limit_unsent(int fd, int bytes);
 
 }  // namespace migstream
 

@@ -20,7 +20,7 @@
 export { NativeAddonError, nativeBinding, type NativeBinding } from './native/binding.js';
 export { HBitmap, type DirtyArea, type HBitmapOptions } from './native/hbitmap.js';
 export { MAX_PAGE_SIZE, findZeroPages, hash64, hashPages, isAllZero, type BytesLike } from './native/pages.js';
-export { readerGone, widenPipe, writeRanges } from './native/fd.js';
+export { limitUnsent, readerGone, socketDescriptor, widenPipe, writeRanges } from './native/fd.js';
 export { NativePayloadRing } from './native/ring.js';
 export {
   codecLibraries,

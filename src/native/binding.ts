@@ -46,6 +46,7 @@ export interface NativeBinding {
   dedupStore(ring: Uint8Array, table: Uint8Array, positions: Float64Array, pageSize: number, stored: number, write: number, page: Uint8Array, checksum: Uint32Array): number;
   readerGone(fd: number): boolean;
   widenPipe(fd: number, bytes: number): number;
+  limitUnsent(fd: number, bytes: number): number;
   writeRanges(fd: number, buffers: readonly Uint8Array[], ranges: Float64Array, count: number): Promise<number>;
 }
 

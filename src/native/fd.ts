@@ -33,6 +33,36 @@ export function widenPipe(fd: number, bytes: number = WIDE_PIPE_BYTES): number |
 }
 
 /**
+ * Caps the bytes the TCP socket `fd` holds unsent at `bytes` (TCP_NOTSENT_LOWAT): past that
+ * the kernel takes no more and the socket polls writable again only below it, so a writer's
+ * backlog waits in the writer's own queue, where it is counted and bounded, not in a socket
+ * buffer that autotuning grows to megabytes. Returns false where the socket will not take it
+ * (not TCP, not a socket, an old kernel): best effort, the socket keeps working as it was.
+ *
+ * For send: QEMU decides the switch-over from how fast its pipe drains, and bytes parked in a
+ * 4 MiB socket buffer drain the pipe early and reach the destination late (src/tls/send-worker.ts).
+ */
+export function limitUnsent(fd: number, bytes: number): boolean {
+  checkInteger('limitUnsent', 'fd', fd, 0, 2 ** 31 - 1);
+  checkInteger('limitUnsent', 'bytes', bytes, 1, 2 ** 31 - 1);
+  return nativeBinding().limitUnsent(fd, bytes) === bytes;
+}
+
+/**
+ * The descriptor under a connected net.Socket or tls.TLSSocket (Node keeps it on the socket's
+ * handle, or on the TCP handle a TLS handle wraps), or undefined when it has none (not
+ * connected, a pipe, another platform).
+ */
+export function socketDescriptor(socket: object): number | undefined {
+  type Handle = { fd?: unknown; _parent?: Handle };
+  const handle = (socket as { _handle?: Handle })._handle;
+  for (const candidate of [handle, handle?._parent]) {
+    if (typeof candidate?.fd === 'number' && candidate.fd >= 0) return candidate.fd;
+  }
+  return undefined;
+}
+
+/**
  * Writes `count` ranges to `fd`, in order, as gathered writes (writev) on libuv's thread pool:
  * range r is `buffers[ranges[3r]].subarray(ranges[3r + 1], ranges[3r + 1] + ranges[3r + 2])`. Resolves
  * with the bytes written once all are; goes on after partial writes and waits out a full

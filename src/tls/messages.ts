@@ -15,6 +15,8 @@ export interface SendWorkerData {
   codec: number;
   level: number;
   timeoutMs: number;
+  /** The most bytes the socket may hold unsent (TCP_NOTSENT_LOWAT); 0: the kernel's default. */
+  unsentLimitBytes: number;
 }
 
 export type ToSendWorker =

@@ -6,6 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../compress/codecs.js';
+import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions } from './credentials.js';
 import { AuthError, ChannelError, HandshakeError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
@@ -79,7 +80,21 @@ function onData(chunk: Buffer): void {
 
 function onConnected(): void {
   state = 'connected';
+  limitSocketBacklog();
   if (joinAllowed) sendOpen();
+}
+
+/**
+ * At most one frame waits unsent in the kernel; the rest wait here, counted in the credits.
+ * Autotuning grows a socket's send buffer to megabytes (tcp_wmem), and QEMU, which decides the
+ * switch-over from how fast its pipe drains, would count bytes parked there as sent: on a
+ * 100 Mbit/s link 4 MiB is 330 ms of downtime it never predicted. Best effort: a socket that
+ * will not take the limit works as before.
+ */
+function limitSocketBacklog(): void {
+  if (config.unsentLimitBytes <= 0) return;
+  const fd = socketDescriptor(socket);
+  if (fd !== undefined) limitUnsent(fd, config.unsentLimitBytes);
 }
 
 function sendOpen(): void {

@@ -94,7 +94,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   };
 
   const startChannel = (index: number): Channel => {
-    const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs };
+    const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs, unsentLimitBytes: frameBytes };
     const worker = startChannelWorker(url, data, `migstream-send-${index}`);
     const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 } };
     worker.on('message', (message: FromSendWorker) => {

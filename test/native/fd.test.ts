@@ -10,7 +10,7 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { nativeBinding, readerGone, widenPipe, writeRanges } from '../../src/native.js';
+import { limitUnsent, nativeBinding, readerGone, socketDescriptor, widenPipe, writeRanges } from '../../src/native.js';
 import { ArgumentError } from '../../src/stream/errors.js';
 import { prng } from '../helpers/feed.js';
 
@@ -216,5 +216,49 @@ describe('writeRanges', () => {
       closeSync(fd);
     }
     expect(readFileSync(path).length).toBe(0);
+  });
+});
+
+describe('limitUnsent and socketDescriptor', () => {
+  test('a TCP socket, plain or under TLS, takes the limit; its descriptor is found either way', async () => {
+    const { createServer } = await import('node:net');
+    const { connect: tlsConnect } = await import('node:tls');
+    const server = createServer((peer) => peer.on('error', () => {}));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const { connect } = await import('node:net');
+      const plain = connect(port, '127.0.0.1');
+      await new Promise((resolve) => plain.once('connect', resolve));
+      const fd = socketDescriptor(plain);
+      expect(fd).toBeGreaterThan(2);
+      expect(limitUnsent(fd!, 64 * 1024)).toBe(true);
+      expect(limitUnsent(fd!, 16 * 1024)).toBe(true);
+      plain.destroy();
+      // A TLS client socket (the handshake never completes: the server speaks no TLS).
+      const secure = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+      secure.on('error', () => {});
+      await new Promise((resolve) => secure.once('connect', resolve));
+      const tlsFd = socketDescriptor(secure);
+      expect(tlsFd).toBeGreaterThan(2);
+      expect(limitUnsent(tlsFd!, 32 * 1024)).toBe(true);
+      secure.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  test('false for a pipe or a file; undefined descriptor for an unconnected socket; bad arguments are ArgumentErrors', async () => {
+    const fd = openSync(scratchPath('file'), 'w');
+    expect(limitUnsent(fd, 4096)).toBe(false);
+    closeSync(fd);
+    const { Socket } = await import('node:net');
+    expect(socketDescriptor(new Socket())).toBeUndefined();
+    expect(socketDescriptor({})).toBeUndefined();
+    expect(() => limitUnsent(-1, 4096)).toThrow(ArgumentError);
+    expect(() => limitUnsent(0, 0)).toThrow(ArgumentError);
+    const raw = nativeBinding() as unknown as { limitUnsent: (...args: unknown[]) => number };
+    expect(() => raw.limitUnsent(0)).toThrow(ArgumentError);
+    expect(() => raw.limitUnsent(0, -1)).toThrow(ArgumentError);
   });
 });
