@@ -10,10 +10,10 @@
  *       ├── QmpError                 QMP answered a command with "error"     (ERR_QMP)
  *       └── MigrationFailedError     query-migrate ended in "failed"         (ERR_MIGRATION_FAILED)
  */
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses, type CodeUnder } from '../errors.js';
 
 export class QemuError extends MigstreamError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: CodeUnder<'QemuError'>, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }
@@ -88,3 +88,5 @@ export class MigrationFailedError extends QemuError {
     this.info = info;
   }
 }
+
+registerErrorClasses({ QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError });
