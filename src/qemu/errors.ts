@@ -2,7 +2,7 @@
  * Errors raised while driving a real QEMU.
  *
  *   MigstreamError
- *   └── QemuError                    base of everything QEMU-side            (ERR_QEMU)
+ *   └── QemuError                    base of everything QEMU-side; no code of its own
  *       ├── QemuLaunchError          process failed to start / exited early  (ERR_QEMU_LAUNCH)
  *       ├── QemuExitedError          process exited while we waited on it    (ERR_QEMU_EXITED)
  *       ├── QemuTimeoutError         a wait on QMP, serial or migration timed out (ERR_QEMU_TIMEOUT)
