@@ -18,6 +18,23 @@ export {
   type MigrationRecord,
 } from './codec.js';
 export * from './stream/errors.js';
+export {
+  ERRORS,
+  ERROR_FAMILIES,
+  isErrorCode,
+  serializeError,
+  reviveError,
+  type CodeOf,
+  type CodeUnder,
+  type ErrorClassName,
+  type ErrorCode,
+  type ErrorEntry,
+  type ErrorFamilyName,
+  type ExitStatus,
+  type SerializedError,
+} from './errors.js';
+/** Every catalogued class by name; importing it makes them all revivable (reviveError). */
+export { ERROR_CLASSES } from './error-classes.js';
 export * from './stream/records.js';
 export { StreamDecoder, type DecoderOptions } from './stream/decoder.js';
 export { StreamEncoder, framingRecordLength } from './stream/encoder.js';
@@ -51,3 +68,16 @@ export {
 export * from './tls/index.js';
 export * from './compress/index.js';
 export * from './migrate/index.js';
+// The error classes the folders above do not export (docs/errors.md lists every code).
+export { OutputError, ListenError } from './tls/errors.js';
+export { QemuError, QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError } from './qemu/errors.js';
+export { DirtyRateError } from './migrate/dirty-rate.js';
+export { GuestMemoryReadError } from './migrate/ram-reader.js';
+export { SendStatsProtocolError } from './migrate/send-stats-wire.js';
+export { PageHashFileError } from './migrate/stream-hashes.js';
+export { VerdictChannelError } from './migrate/verdict-channel.js';
+export { VerdictProtocolError } from './migrate/verdict-wire.js';
+export { UsageError } from './cli/args.js';
+export { CannotOpenError } from './cli/io.js';
+export { OutputStalledError } from './cli/fd-io.js';
+export { OutputFullError } from './cli/output-file.js';

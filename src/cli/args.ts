@@ -3,13 +3,14 @@
  * say which command and option went wrong.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses } from '../errors.js';
 
 export class UsageError extends MigstreamError {
   constructor(message: string) {
     super('ERR_USAGE', message);
   }
 }
+registerErrorClasses({ UsageError });
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -8,7 +8,7 @@
  * waited out here.
  */
 import { closeSync, openSync, readSync, writevSync } from 'node:fs';
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses } from '../errors.js';
 import { cannotOpen, refuseTerminalInput } from './io.js';
 import { identityOfFd, type FileIdentity } from './file-identity.js';
 
@@ -59,6 +59,7 @@ export class OutputStalledError extends MigstreamError {
     super('ERR_OUTPUT_STALLED', `the output's reader took no byte for ${seconds} s (it stopped reading)`);
   }
 }
+registerErrorClasses({ OutputStalledError });
 
 /**
  * Writes every byte of `chunks`, in order. With `stallMs`, gives up with OutputStalledError

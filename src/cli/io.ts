@@ -4,7 +4,7 @@
 import { createReadStream, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { isatty } from 'node:tty';
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses } from '../errors.js';
 import { UsageError } from './args.js';
 import { identityOfFd, type FileIdentity } from './file-identity.js';
 
@@ -27,6 +27,7 @@ export class CannotOpenError extends MigstreamError {
     super('ERR_OPEN', `cannot ${verb} ${path}: ${why}`, { cause: error });
   }
 }
+registerErrorClasses({ CannotOpenError });
 
 export function cannotOpen(verb: 'read' | 'write', path: string, error: unknown): CannotOpenError {
   return new CannotOpenError(verb, path, error);

@@ -15,7 +15,7 @@ import { closeSync, fchmodSync, fstatSync, openSync, renameSync, statSync, unlin
 import { basename, dirname, join } from 'node:path';
 import { isatty } from 'node:tty';
 import { Writable } from 'node:stream';
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses } from '../errors.js';
 import { UsageError } from './args.js';
 import type { FileIdentity } from './file-identity.js';
 import { TERMINAL_REFUSAL, cannotOpen } from './io.js';
@@ -211,6 +211,7 @@ export class OutputFullError extends MigstreamError {
     super('ERR_OUTPUT_FULL', `cannot write ${name}: ${code} (${code === 'EFBIG' ? 'file too large' : 'no space left on the device'})`, options);
   }
 }
+registerErrorClasses({ OutputFullError });
 
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
 

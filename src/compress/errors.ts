@@ -14,7 +14,8 @@
  * offset of the frame's header in the container file, e.g.
  * "container frame 17 (PAYLOAD) at offset 4194368 (0x400040): raw bytes fail their checksum".
  */
-import { DecodeError, MigstreamError, type DecodeErrorDetails } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses, type CodeUnder } from '../errors.js';
+import { DecodeError, type DecodeErrorDetails } from '../stream/errors.js';
 
 export interface FrameRef {
   /** Frame number: its position in the file, counted from 0 (the HEADER frame). */
@@ -43,7 +44,7 @@ export const AFTER_PREAMBLE = 'the input ends after the preamble, before the HEA
 export class ContainerError extends DecodeError {
   /** The frame number, or undefined for the file preamble. */
   readonly frame: number | undefined;
-  constructor(code: string, problem: string, where: FrameRef | { offset: number; context: string }, extra: ContainerErrorDetails = {}) {
+  constructor(code: CodeUnder<'ContainerError'>, problem: string, where: FrameRef | { offset: number; context: string }, extra: ContainerErrorDetails = {}) {
     super(code, problem, details(where, extra));
     this.frame = 'frame' in where ? where.frame : undefined;
   }
@@ -78,3 +79,5 @@ export class WorkerError extends MigstreamError {
     super('ERR_WORKER', message, options);
   }
 }
+
+registerErrorClasses({ ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, WorkerError });

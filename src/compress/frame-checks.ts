@@ -2,6 +2,7 @@
  * Checks of the HEADER and END frames and the errors for frames the workers found damaged,
  * shared by the general decompressor (decompressor.ts) and direct mode (direct.ts).
  */
+import { MigstreamError, reviveError } from '../errors.js';
 import type { DataChecksum } from './checksum.js';
 import { CODEC_IDS, codecById } from './codecs.js';
 import { frameRef } from './container-reader.js';
@@ -74,8 +75,23 @@ export function refPageProblem(page: Uint8Array, distance: number, checksum: Dat
   return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex(expected)}, got ${hex(actual)}`;
 }
 
-/** The error for a frame a worker reported damaged; `checksum` is the container version's. */
-export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }, checksum: DataChecksum): CorruptFrameError {
+/**
+ * What a worker threw while it handled a request (kind `internal`), revived as its own class
+ * when it is one of ours: an ArgumentError or NativeAddonError is not a damaged frame.
+ */
+export function thrownBy(reply: FailureReply): MigstreamError | undefined {
+  if (reply.kind !== 'internal' || reply.error === undefined) return undefined;
+  const thrown = reviveError(reply.error);
+  return thrown instanceof MigstreamError ? thrown : undefined;
+}
+
+/**
+ * The error for a frame a worker reported damaged; `checksum` is the container version's. An
+ * error of ours the worker threw is that error (`thrownBy`); any other is told against the frame.
+ */
+export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }, checksum: DataChecksum): MigstreamError {
+  const thrown = thrownBy(reply);
+  if (thrown !== undefined) return thrown;
   const ref = frameRef(frame);
   const codec = codecById(frame.codec)?.name ?? String(frame.codec);
   switch (reply.kind) {

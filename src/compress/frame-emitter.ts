@@ -5,6 +5,7 @@
 import { ChecksumChain } from './checksum.js';
 import { CODEC_IDS, CODECS, type CodecId, type CodecName } from './codecs.js';
 import { WorkerError } from './errors.js';
+import { thrownBy } from './frame-checks.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameKind,
@@ -140,7 +141,7 @@ export class FrameEmitter {
         payload?.release();
         slot.restore(reply.returned);
         this.slots.release(slot);
-        if (!reply.ok) throw new WorkerError(`building frame ${first}: ${reply.message}`);
+        if (!reply.ok) throw thrownBy(reply) ?? new WorkerError(`building frame ${first}: ${reply.message}`);
         return { first, kinds, frames: reply.frames, streamBytes };
       },
       (error: unknown) => {

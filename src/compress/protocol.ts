@@ -1,4 +1,5 @@
 /** Messages between the main thread (pool.ts) and the workers (worker.ts). */
+import type { SerializedError } from '../errors.js';
 import type { CodecId } from './codecs.js';
 
 /** Compress one DATA frame. */
@@ -82,6 +83,8 @@ export interface FailureReply {
   readonly frame?: 'meta' | 'payload';
   /** The checksum computed, for checksum failures. */
   readonly actual?: number;
+  /** `internal`: what the worker threw (src/errors.ts serializeError; revived by `thrownBy`). */
+  readonly error?: SerializedError;
 }
 
 /** A request as posted: `id` pairs it with its reply. */

@@ -5,6 +5,7 @@
  * orders.
  */
 import { parentPort } from 'node:worker_threads';
+import { serializeError } from '../errors.js';
 import { pack, unpack } from './frame-work.js';
 import type {
   CompressRequest,
@@ -106,7 +107,7 @@ port.on('message', (request: Envelope<WorkerRequest>) => {
       port.postMessage({ ...reply, id: request.id, returned }, returned ? [...transfer, returned] : transfer);
     },
     (error: unknown) => {
-      const failure: FailureReply = { ok: false, kind: 'internal', message: (error as Error)?.message ?? String(error) };
+      const failure: FailureReply = { ok: false, kind: 'internal', message: (error as Error)?.message ?? String(error), error: serializeError(error) };
       port.postMessage({ ...failure, id: request.id });
     },
   );

@@ -9,10 +9,10 @@
  *       └── VerifyError                the copy did not check out                 (ERR_VERIFY)
  * QEMU's own failures stay QemuError subclasses (src/qemu/errors.ts).
  */
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamErrorWithStringCode } from '../errors.js';
 import type { RamMismatch } from './ram-compare.js';
 
-export class MigrateError extends MigstreamError {
+export class MigrateError extends MigstreamErrorWithStringCode {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }

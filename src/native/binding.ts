@@ -5,7 +5,8 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { ArgumentError, MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses } from '../errors.js';
+import { ArgumentError } from '../stream/errors.js';
 
 /** The addon could not be loaded (not built, or built for another Node). */
 export class NativeAddonError extends MigstreamError {
@@ -13,6 +14,7 @@ export class NativeAddonError extends MigstreamError {
     super('ERR_NATIVE_ADDON', message, options);
   }
 }
+registerErrorClasses({ NativeAddonError });
 
 /** The raw addon (native/addon.cc, native/bind_*.cc): no defaults, and every argument checked again in C++. */
 export interface NativeBinding {

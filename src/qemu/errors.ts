@@ -2,7 +2,7 @@
  * Errors raised while driving a real QEMU.
  *
  *   MigstreamError
- *   └── QemuError                    base of everything QEMU-side            (ERR_QEMU)
+ *   └── QemuError                    base of everything QEMU-side; no code of its own
  *       ├── QemuLaunchError          process failed to start / exited early  (ERR_QEMU_LAUNCH)
  *       ├── QemuExitedError          process exited while we waited on it    (ERR_QEMU_EXITED)
  *       ├── QemuTimeoutError         a wait on QMP, serial or migration timed out (ERR_QEMU_TIMEOUT)
@@ -10,10 +10,10 @@
  *       ├── QmpError                 QMP answered a command with "error"     (ERR_QMP)
  *       └── MigrationFailedError     query-migrate ended in "failed"         (ERR_MIGRATION_FAILED)
  */
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses, type CodeUnder } from '../errors.js';
 
 export class QemuError extends MigstreamError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: CodeUnder<'QemuError'>, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }
@@ -88,3 +88,5 @@ export class MigrationFailedError extends QemuError {
     this.info = info;
   }
 }
+
+registerErrorClasses({ QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError });

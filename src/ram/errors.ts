@@ -9,6 +9,7 @@
  * (decodeXbzrle, inflatePage, RamImage) they know no stream offset: `offset` is then 0 unless
  * the caller passes one, and the message names the delta position.
  */
+import { registerErrorClasses } from '../errors.js';
 import { DecodeError, type SectionRef } from '../stream/errors.js';
 
 /** Where a page payload came from, when known. */
@@ -44,3 +45,5 @@ export class ZlibPageError extends DecodeError {
     });
   }
 }
+
+registerErrorClasses({ XbzrleError, ZlibPageError });

@@ -12,23 +12,21 @@
  *   ├── EncodeError                a record that cannot be written            (ERR_ENCODE)
  *   └── ArgumentError              bad argument at an API boundary            (ERR_ARGUMENT)
  *
+ * The base class, the catalogue of codes (every folder's) and the worker-boundary helpers live
+ * in src/errors.ts; MigstreamError is re-exported here, where it used to be defined.
+ *
  * A DecodeError always carries the absolute byte `offset` of the record that failed and, when
  * inside a section, the section id and name, so a message reads like
  * "ram record at offset 0x1234 (section 2 "ram"): unknown flags 0x1 in word 0x...".
  */
 
+import { MigstreamError, registerErrorClasses, type CodeUnder } from '../errors.js';
+
+export { MigstreamError };
+
 export interface SectionRef {
   readonly id: number;
   readonly name: string;
-}
-
-export class MigstreamError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = new.target.name;
-  }
 }
 
 export interface DecodeErrorDetails {
@@ -59,7 +57,7 @@ export class DecodeError extends MigstreamError {
   readonly context: string;
   readonly expected: string | undefined;
   readonly actual: unknown;
-  constructor(code: string, problem: string, details: DecodeErrorDetails) {
+  constructor(code: CodeUnder<'DecodeError'>, problem: string, details: DecodeErrorDetails) {
     super(code, describe(details, problem), { cause: details.cause });
     this.offset = details.offset;
     this.section = details.section;
@@ -120,6 +118,17 @@ export class ArgumentError extends MigstreamError {
     super('ERR_ARGUMENT', message);
   }
 }
+
+registerErrorClasses({
+  TruncatedStreamError,
+  BadMagicError,
+  UnknownFlagError,
+  LimitExceededError,
+  FramingError,
+  VmdescError,
+  EncodeError,
+  ArgumentError,
+});
 
 export function hex(value: number): string {
   return `0x${value.toString(16)}`;

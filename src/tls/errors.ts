@@ -11,17 +11,23 @@
  *       ├── ChecksumError       the end frame's totals or checksum disagree         (ERR_CHECKSUM)
  *       ├── PeerAbortError      the other side reported its own failure             (ERR_PEER_ABORT)
  *       ├── OutputError         recv's output cannot take the stream (reader gone)  (ERR_OUTPUT)
- *       └── CredentialsError    certificate files missing or unreadable             (ERR_CREDENTIALS)
+ *       ├── CredentialsError    certificate files missing or unreadable             (ERR_CREDENTIALS)
+ *       └── ListenError         the receiver cannot listen                          (ERR_LISTEN)
  *
- * Errors cross the worker boundary as { code, message, channel } and are rebuilt with
- * `transportErrorFrom`, so the main thread throws the same class the worker saw.
+ * Errors cross the worker boundary serialized (`channelFailure`, src/errors.ts serializeError)
+ * and are revived with `transportErrorFrom`, so the main thread throws the same class the
+ * worker saw, with its channel and cause.
  */
-import { MigstreamError } from '../stream/errors.js';
+import { MigstreamError, registerErrorClasses, reviveError, serializeError, type CodeUnder, type SerializedError } from '../errors.js';
+
+function channelMessage(message: string, channel: number | undefined): string {
+  return channel === undefined ? message : `channel ${channel}: ${message}`;
+}
 
 export class TransportError extends MigstreamError {
   readonly channel: number | undefined;
-  constructor(code: string, message: string, channel?: number, options?: { cause?: unknown }) {
-    super(code, channel === undefined ? message : `channel ${channel}: ${message}`, options);
+  constructor(code: CodeUnder<'TransportError'>, message: string, channel?: number, options?: { cause?: unknown }) {
+    super(code, channelMessage(message, channel), options);
     this.channel = channel;
   }
 }
@@ -87,35 +93,34 @@ export class ListenError extends TransportError {
   }
 }
 
-/** What a worker posts when it fails; `message` is without the "channel N:" prefix. */
-export interface SerializedError {
-  code: string;
-  message: string;
-  channel?: number | undefined;
+registerErrorClasses({
+  ProtocolError,
+  HandshakeError,
+  AuthError,
+  ChannelError,
+  TimeoutError,
+  ChecksumError,
+  PeerAbortError,
+  OutputError,
+  CredentialsError,
+  ListenError,
+});
+
+/**
+ * What a channel worker posts when it fails (src/errors.ts serializeError): `error` is already
+ * a transport error (socket-errors.ts); one that names no channel is told as the worker's
+ * `channel`, when it has one.
+ */
+export function channelFailure(error: TransportError, channel?: number): SerializedError {
+  const serialized = serializeError(error);
+  if (error.channel !== undefined || channel === undefined) return serialized;
+  return { ...serialized, message: channelMessage(error.message, channel), fields: { ...serialized.fields, channel } };
 }
 
-const byCode: Record<string, new (message: string, channel?: number) => TransportError> = {
-  ERR_PROTOCOL: ProtocolError,
-  ERR_HANDSHAKE: HandshakeError,
-  ERR_AUTH: AuthError,
-  ERR_CHANNEL: ChannelError,
-  ERR_TIMEOUT: TimeoutError,
-  ERR_PEER_ABORT: PeerAbortError,
-};
-
-export function serializeError(error: unknown, channel?: number): SerializedError {
-  if (error instanceof TransportError) {
-    const prefix = error.channel === undefined ? '' : `channel ${error.channel}: `;
-    const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-    return { code: error.code, message, channel: error.channel ?? channel };
-  }
-  if (error instanceof MigstreamError) return { code: error.code, message: error.message, channel };
-  return { code: 'ERR_CHANNEL', message: (error as Error).message ?? String(error), channel };
-}
-
+/** The error a channel worker posted, as the class it threw (any other error: a ChannelError). */
 export function transportErrorFrom(serialized: SerializedError): TransportError {
-  if (serialized.code === 'ERR_CHECKSUM') return new ChecksumError(serialized.message);
-  const Class = byCode[serialized.code];
-  if (Class !== undefined) return new Class(serialized.message, serialized.channel);
-  return new TransportError(serialized.code, serialized.message, serialized.channel);
+  const error = reviveError(serialized);
+  if (error instanceof TransportError) return error;
+  const channel = serialized.fields['channel'];
+  return new ChannelError(error.message, typeof channel === 'number' ? channel : undefined, { cause: error });
 }

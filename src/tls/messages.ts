@@ -2,7 +2,7 @@
  * Messages between the main thread and the channel workers. Frame payloads travel as
  * transferred ArrayBuffers, never copied.
  */
-import type { SerializedError } from './errors.js';
+import type { SerializedError } from '../errors.js';
 import type { TlsMaterial } from './credentials.js';
 
 export interface SendWorkerData {

@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../compress/codecs.js';
 import { BufferPool } from './buffer-pool.js';
 import { serverTlsOptions } from './credentials.js';
-import { AuthError, ChannelError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
+import { AuthError, ChannelError, PeerAbortError, ProtocolError, TimeoutError, channelFailure } from './errors.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { socketError } from './socket-errors.js';
 import { FrameParser, FrameReader, FrameType, PROTOCOL_MAGIC, encodeAbort, encodeAccept, encodeDone, encodeRefuse, type Frame } from './wire.js';
@@ -36,7 +36,7 @@ const allocate = (bytes: number): Buffer => pool.take(bytes);
 function fail(error: unknown): void {
   if (state === 'failed' || state === 'done') return;
   state = 'failed';
-  post({ t: 'error', error: serializeError(socketError(error, index ?? -1, 'sender'), index) });
+  post({ t: 'error', error: channelFailure(socketError(error, index ?? -1, 'sender'), index) });
   socket?.destroy();
 }
 
@@ -199,7 +199,7 @@ function start(fd: number): void {
       if (verifyError !== null) {
         const reason = `client certificate rejected: ${describeVerifyError(verifyError)}`;
         state = 'failed';
-        post({ t: 'error', error: serializeError(new AuthError(reason)) });
+        post({ t: 'error', error: channelFailure(new AuthError(reason)) });
         // The refusal travels inside the TLS session, so the sender prints the same reason.
         tlsSocket.end(encodeRefuse(reason));
         setTimeout(() => tlsSocket.destroy(), 500).unref();

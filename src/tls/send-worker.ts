@@ -8,7 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../compress/codecs.js';
 import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions } from './credentials.js';
-import { AuthError, ChannelError, HandshakeError, PeerAbortError, ProtocolError, TimeoutError, serializeError } from './errors.js';
+import { AuthError, ChannelError, HandshakeError, PeerAbortError, ProtocolError, TimeoutError, channelFailure } from './errors.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
 import { socketError } from './socket-errors.js';
 import { FrameParser, FrameType, encodeAbort, encodeDataHeader, encodeEnd, encodeOpen, encodePing, type Frame } from './wire.js';
@@ -32,7 +32,7 @@ const parser = new FrameParser(config.index);
 function fail(error: unknown): void {
   if (state === 'failed' || state === 'done') return;
   state = 'failed';
-  post({ t: 'error', error: serializeError(socketError(error, config.index, 'receiver'), config.index) });
+  post({ t: 'error', error: channelFailure(socketError(error, config.index, 'receiver'), config.index) });
   socket?.destroy();
 }
 
