@@ -76,13 +76,23 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
   const elapsed = (): number => Date.now() - startedAtMs;
   let resumedAtMs: number | undefined;
   let nudge: (() => void) | undefined;
+  /** A MIGRATION event came while no poll was waiting (a query in flight): do not wait next time. */
+  let nudged = false;
   const unlisten = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'RESUME') resumedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
-    if (event.event === 'MIGRATION') nudge?.();
+    if (event.event === 'MIGRATION') {
+      if (nudge) nudge();
+      else nudged = true;
+    }
   });
   /** The poll interval, cut short by a MIGRATION event: the guest waits for our cont. */
   const nextPoll = (): Promise<void> =>
     new Promise((resolve) => {
+      if (nudged) {
+        nudged = false;
+        resolve();
+        return;
+      }
       const timer = setTimeout(done, options.pollMs ?? 100);
       function done(): void {
         clearTimeout(timer);
