@@ -103,7 +103,21 @@ async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<
     return { converged: false, totalMs: null, wireBytes: null, probeError: null, note: src.stderr.trim().split('\n').at(-1)?.slice(0, 120) ?? `exit ${src.code}` };
   }
   if (dst.code !== 0) throw new Error(`incoming failed after a completed migrate: ${dst.stderr}`);
+  const incomingAt = (type: string): number | undefined => (jsonLines(dst.stdout).find((e) => e.type === type) as { elapsedMs?: number } | undefined)?.elapsedMs;
+  const loaded = incomingAt('loaded');
+  const resumed = incomingAt('resumed');
+  if (loaded !== undefined && resumed !== undefined) process.stderr.write(`  incoming: saw the load completed, resumed ${resumed - loaded} ms later\n`);
+  else process.stderr.write(`  incoming events: ${jsonLines(dst.stdout).map((e) => String(e.type)).join(' ')}\n`);
   const steps = (summary.throttle.steps as { percent: number }[]).map((s) => s.percent).join('→') || 'none';
+  const probe = jsonLines(src.stdout).find((e) => e.type === 'probe') as Record<string, any> | undefined;
+  const passes = (summary.stream?.passes as { pages: number; zeroPages: number }[] | undefined) ?? [];
+  process.stderr.write(`  stream passes (pages/zero): ${passes.map((p) => `${p.pages}/${p.zeroPages}`).join(' ')}\n`);
+  if (probe) {
+    process.stderr.write(`  probe windows: ${(probe.dirty.windows as { windowMs: number; dirtyBytes: number }[]).map((w) => `${w.windowMs / 1000} s ${(w.dirtyBytes / 1e6).toFixed(1)} MB`).join(', ')}; passes predicted ${(probe.prediction.passBytes as number[]).map((b) => (b / 1e6).toFixed(1)).join(' ')} MB\n`);
+    process.stderr.write(
+      `  probe: dirty ${(probe.dirty.dirtyRate / 1e6).toFixed(1)} MB/s, working set ${(probe.dirty.workingSetBytes / 1e6).toFixed(1)} MB, zero ${(probe.zero.share * 100).toFixed(0)} %, rate ${(probe.rate / 1e6).toFixed(1)} MB/s, predicted ${probe.prediction.summary}\n`,
+    );
+  }
   return { converged: true, totalMs: summary.totalMs, wireBytes: summary.bytesOnWire, probeError: summary.prediction?.totalTimeError ?? null, note: `QEMU downtime ${summary.qemuDowntimeMs ?? '?'} ms; throttle ${steps}; predicted ${summary.prediction?.converges ? `${(summary.prediction.totalMs / 1000).toFixed(1)} s` : 'no convergence'}` };
 }
 
@@ -134,21 +148,33 @@ async function runOne(row: Row, dirtyRate: number, index: number): Promise<Outco
   try {
     await src.vm.waitForSerial(/migstream-busy/, 120_000);
     await new Promise((resolve) => setTimeout(resolve, 3000));
+    // MIGRATION events on the source too, for the downtime split below.
+    await src.vm.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
     const before = workReports(src.vm);
     const normal = median(before.slice(-20));
     let stoppedAt: number | undefined;
     let resumedAt: number | undefined;
+    let sourceDoneAt: number | undefined;
+    let destDoneAt: number | undefined;
+    const completed = (e: QmpEvent): boolean => e.event === 'MIGRATION' && (e.data as { status?: string } | undefined)?.status === 'completed';
     src.vm.qmp.onEvent((e) => {
       if (e.event === 'STOP') stoppedAt = eventMs(e);
+      if (completed(e)) sourceDoneAt = eventMs(e);
     });
     dst.vm.qmp.onEvent((e) => {
       if (e.event === 'RESUME') resumedAt = eventMs(e);
+      if (completed(e)) destDoneAt = eventMs(e);
     });
     const outcome = await row.run({ source: src.vm, sourceQmp: src.qmp, dest: dst.vm, destQmp: dst.qmp, port });
     if (outcome.converged && resumedAt === undefined) await new Promise((resolve) => setTimeout(resolve, 2000));
     const during = workReports(src.vm).slice(before.length);
     const slowedS = during.filter((n) => n < normal / 2).length / 10;
     const downtimeMs = outcome.converged && stoppedAt !== undefined && resumedAt !== undefined ? resumedAt - stoppedAt : null;
+    // Where the guest's downtime went: the source's STOP to its completion (QEMU's part), on to
+    // the destination's completion (the stream's tail in transit and loading), on to RESUME.
+    if (downtimeMs !== null && sourceDoneAt !== undefined && destDoneAt !== undefined) {
+      process.stderr.write(`  downtime split: source ${(sourceDoneAt - stoppedAt!).toFixed(0)} ms, tail in transit and loaded ${(destDoneAt - sourceDoneAt).toFixed(0)} ms, resume ${(resumedAt! - destDoneAt).toFixed(0)} ms\n`);
+    }
     return { ...outcome, slowedS, downtimeMs };
   } finally {
     await Promise.all([src.vm.quit(), dst.vm.quit()]);

@@ -45,8 +45,9 @@ Options:
                           with the same image): a mismatch resumes the source instead
 ${verifySampleUsage}
   --control-port PORT     the destination's control port: probe and verdicts (default: PORT + 1)
-  --probe                 only probe and predict: RAM, zero pages, dirty rate, the link's
-                          rate (a 1 s burst to the destination's control port); no migration
+  --probe                 only probe and predict: RAM, zero pages (and what -c makes of
+                          them), dirty rate, the link's rate (a 2 s burst to the
+                          destination's control port); no migration
   --no-probe              migrate without probing first (by default the probe runs first)
   --timeout S             cancel when not completed after S seconds (the source runs on)
   --tls-name NAME         name the receiver's certificate must carry (default: HOST)
@@ -131,7 +132,7 @@ export const migrateCommand: Command = {
           levers: await readLevers(qmp),
           downtimeLimitMs: downtimeLimitMs ?? 300,
           ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
-          probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 1000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
+          probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 2000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
           converge: converge === 'auto',
           ...(codec !== 'none' ? { codec: { id: codecByName(codec).id, level: resolveLevel(codecByName(codec), undefined), frameBytes: 1024 * 1024 } } : {}),
         });
