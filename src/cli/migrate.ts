@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { QmpClient } from '../qemu/qmp.js';
 import { formatProgressLine, type ProgressEvent } from '../migrate/progress.js';
 import { buildMigrateReport, formatMigrateReport } from '../migrate/report.js';
-import { assertMigratable, migrateSource, type MigrateEvent } from '../migrate/source.js';
+import { assertMigratable, DEFAULT_DOWNTIME_MS, migrateSource, type MigrateEvent } from '../migrate/source.js';
 import { verifySource, type VerifyOutcome } from '../migrate/verify.js';
 import { SendStatsListener } from '../migrate/send-stats.js';
+import { downtimeBudget, handoverMs } from '../migrate/handover.js';
 import { formatProbe, probeSource, type ProbeReport } from '../migrate/probe.js';
 import { readLevers } from '../migrate/levers.js';
 import { probeLink } from '../migrate/verdict-channel.js';
@@ -32,7 +33,11 @@ Options:
   --to HOST:PORT          where "migstream incoming" listens
   --channels N            parallel connections (default: send's default)
   -c, --codec NAME        per-frame compression: ${CODECS.map((c) => c.name).join(', ')} (default none)
-  --downtime-limit MS     QEMU's downtime-limit (default 300)
+  --downtime-limit MS     the downtime the guest may see (default 300); QEMU's downtime-limit
+                          is this less the hand-over
+  --handover MS           what to keep of it for the stream's tail on the link and the
+                          destination's resume (default: the probe's measured tail + 100;
+                          0: QEMU gets the whole limit)
   --max-bandwidth RATE    QEMU's max-bandwidth, bytes/s with K, M or G (powers of 1024)
   --converge auto|off     throttle the guest when pre-copy stops shrinking (default off)
   --with-disk             carry the VM's writable disks in the stream (QEMU's block migration,
@@ -66,6 +71,7 @@ export const migrateCommand: Command = {
         channels: { type: 'string' },
         codec: { type: 'string', short: 'c' },
         'downtime-limit': { type: 'string' },
+        handover: { type: 'string' },
         'max-bandwidth': { type: 'string' },
         converge: { type: 'string' },
         'force-downtime': { type: 'string' },
@@ -83,7 +89,8 @@ export const migrateCommand: Command = {
     if (converge !== 'auto' && converge !== 'off') throw new UsageError(`--converge must be auto or off, got "${converge}"`);
     const codec = values.codec ?? 'none';
     if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"`);
-    const downtimeLimitMs = values['downtime-limit'] === undefined ? undefined : parseMs(values['downtime-limit'], '--downtime-limit');
+    const downtimeLimitMs = values['downtime-limit'] === undefined ? DEFAULT_DOWNTIME_MS : parseMs(values['downtime-limit'], '--downtime-limit');
+    const handover = values.handover === undefined ? undefined : parseMs(values.handover, '--handover');
     const forceDowntimeLimitMs = values['force-downtime'] === undefined ? undefined : parseMs(values['force-downtime'], '--force-downtime');
     const maxBandwidth = values['max-bandwidth'] === undefined ? undefined : parseRate(values['max-bandwidth']);
     const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
@@ -130,7 +137,8 @@ export const migrateCommand: Command = {
         probe = await probeSource({
           qmp,
           levers: await readLevers(qmp),
-          downtimeLimitMs: downtimeLimitMs ?? 300,
+          downtimeLimitMs,
+          ...(handover !== undefined ? { handoverMs: handover } : {}),
           ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
           probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 2000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
           converge: converge === 'auto',
@@ -146,7 +154,7 @@ export const migrateCommand: Command = {
       const result = await migrateSource({
         qmp,
         transport: selfCommand(sendArgs),
-        ...(downtimeLimitMs !== undefined ? { downtimeLimitMs } : {}),
+        downtimeLimitMs: (probe?.budget ?? downtimeBudget(downtimeLimitMs, handover ?? handoverMs(null))).qemuLimitMs,
         ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
         ...(forceDowntimeLimitMs !== undefined ? { forceDowntimeLimitMs } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),

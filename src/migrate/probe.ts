@@ -14,6 +14,7 @@ import { estimateDirtyRate, measureDirtyRate, measureDirtyWindow, type DirtyRate
 import type { Levers } from './levers.js';
 import { firstPassSeconds, predictMigration, type Prediction, type ProbeResult } from './predict.js';
 import { readGuestMemory } from './ram-reader.js';
+import { downtimeBudget, handoverMs, type DowntimeBudget } from './handover.js';
 import type { LinkRate } from './verdict-channel.js';
 import { WireRatioSampler, type WireRatios } from './wire-ratio.js';
 
@@ -39,6 +40,9 @@ export interface ProbeReport {
   /** The link's rate the prediction uses (max-bandwidth when no burst was measured). */
   rate: number;
   downtimeLimitMs: number;
+  /** The user's downtime limit split into QEMU's part and the hand-over (handover.ts). */
+  budget: DowntimeBudget;
+  /** Predicted at QEMU's part of the limit; its downtimeMs is QEMU's, without the hand-over. */
   prediction: Prediction;
   /** How long the probe took. */
   ms: number;
@@ -63,6 +67,8 @@ export interface ProbeOptions {
    * the guest dirties while it runs, which is what the second pass re-sends. 0: none.
    */
   maxPassWindowMs?: number;
+  /** The hand-over to keep out of the downtime limit; default: the link's tail plus the destination's finish. */
+  handoverMs?: number;
 }
 
 /** Default for maxPassWindowMs: a probe costs at most about 20 s more. */
@@ -103,8 +109,9 @@ export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
     const extra = await measureDirtyWindow(qmp, options.levers, windowMs);
     dirty = estimateDirtyRate([...dirty.windows, extra], dirty.mode);
   }
-  const prediction = predictMigration(inputs(dirty), { downtimeLimitMs: options.downtimeLimitMs, ...(options.converge ? { converge: true } : {}) });
-  return { ramBytes, zero, dirty, link, maxBandwidth, rate, downtimeLimitMs: options.downtimeLimitMs, prediction, ms: Date.now() - started };
+  const budget = downtimeBudget(options.downtimeLimitMs, options.handoverMs ?? handoverMs(link?.tailMs ?? null));
+  const prediction = predictMigration(inputs(dirty), { downtimeLimitMs: budget.qemuLimitMs, ...(options.converge ? { converge: true } : {}) });
+  return { ramBytes, zero, dirty, link, maxBandwidth, rate, downtimeLimitMs: options.downtimeLimitMs, budget, prediction, ms: Date.now() - started };
 }
 
 /**
@@ -186,7 +193,11 @@ export function formatProbe(report: ProbeReport): string {
     ...(report.zero.wireRatios
       ? ([['Compression', `first pass to ${pct(report.zero.wireRatios.firstPass)}, re-sent pages to ${pct(report.zero.wireRatios.normalPages)} of their stream bytes (sample)`]] as [string, string][])
       : []),
-    ['Prediction', `${p.summary} (downtime limit ${report.downtimeLimitMs} ms)`],
+    [
+      'Downtime limit',
+      `${report.budget.limitMs} ms: QEMU ${report.budget.qemuLimitMs} ms, ${report.budget.handoverMs} ms kept for the hand-over${report.link ? ` (the link's tail ${Math.round(report.link.tailMs)} ms, the destination's finish)` : ''}`,
+    ],
+    ['Prediction', `${p.summary} (QEMU's downtime limit ${report.budget.qemuLimitMs} ms)`],
   ];
   return `${lines.map(([k, v]) => `${`${k}:`.padEnd(18)}${v}`).join('\n')}\n`;
 }

@@ -6,6 +6,7 @@ import type { SourceResult } from './source.js';
 import type { BacklogSavings } from './backlog-watch.js';
 import type { HeatSegment, PassCounts } from './pass-tracker.js';
 import type { SendStats } from './send-stats-wire.js';
+import type { DowntimeBudget } from './handover.js';
 import type { ProbeReport } from './probe.js';
 
 /** Heat segments the text report names (the JSON has send's top 16). */
@@ -41,6 +42,8 @@ export interface MigrateReport {
   verify: unknown;
   /** What the probe predicted and how far off its total time was ((actual − predicted) / predicted). */
   prediction: { converges: boolean; totalMs: number; downtimeMs: number; streamBytes: number; totalTimeError: number | null } | null;
+  /** The downtime limit asked for, QEMU's part and the hand-over (null: not probed). */
+  budget: DowntimeBudget | null;
 }
 
 export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null, probe: ProbeReport | null = null): MigrateReport {
@@ -80,6 +83,7 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
       streamBytes: probe.prediction.streamBytes,
       totalTimeError: Number.isFinite(probe.prediction.totalMs) && probe.prediction.totalMs > 0 ? (totalMs - probe.prediction.totalMs) / probe.prediction.totalMs : null,
     },
+    budget: probe?.budget ?? null,
   };
 }
 
@@ -88,7 +92,7 @@ export function formatMigrateReport(report: MigrateReport): string {
   const lines: [string, string][] = [
     ['Status', `${report.status} (QEMU ${report.qemu})`],
     ['Total time', ms(report.totalMs)],
-    ['Downtime (QEMU)', ms(report.qemuDowntimeMs)],
+    ['Downtime (QEMU)', `${ms(report.qemuDowntimeMs)}${report.budget ? ` (its limit ${report.budget.qemuLimitMs} ms of the ${report.budget.limitMs} ms asked; ${report.budget.handoverMs} ms kept for the hand-over)` : ''}`],
     ['Setup time', ms(report.setupMs)],
     ['Into QEMU pipe', `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB of RAM (${report.mbPerSecond.toFixed(1)} MB/s)${report.diskBytes === null ? '' : `, ${(report.diskBytes / 1e6).toFixed(1)} MB of disk`}`],
     [

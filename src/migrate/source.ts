@@ -74,7 +74,7 @@ interface StatusReply {
   running: boolean;
 }
 
-const DEFAULT_DOWNTIME_MS = 300;
+export const DEFAULT_DOWNTIME_MS = 300;
 /** The drain window (2 s) must have filled before its rate means anything. */
 const SWITCHOVER_SETTLE_MS = 2000;
 

@@ -7,6 +7,7 @@
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions, serverTlsOptions, type TlsMaterial } from '../tls/credentials.js';
 import { MigrateError } from './errors.js';
 import { decodeVerdict, encodeVerdict, VerdictLineSplitter, type ControlMessage, type Verdict, type VerdictMessage } from './verdict-wire.js';
@@ -233,6 +234,12 @@ export interface LinkRate {
   bytes: number;
   ms: number;
   connections: number;
+  /**
+   * From the source's last probe byte leaving for the kernel to the destination's answer: what
+   * the path holds under load (a router's queue, tbf's here) plus a round trip. The tail of the
+   * migration stream takes as long after QEMU's last byte.
+   */
+  tailMs: number;
 }
 
 /**
@@ -240,27 +247,36 @@ export interface LinkRate {
  * zeros (TLS encrypts them; a plain link does not compress) for `durationMs` or `maxBytes`,
  * then half-closing. The rate is the bytes the destination counted over its longest span.
  */
+/** What the link probe writes at a time. */
+const PROBE_PIECE_BYTES = 256 * 1024;
+
 export async function probeLink(options: { host: string; port: number; tls: TlsMaterial | null; connections: number; durationMs: number; maxBytes: number; timeoutMs: number }): Promise<LinkRate> {
   const peer = `${options.host}:${options.port}`;
   const perConnection = Math.floor(options.maxBytes / options.connections);
-  const one = async (): Promise<{ bytes: number; ms: number; steadyBytes?: number; steadyMs?: number }> => {
+  const one = async (): Promise<{ bytes: number; ms: number; steadyBytes?: number; steadyMs?: number; tailMs: number }> => {
     const socket = await openWithRetry(options.host, options.port, options.tls, Date.now() + options.timeoutMs, peer);
     try {
       socket.write(encodeVerdict({ type: 'link-probe', maxBytes: perConnection }));
-      const chunk = Buffer.alloc(256 * 1024);
+      // As send's sockets: at most one piece unsent in the kernel, so the tail below is the path's.
+      const fd = socketDescriptor(socket);
+      if (fd !== undefined) limitUnsent(fd, PROBE_PIECE_BYTES);
+      const chunk = Buffer.alloc(PROBE_PIECE_BYTES);
       const started = performance.now();
       let sent = 0;
+      let lastWrittenAt = started;
       while (sent < perConnection && performance.now() - started < options.durationMs) {
         const piece = chunk.subarray(0, Math.min(chunk.length, perConnection - sent));
         sent += piece.length;
-        if (!socket.write(piece)) await new Promise((resolve) => socket.once('drain', resolve));
+        const flushed = socket.write(piece, () => (lastWrittenAt = performance.now()));
+        if (!flushed) await new Promise((resolve) => socket.once('drain', resolve));
       }
       socket.end();
       const { line } = await firstLine(socket, options.timeoutMs, `the destination ${peer}`);
+      const tailMs = performance.now() - lastWrittenAt;
       const answer = decodeVerdict(line);
       if (answer.type !== 'link-probe-result') throw new VerdictChannelError(`the destination ${peer} answered a link probe with a ${answer.type}`);
       if (answer.bytes !== sent) throw new VerdictChannelError(`the destination ${peer} counted ${answer.bytes} of ${sent} probe bytes`);
-      return answer;
+      return { ...answer, tailMs };
     } finally {
       socket.destroy();
     }
@@ -274,7 +290,8 @@ export async function probeLink(options: { host: string; port: number; tls: TlsM
   const steady = results.every((r) => r.steadyBytes !== undefined && r.steadyMs !== undefined && r.steadyMs > 0)
     ? results.reduce((a, r) => a + (r.steadyBytes! * 1000) / r.steadyMs!, 0)
     : undefined;
-  return { bytesPerSecond: steady ?? (bytes * 1000) / ms, bytes, ms, connections: options.connections };
+  const tailMs = Math.max(...results.map((r) => r.tailMs));
+  return { bytesPerSecond: steady ?? (bytes * 1000) / ms, bytes, ms, connections: options.connections, tailMs };
 }
 
 async function openWithRetry(host: string, port: number, tls: TlsMaterial | null, deadline: number, peer: string): Promise<Socket> {

@@ -89,6 +89,9 @@ describe('link probe over loopback', () => {
       expect(rate.bytes).toBeGreaterThan(0);
       expect(rate.bytes).toBeLessThanOrEqual(64 * MiB);
       expect(rate.ms).toBeGreaterThan(0);
+      // Loopback's tail: the last piece's flight and the answer, well under the probe.
+      expect(rate.tailMs).toBeGreaterThanOrEqual(0);
+      expect(rate.tailMs).toBeLessThan(300);
       // The second half's rate: within a factor of the whole probe's on loopback.
       expect(rate.bytesPerSecond).toBeGreaterThan((rate.bytes * 1000) / rate.ms / 4);
       expect(rate.bytesPerSecond).toBeLessThan((rate.bytes * 1000) / rate.ms * 4);
