@@ -18,6 +18,7 @@ import type { TlsMaterial } from './credentials.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
 import type { ChannelStats, TransferSummary } from './summary.js';
 import { startChannelWorker, workerUrl } from './channel-worker.js';
+import { CLOSE_GRACE_MS } from './wire.js';
 
 export interface SendOptions {
   host: string;
@@ -65,7 +66,15 @@ interface Channel {
   worker: Worker;
   credit: number;
   stats: ChannelStats;
+  /** Resolves once the worker's socket is closed (it answers an abort so) or the worker is gone. */
+  closed: Promise<void>;
 }
+
+/**
+ * How long a failing send waits for its channels to flush ABORT: a worker gives its socket
+ * CLOSE_GRACE_MS before destroying it, and answers 'closed' as soon as the socket is closed.
+ */
+const ABORT_DEADLINE_MS = CLOSE_GRACE_MS + 100;
 
 export async function send(options: SendOptions): Promise<TransferSummary> {
   const timeoutMs = options.timeoutMs ?? 30_000;
@@ -96,7 +105,8 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   const startChannel = (index: number): Channel => {
     const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs, unsentLimitBytes: frameBytes };
     const worker = startChannelWorker(url, data, `migstream-send-${index}`);
-    const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 } };
+    let closed!: () => void;
+    const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 }, closed: new Promise((resolve) => (closed = resolve)) };
     worker.on('message', (message: FromSendWorker) => {
       switch (message.t) {
         case 'open':
@@ -116,6 +126,9 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
         case 'done':
           doneBytes = message.bytes;
           break;
+        case 'closed':
+          closed();
+          break;
         case 'error':
           failWith(transportErrorFrom(message.error));
           break;
@@ -124,6 +137,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     });
     worker.on('error', (error) => failWith(new ChannelError(`worker failed: ${error.message}`, index, { cause: error })));
     worker.on('exit', (code) => {
+      closed();
       if (doneBytes === undefined) failWith(new ChannelError(`worker exited (${code}) before the end of the stream`, index));
     });
     channels.push(channel);
@@ -194,8 +208,10 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     for (const c of channels) c.worker.postMessage({ t: 'abort', reason } satisfies ToSendWorker);
-    // Give the workers a moment to tell the receiver why.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The workers tell the receiver why: wait until their sockets have closed, up to a deadline.
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(channels.map((c) => c.closed)), new Promise((resolve) => (deadline = setTimeout(resolve, ABORT_DEADLINE_MS)))]);
+    clearTimeout(deadline);
     throw error;
   } finally {
     input?.close();

@@ -25,6 +25,9 @@ export const SESSION_ID_BYTES = 16;
 /** Bound on one frame's length: a corrupt length must not make us buffer gigabytes. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
+/** After REFUSE or ABORT, how long a socket may take to flush it before it is destroyed. */
+export const CLOSE_GRACE_MS = 500;
+
 export const FrameType = { OPEN: 1, ACCEPT: 2, REFUSE: 3, DATA: 4, END: 5, DONE: 6, ABORT: 7, PING: 8 } as const;
 
 export interface OpenFrame {
