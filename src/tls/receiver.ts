@@ -11,6 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { MigstreamError } from '../stream/errors.js';
 import { ChannelError, ListenError, OutputError, type TransportError, transportErrorFrom } from './errors.js';
+import { closedSignal, tickMs, untilClosed } from './glue.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { MAIN_STREAM, OUTPUT_GONE, ReceiverSession, type ConnectionId, type ReceiverSessionAction, type ReceiverSessionEvent } from './recv-session.js';
@@ -206,7 +207,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     if (!session.active) return;
     if (options.outputGone?.() === true) return feed({ type: 'output-gone' });
     feed({ type: 'tick', now: performance.now() });
-  }, Math.max(50, Math.min(1000, timeoutMs / 6)));
+  }, tickMs(timeoutMs));
   watchdog.unref();
 
   const workerData: RecvWorkerData = { tls: options.tls, timeoutMs, window: options.window ?? 8 };
@@ -222,14 +223,14 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     accepted.delete(id);
     const worker = spares.shift() ?? startSpare();
     worker.postMessage({ t: 'socket', fd, peer } satisfies ToRecvWorker);
-    let closed!: () => void;
-    channels.set(id, { worker, closed: new Promise((resolve) => (closed = resolve)) });
+    const { closed, resolve: markClosed } = closedSignal();
+    channels.set(id, { worker, closed });
     worker.on('message', (message: FromRecvWorker) => {
-      if (message.t === 'closed') closed();
+      if (message.t === 'closed') markClosed();
       onMessage(id, message);
     });
     worker.on('exit', (code) => {
-      closed();
+      markClosed();
       feed({ type: 'worker-exit', id, code });
     });
   };
@@ -272,9 +273,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     clearTimeout(deadline?.timer);
     server.close();
     // Let ABORT/DONE frames leave before the workers go: each channel reports its socket closed.
-    let closing: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([...channels.values()].map((c) => c.closed)), new Promise((resolve) => (closing = setTimeout(resolve, CLOSE_DEADLINE_MS)))]);
-    clearTimeout(closing);
+    await untilClosed([...channels.values()].map((c) => c.closed), CLOSE_DEADLINE_MS);
     await Promise.all([...[...channels.values()].map((c) => c.worker), ...spares].map((worker) => worker.terminate()));
   }
 }

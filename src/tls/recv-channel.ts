@@ -115,10 +115,13 @@ export class RecvChannel {
       case 'decoded':
         return [...this.onDecoded(event), ...this.flushEnd()];
       case 'accept':
+        // A channel that failed while the main thread admitted it stays failed.
+        if (this.finished) return [];
         this.index = event.index;
         this.state = 'open';
         return [{ type: 'write', bytes: encodeAccept(event.index) }];
       case 'refuse':
+        if (this.finished) return [];
         this.state = 'done';
         return [{ type: 'close', last: encodeRefuse(event.reason), destroyAt: event.now + CLOSE_GRACE_MS }];
       case 'ack':

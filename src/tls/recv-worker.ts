@@ -11,6 +11,7 @@ import type { CodecId } from '../compress/codecs.js';
 import { BufferPool } from './buffer-pool.js';
 import { serverTlsOptions } from './credentials.js';
 import { ProtocolError } from './errors.js';
+import { closeSocket, tickMs } from './glue.js';
 import type { RecvWorkerData, ToRecvWorker } from './messages.js';
 import { RecvChannel, type RecvChannelAction, type RecvChannelEvent } from './recv-channel.js';
 import { FrameParser, FrameReader, type Frame } from './wire.js';
@@ -64,12 +65,9 @@ function runChannel(config: RecvWorkerData): void {
         socket?.end(action.last, () => then !== undefined && port.postMessage(then));
         return;
       }
-      case 'close': {
-        const closing = socket;
-        closing?.end(action.last);
-        setTimeout(() => closing?.destroy(), Math.max(0, action.destroyAt - Date.now())).unref();
+      case 'close':
+        closeSocket(socket, action.last, action.destroyAt);
         return;
-      }
       case 'pause':
         socket?.pause();
         return;
@@ -159,7 +157,7 @@ function runChannel(config: RecvWorkerData): void {
     started.on('error', (error) => feed({ type: 'socket-error', error }));
     started.on('end', () => feed({ type: 'peer-end', cutFrame: pendingBytes() > 0 }));
     started.on('close', () => feed({ type: 'closed' }));
-    setInterval(() => feed({ type: 'tick', now: Date.now() }), Math.max(50, Math.min(1000, config.timeoutMs / 6))).unref();
+    setInterval(() => feed({ type: 'tick', now: Date.now() }), tickMs(config.timeoutMs)).unref();
   };
 
   port.on('message', (message: ToRecvWorker) => {

@@ -10,6 +10,7 @@ import type { CodecId } from '../compress/codecs.js';
 import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions } from './credentials.js';
 import { AuthError } from './errors.js';
+import { closeSocket, tickMs } from './glue.js';
 import type { SendWorkerData, ToSendWorker } from './messages.js';
 import { SendChannel, type SendChannelAction, type SendChannelEvent } from './send-channel.js';
 import { FrameParser } from './wire.js';
@@ -67,12 +68,9 @@ function runChannel(config: SendWorkerData): void {
       case 'end':
         socket?.end();
         return;
-      case 'close': {
-        const closing = socket;
-        closing?.end(action.last);
-        setTimeout(() => closing?.destroy(), Math.max(0, action.destroyAt - Date.now())).unref();
+      case 'close':
+        closeSocket(socket, action.last, action.destroyAt);
         return;
-      }
       case 'destroy':
         socket?.destroy();
         return;
@@ -142,7 +140,7 @@ function runChannel(config: SendWorkerData): void {
     }
   });
 
-  setInterval(() => feed({ type: 'tick', now: Date.now(), unsent: socket?.writableLength ?? 0 }), Math.max(50, Math.min(1000, config.timeoutMs / 6))).unref();
+  setInterval(() => feed({ type: 'tick', now: Date.now(), unsent: socket?.writableLength ?? 0 }), tickMs(config.timeoutMs)).unref();
   feed({ type: 'start', now: Date.now() });
 }
 

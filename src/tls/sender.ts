@@ -10,6 +10,7 @@ import { createDecoder, type BodyRecord } from '../codec.js';
 import type { FramingRecord } from '../stream/records.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
 import { ChannelError, transportErrorFrom } from './errors.js';
+import { closedSignal, untilClosed } from './glue.js';
 import { PrefetchingInput } from './input.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
@@ -119,8 +120,8 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
   const startChannel = (index: number): void => {
     const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs, unsentLimitBytes: frameBytes };
     const worker = startChannelWorker(url, data, `migstream-send-${index}`);
-    let closed!: () => void;
-    channels.push({ worker, closed: new Promise((resolve) => (closed = resolve)) });
+    const { closed, resolve: markClosed } = closedSignal();
+    channels.push({ worker, closed });
     worker.on('message', (message: FromSendWorker) => {
       switch (message.t) {
         case 'open':
@@ -136,14 +137,14 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
         case 'done':
           return feed({ type: 'done', bytes: message.bytes });
         case 'closed':
-          return closed();
+          return markClosed();
         case 'error':
           return feed({ type: 'fail', error: transportErrorFrom(message.error) });
       }
     });
     worker.on('error', (error) => feed({ type: 'fail', error: new ChannelError(`worker failed: ${error.message}`, index, { cause: error }) }));
     worker.on('exit', (code) => {
-      closed();
+      markClosed();
       feed({ type: 'worker-exit', index, code });
     });
   };
@@ -194,9 +195,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     // The session aborts every channel (already, if a channel failed first).
     feed({ type: 'fail', error: error instanceof Error ? error : new Error(String(error)) });
     // The workers tell the receiver why: wait until their sockets have closed, up to a deadline.
-    let deadline: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(channels.map((c) => c.closed)), new Promise((resolve) => (deadline = setTimeout(resolve, ABORT_DEADLINE_MS)))]);
-    clearTimeout(deadline);
+    await untilClosed(channels.map((c) => c.closed), ABORT_DEADLINE_MS);
     throw error;
   } finally {
     input?.close();

@@ -178,6 +178,8 @@ export const DATA_HEADER_BYTES = 18;
 /** Where a DATA frame's payload is put together (BufferPool.take, to reuse buffers). */
 export type PayloadAllocator = (bytes: number) => Buffer;
 
+// TODO(issue 15, item 1): build on the shared chunk-list cursor (the one src/stream/reader.ts and
+// the container reader are to share) once it exists, instead of this class's own chunk list.
 export class FrameParser {
   private chunks: Buffer[] = [];
   private buffered = 0;

@@ -168,6 +168,10 @@ describe('receiving channel: hostile or failing senders', () => {
     expect(channel.state).toBe('failed');
     expect(channel.on(peer(data(9), { type: FrameType.ABORT, reason: 'again' }))).toEqual([]);
     expect(channel.on({ type: 'abort', reason: 'late', now: 0 })).toEqual([]);
+    // An admission decided before the failure was seen does not reopen it.
+    expect(channel.on({ type: 'accept', index: 1, now: 0 })).toEqual([]);
+    expect(channel.on({ type: 'refuse', reason: 'late', now: 0 })).toEqual([]);
+    expect(channel.state).toBe('failed');
   });
 
   test('abort from the main thread closes with ABORT once; the watchdog is quiet afterwards', () => {
