@@ -13,6 +13,34 @@ export function closeSocket(socket: Socket | undefined, last: Buffer, destroyAt:
   setTimeout(() => socket?.destroy(), Math.max(0, destroyAt - Date.now())).unref();
 }
 
+/**
+ * One timer for the deadline a machine names (`at`, on performance.now()'s clock): re-armed
+ * when the deadline changes, cleared when there is none.
+ */
+export class Alarm {
+  private armed: { at: number; timer: NodeJS.Timeout } | undefined;
+
+  constructor(private readonly fire: (now: number) => void) {}
+
+  set(at: number | undefined): void {
+    if (at === this.armed?.at) return;
+    this.clear();
+    if (at === undefined) return;
+    const timer = setTimeout(() => {
+      this.armed = undefined;
+      // The timer fired for `at`: the clock may read a hair earlier.
+      this.fire(Math.max(performance.now(), at));
+    }, Math.max(0, at - performance.now()));
+    timer.unref();
+    this.armed = { at, timer };
+  }
+
+  clear(): void {
+    clearTimeout(this.armed?.timer);
+    this.armed = undefined;
+  }
+}
+
 /** A promise resolved when a channel reports its socket closed, or its worker is gone. */
 export function closedSignal(): { closed: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { MigstreamError } from '../stream/errors.js';
 import { ChannelError, ListenError, OutputError, type TransportError, transportErrorFrom } from './errors.js';
-import { closedSignal, tickMs, untilClosed } from './glue.js';
+import { Alarm, closedSignal, tickMs, untilClosed } from './glue.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
 import { MAIN_STREAM, OUTPUT_GONE, ReceiverSession, type ConnectionId, type ReceiverSessionAction, type ReceiverSessionEvent } from './recv-session.js';
@@ -64,6 +64,40 @@ const CLOSE_DEADLINE_MS = CLOSE_GRACE_MS + 100;
 /** A refused connection's worker gets this long to send its REFUSE, then goes. */
 const RETIRE_MS = 1000;
 
+/** The output's writer, its failures told as OutputError (a gone reader as OUTPUT_GONE). */
+function outputWriter(write: ReceiveOptions['write']): (chunks: Buffer[]) => void {
+  return (chunks) => {
+    try {
+      write(chunks);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // The writer's own errors (MigstreamError) already say what went wrong with which output.
+      const reason = error instanceof MigstreamError ? error.message : `cannot write the stream: ${(error as Error).message}`;
+      throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : reason, { cause: error });
+    }
+  };
+}
+
+/** What a channel worker said, as an event of the session (`closed` is the glue's own). */
+function eventOf(id: ConnectionId, message: FromRecvWorker, now: number): ReceiverSessionEvent | undefined {
+  switch (message.t) {
+    case 'open':
+      return { type: 'open', id, request: message, now };
+    case 'frame': {
+      const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
+      return { type: 'frame', id, stream: MAIN_STREAM, seq: message.seq, data, wire: message.wire, now };
+    }
+    case 'end':
+      return { type: 'end', id, stream: MAIN_STREAM, totals: { frames: message.frames, bytes: message.bytes, digest: message.digest } };
+    case 'finished':
+      return { type: 'finished', id, now };
+    case 'closed':
+      return undefined;
+    case 'error':
+      return { type: 'channel-failed', id, error: transportErrorFrom(message.error) };
+  }
+}
+
 export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const url = workerUrl('recv-worker');
@@ -79,30 +113,18 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   // Written frames go back to the worker they came from, which reads the next ones into them.
   const cameFrom = new WeakMap<ArrayBufferLike, ConnectionId>();
 
+  const write = outputWriter(options.write);
+
   const feed = (event: ReceiverSessionEvent): void => {
     for (const action of session.on(event)) {
       if (!carryOut(action)) break;
     }
-    armDeadline();
+    deadline.set(session.nextDeadline);
   };
 
   // The admission and join deadlines are met to the millisecond, as timers: a channel's own
   // silence timeout, which runs as long, must not report a session that failed to assemble.
-  let deadline: { at: number; timer: NodeJS.Timeout } | undefined;
-  const armDeadline = (): void => {
-    const at = session.nextDeadline;
-    if (at === deadline?.at) return;
-    clearTimeout(deadline?.timer);
-    deadline = undefined;
-    if (at === undefined) return;
-    const timer = setTimeout(() => {
-      deadline = undefined;
-      // The timer fired for `at`: the clock may read a hair earlier.
-      feed({ type: 'tick', now: Math.max(performance.now(), at) });
-    }, Math.max(0, at - performance.now()));
-    timer.unref();
-    deadline = { at, timer };
-  };
+  const deadline = new Alarm((now) => feed({ type: 'tick', now }));
 
   /** Carries out one action; false when a write failed (then the rest of the batch is moot). */
   const carryOut = (action: ReceiverSessionAction): boolean => {
@@ -161,17 +183,6 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     return true;
   };
 
-  const write = (chunks: Buffer[]): void => {
-    try {
-      options.write(chunks);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      // The writer's own errors (MigstreamError) already say what went wrong with which output.
-      const reason = error instanceof MigstreamError ? error.message : `cannot write the stream: ${(error as Error).message}`;
-      throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : reason, { cause: error });
-    }
-  };
-
   const recycle = (frame: Buffer): void => {
     const id = cameFrom.get(frame.buffer);
     const channel = id === undefined ? undefined : channels.get(id);
@@ -181,24 +192,9 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   };
 
   const onMessage = (id: ConnectionId, message: FromRecvWorker): void => {
-    const now = performance.now();
-    switch (message.t) {
-      case 'open':
-        return feed({ type: 'open', id, request: message, now });
-      case 'frame': {
-        const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
-        cameFrom.set(data.buffer, id);
-        return feed({ type: 'frame', id, stream: MAIN_STREAM, seq: message.seq, data, wire: message.wire, now });
-      }
-      case 'end':
-        return feed({ type: 'end', id, stream: MAIN_STREAM, totals: { frames: message.frames, bytes: message.bytes, digest: message.digest } });
-      case 'finished':
-        return feed({ type: 'finished', id, now });
-      case 'closed':
-        return; // the channel's `closed` promise
-      case 'error':
-        return feed({ type: 'channel-failed', id, error: transportErrorFrom(message.error) });
-    }
+    const event = eventOf(id, message, performance.now());
+    if (event?.type === 'frame') cameFrom.set(event.data.buffer, id);
+    if (event !== undefined) feed(event);
   };
 
   // Checked about once a second: the output still has a reader, and the session's deadlines
@@ -257,7 +253,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   } catch (error) {
     // A start-up failure: nothing was started that would keep the process alive.
     clearInterval(watchdog);
-    clearTimeout(deadline?.timer);
+    deadline.clear();
     throw error;
   }
   // Channel 0's worker starts once we listen, so the session's first channel does not wait
@@ -270,7 +266,7 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     return await result;
   } finally {
     clearInterval(watchdog);
-    clearTimeout(deadline?.timer);
+    deadline.clear();
     server.close();
     // Let ABORT/DONE frames leave before the workers go: each channel reports its socket closed.
     await untilClosed([...channels.values()].map((c) => c.closed), CLOSE_DEADLINE_MS);
