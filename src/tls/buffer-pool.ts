@@ -7,6 +7,8 @@
  * ArrayBuffer back to the pool of the thread that will take again. A pool keeps at most `keep`
  * buffers; more go to the garbage collector.
  */
+// TODO(issue 15, item 1): one buffer pool for the whole tool (compress, stream, tls keep four);
+// this one's cross-thread give-back is what the shared one must keep.
 export class BufferPool {
   private readonly free: ArrayBuffer[] = [];
   /** ArrayBuffers of take()'s own: whole, never a slice of Buffer's shared pool. */

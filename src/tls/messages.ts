@@ -31,6 +31,8 @@ export type FromSendWorker =
   /** A frame has left; its buffer comes back for the input to read into again. */
   | { t: 'credit'; seq: number; raw: number; wire: number; buffer: ArrayBuffer }
   | { t: 'done'; bytes: number }
+  /** After an abort: the socket is closed (ABORT flushed, or nothing to flush). */
+  | { t: 'closed' }
   | { t: 'error'; error: SerializedError };
 
 export interface RecvWorkerData {
@@ -56,4 +58,6 @@ export type FromRecvWorker =
   | { t: 'frame'; seq: number; data: Uint8Array; wire: number }
   | { t: 'end'; frames: number; bytes: number; digest: bigint }
   | { t: 'finished' }
+  /** The socket is closed: nothing of this channel is left to flush. */
+  | { t: 'closed' }
   | { t: 'error'; error: SerializedError };

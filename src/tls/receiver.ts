@@ -1,23 +1,23 @@
 /**
  * The receiving side's main thread: accepts connections, hands each socket to a channel
- * worker, admits channels into one session, puts frames back in order and writes them to the
- * output, and answers DONE once the end frame's totals and checksum match.
+ * worker and writes the stream to the output. Admission, reordering, verification, DONE and
+ * every deadline are the session machine's (recv-session.ts): this file feeds it what the
+ * listener, the workers, the output and the clock say, and carries out its actions.
  *
  * Sockets move to workers by descriptor: the main thread accepts with pauseOnConnect, never
  * reads, and never closes its handle (closing would close the worker's descriptor).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Worker } from 'node:worker_threads';
-import { codecById } from '../compress/codecs.js';
 import { MigstreamError } from '../stream/errors.js';
-import { ChannelError, ChecksumError, ListenError, OutputError, ProtocolError, TimeoutError, TransportError, transportErrorFrom } from './errors.js';
+import { ChannelError, ListenError, OutputError, type TransportError, transportErrorFrom } from './errors.js';
+import { Alarm, closedSignal, tickMs, untilClosed } from './glue.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromRecvWorker, RecvWorkerData, ToRecvWorker } from './messages.js';
-import { Reorderer } from './reorder.js';
-import { StreamDigest, formatDigest } from './digest.js';
-import { admit, type SessionInfo } from './session.js';
-import type { ChannelStats, TransferSummary } from './summary.js';
+import { MAIN_STREAM, OUTPUT_GONE, ReceiverSession, type ConnectionId, type ReceiverSessionAction, type ReceiverSessionEvent } from './recv-session.js';
+import type { TransferSummary } from './summary.js';
 import { startChannelWorker, workerUrl } from './channel-worker.js';
+import { CLOSE_GRACE_MS } from './wire.js';
 
 export interface ReceiveOptions {
   host: string;
@@ -50,75 +50,25 @@ export interface ReceiveOptions {
   onRefused?: (peer: string, reason: string) => void;
 }
 
-interface Connection {
+/** A connection as the glue knows it: its worker and when its socket has closed. */
+interface Channel {
   worker: Worker;
-  peer: string;
-  index: number | undefined;
-  stats: ChannelStats;
-  ended: { frames: number; bytes: number; digest: bigint } | undefined;
+  closed: Promise<void>;
 }
 
-const OUTPUT_GONE = 'nobody reads the output any more (did the destination QEMU exit?)';
-
 /**
- * Connections not (yet) admitted into the session that may hold a worker at once: a port
- * scan or a flood of strangers is dropped at accept beyond this, instead of costing a thread
- * each.
+ * How long a finished receive waits for its channels' sockets to close (ABORT or DONE
+ * flushed): a worker destroys a socket CLOSE_GRACE_MS after closing it with ABORT or REFUSE.
  */
-const MAX_STRANGERS = 8;
+const CLOSE_DEADLINE_MS = CLOSE_GRACE_MS + 100;
+/** A refused connection's worker gets this long to send its REFUSE, then goes. */
+const RETIRE_MS = 1000;
 
-export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  const url = workerUrl('recv-worker');
-  const connections = new Set<Connection>();
-  const members: Connection[] = [];
-  const parked: Socket[] = [];
-  let session: SessionInfo | undefined;
-  let started = 0n;
-  let finished = false;
-  let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
-  const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
-  let joinTimer: NodeJS.Timeout | undefined;
-  // Until a session is admitted, connections that fail the handshake, authentication or the
-  // session check are refused one by one and recv keeps listening; from the first connection
-  // on, a sender has --timeout to be admitted.
-  let admissionTimer: NodeJS.Timeout | undefined;
-  let refusals = 0;
-  let lastRefusal: string | undefined;
-  const refuse = (c: Connection, reason: string): void => {
-    refusals++;
-    lastRefusal = `${c.peer}: ${reason}`;
-    options.onRefused?.(c.peer, reason);
-    retire(c);
-  };
-  const startAdmissionClock = (): void => {
-    if (admissionTimer !== undefined || session !== undefined) return;
-    admissionTimer = setTimeout(() => {
-      if (session !== undefined) return;
-      const strangers = [...connections].filter((c) => c.index === undefined).length;
-      const refused = refusals === 0 ? '' : `; ${refusals} connection(s) refused, the last ${lastRefusal}`;
-      const pending = strangers === 0 ? '' : `; ${strangers} still unidentified`;
-      fail(new TimeoutError(`no sender was admitted within ${timeoutMs / 1000} s of the first connection${refused}${pending}`));
-    }, timeoutMs);
-  };
-  // Checked about once a second: the output still has a reader; and a frame that never arrives
-  // (its channel died unseen, or the channel is paused behind its window and cannot read its
-  // own ABORT) does not leave the others waiting: frames held back for it longer than
-  // --timeout fail the session.
-  let lastRelease = Date.now();
-  const watchdog = setInterval(() => {
-    if (finished) return;
-    if (options.outputGone?.() === true) return fail(new OutputError(OUTPUT_GONE));
-    if (reorder.pendingFrames === 0 || Date.now() - lastRelease <= timeoutMs) return;
-    fail(new TimeoutError(`frame ${reorder.next} did not arrive within ${timeoutMs / 1000} s while ${reorder.pendingFrames} later frame(s) waited for it`));
-  }, Math.max(50, Math.min(1000, timeoutMs / 6)));
-  watchdog.unref();
-
-  // The digest covers the held tail too, so it is computed as frames are released.
-  const digest = new StreamDigest();
-  const write = (chunks: Buffer[]): void => {
+/** The output's writer, its failures told as OutputError (a gone reader as OUTPUT_GONE). */
+function outputWriter(write: ReceiveOptions['write']): (chunks: Buffer[]) => void {
+  return (chunks) => {
     try {
-      options.write(chunks);
+      write(chunks);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // The writer's own errors (MigstreamError) already say what went wrong with which output.
@@ -126,184 +76,173 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
       throw new OutputError(code === 'EPIPE' ? OUTPUT_GONE : reason, { cause: error });
     }
   };
+}
+
+/** What a channel worker said, as an event of the session (`closed` is the glue's own). */
+function eventOf(id: ConnectionId, message: FromRecvWorker, now: number): ReceiverSessionEvent | undefined {
+  switch (message.t) {
+    case 'open':
+      return { type: 'open', id, request: message, now };
+    case 'frame': {
+      const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
+      return { type: 'frame', id, stream: MAIN_STREAM, seq: message.seq, data, wire: message.wire, now };
+    }
+    case 'end':
+      return { type: 'end', id, stream: MAIN_STREAM, totals: { frames: message.frames, bytes: message.bytes, digest: message.digest } };
+    case 'finished':
+      return { type: 'finished', id, now };
+    case 'closed':
+      return undefined;
+    case 'error':
+      return { type: 'channel-failed', id, error: transportErrorFrom(message.error) };
+  }
+}
+
+export async function receive(options: ReceiveOptions): Promise<TransferSummary> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const url = workerUrl('recv-worker');
+  const session = new ReceiverSession({ timeoutMs, holdBytes: options.holdBytes ?? 4 * 1024 * 1024, tls: options.tls !== null });
+  /** Connections whose worker is the session's or a stranger's not yet retired. */
+  const channels = new Map<ConnectionId, Channel>();
+  /** Sockets accepted but not yet handed to a worker (a `take` or `drop` follows at once). */
+  const accepted = new Map<ConnectionId, { socket: Socket; fd: number; peer: string }>();
+  const parked: Socket[] = [];
+  let nextId = 0;
+  let settle!: { resolve: (s: TransferSummary) => void; reject: (e: TransportError) => void };
+  const result = new Promise<TransferSummary>((resolve, reject) => (settle = { resolve, reject }));
   // Written frames go back to the worker they came from, which reads the next ones into them.
-  const cameFrom = new WeakMap<ArrayBufferLike, Connection>();
-  const recycle = (frame: Buffer): void => {
-    const c = cameFrom.get(frame.buffer);
-    if (c === undefined || finished || !connections.has(c)) return;
-    const buffer = frame.buffer as ArrayBuffer;
-    c.worker.postMessage({ t: 'recycle', buffer } satisfies ToRecvWorker, [buffer]);
-  };
-  const reorder = new Reorderer(options.holdBytes ?? 4 * 1024 * 1024, write, (frame) => digest.update(frame), recycle);
+  const cameFrom = new WeakMap<ArrayBufferLike, ConnectionId>();
 
-  const post = (c: Connection, message: ToRecvWorker): void => c.worker.postMessage(message);
+  const write = outputWriter(options.write);
 
-  const fail = (error: TransportError): void => {
-    if (finished) return;
-    finished = true;
-    for (const c of connections) post(c, { t: 'abort', reason: error.message });
-    settle.reject(error);
+  const feed = (event: ReceiverSessionEvent): void => {
+    for (const action of session.on(event)) {
+      if (!carryOut(action)) break;
+    }
+    deadline.set(session.nextDeadline);
   };
 
-  const summary = (): TransferSummary => ({
-    bytes: reorder.bytes,
-    frames: reorder.next,
-    seconds: Number(process.hrtime.bigint() - started) / 1e9,
-    digest: digest.value,
-    codec: codecById(session!.codec)?.name ?? String(session!.codec),
-    tls: options.tls !== null,
-    channels: members.map((c) => c.stats).sort((a, b) => a.index - b.index),
-  });
+  // The admission and join deadlines are met to the millisecond, as timers: a channel's own
+  // silence timeout, which runs as long, must not report a session that failed to assemble.
+  const deadline = new Alarm((now) => feed({ type: 'tick', now }));
 
-  const checkComplete = (): void => {
-    if (session === undefined || members.length < session.channels) return;
-    if (members.some((c) => c.ended === undefined)) return;
-    const end = members[0]!.ended!;
-    if (members.some((c) => c.ended!.frames !== end.frames || c.ended!.bytes !== end.bytes || c.ended!.digest !== end.digest)) {
-      return fail(new ProtocolError('the channels announce different end totals'));
-    }
-    if (reorder.next < end.frames) return; // frames still in flight on other channels
-    if (reorder.next > end.frames || reorder.pendingFrames > 0) {
-      return fail(new ChecksumError(`received ${reorder.next + reorder.pendingFrames} frames, the sender announced ${end.frames}`));
-    }
-    if (reorder.bytes !== end.bytes) return fail(new ChecksumError(`received ${reorder.bytes} bytes, the sender announced ${end.bytes}`));
-    if (digest.value !== end.digest) {
-      return fail(new ChecksumError(`stream digest ${formatDigest(digest.value)} differs from the sender's ${formatDigest(end.digest)}`));
-    }
-    try {
-      reorder.flush();
-    } catch (error) {
-      return fail(error as TransportError);
-    }
-    finished = true;
-    clearTimeout(joinTimer);
-    const zero = members.find((c) => c.index === 0)!;
-    zero.worker.on('message', (message: FromRecvWorker) => {
-      if (message.t === 'finished') settle.resolve(summary());
-    });
-    post(zero, { t: 'done', bytes: reorder.bytes });
-  };
-
-  const onMessage = (c: Connection, message: FromRecvWorker): void => {
-    if (finished) return;
-    switch (message.t) {
-      case 'open': {
-        const verdict = admit(session, message);
-        if ('refuse' in verdict) {
-          post(c, { t: 'refuse', reason: verdict.refuse });
-          refuse(c, verdict.refuse);
-          return;
-        }
-        if (session === undefined) {
-          clearTimeout(admissionTimer);
-          started = process.hrtime.bigint();
-          joinTimer = setTimeout(() => {
-            if (members.length < verdict.session.channels) {
-              fail(new TimeoutError(`only ${members.length} of ${verdict.session.channels} channels joined within ${timeoutMs / 1000} s`));
-            }
-          }, timeoutMs);
-        }
-        session = verdict.session;
-        c.index = message.index;
-        c.stats.index = message.index;
-        members.push(c);
-        post(c, { t: 'accept', index: message.index });
-        if (members.length === session.channels) clearTimeout(joinTimer);
-        return;
+  /** Carries out one action; false when a write failed (then the rest of the batch is moot). */
+  const carryOut = (action: ReceiverSessionAction): boolean => {
+    const post = (id: ConnectionId, message: ToRecvWorker): void => channels.get(id)?.worker.postMessage(message);
+    switch (action.type) {
+      case 'take':
+        take(action.id);
+        break;
+      case 'drop':
+        accepted.get(action.id)?.socket.destroy();
+        accepted.delete(action.id);
+        break;
+      case 'refused':
+        options.onRefused?.(action.peer, action.reason);
+        break;
+      case 'accept':
+        post(action.id, { t: 'accept', index: action.index });
+        break;
+      case 'refuse':
+        post(action.id, { t: 'refuse', reason: action.reason });
+        break;
+      case 'retire': {
+        const worker = channels.get(action.id)?.worker;
+        channels.delete(action.id);
+        setTimeout(() => void worker?.terminate(), RETIRE_MS);
+        break;
       }
-      case 'frame': {
-        const data = Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength);
-        cameFrom.set(data.buffer, c);
-        c.stats.frames++;
-        c.stats.rawBytes += data.length;
-        c.stats.wireBytes += message.wire;
+      case 'ack':
+        post(action.id, { t: 'ack' });
+        break;
+      case 'write':
         try {
-          const waitedBefore = reorder.pendingFrames > 0;
-          const released = reorder.add(message.seq, data, c.index!);
-          // The clock runs while frames wait for a missing one: it starts with the first such
-          // wait and restarts with every release.
-          if (released.length > 0 || !waitedBefore) lastRelease = Date.now();
-          if (released.length > 0) options.onProgress?.(reorder.bytes);
+          write(action.chunks);
         } catch (error) {
-          return fail(error as TransportError);
+          feed({ type: 'output-failed', error: error as TransportError });
+          return false;
         }
-        // Acks go to the channel that delivered the frame, now it is out of the way; frames
-        // waiting for an earlier one stay counted against their channel's window.
-        ackReleased(c, message.seq);
-        checkComplete();
-        return;
-      }
-      case 'end':
-        c.ended = { frames: message.frames, bytes: message.bytes, digest: message.digest };
-        checkComplete();
-        return;
-      case 'finished':
-        return;
-      case 'error': {
-        const error = transportErrorFrom(message.error);
-        if (c.index === undefined) {
-          // A stranger failed (handshake, authentication, garbage, silence), before or during
-          // a session: refuse it only.
-          refuse(c, error.message);
-          return;
-        }
-        return fail(error);
-      }
+        if (!action.tail) action.chunks.forEach(recycle);
+        break;
+      case 'progress':
+        options.onProgress?.(action.bytes);
+        break;
+      case 'done':
+        post(action.id, { t: 'done', bytes: action.bytes });
+        break;
+      case 'abort':
+        post(action.id, { t: 'abort', reason: action.reason });
+        break;
+      case 'failed':
+        settle.reject(action.error);
+        break;
+      case 'completed':
+        settle.resolve(action.summary);
+        break;
     }
+    return true;
   };
 
-  // A refused connection's worker gets a moment to send its REFUSE, then goes.
-  function retire(c: Connection): void {
-    connections.delete(c);
-    setTimeout(() => void c.worker.terminate(), 1000);
-  }
+  const recycle = (frame: Buffer): void => {
+    const id = cameFrom.get(frame.buffer);
+    const channel = id === undefined ? undefined : channels.get(id);
+    if (channel === undefined || !session.active) return;
+    const buffer = frame.buffer as ArrayBuffer;
+    channel.worker.postMessage({ t: 'recycle', buffer } satisfies ToRecvWorker, [buffer]);
+  };
 
-  // seq -> channel that delivered it, to return the window slot when the frame is released.
-  const owner = new Map<number, Connection>();
-  let ackedUpTo = 0;
-  function ackReleased(c: Connection, seq: number): void {
-    owner.set(seq, c);
-    for (; ackedUpTo < reorder.next; ackedUpTo++) {
-      const o = owner.get(ackedUpTo)!;
-      owner.delete(ackedUpTo);
-      post(o, { t: 'ack' });
-    }
-  }
+  const onMessage = (id: ConnectionId, message: FromRecvWorker): void => {
+    const event = eventOf(id, message, performance.now());
+    if (event?.type === 'frame') cameFrom.set(event.data.buffer, id);
+    if (event !== undefined) feed(event);
+  };
+
+  // Checked about once a second: the output still has a reader, and the session's deadlines
+  // (admission, joining, a frame that never arrives) are met.
+  const watchdog = setInterval(() => {
+    if (!session.active) return;
+    if (options.outputGone?.() === true) return feed({ type: 'output-gone' });
+    feed({ type: 'tick', now: performance.now() });
+  }, tickMs(timeoutMs));
+  watchdog.unref();
 
   const workerData: RecvWorkerData = { tls: options.tls, timeoutMs, window: options.window ?? 8 };
   const startSpare = (): Worker => {
     const worker = startChannelWorker(url, workerData, 'migstream-recv');
-    worker.on('error', (error) => fail(new ChannelError(`worker failed: ${error.message}`, undefined, { cause: error })));
+    worker.on('error', (error) => feed({ type: 'fail', error: new ChannelError(`worker failed: ${error.message}`, undefined, { cause: error }) }));
     return worker;
   };
   const spares: Worker[] = [];
+
+  const take = (id: ConnectionId): void => {
+    const { fd, peer } = accepted.get(id)!;
+    accepted.delete(id);
+    const worker = spares.shift() ?? startSpare();
+    worker.postMessage({ t: 'socket', fd, peer } satisfies ToRecvWorker);
+    const { closed, resolve: markClosed } = closedSignal();
+    channels.set(id, { worker, closed });
+    worker.on('message', (message: FromRecvWorker) => {
+      if (message.t === 'closed') markClosed();
+      onMessage(id, message);
+    });
+    worker.on('exit', (code) => {
+      markClosed();
+      feed({ type: 'worker-exit', id, code });
+    });
+  };
 
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     parked.push(socket);
     socket.unref();
-    if (finished || fd === undefined || fd < 0) {
+    if (fd === undefined || fd < 0) {
       socket.destroy();
       return;
     }
-    const strangers = [...connections].filter((member) => member.index === undefined).length;
-    if (strangers >= MAX_STRANGERS) {
-      refusals++;
-      lastRefusal = `${peer}: ${MAX_STRANGERS} unidentified connections already`;
-      options.onRefused?.(peer, `dropped: ${MAX_STRANGERS} unidentified connections already`);
-      socket.destroy();
-      return;
-    }
-    startAdmissionClock();
-    const worker = spares.shift() ?? startSpare();
-    worker.postMessage({ t: 'socket', fd, peer } satisfies ToRecvWorker);
-    const c: Connection = { worker, peer, index: undefined, stats: { index: -1, frames: 0, rawBytes: 0, wireBytes: 0 }, ended: undefined };
-    connections.add(c);
-    worker.on('message', (message: FromRecvWorker) => onMessage(c, message));
-    worker.on('exit', (code) => {
-      if (!finished && c.index !== undefined) fail(new ChannelError(`worker exited (${code})`, c.index));
-    });
+    const id = nextId++;
+    accepted.set(id, { socket, fd, peer });
+    feed({ type: 'connection', id, peer, now: performance.now() });
   });
 
   try {
@@ -313,8 +252,8 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     });
   } catch (error) {
     // A start-up failure: nothing was started that would keep the process alive.
-    finished = true;
     clearInterval(watchdog);
+    deadline.clear();
     throw error;
   }
   // Channel 0's worker starts once we listen, so the session's first channel does not wait
@@ -326,12 +265,11 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
   try {
     return await result;
   } finally {
-    clearTimeout(joinTimer);
-    clearTimeout(admissionTimer);
     clearInterval(watchdog);
+    deadline.clear();
     server.close();
-    // Let ABORT/DONE frames leave before the workers go.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await Promise.all([...[...connections].map((c) => c.worker), ...spares].map((worker) => worker.terminate()));
+    // Let ABORT/DONE frames leave before the workers go: each channel reports its socket closed.
+    await untilClosed([...channels.values()].map((c) => c.closed), CLOSE_DEADLINE_MS);
+    await Promise.all([...[...channels.values()].map((c) => c.worker), ...spares].map((worker) => worker.terminate()));
   }
 }

@@ -1,23 +1,23 @@
 /**
- * The sending side's main thread: reads the source stream, checks it with the decoder, cuts
- * it into sequence-numbered frames and hands each to a channel worker that has credit.
- *
- * Credit is counted in frames: a worker starts with `credit` and gets one back per frame its
- * socket has taken. Frames go to the channel with the most credit, so a slow channel gets
- * fewer, and with no credit anywhere the main thread stops reading its input.
+ * The sending side's main thread: reads the source stream, checks it with the decoder and
+ * cuts it into frames. Which channel sends each frame, when channels join, END and the check of
+ * DONE are the session machine's (send-session.ts): this file feeds it what the input and the
+ * channel workers say and carries out its actions. With no credit anywhere it stops reading.
  */
 import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import { createDecoder, type BodyRecord } from '../codec.js';
 import type { FramingRecord } from '../stream/records.js';
 import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
-import { StreamDigest } from './digest.js';
-import { ChannelError, ChecksumError, TransportError, transportErrorFrom } from './errors.js';
+import { ChannelError, transportErrorFrom } from './errors.js';
+import { closedSignal, untilClosed } from './glue.js';
 import { PrefetchingInput } from './input.js';
 import type { TlsMaterial } from './credentials.js';
 import type { FromSendWorker, SendWorkerData, ToSendWorker } from './messages.js';
-import type { ChannelStats, TransferSummary } from './summary.js';
+import type { TransferSummary } from './summary.js';
 import { startChannelWorker, workerUrl } from './channel-worker.js';
+import { SendSession, type SendSessionAction, type SendSessionEvent } from './send-session.js';
+import { CLOSE_GRACE_MS } from './wire.js';
 
 export interface SendOptions {
   host: string;
@@ -63,21 +63,26 @@ export interface SendCounters {
 
 interface Channel {
   worker: Worker;
-  credit: number;
-  stats: ChannelStats;
+  /** Resolves once the worker's socket is closed (it answers an abort so) or the worker is gone. */
+  closed: Promise<void>;
 }
+
+/**
+ * How long a failing send waits for its channels to flush ABORT: a worker gives its socket
+ * CLOSE_GRACE_MS before destroying it, and answers 'closed' as soon as the socket is closed.
+ */
+const ABORT_DEADLINE_MS = CLOSE_GRACE_MS + 100;
 
 export async function send(options: SendOptions): Promise<TransferSummary> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const frameBytes = options.frameBytes ?? 1024 * 1024;
-  const initialCredit = options.credit ?? 4;
   const codec = codecByName(options.codec);
   const level = resolveLevel(codec, options.level);
   const sessionId = randomBytes(16);
   const url = workerUrl('send-worker');
+  const session = new SendSession({ channels: options.channels, credit: options.credit ?? 4 });
   const channels: Channel[] = [];
 
-  let failure: TransportError | undefined;
   let wake: (() => void) | undefined;
   const poke = (): void => {
     const w = wake;
@@ -85,63 +90,74 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     w?.();
   };
   const waitForEvent = (): Promise<void> => new Promise((resolve) => (wake = resolve));
-  let opened = 0;
-  let doneBytes: number | undefined;
 
-  const failWith = (error: TransportError): void => {
-    failure ??= error;
+  const feed = (event: SendSessionEvent): void => {
+    for (const action of session.on(event)) carryOut(action);
     poke();
   };
 
-  const startChannel = (index: number): Channel => {
+  const carryOut = (action: SendSessionAction): void => {
+    const worker = channels[action.type === 'completed' || action.type === 'failed' ? 0 : action.index]?.worker;
+    switch (action.type) {
+      case 'join':
+        worker?.postMessage({ t: 'join' } satisfies ToSendWorker);
+        return;
+      case 'send':
+        worker?.postMessage({ t: 'frame', seq: action.seq, data: action.data } satisfies ToSendWorker, [action.data.buffer as ArrayBuffer]);
+        return;
+      case 'end':
+        worker?.postMessage({ t: 'end', frames: action.frames, bytes: action.bytes, digest: action.digest } satisfies ToSendWorker);
+        return;
+      case 'abort':
+        worker?.postMessage({ t: 'abort', reason: action.reason } satisfies ToSendWorker);
+        return;
+      case 'completed':
+      case 'failed':
+        return; // the waiting loop sees the state
+    }
+  };
+
+  const startChannel = (index: number): void => {
     const data: SendWorkerData = { index, host: options.host, port: options.port, tls: options.tls, sessionId, channels: options.channels, codec: codec.id, level, timeoutMs, unsentLimitBytes: frameBytes };
     const worker = startChannelWorker(url, data, `migstream-send-${index}`);
-    const channel: Channel = { worker, credit: 0, stats: { index, frames: 0, rawBytes: 0, wireBytes: 0 } };
+    const { closed, resolve: markClosed } = closedSignal();
+    channels.push({ worker, closed });
     worker.on('message', (message: FromSendWorker) => {
       switch (message.t) {
         case 'open':
-          channel.credit = initialCredit;
-          opened++;
-          break;
+          return feed({ type: 'opened', index });
         case 'credit':
-          channel.credit++;
-          channel.stats.wireBytes += message.wire;
           if (options.counters) {
             options.counters.leftBytes += message.raw;
             options.counters.wireBytes += message.wire;
           }
           input?.recycle(message.buffer);
           options.onFrameLeft?.(message.seq);
-          break;
+          return feed({ type: 'credit', index, wire: message.wire });
         case 'done':
-          doneBytes = message.bytes;
-          break;
+          return feed({ type: 'done', bytes: message.bytes });
+        case 'closed':
+          return markClosed();
         case 'error':
-          failWith(transportErrorFrom(message.error));
-          break;
+          return feed({ type: 'fail', error: transportErrorFrom(message.error) });
       }
-      poke();
     });
-    worker.on('error', (error) => failWith(new ChannelError(`worker failed: ${error.message}`, index, { cause: error })));
+    worker.on('error', (error) => feed({ type: 'fail', error: new ChannelError(`worker failed: ${error.message}`, index, { cause: error }) }));
     worker.on('exit', (code) => {
-      if (doneBytes === undefined) failWith(new ChannelError(`worker exited (${code}) before the end of the stream`, index));
+      markClosed();
+      feed({ type: 'worker-exit', index, code });
     });
-    channels.push(channel);
-    return channel;
   };
 
   const until = async (condition: () => boolean): Promise<void> => {
     while (!condition()) {
-      if (failure) throw failure;
+      if (session.failure) throw session.failure;
       await waitForEvent();
     }
-    if (failure) throw failure;
+    if (session.failure) throw session.failure;
   };
 
   const started = process.hrtime.bigint();
-  let bytes = 0;
-  let seq = 0;
-  const digest = new StreamDigest();
   let input: PrefetchingInput | undefined;
   try {
     // Reading starts at once, so QEMU's pipe drains (a few frames) while the channels connect.
@@ -149,57 +165,40 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     // wait for a whole frame.
     input = new PrefetchingInput(options.input, { frameBytes, minBytes: frameBytes >> 2 });
     // Every channel starts its worker, connects and shakes hands at once; channel 0 opens the
-    // session and the others join it once it exists.
+    // session and the others join it once it exists (the session's `join` actions).
     for (let i = 0; i < options.channels; i++) startChannel(i);
-    await until(() => opened >= 1);
-    for (const c of channels.slice(1)) c.worker.postMessage({ t: 'join' } satisfies ToSendWorker);
-    await until(() => opened === options.channels);
 
     const decoder = options.verify === false && options.onRecords === undefined ? undefined : createDecoder();
     const pageSize = (): number => decoder!.parameters.pageSize;
     for (;;) {
-      await until(() => channels.some((c) => c.credit > 0));
+      await until(() => session.canSend);
       const chunk = await input.next();
-      if (failure) throw failure;
+      if (session.failure) throw session.failure;
       if (chunk === null) break;
-      const n = chunk.length;
-      digest.update(chunk);
       if (decoder) {
         const records = decoder.push(chunk);
-        options.onRecords?.(records, pageSize, seq);
+        options.onRecords?.(records, pageSize, session.frames);
         decoder.releaseInput();
       }
-      // Most credit first; ties rotate, so idle channels share the work (and the cores).
-      let best = channels[seq % channels.length]!;
-      for (const c of channels) if (c.credit > best.credit) best = c;
-      best.credit--;
-      best.stats.frames++;
-      best.stats.rawBytes += n;
-      const message: ToSendWorker = { t: 'frame', seq, data: chunk };
-      best.worker.postMessage(message, [chunk.buffer as ArrayBuffer]);
-      seq++;
-      bytes += n;
-      if (options.counters) options.counters.streamBytes = bytes;
-      options.onProgress?.(bytes);
+      feed({ type: 'frame', data: chunk });
+      if (options.counters) options.counters.streamBytes = session.bytes;
+      options.onProgress?.(session.bytes);
     }
     const tail = decoder?.end();
-    if (tail) options.onRecords?.(tail, pageSize, seq);
+    if (tail) options.onRecords?.(tail, pageSize, session.frames);
     options.onInputEnd?.();
-    const end: ToSendWorker = { t: 'end', frames: seq, bytes, digest: digest.value };
-    for (const c of channels) c.worker.postMessage(end);
-    await until(() => doneBytes !== undefined);
-    if (doneBytes !== bytes) throw new ChecksumError(`the receiver confirmed ${doneBytes} bytes, ${bytes} were sent`);
+    feed({ type: 'input-ended' });
+    await until(() => session.state === 'done');
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { bytes, frames: seq, seconds, digest: digest.value, codec: codec.name, tls: options.tls !== null, channels: channels.map((c) => c.stats) };
+    return { bytes: session.bytes, frames: session.frames, seconds, digest: session.digestValue, codec: codec.name, tls: options.tls !== null, channels: session.stats };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    for (const c of channels) c.worker.postMessage({ t: 'abort', reason } satisfies ToSendWorker);
-    // Give the workers a moment to tell the receiver why.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The session aborts every channel (already, if a channel failed first).
+    feed({ type: 'fail', error: error instanceof Error ? error : new Error(String(error)) });
+    // The workers tell the receiver why: wait until their sockets have closed, up to a deadline.
+    await untilClosed(channels.map((c) => c.closed), ABORT_DEADLINE_MS);
     throw error;
   } finally {
     input?.close();
-    doneBytes ??= -1;
     await Promise.all(channels.map((c) => c.worker.terminate()));
   }
 }

@@ -25,6 +25,9 @@ export const SESSION_ID_BYTES = 16;
 /** Bound on one frame's length: a corrupt length must not make us buffer gigabytes. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
+/** After REFUSE or ABORT, how long a socket may take to flush it before it is destroyed. */
+export const CLOSE_GRACE_MS = 500;
+
 export const FrameType = { OPEN: 1, ACCEPT: 2, REFUSE: 3, DATA: 4, END: 5, DONE: 6, ABORT: 7, PING: 8 } as const;
 
 export interface OpenFrame {
@@ -175,6 +178,8 @@ export const DATA_HEADER_BYTES = 18;
 /** Where a DATA frame's payload is put together (BufferPool.take, to reuse buffers). */
 export type PayloadAllocator = (bytes: number) => Buffer;
 
+// TODO(issue 15, item 1): build on the shared chunk-list cursor (the one src/stream/reader.ts and
+// the container reader are to share) once it exists, instead of this class's own chunk list.
 export class FrameParser {
   private chunks: Buffer[] = [];
   private buffered = 0;
