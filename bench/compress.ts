@@ -145,7 +145,7 @@ async function compareCompression(list: readonly BenchStream[], dir: string): Pr
     const inProcess = values['no-in-process'] ? new Map<string, number>() : await inProcessRates(stream.path);
     const rows = verdicts(result, sizes, inProcess);
     printTable(stream, records, result, rows);
-    all.push({ ...stream, records, startup: result.startup, floor: result.floor, rows });
+    all.push({ ...stream, records, startup: result.startup, startupRuns: result.startupRuns, floor: result.floor, rows });
     for (const [codec, baseline, baselineD] of [['zstd', `zstd -3 -T${cores}`, 'zstd -d'], ['lz4', 'lz4 -1', 'lz4 -d']] as const) {
       for (const [method, compress, decompress, kind] of [
         [`migstream -c ${codec}`, `migstream compress -c ${codec}`, `migstream decompress (${codec})`, 'migstream'],
@@ -207,7 +207,7 @@ function verdicts(result: RoundsResult, sizes: Map<string, number | null>, inPro
 }
 
 function printTable(stream: BenchStream, records: number, result: RoundsResult, rows: readonly Row[]): void {
-  console.log(`\n${stream.name}: ${(stream.bytes / 1e6).toFixed(1)} MB, ${records.toLocaleString('en')} records`);
+  console.log(`\n${stream.title}: ${(stream.bytes / 1e6).toFixed(1)} MB, ${records.toLocaleString('en')} records`);
   console.log(
     table(
       [...FIGURE_HEADER, 'size', 'ratio', 'in-process MB/s', 'verdict'],

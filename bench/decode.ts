@@ -40,7 +40,7 @@ if (!(Number.isInteger(repeat) && repeat > 0)) throw new Error(`--repeat wants a
 
 ensureTools(['time']);
 if (values.filled) await ensureFilledStream();
-const streams: BenchStream[] = positionals.length > 0 ? positionals.map((path) => ({ name: path, path, bytes: statSync(path).size })) : benchStreams();
+const streams: BenchStream[] = positionals.length > 0 ? positionals.map((path) => ({ name: path, title: path, path, bytes: statSync(path).size })) : benchStreams();
 if (streams.length === 0) {
   console.error('no streams: pass paths, or run the tests once to build .cache/fixtures');
   process.exit(2);
@@ -85,7 +85,7 @@ async function inProcess(stream: BenchStream): Promise<Record<string, number>> {
       encoder.take();
     });
   await bench.run();
-  return printThroughput(`${stream.name}, in-process (${(data.length / 1e6).toFixed(1)} MB)`, bench, data.length, 'copy');
+  return printThroughput(`${stream.title}, in-process (${(data.length / 1e6).toFixed(1)} MB)`, bench, data.length, 'copy');
 }
 
 /** 2. The commands as whole processes against cat. */
@@ -109,10 +109,10 @@ function asProcesses(stream: BenchStream, dir: string): Record<string, unknown> 
     const times = figures.netSeconds / cat.seconds;
     return `${mark(figures.mbPerSecond >= 1000, `${(figures.mbPerSecond / 1000).toFixed(2)} GB/s`)}, ${mark(times <= 2, `×${times.toFixed(2)} cat's time`)}`;
   };
-  console.log(`\n${stream.name}, whole processes: ${(stream.bytes / 1e6).toFixed(1)} MB, ${records.toLocaleString('en')} records, best of ${repeat}`);
+  console.log(`\n${stream.title}, whole processes: ${(stream.bytes / 1e6).toFixed(1)} MB, ${records.toLocaleString('en')} records, best of ${repeat}`);
   console.log(table([...FIGURE_HEADER, 'verdict (≥ 1 GB/s, ≤ 2× cat)'], result.figures.map((figures) => [...figureCells(figures), verdict(figures)])));
   console.log(startupLine(result));
-  return { records, startup: result.startup, floor: result.floor, rows: result.figures.map((figures) => ({ ...figures, verdict: verdict(figures) })) };
+  return { records, startup: result.startup, startupRuns: result.startupRuns, floor: result.floor, rows: result.figures.map((figures) => ({ ...figures, verdict: verdict(figures) })) };
 }
 
 console.log(

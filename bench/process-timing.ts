@@ -14,7 +14,8 @@
  * taken less its start-up: `migstream --version`, timed in the same rounds; its faults likewise.
  *
  * Commands are run in rounds (each command once per round, in turn), so that a busy moment of
- * a shared machine hits them alike, and the fastest run of each counts (best of `repeat`).
+ * a shared machine hits them alike, and the fastest run of each counts (best of `repeat`); the
+ * start-up is timed before each of migstream's commands, and its fastest run counts too.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -144,16 +145,20 @@ export interface Timed {
 }
 
 /**
- * `repeat` rounds over [start-up, spawn floor, ...commands], each command once per round;
- * returns them in that order with their fastest runs.
+ * `repeat` rounds over the commands, each once per round, with the spawn floor first in each
+ * round and the start-up right before each of migstream's commands (so a busy moment cannot
+ * leave the start-up with only slow runs, which would flatter migstream's net times); returns
+ * [start-up, spawn floor, ...commands] with their fastest runs.
  */
 export function timeRounds(commands: readonly Command[], repeat: number, scratch: string, log: (line: string) => void = () => {}): Timed[] {
   const all = [STARTUP, FLOOR, ...commands];
   const runs = all.map((): ProcessRun[] => []);
   for (let round = 0; round < repeat; round++) {
-    for (const [i, command] of all.entries()) {
+    runs[1]!.push(runOnce(FLOOR, scratch));
+    for (const [i, command] of commands.entries()) {
       log(`round ${round + 1}/${repeat}: ${command.label}`);
-      runs[i]!.push(runOnce(command, scratch));
+      if (command.migstream) runs[0]!.push(runOnce(STARTUP, scratch));
+      runs[i + 2]!.push(runOnce(command, scratch));
     }
   }
   return all.map((command, i) => ({ command, runs: runs[i]!, best: runs[i]!.reduce((a, b) => (b.seconds < a.seconds ? b : a)) }));
@@ -178,6 +183,8 @@ export interface Figures {
 
 export interface RoundsResult {
   readonly startup: ProcessRun;
+  /** How many times the start-up was timed. */
+  readonly startupRuns: number;
   readonly floor: ProcessRun;
   readonly figures: Figures[];
 }
@@ -199,14 +206,14 @@ export function figuresOf(timed: readonly Timed[], streamBytes: number, records:
       runs,
     };
   });
-  return { startup: startup!.best, floor: floor!.best, figures };
+  return { startup: startup!.best, startupRuns: startup!.runs.length, floor: floor!.best, figures };
 }
 
 /** One line for the start-up and the spawn floor of a table. */
 export function startupLine(result: RoundsResult): string {
   const { startup, floor } = result;
   return (
-    `start-up (taken off migstream's rows): migstream --version ${(startup.seconds * 1000).toFixed(0)} ms, ` +
+    `start-up (taken off migstream's rows): migstream --version ${(startup.seconds * 1000).toFixed(0)} ms (best of ${result.startupRuns}), ` +
     `${faults(startup)} faults, ${(startup.maxRssKiB / 1024).toFixed(0)} MiB RSS; spawn floor (true) ${(floor.seconds * 1000).toFixed(1)} ms`
   );
 }

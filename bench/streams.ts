@@ -22,6 +22,8 @@ import { loadFixture } from '../test/helpers/qemu.js';
 export interface BenchStream {
   /** The fixture's name, or "filled". */
   readonly name: string;
+  /** As the tables show it: the name, and what the stream is where the name does not say. */
+  readonly title: string;
   readonly path: string;
   readonly bytes: number;
 }
@@ -35,8 +37,14 @@ export function benchStreams(): BenchStream[] {
   const names = existsSync(FIXTURES_DIR) ? readdirSync(FIXTURES_DIR).filter((name) => existsSync(join(FIXTURES_DIR, name, 'stream.mig'))).sort() : [];
   const paths: [string, string][] = names.map((name) => [name, join(FIXTURES_DIR, name, 'stream.mig')]);
   if (existsSync(FILLED_STREAM)) paths.push(['filled', FILLED_STREAM]);
-  return paths.map(([name, path]) => ({ name, path, bytes: statSync(path).size }));
+  return paths.map(([name, path]) => ({ name, title: TITLES[name] ?? name, path, bytes: statSync(path).size }));
 }
+
+const TITLES: Record<string, string> = {
+  compress: 'compress (legacy-compressed: zlib pages)',
+  block: 'block (RAM and a 32 MiB disk)',
+  filled: 'filled (1 GiB guest, 640 MiB filled)',
+};
 
 /** A saved stream and the machine that loads it (the restore benchmark's input). */
 export interface RestoreScenario {
