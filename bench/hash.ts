@@ -10,7 +10,7 @@
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { Bench } from 'tinybench';
-import { xxh32, xxh64Low32 } from '../src/compress/checksum.js';
+import { xxh32, xxh64Low32 } from '../src/container/checksum.js';
 import { hashPages } from '../src/native.js';
 import { printThroughput } from './report.js';
 

@@ -10,7 +10,7 @@ import { CannotOpenError } from './cli/io.js';
 import { OutputStalledError } from './cli/fd-io.js';
 import { OutputFullError } from './cli/output-file.js';
 import { UsageError } from './cli/args.js';
-import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, WorkerError } from './compress/errors.js';
+import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, WorkerError } from './container/errors.js';
 import { DirtyRateError } from './migrate/dirty-rate.js';
 import { ConvergenceError, LeverMissingError, VerifyError, VmStateError } from './migrate/errors.js';
 import { GuestMemoryReadError } from './migrate/ram-reader.js';

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { Compactor, compactedBytes } from '../compress/compact.js';
-import { CODECS, codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { Compactor, compactedBytes } from '../ram/compact.js';
+import { CODECS, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions } from '../compress/compressor.js';
-import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
+import { MAX_THREADS, defaultThreads } from '../workers/pool.js';
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';

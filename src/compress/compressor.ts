@@ -11,15 +11,15 @@
  */
 import { createDecoder, type MigrationRecord } from '../codec.js';
 import { ArgumentError, EncodeError } from '../stream/errors.js';
-import { codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs.js';
+import { codecByName, resolveLevel, type CodecInfo, type CodecName } from '../codecs/registry.js';
 import { FrameEmitter, type EmitterStats } from './frame-emitter.js';
-import { MAX_FRAME_BYTES, type ContainerInfo } from './format.js';
-import { InputWindow } from './input-window.js';
+import { MAX_FRAME_BYTES, type ContainerInfo } from '../container/format.js';
+import { InputWindow } from '../bytes/input-window.js';
 import { SegmentPlanner, segmentPayloadBytes, type SegmentPlan } from './planner.js';
-import { WorkerPool, defaultThreads } from './pool.js';
-import { asBuffer } from './transfer.js';
+import { WorkerPool, defaultThreads } from '../workers/pool.js';
+import { asBuffer } from '../bytes/transfer.js';
 import { createPayloadStore, type PayloadStore } from './payload-store.js';
-import type { PageHasher } from './window.js';
+import type { PageHasher } from './dedup-index.js';
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
 const MIN_FRAME_BYTES = 64 * 1024;

@@ -1,8 +1,8 @@
 /** Public API of the container: compressor, decompressor, compaction, codecs and errors. */
 export { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions, type CompressStats } from './compressor.js';
-export { Decompressor, type DecompressOptions, type DecompressStats } from './decompressor.js';
-export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs.js';
-export { ContainerReader, type Frame as ContainerFrame } from './container-reader.js';
+export { Decompressor, type DecompressOptions, type DecompressStats } from '../decompress/piped.js';
+export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from '../codecs/registry.js';
+export { ContainerReader, type Frame as ContainerFrame } from '../container/reader.js';
 export {
   CONTAINER_MAGIC,
   CONTAINER_VERSION,
@@ -10,7 +10,7 @@ export {
   frameKindName,
   type ContainerEnd,
   type ContainerInfo,
-} from './format.js';
+} from '../container/format.js';
 export {
   ContainerError,
   ContainerMagicError,
@@ -19,9 +19,9 @@ export {
   TruncatedContainerError,
   WorkerError,
   type FrameRef,
-} from './errors.js';
-export { WorkerPool, defaultThreads } from './pool.js';
-export { xxh32, Xxh32Stream } from './checksum.js';
+} from '../container/errors.js';
+export { WorkerPool, defaultThreads } from '../workers/pool.js';
+export { xxh32, Xxh32Stream } from '../container/checksum.js';
 export { SegmentPlanner, type SegmentPlan } from './planner.js';
-export { DedupIndex, PageWindow, xxh32PageHasher, type PageHasher } from './window.js';
-export { Compactor, compactedBytes, type CompactStats, type ByteSource } from './compact.js';
+export { DedupIndex, PageWindow, xxh32PageHasher, type PageHasher } from './dedup-index.js';
+export { Compactor, compactedBytes, type CompactStats, type ByteSource } from '../ram/compact.js';

@@ -16,8 +16,8 @@
  */
 import { NativePayloadRing } from '../native/ring.js';
 import { nativeBinding } from '../native/binding.js';
-import { WorkerError } from './errors.js';
-import { DedupIndex, type PageHasher } from './window.js';
+import { WorkerError } from '../container/errors.js';
+import { DedupIndex, type PageHasher } from './dedup-index.js';
 
 /** One segment's payload, on its way to a worker. */
 export interface SegmentPayload {

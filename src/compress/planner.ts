@@ -14,7 +14,7 @@
  * the records say.
  */
 import { encodedLength, type MigrationRecord } from '../codec.js';
-import { CutListBuilder } from './meta.js';
+import { CutListBuilder } from '../container/cut-list.js';
 import type { PayloadStore, SegmentPayload } from './payload-store.js';
 
 export interface SegmentPlan {

@@ -10,18 +10,18 @@
  * the END frame confirms the length and checksum of the whole stream, so a truncated or damaged
  * container makes `-incoming exec:` fail instead of loading wrong RAM.
  */
-import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
-import { CODEC_IDS, type CodecId } from './codecs.js';
-import { ContainerReader, frameRef, type Frame } from './container-reader.js';
-import { ContainerError, CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
-import { FrameKind, type ContainerInfo } from './format.js';
-import { checkEnd, checkKindForMode, checksumError, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { OrderedQueue } from './ordered.js';
-import { WorkerPool, defaultThreads } from './pool.js';
-import type { FailureReply, Returning, StoredFrame, UnpackReply } from './protocol.js';
-import { SlotPool } from './slots.js';
-import { asBuffer } from './transfer.js';
-import { PageWindow } from './window.js';
+import { ChecksumChain, dataChecksum, type DataChecksum } from '../container/checksum.js';
+import { CODEC_IDS, type CodecId } from '../codecs/registry.js';
+import { ContainerReader, frameRef, type Frame } from '../container/reader.js';
+import { ContainerError, CorruptFrameError, FrameOrderError, type FrameRef } from '../container/errors.js';
+import { FrameKind, type ContainerInfo } from '../container/format.js';
+import { checkEnd, checkKindForMode, checksumError, failure, parseInfo, refPageProblem } from '../container/checks.js';
+import { OrderedQueue } from '../workers/ordered-queue.js';
+import { WorkerPool, defaultThreads } from '../workers/pool.js';
+import type { FailureReply, Returning, StoredFrame, UnpackReply } from '../workers/protocol.js';
+import { SlotPool } from '../workers/slots.js';
+import { asBuffer } from '../bytes/transfer.js';
+import { PageWindow } from '../compress/dedup-index.js';
 
 export interface DecompressOptions {
   threads?: number;

@@ -3,12 +3,12 @@
  * (unpack). Pure functions of their arguments; worker.ts and direct.ts call them.
  */
 import { copyBytes } from '../native/ring.js';
-import { dataChecksum } from './checksum.js';
-import { CODEC_IDS, compressBytes, compressInto, decompressFrame, hasNativeCodec, type CodecId } from './codecs.js';
-import { WRITTEN_CHECKSUM } from './format.js';
+import { dataChecksum } from '../container/checksum.js';
+import { CODEC_IDS, compressBytes, compressInto, decompressFrame, hasNativeCodec, type CodecId } from '../codecs/registry.js';
+import { WRITTEN_CHECKSUM } from '../container/format.js';
 import type { FailureReply, PackedFrame, StoredFrame } from './protocol.js';
-import { Scratch } from './split.js';
-import { transferable } from './transfer.js';
+import { Scratch } from '../decompress/splice.js';
+import { transferable } from '../bytes/transfer.js';
 
 /** The codec's output, before it is copied into a buffer of its exact length. */
 const packScratch = new Scratch();

@@ -1,6 +1,6 @@
 /** Messages between the main thread (pool.ts) and the workers (worker.ts). */
 import type { SerializedError } from '../errors.js';
-import type { CodecId } from './codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 
 /** Compress one DATA frame. */
 export interface CompressRequest {

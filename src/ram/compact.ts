@@ -16,10 +16,10 @@
  * source's XBZRLE cache held (so at most its cache-size).
  */
 import { createDecoder, createEncoder, type MigrationRecord } from '../codec.js';
-import type { RamPageLikeRecord, RamPageRecord, RamXbzrleRecord, RamZeroRecord } from '../ram/records.js';
-import { decodeXbzrle } from '../ram/xbzrle.js';
-import { inflatePage } from '../ram/zlib-page.js';
-import { asBuffer } from './transfer.js';
+import type { RamPageLikeRecord, RamPageRecord, RamXbzrleRecord, RamZeroRecord } from './records.js';
+import { decodeXbzrle } from './xbzrle.js';
+import { inflatePage } from './zlib-page.js';
+import { asBuffer } from '../bytes/transfer.js';
 
 export interface CompactStats {
   /** Page records (PAGE, ZERO, XBZRLE, COMPRESS_PAGE) read and written. */

@@ -26,15 +26,15 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { frameDecodeAsync } from '../native/codec.js';
 import { writeRanges } from '../native/fd.js';
-import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
-import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
-import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
-import type { DecompressStats } from './decompressor.js';
-import { checkEnd, checkKindForMode, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
-import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
-import { unpack } from './frame-work.js';
-import { segmentRanges, type PieceWindow, type SegmentRanges } from './split.js';
+import { ChecksumChain, dataChecksum, type DataChecksum } from '../container/checksum.js';
+import { CODEC_IDS, hasNativeCodec, type CodecId } from '../codecs/registry.js';
+import { checkFrameHeader, checkPreamble, frameRef, type Frame } from '../container/reader.js';
+import type { DecompressStats } from './piped.js';
+import { checkEnd, checkKindForMode, failure, parseInfo, refPageProblem } from '../container/checks.js';
+import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../container/errors.js';
+import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from '../container/format.js';
+import { unpack } from '../workers/frame-work.js';
+import { segmentRanges, type PieceWindow, type SegmentRanges } from './splice.js';
 
 export interface DirectOptions {
   onProgress?: (stats: Readonly<DecompressStats>) => void;

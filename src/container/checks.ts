@@ -4,11 +4,11 @@
  */
 import { MigstreamError, reviveError } from '../errors.js';
 import type { DataChecksum } from './checksum.js';
-import { CODEC_IDS, codecById } from './codecs.js';
-import { frameRef } from './container-reader.js';
+import { CODEC_IDS, codecById } from '../codecs/registry.js';
+import { frameRef } from './reader.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
 import { FrameKind, MAX_FRAME_BYTES, decodeEnd, frameKindName, type ContainerInfo, type FrameHeader } from './format.js';
-import type { FailureReply } from './protocol.js';
+import type { FailureReply } from '../workers/protocol.js';
 
 /** Largest target page size a container may announce. */
 const MAX_PAGE_SIZE = 65536;

@@ -9,8 +9,8 @@
 import { nativeBinding } from '../native/binding.js';
 import { hashPages } from '../native/pages.js';
 import { ArgumentError } from '../stream/errors.js';
-import { xxh32 } from './checksum.js';
-import { WRITTEN_CHECKSUM } from './format.js';
+import { xxh32 } from '../container/checksum.js';
+import { WRITTEN_CHECKSUM } from '../container/format.js';
 
 /** Pages a window starts with; it doubles up to its capacity as pages arrive. */
 const INITIAL_WINDOW_PAGES = 256;

@@ -18,11 +18,11 @@ import type {
   UnpackReply,
   WorkerRequest,
 } from './protocol.js';
-import { Scratch, splice } from './split.js';
-import { asBuffer, transferable } from './transfer.js';
+import { Scratch, splice } from '../decompress/splice.js';
+import { asBuffer, transferable } from '../bytes/transfer.js';
 
 const port = parentPort;
-if (port === null) throw new Error('src/compress/worker.ts runs as a worker thread (see pool.ts)');
+if (port === null) throw new Error('src/workers/worker.ts runs as a worker thread (see pool.ts)');
 
 const scratch = { meta: new Scratch(), payload: new Scratch() };
 
