@@ -4,8 +4,8 @@
  */
 import { ChecksumChain } from '../container/checksum.js';
 import { CODEC_IDS, CODECS, type CodecId, type CodecName } from '../codecs/registry.js';
-import { WorkerError } from '../container/errors.js';
-import { thrownBy } from '../container/checks.js';
+import { WorkerError } from '../workers/errors.js';
+import { thrownBy } from '../workers/errors.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameKind,

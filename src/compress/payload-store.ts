@@ -16,7 +16,7 @@
  */
 import { NativePayloadRing } from '../native/ring.js';
 import { nativeBinding } from '../native/binding.js';
-import { WorkerError } from '../container/errors.js';
+import { WorkerError } from '../workers/errors.js';
 import { DedupIndex, type PageHasher } from './dedup-index.js';
 
 /** One segment's payload, on its way to a worker. */

@@ -30,10 +30,11 @@ import { ChecksumChain, dataChecksum, type DataChecksum } from '../container/che
 import { CODEC_IDS, hasNativeCodec, type CodecId } from '../codecs/registry.js';
 import { checkFrameHeader, checkPreamble, frameRef, type Frame } from '../container/reader.js';
 import type { DecompressStats } from './piped.js';
-import { checkEnd, checkKindForMode, failure, parseInfo, refPageProblem } from '../container/checks.js';
+import { checkEnd, checkKindForMode, parseInfo, refPageProblem } from '../container/checks.js';
+import { failure } from './frame-failure.js';
 import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../container/errors.js';
 import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from '../container/format.js';
-import { unpack } from '../workers/frame-work.js';
+import { unpack } from './unpack-frame.js';
 import { segmentRanges, type PieceWindow, type SegmentRanges } from './splice.js';
 
 export interface DirectOptions {

@@ -15,13 +15,14 @@ import { CODEC_IDS, type CodecId } from '../codecs/registry.js';
 import { ContainerReader, frameRef, type Frame } from '../container/reader.js';
 import { ContainerError, CorruptFrameError, FrameOrderError, type FrameRef } from '../container/errors.js';
 import { FrameKind, type ContainerInfo } from '../container/format.js';
-import { checkEnd, checkKindForMode, checksumError, failure, parseInfo, refPageProblem } from '../container/checks.js';
+import { checkEnd, checkKindForMode, checksumError, parseInfo, refPageProblem } from '../container/checks.js';
+import { failure } from './frame-failure.js';
 import { OrderedQueue } from '../workers/ordered-queue.js';
 import { WorkerPool, defaultThreads } from '../workers/pool.js';
 import type { FailureReply, Returning, StoredFrame, UnpackReply } from '../workers/protocol.js';
 import { SlotPool } from '../workers/slots.js';
 import { asBuffer } from '../bytes/transfer.js';
-import { PageWindow } from '../compress/dedup-index.js';
+import { PageWindow } from '../container/page-window.js';
 
 export interface DecompressOptions {
   threads?: number;

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../stream/errors.js';
-import { WorkerError } from '../container/errors.js';
+import { WorkerError } from './errors.js';
 import type { FailureReply, PackReply, UnpackReply, WorkerRequest } from './protocol.js';
 
 interface Replies {

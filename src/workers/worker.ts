@@ -6,7 +6,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
-import { pack, unpack } from './frame-work.js';
+import { pack } from '../compress/pack-frame.js';
+import { unpack } from '../decompress/unpack-frame.js';
 import type {
   CompressRequest,
   DecompressRequest,

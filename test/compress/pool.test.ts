@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { Compressor } from '../../src/compress/compressor.js';
 import { Decompressor } from '../../src/decompress/piped.js';
-import { WorkerError } from '../../src/container/errors.js';
+import { WorkerError } from '../../src/workers/errors.js';
 import { OrderedQueue } from '../../src/workers/ordered-queue.js';
 import { WorkerPool } from '../../src/workers/pool.js';
 import { busyStream } from '../helpers/busy-stream.js';
