@@ -2,6 +2,7 @@
  * Checks of the HEADER and END frames, the kinds a mode allows and a REF cut's page: what
  * docs/container.md asks of a reader, shared by both decompressors (src/decompress).
  */
+import { hex32 } from '../bytes/hex.js';
 import type { DataChecksum } from './checksum.js';
 import { CODEC_IDS } from '../codecs/registry.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
@@ -54,12 +55,9 @@ export function checkKindForMode(kind: number, info: ContainerInfo, ref: FrameRe
   });
 }
 
-function hex(value: number): string {
-  return `0x${value.toString(16).padStart(8, '0')}`;
-}
 
 export function checksumError(problem: string, ref: FrameRef, checksum: DataChecksum, expected: number, actual: number): CorruptFrameError {
-  return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex(expected)}`, actual: hex(actual) });
+  return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex32(expected)}`, actual: hex32(actual) });
 }
 
 /**
@@ -69,7 +67,7 @@ export function checksumError(problem: string, ref: FrameRef, checksum: DataChec
 export function refPageProblem(page: Uint8Array, distance: number, checksum: DataChecksum, expected: number): string | undefined {
   const actual = checksum.of(page);
   if (actual === expected) return undefined;
-  return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex(expected)}, got ${hex(actual)}`;
+  return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex32(expected)}, got ${hex32(actual)}`;
 }
 
 /**
@@ -86,8 +84,8 @@ export function checkEnd(frame: FrameHeader, stored: Buffer, ref: FrameRef, chec
   }
   if (end.streamBytes !== streamBytes || end.streamChecksum !== chain) {
     throw new CorruptFrameError('the frames are not the ones the compressor wrote', ref, {
-      expected: `${end.streamBytes} stream bytes, frame checksum chain ${hex(end.streamChecksum)}`,
-      actual: `${streamBytes} bytes, chain ${hex(chain)}`,
+      expected: `${end.streamBytes} stream bytes, frame checksum chain ${hex32(end.streamChecksum)}`,
+      actual: `${streamBytes} bytes, chain ${hex32(chain)}`,
     });
   }
 }
