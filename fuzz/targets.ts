@@ -171,7 +171,7 @@ function frameStarts(container: Buffer): number[] {
 
 export const containerTarget: Target = {
   name: 'container',
-  layer: 'container reader (src/compress/container-reader.ts)',
+  layer: 'container reader (src/container/reader.ts)',
   refusal: 'ContainerError',
   isRefusal: (error) => error instanceof ContainerError,
   seeds: containerSeeds,

@@ -1,7 +1,7 @@
 /**
  * The QEMU stream an input holds, for the commands that read one (inspect, extract-ram): the
  * input's own bytes, or, when it starts with the migstream container magic, the stream
- * decompressed from it (src/compress/decompressor.ts, every frame checked), so `inspect
+ * decompressed from it (src/decompress/piped.ts, every frame checked), so `inspect
  * vm.msz` works as `inspect vm.mig` does.
  */
 import type { Readable } from 'node:stream';

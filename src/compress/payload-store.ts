@@ -6,7 +6,7 @@
  *                       Each payload is copied once, into the ring; workers compress PAYLOAD
  *                       frames from views of it; its stored pages are the dedup window.
  *   BufferPayloadStore  without it: a buffer per segment, handed to the worker, and the
- *                       TypeScript dedup index (window.ts) with its own copy of the window.
+ *                       TypeScript dedup index (dedup-index.ts) with its own copy of the window.
  *
  * Ring memory: windowPages × pageSize for the window, plus (maxInFlight + 3) × segmentBytes for
  * the segments being compressed or filled. A segment's payload is at most segmentBytes and never

@@ -17,7 +17,7 @@
  *     with a RAM page here and there), boundWindow copies the pages out, so the window keeps at
  *     most WINDOW_SLACK × W × pageSize bytes, whatever the stream's layout.
  *
- * Same guarantees as the general path (decompressor.ts): every frame is checked before any of
+ * Same guarantees as the piped path (piped.ts; both walk the frames with container-walk.ts): every frame is checked before any of
  * its bytes is written, and the last segment (it holds QEMU's EOF) is written only after the
  * END frame confirmed the whole container, so a damaged file makes QEMU's load fail instead of
  * completing with wrong RAM. The other segments go out as soon as they are checked: the first
@@ -250,7 +250,7 @@ class DirectRun {
 
   /**
    * Reads one frame, then checks and decompresses it: on libuv's thread pool with the native
-   * codecs, else with unpack (frame-work.ts). Its raw bytes come as a lent buffer (for codec
+   * codecs, else with unpack (unpack-frame.ts). Its raw bytes come as a lent buffer (for codec
    * none, the buffer the stored bytes were read into).
    */
   private async frame(frame: Located, which: 'meta' | 'payload' | undefined): Promise<Lent> {

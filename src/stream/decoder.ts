@@ -40,7 +40,7 @@ import type {
   StreamParameters,
 } from './section-codec.js';
 
-/** The first four bytes of a migstream container ("\x89MSZ", src/compress/format.ts): a hint, not a format this layer reads. */
+/** The first four bytes of a migstream container ("\x89MSZ", src/container/format.ts): a hint, not a format this layer reads. */
 const CONTAINER_MAGIC_START = 0x894d535a;
 
 export interface DecoderOptions {

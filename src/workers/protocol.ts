@@ -46,7 +46,7 @@ export interface SpliceRequest {
   readonly meta: StoredFrame;
   readonly payload: StoredFrame | undefined;
   readonly pageSize: number;
-  /** The container has a page window: report page positions (split.ts Spliced.pages). */
+  /** The container has a page window: report page positions (src/decompress/splice.ts Spliced.pages). */
   readonly window: boolean;
 }
 

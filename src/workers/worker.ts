@@ -1,7 +1,7 @@
 /**
  * Worker thread entry (started by pool.ts). It does the byte work of the container, one request
  * at a time: checksumming and compressing frames, checking and decompressing them and
- * splicing segments back (frame-work.ts, split.ts). The main thread only decodes, plans and
+ * splicing segments back (src/compress/pack-frame.ts, src/decompress/unpack-frame.ts and splice.ts). The main thread only decodes, plans and
  * orders.
  */
 import { parentPort } from 'node:worker_threads';
