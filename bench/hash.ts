@@ -2,7 +2,7 @@
  * Page hashing over 256 MiB of 4 KiB pages: hashPages (XXH64 per page, one call) against
  * node:crypto's SHA-1 and MD5 per page and memory bandwidth as a plain copy. Also the
  * container's frame checksums over 4 MiB frames: version 1's XXH32 against version 2's low half
- * of XXH64 (src/compress/checksum.ts), the reason for version 2.
+ * of XXH64 (src/container/checksum.ts), the reason for version 2.
  *
  *   npm run bench:hash
  *
@@ -10,7 +10,7 @@
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { Bench } from 'tinybench';
-import { xxh32, xxh64Low32 } from '../src/compress/checksum.js';
+import { xxh32, xxh64Low32 } from '../src/container/checksum.js';
 import { hashPages } from '../src/native.js';
 import { printThroughput } from './report.js';
 

@@ -4,9 +4,9 @@
  * would. Without it nearly every mutation stops at the first checksum; with it the mutations
  * reach the HEADER JSON, META cuts, the codecs, the page window and the END checks.
  */
-import { dataChecksum } from '../src/compress/checksum.js';
-import { CODEC_IDS } from '../src/compress/codecs.js';
-import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, decodeFrameHeader, encodeFrameHeader } from '../src/compress/format.js';
+import { dataChecksum } from '../src/container/checksum.js';
+import { CODEC_IDS } from '../src/codecs/registry.js';
+import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, decodeFrameHeader, encodeFrameHeader } from '../src/container/format.js';
 
 /** Offsets of the frame headers, as far as the lengths hold. */
 export function frameHeaderOffsets(container: Buffer): number[] {

@@ -5,14 +5,14 @@
  */
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDecoder, encodeBuffer, type MigrationRecord } from '../src/codec.js';
-import { CODEC_IDS, compressBytes, decompressFrame, type CodecId } from '../src/compress/codecs.js';
+import { createDecoder, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
+import { CODEC_IDS, compressBytes, decompressFrame, type CodecId } from '../src/codecs/registry.js';
 import { Compressor, type CompressOptions } from '../src/compress/compressor.js';
-import { ContainerReader } from '../src/compress/container-reader.js';
-import { Decompressor } from '../src/compress/decompressor.js';
-import { DirectDecompressor } from '../src/compress/direct.js';
-import { ContainerError } from '../src/compress/errors.js';
-import { WorkerPool } from '../src/compress/pool.js';
+import { ContainerReader } from '../src/container/reader.js';
+import { Decompressor } from '../src/decompress/piped.js';
+import { DirectDecompressor } from '../src/decompress/direct.js';
+import { ContainerError } from '../src/container/errors.js';
+import { WorkerPool } from '../src/workers/pool.js';
 import { DeviceFieldCollector } from '../src/report/device-fields.js';
 import { DecodeError } from '../src/stream/errors.js';
 import { ProtocolError } from '../src/tls/errors.js';
@@ -84,8 +84,21 @@ export const streamTarget: Target = {
   async run(input, chunks) {
     const decoder = createDecoder();
     const records: MigrationRecord[] = [];
-    for (const chunk of inChunks(input, chunks)) records.push(...decoder.push(chunk));
-    records.push(...decoder.end());
+    // Each record's span (recordEnds) must be its encoding's length, the spans tiling the input.
+    let start = 0;
+    const spanned = (got: MigrationRecord[]): MigrationRecord[] => {
+      got.forEach((record, i) => {
+        const end = decoder.recordEnds[i]!;
+        if (end - start !== encodedLength(record)) {
+          throw new WrongOutputError(`record ${records.length + i} (${record.type}) spans ${start}..${end}, but encodes to ${encodedLength(record)} bytes`);
+        }
+        start = end;
+      });
+      return got;
+    };
+    for (const chunk of inChunks(input, chunks)) records.push(...spanned(decoder.push(chunk)));
+    records.push(...spanned(decoder.end()));
+    if (start !== input.length) throw new WrongOutputError(`the record spans end at ${start} of an accepted ${input.length}-byte stream`);
     const again = encodeBuffer(records);
     if (!again.equals(input)) throw new WrongOutputError(`accepted stream of ${input.length} bytes re-encodes to ${again.length} different bytes`);
     return 'accepted';
@@ -158,7 +171,7 @@ function frameStarts(container: Buffer): number[] {
 
 export const containerTarget: Target = {
   name: 'container',
-  layer: 'container reader (src/compress/container-reader.ts)',
+  layer: 'container reader (src/container/reader.ts)',
   refusal: 'ContainerError',
   isRefusal: (error) => error instanceof ContainerError,
   seeds: containerSeeds,
@@ -215,7 +228,7 @@ const codeOf = (error: unknown): string => (error === undefined ? 'success' : ((
 export function decompressTarget(scratch: string): Target {
   return {
     name: 'decompress',
-    layer: 'piped and direct decompressors (src/compress/decompressor.ts, direct.ts)',
+    layer: 'piped and direct decompressors (src/decompress: piped.ts, direct.ts, container-walk.ts)',
     refusal: 'ContainerError',
     isRefusal: (error) => error instanceof ContainerError,
     seeds: containerSeeds,

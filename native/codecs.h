@@ -9,7 +9,7 @@
 // Where the codecs come from: the system's own libzstd.so.1 and liblz4.so.1, loaded at run time
 // with dlopen (Debian's dpkg and apt depend on both, and they are the libraries the `zstd` and
 // `lz4` command-line tools use). Nothing is needed to build the addon; without a library,
-// available() says so and src/compress/codecs.ts keeps to the npm bindings. The formats are the
+// available() says so and src/codecs/registry.ts keeps to the npm bindings. The formats are the
 // standard ones either way: one zstd frame; an LZ4 block (the caller adds lz4-napi's u32 length).
 //
 // State: a zstd compression and a decompression context, created on first use and freed with
@@ -89,7 +89,7 @@ enum class FrameChecksum { kXxh32 = 1, kXxh64Low32 = 2 };
 
 uint32_t frame_checksum(FrameChecksum kind, const uint8_t* data, size_t length);
 
-// One frame of the container, as a reader checks it (src/compress/frame-work.ts unpack): the
+// One frame of the container, as a reader checks it (src/decompress/unpack-frame.ts unpack): the
 // checksum of the stored bytes against `stored_checksum`, decompression into exactly
 // `raw_length` bytes (lz4: lz4-napi's framing, a u32 little-endian raw length before the
 // block), the checksum of the raw bytes against `raw_checksum`. Stateless: runs on any thread

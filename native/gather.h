@@ -1,5 +1,5 @@
 // Gathered writes (writev) of byte ranges to a descriptor: how direct-mode decompression
-// (src/compress/direct.ts) writes a segment, as ranges of the buffers it already holds (META
+// (src/decompress/direct.ts) writes a segment, as ranges of the buffers it already holds (META
 // structure bytes, PAYLOAD bytes, referenced pages), without a JS object per range. The caller
 // describes the ranges; nothing here knows the container format.
 #ifndef MIGSTREAM_NATIVE_GATHER_H_

@@ -42,7 +42,7 @@ export const ERROR_FAMILIES = {
   },
   ContainerError: {
     extends: 'DecodeError',
-    folder: 'compress',
+    folder: 'container',
     meaning: 'bytes that are not a valid container (docs/container.md): names the frame and its offset',
   },
   TransportError: {
@@ -78,12 +78,12 @@ export const ERRORS = {
   // src/ram
   ERR_XBZRLE: { class: 'XbzrleError', extends: 'DecodeError', folder: 'ram', meaning: 'an XBZRLE delta that xbzrle_decode_buffer would reject', exit: 1 },
   ERR_ZLIB_PAGE: { class: 'ZlibPageError', extends: 'DecodeError', folder: 'ram', meaning: 'a COMPRESS_PAGE payload that is not one zlib page', exit: 1 },
-  // src/compress
-  ERR_CONTAINER_MAGIC: { class: 'ContainerMagicError', extends: 'ContainerError', folder: 'compress', meaning: 'not a container, or a container version we do not read', exit: 1 },
-  ERR_CONTAINER_CORRUPT: { class: 'CorruptFrameError', extends: 'ContainerError', folder: 'compress', meaning: 'a frame\'s checksum, length, codec or layout is wrong', exit: 1 },
-  ERR_CONTAINER_ORDER: { class: 'FrameOrderError', extends: 'ContainerError', folder: 'compress', meaning: 'a frame number or kind out of sequence', exit: 1 },
-  ERR_CONTAINER_TRUNCATED: { class: 'TruncatedContainerError', extends: 'ContainerError', folder: 'compress', meaning: 'the container ends before its END frame', exit: 1 },
-  ERR_WORKER: { class: 'WorkerError', extends: 'MigstreamError', folder: 'compress', meaning: 'a compression worker thread failed or exited', exit: 1 },
+  // src/container, src/workers
+  ERR_CONTAINER_MAGIC: { class: 'ContainerMagicError', extends: 'ContainerError', folder: 'container', meaning: 'not a container, or a container version we do not read', exit: 1 },
+  ERR_CONTAINER_CORRUPT: { class: 'CorruptFrameError', extends: 'ContainerError', folder: 'container', meaning: 'a frame\'s checksum, length, codec or layout is wrong', exit: 1 },
+  ERR_CONTAINER_ORDER: { class: 'FrameOrderError', extends: 'ContainerError', folder: 'container', meaning: 'a frame number or kind out of sequence', exit: 1 },
+  ERR_CONTAINER_TRUNCATED: { class: 'TruncatedContainerError', extends: 'ContainerError', folder: 'container', meaning: 'the container ends before its END frame', exit: 1 },
+  ERR_WORKER: { class: 'WorkerError', extends: 'MigstreamError', folder: 'workers', meaning: 'a compression worker thread failed or exited', exit: 1 },
   // src/tls
   ERR_PROTOCOL: { class: 'ProtocolError', extends: 'TransportError', folder: 'tls', meaning: 'bytes on a channel that are not our protocol', exit: 1 },
   ERR_HANDSHAKE: { class: 'HandshakeError', extends: 'TransportError', folder: 'tls', meaning: 'session refused: version, session id, channel count, or too late', exit: 1 },

@@ -66,7 +66,21 @@ export {
   type HBitmapOptions,
 } from './native.js';
 export * from './tls/index.js';
-export * from './compress/index.js';
+// Above the codec: the container format, compression, decompression, their workers, and
+// compaction (a record transform beside src/ram).
+export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs/registry.js';
+export { CONTAINER_MAGIC, CONTAINER_VERSION, FrameKind, frameKindName, type ContainerEnd, type ContainerInfo } from './container/format.js';
+export { ContainerReader, type Frame as ContainerFrame } from './container/reader.js';
+export { ContainerError, ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, type FrameRef } from './container/errors.js';
+export { xxh32, Xxh32Stream } from './container/checksum.js';
+export { PageWindow } from './container/page-window.js';
+export { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions, type CompressStats } from './compress/compressor.js';
+export { SegmentPlanner, type SegmentPlan } from './compress/planner.js';
+export { DedupIndex, xxh32PageHasher, type PageHasher } from './compress/dedup-index.js';
+export { Decompressor, type DecompressOptions, type DecompressStats } from './decompress/piped.js';
+export { WorkerPool, defaultThreads } from './workers/pool.js';
+export { WorkerError } from './workers/errors.js';
+export { Compactor, compactedBytes, type CompactStats, type ByteSource } from './ram/compact.js';
 export * from './migrate/index.js';
 // The error classes the folders above do not export (docs/errors.md lists every code).
 export { OutputError, ListenError } from './tls/errors.js';

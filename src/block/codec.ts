@@ -19,6 +19,7 @@ import {
   hex,
   type DecodeErrorDetails,
 } from '../stream/errors.js';
+import { wordHex } from '../bytes/hex.js';
 import type { ByteReader } from '../stream/reader.js';
 import type { SectionBodyDecoder, SectionCodec, SectionContext } from '../stream/section-codec.js';
 import type { ByteWriter } from '../stream/writer.js';
@@ -54,9 +55,6 @@ const KNOWN_FLAGS =
 /** 2^23: the low 32 bits of the word hold 23 bits of value above the 9 flag bits. */
 const LOW_VALUE_SPAN = 2 ** (32 - BDRV_SECTOR_BITS);
 
-function wordHex(high: number, low: number): string {
-  return `0x${high.toString(16).padStart(8, '0')}${low.toString(16).padStart(8, '0')}`;
-}
 
 function details(
   reader: ByteReader,

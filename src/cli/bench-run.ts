@@ -7,12 +7,12 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { xxh32 } from '../compress/checksum.js';
-import { codecByName, type CodecName } from '../compress/codecs.js';
+import { xxh32 } from '../container/checksum.js';
+import { codecByName, type CodecName } from '../codecs/registry.js';
 import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES } from '../compress/compressor.js';
-import { Decompressor } from '../compress/decompressor.js';
-import { CONTAINER_MAGIC } from '../compress/format.js';
-import { WorkerPool } from '../compress/pool.js';
+import { Decompressor } from '../decompress/piped.js';
+import { CONTAINER_MAGIC } from '../container/format.js';
+import { WorkerPool } from '../workers/pool.js';
 import { UsageError } from './args.js';
 import type { ChartPoint } from './bench-chart.js';
 import { runBaseline, toolAvailable, type Baseline } from './bench-tools.js';

@@ -4,8 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { CODECS, resolveLevel, type CodecName } from '../compress/codecs.js';
-import { MAX_THREADS } from '../compress/pool.js';
+import { CODECS, resolveLevel, type CodecName } from '../codecs/registry.js';
+import { MAX_THREADS } from '../workers/pool.js';
 import { parse, UsageError, type Command } from './args.js';
 import { reportOptionSpec } from './conventions.js';
 import { svgChart } from './bench-chart.js';

@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { Compactor, compactedBytes } from '../compress/compact.js';
+import { Compactor, compactedBytes } from '../ram/compact.js';
 import { parse, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { Compactor, compactedBytes } from '../compress/compact.js';
-import { CODECS, codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { Compactor } from '../ram/compact.js';
+import { CODECS, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions } from '../compress/compressor.js';
-import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
+import { MAX_THREADS, defaultThreads } from '../workers/pool.js';
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';
@@ -99,7 +99,6 @@ export const compressCommand: Command = {
     const output = openOutputFile(values.output, { inputs: [input.identity] });
     const progress = new TransferProgress(progressWanted(values), 'compress', 'in', input.size);
     const compressor = new Compressor({ ...options, onProgress: (s) => progress.update(s.bytesIn, s.bytesOut) });
-    let source: AsyncIterable<Uint8Array> = input.stream;
     let cleanup = (): void => {};
     let compactor: Compactor | undefined;
     if (values.compact) {
@@ -108,10 +107,12 @@ export const compressCommand: Command = {
       if (path) cleanup = path.remove;
       else input.stream.destroy();
       compactor = new Compactor(reopen(path?.path ?? input.name));
-      source = compactedBytes(compactor);
     }
+    // The compacted records go to the compressor as they are: the input is decoded by the
+    // compactor's two passes only, the compacted stream never.
+    const containers = compactor ? compressor.compressRecords(compactor) : compressor.compress(input.stream);
     try {
-      await writeOutput(output, (out) => pipeline(compressor.compress(source), out.stream()));
+      await writeOutput(output, (out) => pipeline(containers, out.stream()));
     } finally {
       cleanup();
     }

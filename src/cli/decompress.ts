@@ -1,6 +1,6 @@
 import { fstatSync, statSync } from 'node:fs';
-import type { DecompressStats } from '../compress/decompressor.js';
-import { MAX_THREADS, defaultThreads } from '../compress/pool.js';
+import type { DecompressStats } from '../decompress/piped.js';
+import { MAX_THREADS, defaultThreads } from '../workers/pool.js';
 import { parse, type Command } from './args.js';
 import { identityOfFd, identityOfPath } from './file-identity.js';
 import { openOutputFile, writeOutput } from './output-file.js';
@@ -69,7 +69,7 @@ export const decompressCommand: Command = {
       // on this thread, written with gathered writes (direct.ts). Only what that needs is
       // loaded: this is QEMU's restore path.
       const output = openOutputFile(values.output, { inputs: [fromStdin ? identityOfFd(0, 'stdin') : identityOfPath(path)] });
-      const { DirectDecompressor } = await import('../compress/direct.js');
+      const { DirectDecompressor } = await import('../decompress/direct.js');
       const direct = new DirectDecompressor({ onProgress });
       await writeOutput(output, (out) => (fromStdin ? direct.runFd(0, out.fd) : direct.run(path, out.fd)));
       summary(direct.stats, output.name);
@@ -77,7 +77,7 @@ export const decompressCommand: Command = {
     }
     const [{ pipeline }, { Decompressor }, { openInput }] = await Promise.all([
       import('node:stream/promises'),
-      import('../compress/decompressor.js'),
+      import('../decompress/piped.js'),
       import('./io.js'),
     ]);
     const input = openInput(path);

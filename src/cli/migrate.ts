@@ -12,7 +12,7 @@ import { formatProbe, probeSource, type ProbeReport } from '../migrate/probe.js'
 import { readLevers } from '../migrate/levers.js';
 import { probeLink } from '../migrate/verdict-channel.js';
 import { defaultChannels } from './send.js';
-import { CODECS, codecByName, resolveLevel } from '../compress/codecs.js';
+import { CODECS, codecByName, resolveLevel } from '../codecs/registry.js';
 import { parse, UsageError, type Command } from './args.js';
 import { reportUsageLines } from './conventions.js';
 import { selfCommand, tlsArgs } from './exec-command.js';

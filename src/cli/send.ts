@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { CODECS, type CodecName } from '../compress/codecs.js';
+import { CODECS, type CodecName } from '../codecs/registry.js';
 import { send, type SendCounters } from '../tls/sender.js';
 import { formatSummary, summaryJson } from './transport-summary.js';
 import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';

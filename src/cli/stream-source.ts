@@ -1,11 +1,11 @@
 /**
  * The QEMU stream an input holds, for the commands that read one (inspect, extract-ram): the
  * input's own bytes, or, when it starts with the migstream container magic, the stream
- * decompressed from it (src/compress/decompressor.ts, every frame checked), so `inspect
+ * decompressed from it (src/decompress/piped.ts, every frame checked), so `inspect
  * vm.msz` works as `inspect vm.mig` does.
  */
 import type { Readable } from 'node:stream';
-import { CONTAINER_MAGIC } from '../compress/format.js';
+import { CONTAINER_MAGIC } from '../container/format.js';
 
 export interface StreamSource {
   /** Chunks of the QEMU stream. */
@@ -43,7 +43,7 @@ export function streamSource(input: Readable): StreamSource {
     }
     if (start.length >= CONTAINER_MAGIC.length && start.subarray(0, CONTAINER_MAGIC.length).equals(CONTAINER_MAGIC)) {
       container = true;
-      const { Decompressor } = await import('../compress/decompressor.js');
+      const { Decompressor } = await import('../decompress/piped.js');
       yield* new Decompressor().decompress(rest());
     } else {
       yield* rest();

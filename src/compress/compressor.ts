@@ -4,22 +4,24 @@
  *   const compressor = new Compressor({ codec: 'zstd', threads: 4 });
  *   await pipeline(compressor.compress(createReadStream('vm.mig')), createWriteStream('vm.msz'));
  *
- * This thread decodes the stream only to find where records and their payloads lie, plans
- * segments (planner.ts) and copies each segment's bytes into a shared slot; the workers split,
+ * This thread decodes the stream once, only to find where records and their payloads lie (or
+ * takes records and encodes them: compressRecords), plans segments (planner.ts) from the
+ * records' spans and copies each segment's bytes into a shared slot; the workers split,
  * checksum and compress; frames leave in order. Memory: at most `maxInFlight` segments of
  * about `frameBytes` (plus their compressed frames) and the input chunks of the open segment.
  */
-import { createDecoder, type MigrationRecord } from '../codec.js';
+import type { MigrationRecord } from '../codec.js';
 import { ArgumentError, EncodeError } from '../stream/errors.js';
-import { codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs.js';
+import { codecByName, resolveLevel, type CodecInfo, type CodecName } from '../codecs/registry.js';
 import { FrameEmitter, type EmitterStats } from './frame-emitter.js';
-import { MAX_FRAME_BYTES, type ContainerInfo } from './format.js';
-import { InputWindow } from './input-window.js';
+import { MAX_FRAME_BYTES, type ContainerInfo } from '../container/format.js';
+import { InputWindow } from '../bytes/input-window.js';
 import { SegmentPlanner, segmentPayloadBytes, type SegmentPlan } from './planner.js';
-import { WorkerPool, defaultThreads } from './pool.js';
-import { asBuffer } from './transfer.js';
+import { WorkerPool, defaultThreads } from '../workers/pool.js';
+import { asBuffer } from '../bytes/transfer.js';
+import { decodedSteps, encodedSteps, type RecordSource, type StreamStep } from './stream-steps.js';
 import { createPayloadStore, type PayloadStore } from './payload-store.js';
-import type { PageHasher } from './window.js';
+import type { PageHasher } from './dedup-index.js';
 
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
 const MIN_FRAME_BYTES = 64 * 1024;
@@ -112,7 +114,20 @@ export class Compressor {
   }
 
   /** Compresses a QEMU stream (or, in raw mode, any bytes): container bytes in order. */
-  async *compress(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
+  compress(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
+    return this.run((emitter) => (this.options.mode === 'raw' ? this.raw(input, emitter) : this.qemu(decodedSteps(input), emitter)));
+  }
+
+  /**
+   * Compresses the stream that `source`'s records encode to (e.g. compact.ts's compacted
+   * records): they are encoded here, once, and never decoded again.
+   */
+  compressRecords(source: RecordSource): AsyncGenerator<Buffer> {
+    if (this.options.mode === 'raw') throw new ArgumentError('records are a QEMU stream, not raw bytes');
+    return this.run((emitter) => this.qemu(encodedSteps(source), emitter));
+  }
+
+  private async *run(body: (emitter: FrameEmitter) => AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
     const { threads, codec, level, maxInFlight, frameBytes } = this.settings;
     const pool = this.options.pool ?? new WorkerPool(threads);
     try {
@@ -122,7 +137,7 @@ export class Compressor {
         this.options.onProgress?.(this.stats);
       });
       this.stats.framesByCodec = emitter.stats.framesByCodec;
-      yield* this.options.mode === 'raw' ? this.raw(input, emitter) : this.qemu(input, emitter);
+      yield* body(emitter);
       this.stats.bytesOut = emitter.stats.bytesOut;
       this.stats.frames = emitter.stats.frames;
     } finally {
@@ -144,13 +159,12 @@ export class Compressor {
     };
   }
 
-  private async *qemu(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, emitter: FrameEmitter): AsyncGenerator<Buffer> {
-    const decoder = createDecoder();
+  private async *qemu(steps: AsyncIterable<StreamStep>, emitter: FrameEmitter): AsyncGenerator<Buffer> {
     const window = new InputWindow();
     const stats = this.stats;
     let planner: SegmentPlanner | undefined;
     let store: PayloadStore | undefined;
-    const early: MigrationRecord[] = [];
+    const early: [MigrationRecord, number][] = [];
 
     const emit = async (plan: SegmentPlan): Promise<void> => {
       stats.pages += plan.pages;
@@ -158,29 +172,30 @@ export class Compressor {
       await emitter.segment(plan, (into, at) => window.copyExcept(plan.start, plan.end, plan.ranges, into, at));
       window.dropBefore(plan.end);
     };
-    const plan = async (records: MigrationRecord[]): Promise<boolean> => {
+    const plan = async (step: StreamStep): Promise<boolean> => {
       let closed = false;
-      for (const record of records) {
+      for (let i = 0; i < step.records.length; i++) {
+        const record = step.records[i]!;
+        const end = step.ends[i]!;
         if (planner === undefined) {
           // The page size is known once the configuration section has been read: wait for it.
           if (record.type === 'header') {
-            early.push(record);
+            early.push([record, end]);
             continue;
           }
-          const pageSize = decoder.parameters.pageSize;
-          await emitter.header(this.info('qemu', pageSize));
+          await emitter.header(this.info('qemu', step.pageSize));
           const { frameBytes, dedupWindowPages, maxInFlight } = this.settings;
           store = createPayloadStore({
-            pageSize,
+            pageSize: step.pageSize,
             segmentBytes: segmentPayloadBytes(frameBytes),
             maxInFlight,
             windowPages: dedupWindowPages,
             pageHasher: this.options.pageHasher,
           });
-          planner = new SegmentPlanner({ pageSize, frameBytes, store });
-          for (const first of early) planner.add(first);
+          planner = new SegmentPlanner({ pageSize: step.pageSize, frameBytes, store });
+          for (const [first, firstEnd] of early) planner.add(first, firstEnd);
         }
-        const segment = planner.add(record);
+        const segment = planner.add(record, end);
         if (segment !== undefined) {
           await emit(segment);
           closed = true;
@@ -190,16 +205,16 @@ export class Compressor {
     };
 
     try {
-      for await (const chunk of input) {
-        const bytes = asBuffer(chunk);
-        stats.bytesIn += bytes.length;
-        window.push(bytes);
-        if (await plan(decoder.push(bytes))) yield* emitter.take();
+      for await (const step of steps) {
+        for (const bytes of step.bytes) {
+          stats.bytesIn += bytes.length;
+          window.push(bytes);
+        }
+        if (await plan(step)) yield* emitter.take();
       }
-      await plan(decoder.end());
       if (planner === undefined) throw new EncodeError('the input holds no migration stream');
       if (planner.position !== stats.bytesIn) {
-        throw new EncodeError(`records account for ${planner.position} bytes of a ${stats.bytesIn}-byte stream (encodedLength disagrees with the decoder)`);
+        throw new EncodeError(`records account for ${planner.position} bytes of a ${stats.bytesIn}-byte stream (the record spans disagree with the bytes)`);
       }
       const last = planner.finish();
       if (last !== undefined) await emit(last);

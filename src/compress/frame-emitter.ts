@@ -2,10 +2,10 @@
  * The writing half of the container: numbers frames, has the pool build and compress them, and
  * hands out container bytes in frame order (OrderedQueue), with at most `limit` jobs in flight.
  */
-import { ChecksumChain } from './checksum.js';
-import { CODEC_IDS, CODECS, type CodecId, type CodecName } from './codecs.js';
-import { WorkerError } from './errors.js';
-import { thrownBy } from './frame-checks.js';
+import { ChecksumChain } from '../container/checksum.js';
+import { CODEC_IDS, CODECS, type CodecId, type CodecName } from '../codecs/registry.js';
+import { WorkerError } from '../workers/errors.js';
+import { thrownBy } from '../workers/errors.js';
 import {
   FRAME_HEADER_LENGTH,
   FrameKind,
@@ -16,13 +16,13 @@ import {
   type ContainerEnd,
   type ContainerInfo,
   type FrameKindId,
-} from './format.js';
-import { OrderedQueue } from './ordered.js';
+} from '../container/format.js';
+import { OrderedQueue } from '../workers/ordered-queue.js';
 import type { SegmentPlan } from './planner.js';
-import type { WorkerPool } from './pool.js';
+import type { WorkerPool } from '../workers/pool.js';
 import type { SegmentPayload } from './payload-store.js';
-import type { CompressRequest, FailureReply, PackReply, PackRequest, PackedFrame, Returning } from './protocol.js';
-import { SlotPool } from './slots.js';
+import type { CompressRequest, FailureReply, PackReply, PackRequest, PackedFrame, Returning } from '../workers/protocol.js';
+import { SlotPool } from '../workers/slots.js';
 
 interface Numbered {
   readonly first: number;

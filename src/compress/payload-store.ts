@@ -6,7 +6,7 @@
  *                       Each payload is copied once, into the ring; workers compress PAYLOAD
  *                       frames from views of it; its stored pages are the dedup window.
  *   BufferPayloadStore  without it: a buffer per segment, handed to the worker, and the
- *                       TypeScript dedup index (window.ts) with its own copy of the window.
+ *                       TypeScript dedup index (dedup-index.ts) with its own copy of the window.
  *
  * Ring memory: windowPages × pageSize for the window, plus (maxInFlight + 3) × segmentBytes for
  * the segments being compressed or filled. A segment's payload is at most segmentBytes and never
@@ -16,8 +16,8 @@
  */
 import { NativePayloadRing } from '../native/ring.js';
 import { nativeBinding } from '../native/binding.js';
-import { WorkerError } from './errors.js';
-import { DedupIndex, type PageHasher } from './window.js';
+import { WorkerError } from '../workers/errors.js';
+import { DedupIndex, type PageHasher } from './dedup-index.js';
 
 /** One segment's payload, on its way to a worker. */
 export interface SegmentPayload {

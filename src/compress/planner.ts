@@ -7,14 +7,14 @@
  * QEMU's records stay as they are: a ZERO page is still its 1-byte record in META.
  *
  * As records come, each payload (a view of the input: a payload sits at the end of its record,
- * whose length is encodedLength) goes into the payload store (payload-store.ts), which also
+ * whose span the decoder reports: StreamDecoder.recordEnds) goes into the payload store (payload-store.ts), which also
  * finds pages equal to recent ones (dedup); the plan names the byte ranges cut out, and the
  * caller copies the rest, the structure bytes, from the input when the segment closes. So the
  * frames hold the input's own bytes: what the decompressor splices back is the input, whatever
  * the records say.
  */
-import { encodedLength, type MigrationRecord } from '../codec.js';
-import { CutListBuilder } from './meta.js';
+import type { MigrationRecord } from '../codec.js';
+import { CutListBuilder } from '../container/cut-list.js';
 import type { PayloadStore, SegmentPayload } from './payload-store.js';
 
 export interface SegmentPlan {
@@ -75,9 +75,11 @@ export class SegmentPlanner {
     return this.offset;
   }
 
-  /** Adds the next record of the stream; returns the segment it closed, if any. */
-  add(record: MigrationRecord): SegmentPlan | undefined {
-    const length = encodedLength(record);
+  /**
+   * Adds the next record of the stream, which ends at stream offset `end` (it starts where the
+   * one before it ended); returns the segment it closed, if any.
+   */
+  add(record: MigrationRecord, end: number): SegmentPlan | undefined {
     const data = payloadOf(record, segmentPayloadBytes(this.options.frameBytes));
     let closed: SegmentPlan | undefined;
     // Never split after EOF: the last segment holds EOF and the vmdesc together, so a reader
@@ -88,8 +90,8 @@ export class SegmentPlanner {
       const full = data ? payload > 0 && payload + data.length > this.options.frameBytes : structure >= this.options.frameBytes;
       if (full) closed = this.close(this.offset);
     }
-    if (data) this.cut(this.offset + length - data.length, data, record.type === 'ram-page');
-    this.offset += length;
+    if (data) this.cut(end - data.length, data, record.type === 'ram-page');
+    this.offset = end;
     if (record.type === 'eof') this.afterEof = true;
     return closed;
   }

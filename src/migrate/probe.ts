@@ -6,7 +6,7 @@
  * capped by QEMU's max-bandwidth; then predict.ts turns them into converges-or-not, time,
  * bytes and downtime.
  */
-import type { CodecId } from '../compress/codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 import { findZeroPages } from '../native/pages.js';
 import { guestMemoryLayout, type MemoryRange } from '../qemu/memory.js';
 import type { QmpExecutor } from '../qemu/qmp.js';

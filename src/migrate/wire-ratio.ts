@@ -8,7 +8,7 @@
  * size, because they play different parts: the first pass carries both, every later pass only
  * re-sent pages, which are normal pages (a guest that dirties a page rarely leaves it zero).
  */
-import { compressBytes, type CodecId } from '../compress/codecs.js';
+import { compressBytes, type CodecId } from '../codecs/registry.js';
 import { ArgumentError } from '../stream/errors.js';
 
 /** RAM_SAVE_FLAG_ZERO, RAM_SAVE_FLAG_PAGE and RAM_SAVE_FLAG_CONTINUE (migration/ram.c). */

@@ -6,7 +6,7 @@
  *
  * The codecs are the system's libzstd / liblz4, loaded by the addon at run time
  * (native/codecs.h); codecLibraries() says which are there. Without them (or without the addon)
- * src/compress/codecs.ts keeps to the npm bindings; MIGSTREAM_SYSTEM_CODECS=0 makes it do so.
+ * src/codecs/registry.ts keeps to the npm bindings; MIGSTREAM_SYSTEM_CODECS=0 makes it do so.
  * Arguments are checked here (ArgumentError) and again in the addon.
  */
 import { ArgumentError } from '../stream/errors.js';

@@ -70,7 +70,7 @@ export function socketDescriptor(socket: object): number | undefined {
  * pipe any more). The buffers must stay untouched until the promise settles.
  *
  * For writing many small ranges (a segment's record headers between its pages) without a JS
- * object per range: src/compress/direct.ts.
+ * object per range: src/decompress/direct.ts.
  */
 export function writeRanges(fd: number, buffers: readonly Uint8Array[], ranges: Float64Array, count: number): Promise<number> {
   checkInteger('writeRanges', 'fd', fd, 0, 2 ** 31 - 1);

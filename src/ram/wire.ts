@@ -2,6 +2,7 @@
  * Small wire helpers shared by the ram decoder and the MEM_SIZE reader: 64-bit words as safe
  * integers, look-ahead, block names as QEMU reads them, and error details.
  */
+import { wordHex } from '../bytes/hex.js';
 import { LimitExceededError, type DecodeErrorDetails } from '../stream/errors.js';
 import type { ByteReader } from '../stream/reader.js';
 import type { SectionContext } from '../stream/section-codec.js';
@@ -14,9 +15,7 @@ export const HIGH_WEIGHT = 0x1_0000_0000;
  */
 export const MAX_HIGH_WORD = 0x20_0000;
 
-export function wordHex(high: number, low: number): string {
-  return `0x${high.toString(16).padStart(8, '0')}${low.toString(16).padStart(8, '0')}`;
-}
+export { wordHex };
 
 export function details(
   reader: ByteReader,

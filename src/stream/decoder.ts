@@ -40,7 +40,7 @@ import type {
   StreamParameters,
 } from './section-codec.js';
 
-/** The first four bytes of a migstream container ("\x89MSZ", src/compress/format.ts): a hint, not a format this layer reads. */
+/** The first four bytes of a migstream container ("\x89MSZ", src/container/format.ts): a hint, not a format this layer reads. */
 const CONTAINER_MAGIC_START = 0x894d535a;
 
 export interface DecoderOptions {
@@ -95,6 +95,8 @@ export class StreamDecoder<B extends BaseRecord = never> {
   private scanner: FooterScanner | undefined;
   private scanStart = 0;
   private packagedLeft = 0;
+  /** End offsets of the records of the last push() or end() (recordEnds). */
+  private ends: number[] = [];
 
   constructor(codecs: readonly SectionCodec<B>[] = [], options: DecoderOptions = {}) {
     for (const codec of codecs) this.codecs.set(codec.idstr, codec);
@@ -120,9 +122,19 @@ export class StreamDecoder<B extends BaseRecord = never> {
     return this.state === State.AfterEof || this.state === State.Done;
   }
 
+  /**
+   * Where each record the last push() or end() returned ends in the stream (index for index;
+   * a record starts where the one before it ended, the first at 0): its byte span, reported so
+   * that no caller recomputes a record's length.
+   */
+  get recordEnds(): readonly number[] {
+    return this.ends;
+  }
+
   push(chunk: Buffer): (FramingRecord | B)[] {
     if (this.failure !== undefined) throw this.failure;
     this.reader.push(chunk);
+    this.ends = [];
     const out: (FramingRecord | B)[] = [];
     try {
       this.run(out);
@@ -149,6 +161,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
   /** Declares the input finished; throws TruncatedStreamError unless it ended cleanly. */
   end(): (FramingRecord | B)[] {
     if (this.failure !== undefined) throw this.failure;
+    this.ends = [];
     const out: (FramingRecord | B)[] = [];
     if (this.state === State.OpaqueBody && this.reader.available === 0) {
       // The last device section may be followed by a bare EOF with no vmdesc.
@@ -180,6 +193,12 @@ export class StreamDecoder<B extends BaseRecord = never> {
     if (offset === 0 && held === 0 && this.state === State.Header) return { problem: 'the input is empty', expected: 'a QEMU file header (QEVM magic)' };
     if (held === 0) return { problem: 'stream ends between two records, before its end', expected: 'more records, then QEMU_VM_EOF' };
     return { problem: 'stream ends inside a record', expected: `the rest of the record begun by the last ${held} bytes` };
+  }
+
+  /** A record out, ending at `end` (by default where the reader's cursor is: after it). */
+  private emit(out: (FramingRecord | B)[], record: FramingRecord | B, end = this.reader.offset): void {
+    out.push(record);
+    this.ends.push(end);
   }
 
   private describeState(): string {
@@ -218,7 +237,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
             const announced = configurationParameters(record);
             if (announced.targetPageBits !== undefined) this.params.pageSize = 2 ** announced.targetPageBits;
             this.params.capabilities = announced.capabilities;
-            out.push(record);
+            this.emit(out, record);
           }
           this.state = State.Top;
           break;
@@ -231,7 +250,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
           for (;;) {
             reader.mark();
             const record = decoder.read(reader, context);
-            out.push(record);
+            this.emit(out, record);
             if (decoder.endsBody(record)) break;
           }
           this.state = this.footers ? State.Footer : State.Top;
@@ -249,7 +268,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
         case State.Packaged: {
           const take = Math.min(this.packagedLeft, PACKAGED_PIECE, reader.available);
           if (take === 0) throw NEED_MORE;
-          out.push({ type: 'packaged-data', data: reader.bytes(take) });
+          this.emit(out, { type: 'packaged-data', data: reader.bytes(take) });
           this.packagedLeft -= take;
           if (this.packagedLeft === 0) this.state = State.Top;
           break;
@@ -291,7 +310,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
         actual: version,
       });
     }
-    out.push({ type: 'header', version });
+    this.emit(out, { type: 'header', version });
     this.state = State.Configuration;
   }
 
@@ -308,7 +327,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
         const info: SectionInfo = { ref: { id: sectionId, name: idstr }, instanceId, versionId };
         this.sections.set(sectionId, info);
         const kind = type === SectionType.START ? 'start' : 'full';
-        out.push({ type: 'section-start', kind, sectionId, idstr, instanceId, versionId });
+        this.emit(out, { type: 'section-start', kind, sectionId, idstr, instanceId, versionId });
         this.enterBody(info, kind);
         return;
       }
@@ -325,7 +344,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
           });
         }
         const kind = type === SectionType.PART ? 'part' : 'end';
-        out.push({ type: 'section-resume', kind, sectionId, idstr: info.ref.name });
+        this.emit(out, { type: 'section-resume', kind, sectionId, idstr: info.ref.name });
         this.enterBody(info, kind);
         return;
       }
@@ -344,11 +363,11 @@ export class StreamDecoder<B extends BaseRecord = never> {
           this.packagedLeft = data.readUInt32BE(0);
           if (this.packagedLeft > 0) this.state = State.Packaged;
         }
-        out.push({ type: 'command', command, data });
+        this.emit(out, { type: 'command', command, data });
         return;
       }
       case SectionType.EOF:
-        out.push({ type: 'eof' });
+        this.emit(out, { type: 'eof' });
         this.section = undefined;
         this.state = State.AfterEof;
         return;
@@ -405,8 +424,11 @@ export class StreamDecoder<B extends BaseRecord = never> {
       }
       return;
     }
-    out.push({ type: 'device-state', sectionId: info.ref.id, idstr: info.ref.name, data: found.body });
-    out.push({ type: 'section-footer', sectionId: info.ref.id });
+    // The scanner read past the footer: the body ends where the scan started plus its length,
+    // and the footer (0x7e, be32 id) 5 bytes later.
+    const bodyEnd = this.scanStart + found.body.length;
+    this.emit(out, { type: 'device-state', sectionId: info.ref.id, idstr: info.ref.name, data: found.body }, bodyEnd);
+    this.emit(out, { type: 'section-footer', sectionId: info.ref.id }, bodyEnd + 5);
     this.reader.unshift(found.rest);
     this.reader.mark();
     this.scanner = undefined;
@@ -432,7 +454,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
         },
       );
     }
-    out.push({ type: 'section-footer', sectionId });
+    this.emit(out, { type: 'section-footer', sectionId });
     this.state = State.Top;
   }
 
@@ -456,7 +478,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
         actual: length,
       });
     }
-    out.push({ type: 'vmdesc', json: reader.bytes(length) });
+    this.emit(out, { type: 'vmdesc', json: reader.bytes(length) });
     this.state = State.Done;
   }
 }

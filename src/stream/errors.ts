@@ -130,6 +130,4 @@ registerErrorClasses({
   ArgumentError,
 });
 
-export function hex(value: number): string {
-  return `0x${value.toString(16)}`;
-}
+export { hex } from '../bytes/hex.js';

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { CODECS } from '../../src/compress/codecs.js';
+import { CODECS } from '../../src/codecs/registry.js';
 import { StatusLine } from '../../src/cli/progress.js';
 import { sampleStream } from '../helpers/sample-stream.js';
 

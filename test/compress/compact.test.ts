@@ -4,8 +4,8 @@
  */
 import { describe, expect, test } from 'vitest';
 import { decodeBuffer, type MigrationRecord } from '../../src/codec.js';
-import { Compactor, compactedBytes } from '../../src/compress/compact.js';
-import { ContainerReader } from '../../src/compress/container-reader.js';
+import { Compactor, compactedBytes } from '../../src/ram/compact.js';
+import { ContainerReader } from '../../src/container/reader.js';
 import { MemoryPageStore, RamImage } from '../../src/ram/index.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer, pieces } from '../helpers/container.js';

@@ -3,9 +3,9 @@
  * cut lists, and the reader's frame checks.
  */
 import { describe, expect, test } from 'vitest';
-import { ChecksumChain, Xxh32Stream, xxh32 } from '../../src/compress/checksum.js';
-import { ContainerReader } from '../../src/compress/container-reader.js';
-import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/compress/errors.js';
+import { ChecksumChain, Xxh32Stream, xxh32 } from '../../src/container/checksum.js';
+import { ContainerReader } from '../../src/container/reader.js';
+import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/container/errors.js';
 import {
   CONTAINER_MAGIC,
   FRAME_HEADER_LENGTH,
@@ -17,8 +17,8 @@ import {
   encodePreamble,
   readUleb,
   writeUleb,
-} from '../../src/compress/format.js';
-import { CutListBuilder, parseCutList } from '../../src/compress/meta.js';
+} from '../../src/container/format.js';
+import { CutListBuilder, parseCutList } from '../../src/container/cut-list.js';
 import { randomPieces } from '../helpers/container.js';
 
 describe('XXH32', () => {

@@ -9,12 +9,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
-import { ContainerError } from '../../src/compress/errors.js';
-import { CODEC_IDS, decompressBytes, type CodecId } from '../../src/compress/codecs.js';
-import { CutTag, FRAME_HEADER_LENGTH, FrameKind, WRITTEN_CHECKSUM, encodeFrameHeader, frameKindName } from '../../src/compress/format.js';
-import { CutListBuilder, parseCutList } from '../../src/compress/meta.js';
-import { WorkerPool } from '../../src/compress/pool.js';
+import { ContainerReader, type Frame } from '../../src/container/reader.js';
+import { ContainerError } from '../../src/container/errors.js';
+import { CODEC_IDS, decompressBytes, type CodecId } from '../../src/codecs/registry.js';
+import { CutTag, FRAME_HEADER_LENGTH, FrameKind, WRITTEN_CHECKSUM, encodeFrameHeader, frameKindName } from '../../src/container/format.js';
+import { CutListBuilder, parseCutList } from '../../src/container/cut-list.js';
+import { WorkerPool } from '../../src/workers/pool.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressDirect, decompressUntilError } from '../helpers/container.js';
 

@@ -7,10 +7,10 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
-import { DirectDecompressor } from '../../src/compress/direct.js';
-import { ContainerError } from '../../src/compress/errors.js';
-import { FRAME_HEADER_LENGTH, frameKindName } from '../../src/compress/format.js';
+import { ContainerReader, type Frame } from '../../src/container/reader.js';
+import { DirectDecompressor } from '../../src/decompress/direct.js';
+import { ContainerError } from '../../src/container/errors.js';
+import { FRAME_HEADER_LENGTH, frameKindName } from '../../src/container/format.js';
 import * as blk from '../helpers/block-bytes.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressDirect } from '../helpers/container.js';

@@ -7,7 +7,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { describe, expect, test } from 'vitest';
 import { Compressor } from '../../src/compress/compressor.js';
-import { Decompressor } from '../../src/compress/decompressor.js';
+import { Decompressor } from '../../src/decompress/piped.js';
 import { SCENARIOS } from '../fixtures/scenarios.js';
 import { pieces } from '../helpers/container.js';
 import { loadFixture } from '../helpers/qemu.js';

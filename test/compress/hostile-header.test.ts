@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ContainerReader } from '../../src/compress/container-reader.js';
-import { ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/compress/errors.js';
-import { Decompressor } from '../../src/compress/decompressor.js';
-import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, WRITTEN_CHECKSUM, decodeFrameHeader, encodeFrameHeader } from '../../src/compress/format.js';
+import { ContainerReader } from '../../src/container/reader.js';
+import { ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/container/errors.js';
+import { Decompressor } from '../../src/decompress/piped.js';
+import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, WRITTEN_CHECKSUM, decodeFrameHeader, encodeFrameHeader } from '../../src/container/format.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressDirect, decompressUntilError } from '../helpers/container.js';
 

@@ -7,8 +7,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { hasNativeCodec } from '../../src/compress/codecs.js';
-import { DirectDecompressor } from '../../src/compress/direct.js';
+import { hasNativeCodec } from '../../src/codecs/registry.js';
+import { DirectDecompressor } from '../../src/decompress/direct.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer } from '../helpers/container.js';
 

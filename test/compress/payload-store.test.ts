@@ -4,7 +4,7 @@
  * TypeScript path.
  */
 import { describe, expect, test } from 'vitest';
-import { WorkerError } from '../../src/compress/errors.js';
+import { WorkerError } from '../../src/workers/errors.js';
 import { BufferPayloadStore, RingPayloadStore, type SegmentPayload } from '../../src/compress/payload-store.js';
 
 const PAGE = 4096;

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { Compressor } from '../../src/compress/compressor.js';
-import { Decompressor } from '../../src/compress/decompressor.js';
-import { WorkerError } from '../../src/compress/errors.js';
-import { OrderedQueue } from '../../src/compress/ordered.js';
-import { WorkerPool } from '../../src/compress/pool.js';
+import { Decompressor } from '../../src/decompress/piped.js';
+import { WorkerError } from '../../src/workers/errors.js';
+import { OrderedQueue } from '../../src/workers/ordered-queue.js';
+import { WorkerPool } from '../../src/workers/pool.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, pieces } from '../helpers/container.js';
 

@@ -4,10 +4,10 @@
  */
 import { describe, expect, test } from 'vitest';
 import { decodeBuffer } from '../../src/codec.js';
-import { CODECS, type CodecName } from '../../src/compress/codecs.js';
-import { ContainerReader } from '../../src/compress/container-reader.js';
-import { FrameKind } from '../../src/compress/format.js';
-import { xxh32PageHasher } from '../../src/compress/window.js';
+import { CODECS, type CodecName } from '../../src/codecs/registry.js';
+import { ContainerReader } from '../../src/container/reader.js';
+import { FrameKind } from '../../src/container/format.js';
+import { xxh32PageHasher } from '../../src/compress/dedup-index.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer, randomPieces } from '../helpers/container.js';
 import { sampleStream } from '../helpers/sample-stream.js';

@@ -11,12 +11,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { xxh32, xxh64Low32 } from '../../src/compress/checksum.js';
-import { CODEC_IDS, decompressBytes, type CodecId } from '../../src/compress/codecs.js';
-import { ContainerReader, type Frame } from '../../src/compress/container-reader.js';
-import { CorruptFrameError } from '../../src/compress/errors.js';
-import { CutTag, FRAME_HEADER_LENGTH, FrameKind } from '../../src/compress/format.js';
-import { parseCutList } from '../../src/compress/meta.js';
+import { xxh32, xxh64Low32 } from '../../src/container/checksum.js';
+import { CODEC_IDS, decompressBytes, type CodecId } from '../../src/codecs/registry.js';
+import { ContainerReader, type Frame } from '../../src/container/reader.js';
+import { CorruptFrameError } from '../../src/container/errors.js';
+import { CutTag, FRAME_HEADER_LENGTH, FrameKind } from '../../src/container/format.js';
+import { parseCutList } from '../../src/container/cut-list.js';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer, decompressDirect } from '../helpers/container.js';
 

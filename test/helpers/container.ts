@@ -2,8 +2,8 @@
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Compressor, type CompressOptions } from '../../src/compress/compressor.js';
-import { Decompressor, type DecompressOptions } from '../../src/compress/decompressor.js';
-import { DirectDecompressor } from '../../src/compress/direct.js';
+import { Decompressor, type DecompressOptions } from '../../src/decompress/piped.js';
+import { DirectDecompressor } from '../../src/decompress/direct.js';
 
 /** `data` cut into pieces of `size` bytes (the last may be shorter). */
 export function* pieces(data: Buffer, size = 1 << 20): Generator<Buffer> {

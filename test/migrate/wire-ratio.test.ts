@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { CODEC_IDS, compressBytes } from '../../src/compress/codecs.js';
+import { CODEC_IDS, compressBytes } from '../../src/codecs/registry.js';
 import { WireRatioSampler } from '../../src/migrate/wire-ratio.js';
 import { ArgumentError } from '../../src/stream/errors.js';
 

@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { describe, expect, test } from 'vitest';
-import { xxh32, xxh64Low32, xxh64Slow } from '../../src/compress/checksum.js';
+import { xxh32, xxh64Low32, xxh64Slow } from '../../src/container/checksum.js';
 import {
   NativePayloadRing,
   codecLibraries,

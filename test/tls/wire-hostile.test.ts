@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { deflateRawSync } from 'node:zlib';
-import { CODEC_IDS, decompressBytes, decompressFrame } from '../../src/compress/codecs.js';
+import { CODEC_IDS, decompressBytes, decompressFrame } from '../../src/codecs/registry.js';
 import { ProtocolError } from '../../src/tls/errors.js';
 import { FrameParser, FrameReader, FrameType, MAX_FRAME_BYTES, encodeDataHeader } from '../../src/tls/wire.js';
 
@@ -45,7 +45,7 @@ describe('hostile transport frames', () => {
   test('decompressFrame gives exactly the announced bytes or fails, whatever the stored bytes claim', async () => {
     const raw = Buffer.alloc(64 * 1024, 7);
     for (const codec of [CODEC_IDS.lz4, CODEC_IDS.zstd, CODEC_IDS.zlib]) {
-      const { compressBytes } = await import('../../src/compress/codecs.js');
+      const { compressBytes } = await import('../../src/codecs/registry.js');
       const stored = await compressBytes(codec, 1, raw);
       expect((await decompressFrame(codec, stored, raw.length)).equals(raw)).toBe(true);
       await expect(decompressFrame(codec, stored, 4096)).rejects.toThrow();

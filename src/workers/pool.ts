@@ -30,14 +30,14 @@ export function defaultThreads(): number {
 }
 
 /**
- * The compiled worker: next to this module when running from dist/, else dist/compress/worker.js
+ * The compiled worker: next to this module when running from dist/, else dist/workers/worker.js
  * of the checkout (tests and benches run src/ through vite, but a worker thread runs plain
  * JavaScript: `npm test` and `npm run bench:compress` build dist/ first).
  */
 export function workerEntry(): URL {
   const sibling = new URL('./worker.js', import.meta.url);
   if (existsSync(fileURLToPath(sibling))) return sibling;
-  const built = new URL('../../dist/compress/worker.js', import.meta.url);
+  const built = new URL('../../dist/workers/worker.js', import.meta.url);
   if (existsSync(fileURLToPath(built))) return built;
   throw new WorkerError(`cannot find the compiled worker (${fileURLToPath(built)}): run "npm run build"`);
 }

@@ -1,12 +1,13 @@
 /**
  * Worker thread entry (started by pool.ts). It does the byte work of the container, one request
  * at a time: checksumming and compressing frames, checking and decompressing them and
- * splicing segments back (frame-work.ts, split.ts). The main thread only decodes, plans and
+ * splicing segments back (src/compress/pack-frame.ts, src/decompress/unpack-frame.ts and splice.ts). The main thread only decodes, plans and
  * orders.
  */
 import { parentPort } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
-import { pack, unpack } from './frame-work.js';
+import { pack } from '../compress/pack-frame.js';
+import { unpack } from '../decompress/unpack-frame.js';
 import type {
   CompressRequest,
   DecompressRequest,
@@ -18,11 +19,11 @@ import type {
   UnpackReply,
   WorkerRequest,
 } from './protocol.js';
-import { Scratch, splice } from './split.js';
-import { asBuffer, transferable } from './transfer.js';
+import { Scratch, splice } from '../decompress/splice.js';
+import { asBuffer, transferable } from '../bytes/transfer.js';
 
 const port = parentPort;
-if (port === null) throw new Error('src/compress/worker.ts runs as a worker thread (see pool.ts)');
+if (port === null) throw new Error('src/workers/worker.ts runs as a worker thread (see pool.ts)');
 
 const scratch = { meta: new Scratch(), payload: new Scratch() };
 

@@ -8,7 +8,7 @@
  * swapped, repeated or missing frame breaks the sequence); known kind and codec, zero flags,
  * lengths within MAX_FRAME_BYTES; HEADER first, nothing after END; the input ending early.
  */
-import { codecById, CODEC_IDS } from './codecs.js';
+import { codecById, CODEC_IDS } from '../codecs/registry.js';
 import {
   AFTER_PREAMBLE,
   ContainerMagicError,

@@ -1,14 +1,12 @@
 /**
- * Checks of the HEADER and END frames and the errors for frames the workers found damaged,
- * shared by the general decompressor (decompressor.ts) and direct mode (direct.ts).
+ * Checks of the HEADER and END frames, the kinds a mode allows and a REF cut's page: what
+ * docs/container.md asks of a reader, shared by both decompressors (src/decompress).
  */
-import { MigstreamError, reviveError } from '../errors.js';
+import { hex32 } from '../bytes/hex.js';
 import type { DataChecksum } from './checksum.js';
-import { CODEC_IDS, codecById } from './codecs.js';
-import { frameRef } from './container-reader.js';
+import { CODEC_IDS } from '../codecs/registry.js';
 import { CorruptFrameError, type FrameRef } from './errors.js';
 import { FrameKind, MAX_FRAME_BYTES, decodeEnd, frameKindName, type ContainerInfo, type FrameHeader } from './format.js';
-import type { FailureReply } from './protocol.js';
 
 /** Largest target page size a container may announce. */
 const MAX_PAGE_SIZE = 65536;
@@ -57,12 +55,9 @@ export function checkKindForMode(kind: number, info: ContainerInfo, ref: FrameRe
   });
 }
 
-function hex(value: number): string {
-  return `0x${value.toString(16).padStart(8, '0')}`;
-}
 
 export function checksumError(problem: string, ref: FrameRef, checksum: DataChecksum, expected: number, actual: number): CorruptFrameError {
-  return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex(expected)}`, actual: hex(actual) });
+  return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex32(expected)}`, actual: hex32(actual) });
 }
 
 /**
@@ -72,40 +67,7 @@ export function checksumError(problem: string, ref: FrameRef, checksum: DataChec
 export function refPageProblem(page: Uint8Array, distance: number, checksum: DataChecksum, expected: number): string | undefined {
   const actual = checksum.of(page);
   if (actual === expected) return undefined;
-  return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex(expected)}, got ${hex(actual)}`;
-}
-
-/**
- * What a worker threw while it handled a request (kind `internal`), revived as its own class
- * when it is one of ours: an ArgumentError or NativeAddonError is not a damaged frame.
- */
-export function thrownBy(reply: FailureReply): MigstreamError | undefined {
-  if (reply.kind !== 'internal' || reply.error === undefined) return undefined;
-  const thrown = reviveError(reply.error);
-  return thrown instanceof MigstreamError ? thrown : undefined;
-}
-
-/**
- * The error for a frame a worker reported damaged; `checksum` is the container version's. An
- * error of ours the worker threw is that error (`thrownBy`); any other is told against the frame.
- */
-export function failure(reply: FailureReply, frame: FrameHeader & { readonly offset: number }, checksum: DataChecksum): MigstreamError {
-  const thrown = thrownBy(reply);
-  if (thrown !== undefined) return thrown;
-  const ref = frameRef(frame);
-  const codec = codecById(frame.codec)?.name ?? String(frame.codec);
-  switch (reply.kind) {
-    case 'stored-checksum':
-      return checksumError('stored bytes fail their checksum', ref, checksum, frame.storedChecksum, reply.actual ?? 0);
-    case 'raw-checksum':
-      return checksumError(`${codec}-decompressed bytes fail their checksum`, ref, checksum, frame.rawChecksum, reply.actual ?? 0);
-    case 'layout':
-      return new CorruptFrameError(reply.message, ref);
-    default:
-      return new CorruptFrameError(`${codec} cannot decompress the stored bytes: ${reply.message}`, ref, {
-        expected: `${frame.rawLength} raw bytes`,
-      });
-  }
+  return `the page referenced ${distance} stored pages back is not the page the compressor saw: expected ${checksum.name} ${hex32(expected)}, got ${hex32(actual)}`;
 }
 
 /**
@@ -122,8 +84,8 @@ export function checkEnd(frame: FrameHeader, stored: Buffer, ref: FrameRef, chec
   }
   if (end.streamBytes !== streamBytes || end.streamChecksum !== chain) {
     throw new CorruptFrameError('the frames are not the ones the compressor wrote', ref, {
-      expected: `${end.streamBytes} stream bytes, frame checksum chain ${hex(end.streamChecksum)}`,
-      actual: `${streamBytes} bytes, chain ${hex(chain)}`,
+      expected: `${end.streamBytes} stream bytes, frame checksum chain ${hex32(end.streamChecksum)}`,
+      actual: `${streamBytes} bytes, chain ${hex32(chain)}`,
     });
   }
 }

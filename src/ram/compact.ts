@@ -11,15 +11,16 @@
  * Everything else (device state, disk chunks, headers, footers, vmdesc) passes unchanged.
  *
  * Two passes over the input: the first finds each page's last record (and its last full one);
- * the second writes. Memory: 8 bytes per guest page for the tables, plus the content of the
+ * the second gives the records, to the encoder (compactedBytes) or straight to the compressor
+ * (Compressor.compressRecords), which never decodes them again. Memory: 8 bytes per guest page for the tables, plus the content of the
  * pages that are between their last full record and a final XBZRLE delta, which are pages the
  * source's XBZRLE cache held (so at most its cache-size).
  */
 import { createDecoder, createEncoder, type MigrationRecord } from '../codec.js';
-import type { RamPageLikeRecord, RamPageRecord, RamXbzrleRecord, RamZeroRecord } from '../ram/records.js';
-import { decodeXbzrle } from '../ram/xbzrle.js';
-import { inflatePage } from '../ram/zlib-page.js';
-import { asBuffer } from './transfer.js';
+import type { RamPageLikeRecord, RamPageRecord, RamXbzrleRecord, RamZeroRecord } from './records.js';
+import { decodeXbzrle } from './xbzrle.js';
+import { inflatePage } from './zlib-page.js';
+import { asBuffer } from '../bytes/transfer.js';
 
 export interface CompactStats {
   /** Page records (PAGE, ZERO, XBZRLE, COMPRESS_PAGE) read and written. */
@@ -57,9 +58,15 @@ export class Compactor {
   readonly stats: CompactStats = { pageRecordsIn: 0, pageRecordsOut: 0, materialized: 0 };
   private readonly tables = new Map<string, PageTable>();
   private scanned = false;
+  private streamPageSize = 4096;
 
   /** `open` is called twice, and must give the same bytes both times. */
   constructor(private readonly open: ByteSource) {}
+
+  /** The stream's TARGET_PAGE_SIZE, as far as the records given so far tell (the compressor's RecordSource). */
+  get pageSize(): number {
+    return this.streamPageSize;
+  }
 
   /** Pass 1: the last record of every page. */
   async scan(): Promise<void> {
@@ -85,6 +92,7 @@ export class Compactor {
     const tracked = new Map<string, Buffer>();
     let batch: MigrationRecord[] = [];
     for await (const { record, pageSize } of decodeAll(this.open())) {
+      this.streamPageSize = pageSize;
       if (!isPageRecord(record)) {
         if (record.type === 'section-start' || record.type === 'section-resume') lastBlock = undefined;
         if (record.type === 'ram-hook' && record.block !== undefined) lastBlock = record.block;

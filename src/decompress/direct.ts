@@ -17,7 +17,7 @@
  *     with a RAM page here and there), boundWindow copies the pages out, so the window keeps at
  *     most WINDOW_SLACK × W × pageSize bytes, whatever the stream's layout.
  *
- * Same guarantees as the general path (decompressor.ts): every frame is checked before any of
+ * Same guarantees as the piped path (piped.ts; both walk the frames with container-walk.ts): every frame is checked before any of
  * its bytes is written, and the last segment (it holds QEMU's EOF) is written only after the
  * END frame confirmed the whole container, so a damaged file makes QEMU's load fail instead of
  * completing with wrong RAM. The other segments go out as soon as they are checked: the first
@@ -26,31 +26,22 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { frameDecodeAsync } from '../native/codec.js';
 import { writeRanges } from '../native/fd.js';
-import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
-import { CODEC_IDS, hasNativeCodec, type CodecId } from './codecs.js';
-import { checkFrameHeader, checkPreamble, frameRef, type Frame } from './container-reader.js';
-import type { DecompressStats } from './decompressor.js';
-import { checkEnd, checkKindForMode, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from './errors.js';
-import { FRAME_HEADER_LENGTH, FrameKind, PREAMBLE_LENGTH, type ContainerInfo, type FrameHeader } from './format.js';
-import { unpack } from './frame-work.js';
-import { segmentRanges, type PieceWindow, type SegmentRanges } from './split.js';
+import { CODEC_IDS, hasNativeCodec, type CodecId } from '../codecs/registry.js';
+import { checkFrameHeader, checkPreamble, frameRef, type Frame } from '../container/reader.js';
+import type { DecompressStats } from './piped.js';
+import type { DataChecksum } from '../container/checksum.js';
+import { ContainerWalk, type Located } from './container-walk.js';
+import { failure } from './frame-failure.js';
+import { AFTER_PREAMBLE, ContainerError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../container/errors.js';
+import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, type ContainerInfo } from '../container/format.js';
+import { unpack } from './unpack-frame.js';
+import { LentBuffers, type DirectMemory, type Lent } from './lent-buffers.js';
+import { segmentRanges, type SegmentRanges } from './splice.js';
+
+export type { DirectMemory } from './lent-buffers.js';
 
 export interface DirectOptions {
   onProgress?: (stats: Readonly<DecompressStats>) => void;
-}
-
-interface Located extends FrameHeader {
-  readonly offset: number;
-}
-
-/** A buffer of decompressed (or stored, for codec none) bytes, lent out and given back. */
-interface Lent {
-  readonly buffer: Buffer;
-  /** Pages of the page window that lie in it: it goes back only once none do. */
-  windowPages: number;
-  /** Segments whose views of it are not written yet (and a frame being decoded into it). */
-  pins: number;
 }
 
 /** A segment checked and ready, its bytes as ranges of lent buffers (each pinned once). */
@@ -72,16 +63,6 @@ interface Decoding {
  */
 const DECODE_DEPTH = 1;
 
-/**
- * The buffers kept for the page window may hold this many times W × pageSize bytes before the
- * window's pages in sparse ones are copied out (boundWindow). Dense buffers (RAM pages) stay far
- * below; a PAYLOAD of disk chunks with a few RAM pages would otherwise be kept whole for each.
- */
-const WINDOW_SLACK = 4;
-
-/** Free buffers kept for reuse; more go to the garbage collector. */
-const MAX_FREE = 8;
-
 function readFully(fd: number, into: Buffer, position: number): number {
   let done = 0;
   while (done < into.length) {
@@ -90,12 +71,6 @@ function readFully(fd: number, into: Buffer, position: number): number {
     done += n;
   }
   return done;
-}
-
-/** What direct mode's buffers took: the bound its design promises, measured. */
-export interface DirectMemory {
-  /** Most bytes of decompression buffers lent out at once (segments in flight, page window). */
-  peakBufferBytes: number;
 }
 
 export class DirectDecompressor {
@@ -123,27 +98,15 @@ export class DirectDecompressor {
   }
 }
 
-class DirectRun implements PieceWindow {
+class DirectRun {
   private offset = PREAMBLE_LENGTH;
   private number = 0;
-  private readonly chain = new ChecksumChain();
-  private streamBytes = 0;
   private readonly header = Buffer.alloc(FRAME_HEADER_LENGTH);
+  /** The walk over the frames (container-walk.ts), from the preamble on. */
+  private walk!: ContainerWalk<Located, Ready>;
+  private buffers!: LentBuffers;
   private info!: ContainerInfo;
-  /** The container version's checksum (from the preamble). */
   private checksum!: DataChecksum;
-  /** Free buffers, and the ones lent out, oldest first. */
-  private readonly free: Buffer[] = [];
-  private readonly lent: Lent[] = [];
-  /** Bytes of the buffers in `lent`. */
-  private lentBytes = 0;
-  /** The page window: stored page n lies at windowOffsets[n % W] of windowLent[n % W]. */
-  private windowLent: Lent[] = [];
-  private windowOffsets = new Float64Array(0);
-  private storedPages = 0;
-  /** While a segment is decoded: its PAYLOAD buffer, and the buffers its REF pieces view. */
-  private payloadLent: Lent | undefined;
-  private pinned = new Set<Lent>();
   /** Segments whose frames are being checked and decompressed, in file order. */
   private readonly decoding: Decoding[] = [];
   /** The END frame's header was read: the segment finished last holds EOF. */
@@ -152,8 +115,7 @@ class DirectRun implements PieceWindow {
   private failing = false;
   /** A segment failed its checks (the first problem in file order). */
   private segmentFailed = false;
-  /** The last segment, waiting for the END frame's checks, and the write under way. */
-  private held: Ready | undefined;
+  /** The write under way. */
   private writing: Promise<void> = Promise.resolve();
   private writingError: unknown;
 
@@ -172,45 +134,23 @@ class DirectRun implements PieceWindow {
     if (got < PREAMBLE_LENGTH) {
       throw new TruncatedContainerError(got === 0 ? 'the input is empty' : `the input ends inside the preamble (${got} bytes)`, { frame: 0, offset: 0 });
     }
-    this.checksum = dataChecksum(checkPreamble(preamble));
+    this.walk = new ContainerWalk(checkPreamble(preamble));
+    this.checksum = this.walk.checksum;
     const first = this.next();
     if (first === undefined) throw new TruncatedContainerError(AFTER_PREAMBLE, { frame: 0, offset: PREAMBLE_LENGTH });
-    this.info = parseInfo(this.withStored(first), frameRef(first), this.checksum);
+    this.info = this.walk.header(this.withStored(first));
     this.stats.info = this.info;
-    // Both grow with the pages stored (stored()): the HEADER's word is no reason to allocate.
-    this.windowLent = [];
-    this.windowOffsets = new Float64Array(Math.min(this.info.dedupWindowPages, 256));
+    this.buffers = new LentBuffers(this.info, this.walk.window, this.checksum, this.memory);
     try {
-      let meta: Located | undefined;
       for (;;) {
         const frame = this.next();
         if (frame === undefined) {
           throw new TruncatedContainerError(`the input ends after frame ${this.number - 1} without an END frame`, { frame: this.number, offset: this.offset });
         }
-        const ref = frameRef(frame);
-        checkKindForMode(frame.kind, this.info, ref);
-        if (frame.kind === FrameKind.PAYLOAD) {
-          if (meta === undefined) throw new FrameOrderError('PAYLOAD frame without a META frame before it', ref);
-          await this.decode([meta, frame], false);
-          meta = undefined;
-          continue;
-        }
-        if (meta !== undefined) await this.decode([meta], false);
-        meta = undefined;
-        if (frame.kind === FrameKind.META) meta = frame;
-        else if (frame.kind === FrameKind.DATA) await this.decode([frame], true);
-        else if (frame.kind === FrameKind.END) {
-          this.atEnd = true;
-          while (this.decoding.length > 0) await this.finishOldest();
-          await this.settle();
-          checkEnd(frame, this.withStored(frame).stored, ref, this.checksum, this.streamBytes, this.chain.value);
-          if (this.offset !== this.size) {
-            throw new FrameOrderError('data after the END frame', { frame: this.number, offset: this.offset }, { actual: `${this.size - this.offset} more bytes` });
-          }
-          if (this.held !== undefined) this.startWrite(this.held);
-          this.held = undefined;
-          await this.settle();
-          return;
+        for (const step of this.walk.next(frame)) {
+          if (step.kind === 'segment') await this.decode(step.payload ? [step.meta, step.payload] : [step.meta], false);
+          else if (step.kind === 'data') await this.decode([step.frame], true);
+          else return await this.end(step.frame);
         }
       }
     } catch (error) {
@@ -219,6 +159,19 @@ class DirectRun implements PieceWindow {
       // On failure, a write under way finishes (it holds checked bytes only); nothing more starts.
       await this.writing.catch(() => {});
     }
+  }
+
+  /** The END frame: what is under way finishes, END's checks, then the last segment goes. */
+  private async end(frame: Located): Promise<void> {
+    this.atEnd = true;
+    while (this.decoding.length > 0) await this.finishOldest();
+    await this.settle();
+    const last = this.walk.end(frame, this.withStored(frame).stored);
+    if (this.offset !== this.size) {
+      throw new FrameOrderError('data after the END frame', { frame: this.number, offset: this.offset }, { actual: `${this.size - this.offset} more bytes` });
+    }
+    if (last !== undefined) this.startWrite(last);
+    await this.settle();
   }
 
   /**
@@ -263,7 +216,7 @@ class DirectRun implements PieceWindow {
     const { frames, data, decoded } = this.decoding.shift()!;
     const lent = await decoded;
     const ready = data ? this.dataReady(frames[0]!, lent[0]!) : this.segment(frames[0]!, frames[1], lent[0]!, lent[1]);
-    if (this.info.dedupWindowPages > 0) this.boundWindow();
+    if (this.info.dedupWindowPages > 0) this.buffers.boundWindow();
     await this.accept(ready, frames, this.atEnd && this.decoding.length === 0);
   }
 
@@ -295,82 +248,18 @@ class DirectRun implements PieceWindow {
     return { ...frame, stored };
   }
 
-  /** A buffer of at least `length` bytes, pinned once. */
-  private borrow(length: number): Lent {
-    const index = this.free.findIndex((buffer) => buffer.length >= length);
-    return this.adopt(index >= 0 ? this.free.splice(index, 1)[0]! : this.allocate(length));
-  }
-
-  private allocate(length: number): Buffer {
-    return Buffer.allocUnsafeSlow(Math.max(length, Math.ceil(this.info.frameBytes * 1.25)));
-  }
-
-  private adopt(buffer: Buffer): Lent {
-    const lent: Lent = { buffer, windowPages: 0, pins: 1 };
-    this.lent.push(lent);
-    this.lentBytes += buffer.length;
-    this.memory.peakBufferBytes = Math.max(this.memory.peakBufferBytes, this.lentBytes);
-    return lent;
-  }
-
-  /** Gives back the buffers no unwritten segment views and the window no longer needs. */
-  private reclaim(): void {
-    for (let i = 0; i < this.lent.length; ) {
-      const lent = this.lent[i]!;
-      if (lent.pins === 0 && lent.windowPages === 0) {
-        if (this.free.length < MAX_FREE) this.free.push(lent.buffer);
-        this.lent.splice(i, 1);
-        this.lentBytes -= lent.buffer.length;
-      } else {
-        i++;
-      }
-    }
-  }
-
-  /**
-   * Bounds the memory the page window keeps: once the buffers holding its pages pass
-   * WINDOW_SLACK × W × pageSize bytes, the pages that lie in buffers less than half filled by
-   * window pages are copied into one buffer of their own, and those buffers go back once no
-   * unwritten segment views them. Afterwards the window keeps at most twice its pages' bytes in
-   * dense buffers plus that copy.
-   */
-  private boundWindow(): void {
-    const window = this.info.dedupWindowPages;
-    const pageSize = this.info.pageSize;
-    let kept = 0;
-    for (const lent of this.lent) if (lent.windowPages > 0) kept += lent.buffer.length;
-    if (kept <= WINDOW_SLACK * window * pageSize) return;
-    const sparse = (lent: Lent): boolean => 2 * lent.windowPages * pageSize < lent.buffer.length;
-    const slots: number[] = [];
-    for (let n = Math.max(0, this.storedPages - window); n < this.storedPages; n++) {
-      if (sparse(this.windowLent[n % window]!)) slots.push(n % window);
-    }
-    if (slots.length === 0) return;
-    const copy = this.adopt(Buffer.allocUnsafeSlow(slots.length * pageSize));
-    copy.pins = 0;
-    slots.forEach((slot, i) => {
-      const from = this.windowLent[slot]!;
-      const at = this.windowOffsets[slot]!;
-      from.buffer.copy(copy.buffer, i * pageSize, at, at + pageSize);
-      from.windowPages--;
-      copy.windowPages++;
-      this.windowLent[slot] = copy;
-      this.windowOffsets[slot] = i * pageSize;
-    });
-  }
-
   /**
    * Reads one frame, then checks and decompresses it: on libuv's thread pool with the native
-   * codecs, else with unpack (frame-work.ts). Its raw bytes come as a lent buffer (for codec
+   * codecs, else with unpack (unpack-frame.ts). Its raw bytes come as a lent buffer (for codec
    * none, the buffer the stored bytes were read into).
    */
   private async frame(frame: Located, which: 'meta' | 'payload' | undefined): Promise<Lent> {
-    const stored = this.borrow(frame.storedLength);
+    const stored = this.buffers.borrow(frame.storedLength);
     const view = stored.buffer.subarray(0, frame.storedLength);
     readFully(this.fd, view, frame.offset + FRAME_HEADER_LENGTH);
     const codec = frame.codec as CodecId;
     if (codec !== CODEC_IDS.none && hasNativeCodec(codec)) {
-      const raw = this.borrow(frame.rawLength);
+      const raw = this.buffers.borrow(frame.rawLength);
       const check = await frameDecodeAsync(codec, view, raw.buffer.subarray(0, frame.rawLength), frame.storedChecksum, frame.rawChecksum, this.checksum.version);
       stored.pins--;
       if (check.status !== 0) {
@@ -380,7 +269,7 @@ class DirectRun implements PieceWindow {
       }
       return raw;
     }
-    const raw = codec === CODEC_IDS.none ? stored : this.borrow(frame.rawLength);
+    const raw = codec === CODEC_IDS.none ? stored : this.buffers.borrow(frame.rawLength);
     const result = await unpack(
       {
         codec,
@@ -401,7 +290,7 @@ class DirectRun implements PieceWindow {
     if (raw !== stored && result.buffer !== raw.buffer.buffer) {
       // The npm codec (no native library) returned its own buffer: lend that one instead.
       raw.pins--;
-      return this.adopt(result);
+      return this.buffers.adopt(result);
     }
     return raw;
   }
@@ -409,12 +298,11 @@ class DirectRun implements PieceWindow {
   /** A segment's bytes as ranges, in file order (the page window follows the segments). */
   private segment(meta: Located, payload: Located | undefined, metaLent: Lent, payloadLent: Lent | undefined): Ready {
     const lent = new Set<Lent>(payloadLent ? [metaLent, payloadLent] : [metaLent]);
-    this.payloadLent = payloadLent;
-    this.pinned = lent;
+    this.buffers.laying(payloadLent, lent);
     const metaRaw = metaLent.buffer.subarray(0, meta.rawLength);
     const payloadRaw = payloadLent?.buffer.subarray(0, payload!.rawLength);
-    const result = segmentRanges(metaRaw, payloadRaw, this.info.pageSize, this.info.dedupWindowPages > 0 ? this : undefined);
-    this.payloadLent = undefined;
+    const result = segmentRanges(metaRaw, payloadRaw, this.info.pageSize, this.info.dedupWindowPages > 0 ? this.buffers : undefined);
+    this.buffers.laying(undefined, lent);
     if ('problem' in result) {
       const blamed = result.frame === 'payload' && payload ? payload : meta;
       throw new CorruptFrameError(result.problem, frameRef(blamed));
@@ -427,44 +315,6 @@ class DirectRun implements PieceWindow {
     return { buffers: [lent.buffer], ranges, count: 1, length: frame.rawLength, lent: new Set([lent]) };
   }
 
-  // --- PieceWindow: the page window, over the PAYLOAD buffers -------------------------------
-
-  stored(_payload: Buffer, at: number): void {
-    const slot = this.storedPages % this.info.dedupWindowPages;
-    const lent = this.payloadLent!;
-    // The page stored W pages ago leaves the window.
-    if (this.storedPages >= this.info.dedupWindowPages) this.windowLent[slot]!.windowPages--;
-    if (slot >= this.windowOffsets.length) {
-      const grown = new Float64Array(Math.min(this.info.dedupWindowPages, 2 * this.windowOffsets.length));
-      grown.set(this.windowOffsets);
-      this.windowOffsets = grown;
-    }
-    this.windowLent[slot] = lent;
-    this.windowOffsets[slot] = at;
-    lent.windowPages++;
-    this.storedPages++;
-  }
-
-  ref(distance: number, checksum: number): Buffer | string {
-    const window = this.info.dedupWindowPages;
-    const pageSize = this.info.pageSize;
-    if (!(distance >= 1 && distance <= window && distance <= this.storedPages)) {
-      return `a page reference reaches ${distance} stored pages back; the page window holds ${Math.min(this.storedPages, window)}`;
-    }
-    const slot = (this.storedPages - distance) % window;
-    const at = this.windowOffsets[slot]!;
-    const lent = this.windowLent[slot]!;
-    const page = lent.buffer.subarray(at, at + pageSize);
-    const problem = refPageProblem(page, distance, this.checksum, checksum);
-    if (problem !== undefined) return problem;
-    // The segment views this buffer until it is written: pinned once per segment.
-    if (!this.pinned.has(lent)) {
-      this.pinned.add(lent);
-      lent.pins++;
-    }
-    return page;
-  }
-
   // --- writing ------------------------------------------------------------------------------
 
   /**
@@ -474,15 +324,13 @@ class DirectRun implements PieceWindow {
    * load fail instead of completing.
    */
   private async accept(ready: Ready, frames: Located[], last: boolean): Promise<void> {
-    this.streamBytes += ready.length;
-    for (const frame of frames) this.chain.add(frame.rawChecksum);
-    if (last || this.failing) {
-      this.held = ready;
-      return;
+    const writable = this.walk.accept(ready, ready.length, frames, !last && !this.failing);
+    if (this.failing) return;
+    for (const segment of writable) {
+      // One write at a time, in order: wait for the one under way, then start this one.
+      await this.settle();
+      this.startWrite(segment);
     }
-    // One write at a time, in order: wait for the one under way, then start this one.
-    await this.settle();
-    this.startWrite(ready);
   }
 
   private startWrite(ready: Ready): void {
@@ -502,7 +350,7 @@ class DirectRun implements PieceWindow {
   private async settle(): Promise<void> {
     await this.writing;
     if (this.writingError !== undefined) throw this.writingError;
-    this.reclaim();
+    this.buffers.reclaim();
   }
 }
 

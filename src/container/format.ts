@@ -18,7 +18,7 @@
  */
 import { ArgumentError } from '../stream/errors.js';
 import { dataChecksum, xxh32, type DataChecksum } from './checksum.js';
-import type { CodecId } from './codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 
 /** PNG-style: a high byte, a name, CR LF, ^Z, LF catch 7-bit and newline-mangling transfers. */
 export const CONTAINER_MAGIC = Buffer.from([0x89, 0x4d, 0x53, 0x5a, 0x0d, 0x0a, 0x1a, 0x0a]);

@@ -1,6 +1,6 @@
 /** Messages between the main thread (pool.ts) and the workers (worker.ts). */
 import type { SerializedError } from '../errors.js';
-import type { CodecId } from './codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 
 /** Compress one DATA frame. */
 export interface CompressRequest {
@@ -46,7 +46,7 @@ export interface SpliceRequest {
   readonly meta: StoredFrame;
   readonly payload: StoredFrame | undefined;
   readonly pageSize: number;
-  /** The container has a page window: report page positions (split.ts Spliced.pages). */
+  /** The container has a page window: report page positions (src/decompress/splice.ts Spliced.pages). */
   readonly window: boolean;
 }
 

@@ -4,8 +4,8 @@
  *   splice         META raw + PAYLOAD raw → segment bytes (REF cuts left for the caller's window)
  *   segmentRanges  the same as ranges of the frames' buffers, for a gathered write
  */
-import { CutTag } from './format.js';
-import { parseCutList } from './meta.js';
+import { CutTag } from '../container/format.js';
+import { parseCutList } from '../container/cut-list.js';
 
 /** Grows and reuses one scratch buffer per purpose (a worker runs one job at a time). */
 export class Scratch {

@@ -1,5 +1,5 @@
 /**
- * Errors of the container (compressed stream) and of the worker pool.
+ * Errors of the container (compressed stream).
  *
  *   DecodeError (src/stream/errors.ts)
  *   └── ContainerError               bytes that are not a valid container      (ERR_CONTAINER_*)
@@ -7,14 +7,12 @@
  *       ├── CorruptFrameError        checksum, length, codec or layout wrong   (ERR_CONTAINER_CORRUPT)
  *       ├── FrameOrderError          frame number or kind out of sequence      (ERR_CONTAINER_ORDER)
  *       └── TruncatedContainerError  the file ends before the END frame        (ERR_CONTAINER_TRUNCATED)
- *   MigstreamError
- *   └── WorkerError                  a worker thread failed or exited          (ERR_WORKER)
  *
  * Every ContainerError names the frame (its number, counted from 0 in file order) and the byte
  * offset of the frame's header in the container file, e.g.
  * "container frame 17 (PAYLOAD) at offset 4194368 (0x400040): raw bytes fail their checksum".
  */
-import { MigstreamError, registerErrorClasses, type CodeUnder } from '../errors.js';
+import { registerErrorClasses, type CodeUnder } from '../errors.js';
 import { DecodeError, type DecodeErrorDetails } from '../stream/errors.js';
 
 export interface FrameRef {
@@ -74,10 +72,4 @@ export class TruncatedContainerError extends ContainerError {
   }
 }
 
-export class WorkerError extends MigstreamError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_WORKER', message, options);
-  }
-}
-
-registerErrorClasses({ ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, WorkerError });
+registerErrorClasses({ ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError });

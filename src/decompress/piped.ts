@@ -3,25 +3,27 @@
  *
  *   await pipeline(new Decompressor({ threads: 4 }).decompress(createReadStream('vm.msz')), process.stdout);
  *
- * This thread parses frame headers and hands each segment (a META frame and the PAYLOAD frame
- * after it) or DATA frame to a worker, which checks, decompresses and splices it; segments are
- * written in file order. Nothing unchecked is written: a segment goes out only after the
- * checksums of its frames passed, and the last segment (it holds QEMU's EOF) is held back until
- * the END frame confirms the length and checksum of the whole stream, so a truncated or damaged
- * container makes `-incoming exec:` fail instead of loading wrong RAM.
+ * This thread parses frame headers (ContainerReader), walks them (container-walk.ts: the
+ * pairing, the END check and the holding back it shares with direct mode) and hands each
+ * segment (a META frame and the PAYLOAD frame after it) or DATA frame to a worker, which checks,
+ * decompresses and splices it; segments are written in file order. Nothing unchecked is
+ * written: a segment goes out only after the checksums of its frames passed, and the newest
+ * one is held until the next one or the END frame confirms it (the last holds QEMU's EOF), so
+ * a truncated or damaged container makes `-incoming exec:` fail instead of loading wrong RAM.
  */
-import { ChecksumChain, dataChecksum, type DataChecksum } from './checksum.js';
-import { CODEC_IDS, type CodecId } from './codecs.js';
-import { ContainerReader, frameRef, type Frame } from './container-reader.js';
-import { ContainerError, CorruptFrameError, FrameOrderError, type FrameRef } from './errors.js';
-import { FrameKind, type ContainerInfo } from './format.js';
-import { checkEnd, checkKindForMode, checksumError, failure, parseInfo, refPageProblem } from './frame-checks.js';
-import { OrderedQueue } from './ordered.js';
-import { WorkerPool, defaultThreads } from './pool.js';
-import type { FailureReply, Returning, StoredFrame, UnpackReply } from './protocol.js';
-import { SlotPool } from './slots.js';
-import { asBuffer } from './transfer.js';
-import { PageWindow } from './window.js';
+import { CODEC_IDS, type CodecId } from '../codecs/registry.js';
+import { ContainerReader, frameRef, type Frame } from '../container/reader.js';
+import { ContainerError, CorruptFrameError, type FrameRef } from '../container/errors.js';
+import { FrameKind, type ContainerInfo, type FrameHeader } from '../container/format.js';
+import { checksumError, refPageProblem } from '../container/checks.js';
+import { ContainerWalk, type WalkStep } from './container-walk.js';
+import { failure } from './frame-failure.js';
+import { OrderedQueue } from '../workers/ordered-queue.js';
+import { WorkerPool, defaultThreads } from '../workers/pool.js';
+import type { FailureReply, Returning, StoredFrame, UnpackReply } from '../workers/protocol.js';
+import { SlotPool } from '../workers/slots.js';
+import { asBuffer } from '../bytes/transfer.js';
+import { PageWindow } from '../container/page-window.js';
 
 export interface DecompressOptions {
   threads?: number;
@@ -45,8 +47,8 @@ interface Unpacked {
   readonly ref: FrameRef;
   readonly bytes: Buffer;
   readonly pages: Float64Array | undefined;
-  /** Raw checksums of the frames, for the END frame's chain. */
-  readonly checksums: readonly number[];
+  /** The frames it came from, for the END frame's chain. */
+  readonly frames: readonly FrameHeader[];
 }
 
 export class Decompressor {
@@ -72,18 +74,13 @@ export class Decompressor {
 /** The state of one decompression. */
 class Run {
   private readonly reader = new ContainerReader();
-  private readonly chain = new ChecksumChain();
-  private streamBytes = 0;
   private slots = new SlotPool(1 << 20);
   private readonly queue: OrderedQueue<Unpacked>;
-  private info: ContainerInfo | undefined;
-  /** The container version's checksum: known from the preamble on, before the first frame. */
-  private checksum!: DataChecksum;
+  /** The walk over the frames: made at the HEADER frame (the preamble gave the version). */
+  private walk!: ContainerWalk<Frame, Buffer>;
   private window: PageWindow | undefined;
-  /** A META frame waiting to see whether a PAYLOAD frame follows. */
-  private meta: Frame | undefined;
-  /** The newest segment, written once another one or the END frame confirms it. */
-  private held: Buffer | undefined;
+  /** The segment the END frame confirmed: it goes out once the input has ended too. */
+  private last: Buffer | undefined;
   private ready: Buffer[] = [];
 
   constructor(
@@ -105,12 +102,13 @@ class Run {
           yield* this.flush();
         }
       }
+      // Bytes after END refuse the file: the last segment waits for this.
       this.reader.end();
     } catch (error) {
       throw await this.earlierFailure(error);
     }
-    if (this.held !== undefined) this.ready.push(this.held);
-    this.held = undefined;
+    if (this.last !== undefined) this.ready.push(this.last);
+    this.last = undefined;
     yield* this.flush();
   }
 
@@ -139,45 +137,34 @@ class Run {
   }
 
   private async handle(frame: Frame): Promise<void> {
-    const ref = frameRef(frame);
     this.stats.frames++;
     // The reader has checked that frame 0, and only frame 0, is the HEADER.
-    if (frame.kind !== FrameKind.HEADER) checkKindForMode(frame.kind, this.info!, ref);
-    if (frame.kind === FrameKind.PAYLOAD) {
-      const meta = this.meta;
-      if (meta === undefined) throw new FrameOrderError('PAYLOAD frame without a META frame before it', ref);
-      this.meta = undefined;
-      return this.submitSegment(meta, frame);
+    if (frame.kind === FrameKind.HEADER) {
+      this.walk = new ContainerWalk(this.reader.version!);
+      const info = this.walk.header(frame);
+      this.stats.info = info;
+      // A segment's stored bytes rarely exceed its raw payload: slots that fit from the start.
+      this.slots = new SlotPool(Math.min(Math.max(info.frameBytes, 1 << 20), 64 << 20) * 1.25);
+      if (info.dedupWindowPages > 0) this.window = new PageWindow(info.dedupWindowPages, info.pageSize, this.walk.window);
+      return;
     }
-    if (this.meta !== undefined) {
-      const meta = this.meta;
-      this.meta = undefined;
-      await this.submitSegment(meta, undefined);
-    }
-    switch (frame.kind) {
-      case FrameKind.HEADER:
-        this.checksum = dataChecksum(this.reader.version!);
-        this.info = parseInfo(frame, ref, this.checksum);
-        this.stats.info = this.info;
-        // A segment's stored bytes rarely exceed its raw payload: slots that fit from the start.
-        this.slots = new SlotPool(Math.min(Math.max(this.info.frameBytes, 1 << 20), 64 << 20) * 1.25);
-        if (this.info.dedupWindowPages > 0) this.window = new PageWindow(this.info.dedupWindowPages, this.info.pageSize);
-        return;
-      case FrameKind.META:
-        this.meta = frame;
-        return;
-      case FrameKind.DATA:
-        return this.submitData(frame, ref);
-      case FrameKind.END:
+    for (const step of this.walk.next(frame)) await this.submit(step);
+  }
+
+  private async submit(step: WalkStep<Frame>): Promise<void> {
+    switch (step.kind) {
+      case 'segment':
+        return this.submitSegment(step.meta, step.payload);
+      case 'data':
+        return this.submitData(step.frame, frameRef(step.frame));
+      case 'end':
         await this.queue.drain();
-        this.checkEnd(frame, ref);
-        // The last segment goes out once the input has ended too: bytes after END refuse the file.
-        return;
+        this.last = this.walk.end(step.frame, step.frame.stored);
     }
   }
 
   private async submitSegment(meta: Frame, payload: Frame | undefined): Promise<void> {
-    const info = this.info!;
+    const info = this.walk.info;
     const slot = this.slots.acquire();
     const bytes = slot.view(meta.stored.length + (payload?.stored.length ?? 0));
     meta.stored.copy(bytes, 0);
@@ -194,20 +181,20 @@ class Run {
       (reply) => {
         slot.restore(reply.returned);
         this.slots.release(slot);
-        if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.checksum);
+        if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.walk.checksum);
         const { bytes, pages } = reply as UnpackReply;
-        const checksums = payload ? [meta.rawChecksum, payload.rawChecksum] : [meta.rawChecksum];
-        return { ref: metaRef, bytes: asBuffer(bytes), pages, checksums };
+        return { ref: metaRef, bytes: asBuffer(bytes), pages, frames: payload ? [meta, payload] : [meta] };
       },
     );
     await this.queue.add(job);
   }
 
   private async submitData(frame: Frame, ref: FrameRef): Promise<void> {
+    const checksum = this.walk.checksum;
     if (frame.codec === CODEC_IDS.none) {
-      const actual = this.checksum.of(frame.stored);
-      if (actual !== frame.rawChecksum) throw checksumError('stored bytes fail their checksum', ref, this.checksum, frame.rawChecksum, actual);
-      return this.queue.add(Promise.resolve({ ref, bytes: frame.stored, pages: undefined, checksums: [frame.rawChecksum] }));
+      const actual = checksum.of(frame.stored);
+      if (actual !== frame.rawChecksum) throw checksumError('stored bytes fail their checksum', ref, checksum, frame.rawChecksum, actual);
+      return this.queue.add(Promise.resolve({ ref, bytes: frame.stored, pages: undefined, frames: [frame] }));
     }
     const slot = this.slots.acquire();
     const bytes = slot.view(frame.stored.length);
@@ -216,21 +203,18 @@ class Run {
       (reply) => {
         slot.restore(reply.returned);
         this.slots.release(slot);
-        if (!reply.ok) throw failure(reply, frame, this.checksum);
-        return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, checksums: [frame.rawChecksum] };
+        if (!reply.ok) throw failure(reply, frame, checksum);
+        return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, frames: [frame] };
       },
     );
     await this.queue.add(job);
   }
 
-  /** A segment or DATA frame, in file order. */
+  /** A segment or DATA frame, in file order: the walk holds the newest until the next one. */
   private accept(unpacked: Unpacked): void {
     const { bytes, pages, ref } = unpacked;
     if (pages !== undefined) this.resolvePages(bytes, pages, ref);
-    for (const checksum of unpacked.checksums) this.chain.add(checksum);
-    this.streamBytes += bytes.length;
-    if (this.held !== undefined) this.ready.push(this.held);
-    this.held = bytes;
+    this.ready.push(...this.walk.accept(bytes, bytes.length, unpacked.frames, false));
   }
 
   /** Copies REF pages in from the window and records the stored pages in it, in cut order. */
@@ -244,27 +228,17 @@ class Run {
         window.push(bytes.subarray(at, at + pageSize));
         continue;
       }
-      const page = window.get(distance);
-      if (page === undefined) {
-        throw new CorruptFrameError(`a page reference reaches ${distance} stored pages back`, ref, {
-          expected: `at most ${Math.min(window.count, window.capacity)} (the page window)`,
-          actual: distance,
-        });
-      }
-      const problem = refPageProblem(page, distance, this.checksum, pages[i + 2]!);
+      const page = window.reach(distance);
+      const problem = typeof page === 'string' ? page : refPageProblem(page, distance, this.walk.checksum, pages[i + 2]!);
       if (problem !== undefined) throw new CorruptFrameError(problem, ref);
-      page.copy(bytes, at);
+      (page as Buffer).copy(bytes, at);
     }
-  }
-
-  private checkEnd(frame: Frame, ref: FrameRef): void {
-    checkEnd(frame, frame.stored, ref, this.checksum, this.streamBytes, this.chain.value);
   }
 
   private stored(frame: Frame, bytes: Buffer): StoredFrame {
     return {
       codec: frame.codec as CodecId,
-      checksum: this.checksum.version,
+      checksum: this.walk.checksum.version,
       stored: bytes,
       rawLength: frame.rawLength,
       rawChecksum: frame.rawChecksum,

@@ -1,14 +1,13 @@
 /**
- * One frame's worth of work in a worker: compress and checksum (pack), or check and decompress
- * (unpack). Pure functions of their arguments; worker.ts and direct.ts call them.
+ * One frame's worth of compression, in a worker (src/workers/worker.ts): checksum and compress
+ * (pack). A pure function of its arguments; its reading half is src/decompress/unpack-frame.ts.
  */
 import { copyBytes } from '../native/ring.js';
-import { dataChecksum } from './checksum.js';
-import { CODEC_IDS, compressBytes, compressInto, decompressFrame, hasNativeCodec, type CodecId } from './codecs.js';
-import { WRITTEN_CHECKSUM } from './format.js';
-import type { FailureReply, PackedFrame, StoredFrame } from './protocol.js';
-import { Scratch } from './split.js';
-import { transferable } from './transfer.js';
+import { CODEC_IDS, compressBytes, compressInto, hasNativeCodec, type CodecId } from '../codecs/registry.js';
+import { WRITTEN_CHECKSUM } from '../container/format.js';
+import type { PackedFrame } from '../workers/protocol.js';
+import { Scratch } from '../decompress/splice.js';
+import { transferable } from '../bytes/transfer.js';
 
 /** The codec's output, before it is copied into a buffer of its exact length. */
 const packScratch = new Scratch();
@@ -49,31 +48,3 @@ export async function pack(codec: CodecId, level: number, raw: Uint8Array, trans
   transfer.push(copy.buffer as ArrayBuffer);
   return { codec: CODEC_IDS.none, stored: copy, rawLength: raw.length, rawChecksum, storedChecksum: rawChecksum };
 }
-
-/**
- * Checks and decompresses one frame; a FailureReply when it is damaged. `into` (exactly
- * rawLength bytes) receives the bytes when a native codec runs; otherwise the result is a new
- * buffer (or, for codec none, the stored bytes themselves).
- */
-export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', into?: Buffer): Promise<Buffer | FailureReply> {
-  const checksum = dataChecksum(frame.checksum);
-  const storedActual = checksum.of(frame.stored);
-  if (storedActual !== frame.storedChecksum) {
-    return { ok: false, kind: 'stored-checksum', message: 'stored bytes fail their checksum', actual: storedActual, frame: which };
-  }
-  let raw: Buffer;
-  try {
-    raw = await decompressFrame(frame.codec, frame.stored, frame.rawLength, into);
-  } catch (error) {
-    return { ok: false, kind: 'codec', message: (error as Error).message, frame: which };
-  }
-  // For codec none the stored checksum was the raw one: checked above.
-  if (frame.codec !== CODEC_IDS.none) {
-    const rawActual = checksum.of(raw);
-    if (rawActual !== frame.rawChecksum) {
-      return { ok: false, kind: 'raw-checksum', message: 'decompressed bytes fail their checksum', actual: rawActual, frame: which };
-    }
-  }
-  return raw;
-}
-
