@@ -16,7 +16,7 @@
  * and END totals (InboundStream), so more streams, and streams in the other direction, are
  * an extension of the `streams` map (docs/transport.md, "Towards several two-way streams").
  */
-import { codecById } from '../compress/codecs.js';
+import { codecById } from '../codecs/registry.js';
 import { StreamDigest, formatDigest } from './digest.js';
 import { ChannelError, ChecksumError, OutputError, ProtocolError, TimeoutError, type TransportError } from './errors.js';
 import { Reorderer } from './reorder.js';

@@ -7,7 +7,7 @@
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { CodecId } from '../compress/codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 import { BufferPool } from './buffer-pool.js';
 import { serverTlsOptions } from './credentials.js';
 import { ProtocolError } from './errors.js';
@@ -85,7 +85,7 @@ function runChannel(config: RecvWorkerData): void {
     let raw = payload;
     if (codec !== 0) {
       try {
-        const { decompressFrame, hasNativeCodec } = await import('../compress/codecs.js');
+        const { decompressFrame, hasNativeCodec } = await import('../codecs/registry.js');
         raw = await decompressFrame(codec as CodecId, payload, rawLength, hasNativeCodec(codec) ? pool.take(rawLength) : undefined);
       } catch (error) {
         throw new ProtocolError(`frame ${seq} does not decompress: ${(error as Error).message}`, channel.index);

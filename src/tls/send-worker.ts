@@ -6,7 +6,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { CodecId } from '../compress/codecs.js';
+import type { CodecId } from '../codecs/registry.js';
 import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions } from './credentials.js';
 import { AuthError } from './errors.js';
@@ -20,7 +20,7 @@ async function encode(config: SendWorkerData, data: Uint8Array): Promise<{ paylo
   const raw = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (config.codec === 0) return { payload: raw, codec: 0 };
   // Loaded on first use: plaintext channels start without the codec libraries.
-  const { compressBytes } = await import('../compress/codecs.js');
+  const { compressBytes } = await import('../codecs/registry.js');
   const packed = await compressBytes(config.codec as CodecId, config.level, raw);
   return packed.length < raw.length ? { payload: packed, codec: config.codec } : { payload: raw, codec: 0 };
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Worker } from 'node:worker_threads';
 import { createDecoder, type BodyRecord } from '../codec.js';
 import type { FramingRecord } from '../stream/records.js';
-import { codecByName, resolveLevel, type CodecName } from '../compress/codecs.js';
+import { codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { ChannelError, transportErrorFrom } from './errors.js';
 import { closedSignal, untilClosed } from './glue.js';
 import { PrefetchingInput } from './input.js';

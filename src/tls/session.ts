@@ -3,7 +3,7 @@
  * count and codec); channels 1..N-1 join with the same id, count and codec. Anything else is
  * refused with a reason the sender prints.
  */
-import { codecById } from '../compress/codecs.js';
+import { codecById } from '../codecs/registry.js';
 import { PROTOCOL_VERSION } from './wire.js';
 
 export interface OpenRequest {
