@@ -131,9 +131,11 @@ export function predictMigration(probe: ProbeResult, options: PredictOptions): P
       streamBytes -= next;
       return end(false, next);
     }
-    // The policy looks at the pass just sent, then throttles the next one (on QEMU's clock).
+    // The sync ending the pass just sent: what it collected is `next`; the policy compares it
+    // with the pass before and decides a level that QEMU applies at the following sync.
     const previous = passBytes[passBytes.length - 2]!;
-    if (passBytes.length >= 3 && next > (1 - CONVERGE_DEFAULTS.stallShrink) * previous) throttle.stalled(next, elapsedS);
+    throttle.sync(elapsedS);
+    if (passBytes.length >= 3 && next > (1 - CONVERGE_DEFAULTS.stallShrink) * previous) throttle.stalled(next);
     passS = next / resendRate;
     elapsedS += passS;
   }
@@ -150,9 +152,12 @@ function dirtyCurve(probe: ProbeResult): (seconds: number) => number {
 
 /** converge-policy.ts's levels, on the model's clock: direct steps or staged ones. */
 class ModelThrottle {
+  /** The level in force: it slows the guest's dirtying. */
   level = 0;
-  /** Model seconds at the first step (null: never throttled). */
+  /** Model seconds at which the first level took effect (null: never throttled). */
   sinceS: number | null = null;
+  /** The level decided at the last sync, in force from the next one. */
+  private pending = 0;
 
   constructor(
     private readonly enabled: boolean,
@@ -160,14 +165,26 @@ class ModelThrottle {
     private readonly streamRate: number,
   ) {}
 
-  stalled(remainingBytes: number, atS: number): void {
-    if (!this.enabled || this.level >= MAX_THROTTLE) return;
-    const direct = remainingBytes / this.streamRate < DIRECT_WINDOW_S;
-    let next = direct ? (this.level < DIRECT_FIRST ? DIRECT_FIRST : MAX_THROTTLE) : 1 - (TARGET_DIRTY_SHARE * this.streamRate) / this.dirtyRate;
-    // A staged step that would not go higher goes to the top, as the policy's hold does.
-    if (next <= this.level) next = MAX_THROTTLE;
-    this.level = Math.min(MAX_THROTTLE, next);
+  /**
+   * QEMU's dirty sync at the end of a pass: the level decided at the sync before takes effect
+   * now. QEMU changes the throttle only there (migration_bitmap_sync calls
+   * migration_trigger_throttle, which calls mig_throttle_guest_down); the policy decides just
+   * after a sync, from query-migrate, so its level slows the pass after next.
+   */
+  sync(atS: number): void {
+    if (this.pending <= this.level) return;
+    this.level = this.pending;
     this.sinceS ??= atS;
+  }
+
+  stalled(remainingBytes: number): void {
+    const decided = Math.max(this.level, this.pending);
+    if (!this.enabled || decided >= MAX_THROTTLE) return;
+    const direct = remainingBytes / this.streamRate < DIRECT_WINDOW_S;
+    let next = direct ? (decided < DIRECT_FIRST ? DIRECT_FIRST : MAX_THROTTLE) : 1 - (TARGET_DIRTY_SHARE * this.streamRate) / this.dirtyRate;
+    // A staged step that would not go higher goes to the top, as the policy's hold does.
+    if (next <= decided) next = MAX_THROTTLE;
+    this.pending = Math.min(MAX_THROTTLE, next);
   }
 }
 
