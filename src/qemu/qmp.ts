@@ -68,11 +68,12 @@ export class QmpClient {
       greeting = await withTimeout(reader.next(), timeoutMs, `waiting for the QMP greeting on ${path}`) as QmpGreeting;
     } catch (err) {
       socket.destroy();
+      if (err instanceof NotQmpError) throw new QmpConnectionError(`${path} is not a QEMU QMP socket: it greeted with ${err.line.slice(0, 200)}`);
       throw err;
     }
     if (!greeting || typeof greeting !== 'object' || !('QMP' in greeting)) {
       socket.destroy();
-      throw new QmpConnectionError(`unexpected QMP greeting: ${JSON.stringify(greeting)}`);
+      throw new QmpConnectionError(`${path} is not a QEMU QMP socket: it greeted with ${JSON.stringify(greeting).slice(0, 200)}`);
     }
     const client = new QmpClient(socket, greeting, reader);
     await client.execute('qmp_capabilities');
@@ -211,9 +212,16 @@ class LineReader {
   }
 }
 
+/** A first line that is not QMP's greeting; connect() names the socket it came from. */
+class NotQmpError extends QmpConnectionError {
+  constructor(readonly line: string) {
+    super(`unexpected QMP greeting: ${line.slice(0, 200)}`);
+  }
+}
+
 function parseGreeting(line: string): unknown {
   const message = parseQmpLine(line);
-  if (message.kind !== 'greeting') throw new QmpConnectionError(`unexpected QMP greeting: ${line.slice(0, 200)}`);
+  if (message.kind !== 'greeting') throw new NotQmpError(line);
   return message.value;
 }
 

@@ -168,6 +168,30 @@ describe('conventions that concern some commands', () => {
     expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*${missing.replace(/[.]/g, '\\.')}`));
   });
 
+  test.each(['migrate', 'incoming'])('%s with a socket that is not QEMU: one line naming it, exit 1', async (name) => {
+    const { createServer } = await import('node:net');
+    const path = join(dir, `not-qemu-${name}.sock`);
+    const server = createServer((peer) => peer.end('{"hello": "I am not QEMU"}\n'));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const args = RUNS[name]!.args('').map((a) => (a === missing ? path : a));
+      const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, name, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(new RegExp(`^migstream ${name}: error: .*not-qemu-${name}\\.sock is not a QEMU QMP socket`));
+    } finally {
+      server.close();
+    }
+  });
+
   test('send and recv: --json summaries (recv on stderr when its stdout is the stream)', async () => {
     const out = fresh('recv.mig');
     const recv = spawn(process.execPath, [BIN, 'recv', '--listen', '127.0.0.1:0', '--insecure', '-o', out, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
