@@ -119,7 +119,7 @@ describe('replies', () => {
         ),
       ]),
     );
-    const extents = (done[0] as { extents: Map<number, unknown> }).extents;
+    const extents = (done[0] as Completion & { ok: true }).extents!;
     expect(extents.get(3)).toEqual([
       { offset: 65536, length: 4096, flags: 0 },
       { offset: 69632, length: 258048, flags: 3 },
@@ -145,7 +145,7 @@ describe('replies', () => {
         true,
       ),
     );
-    expect((done[0] as { extents: Map<number, unknown> }).extents.get(1)).toEqual([
+    expect((done[0] as Completion & { ok: true }).extents!.get(1)).toEqual([
       { offset: 0, length: 4096, flags: 0 },
       { offset: 4096, length: 4096, flags: 3 },
     ]);
