@@ -2,21 +2,40 @@
  * Bytes received and not yet parsed, as a list of the chunks the socket gave: a read copies
  * only when it straddles chunks (src/stream/reader.ts does the same for the stream), and bulk
  * data is copied once, from the chunks straight into the caller's buffer.
+ *
+ * A chunk may be lent: the socket reads into one buffer it reuses (client.ts, `onread`), so
+ * whatever of the last chunk is still queued when the parser returns is copied (`keepLent`);
+ * bytes are copied that way at most once, and only the few a header or a small payload left.
  */
 export class ByteQueue {
   private chunks: Buffer[] = [];
   /** Bytes of chunks[0] already consumed. */
   private head = 0;
   private total = 0;
+  /** The last chunk pushed is lent by its owner and must be copied before it is reused. */
+  private lastLent = false;
 
   get available(): number {
     return this.total;
   }
 
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, lent = false): void {
+    this.keepLent();
     if (chunk.length === 0) return;
     this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
     this.total += chunk.length;
+    this.lastLent = lent;
+  }
+
+  /** Copies what is still queued of a lent chunk, so its owner may reuse it. */
+  keepLent(): void {
+    if (!this.lastLent) return;
+    this.lastLent = false;
+    const last = this.chunks.length - 1;
+    if (last < 0) return;
+    const from = last === 0 ? this.head : 0;
+    this.chunks[last] = Buffer.from(this.chunks[last]!.subarray(from));
+    if (last === 0) this.head = 0;
   }
 
   /** The next `n` bytes (n ≤ available), consumed: a view when they lie in one chunk. */

@@ -101,10 +101,21 @@ export class Handshake {
     return new NbdProtocolError(message, this.context());
   }
 
-  /** The server's bytes; throws an NbdError when the server breaks the protocol or refuses. */
-  receive(chunk: Uint8Array): HandshakeStep {
+  /**
+   * The server's bytes; throws an NbdError when the server breaks the protocol or refuses.
+   * `lent`: the caller reuses `chunk` once this returns (what is kept of it is copied).
+   */
+  receive(chunk: Uint8Array, lent = false): HandshakeStep {
     if (this.state === 'done') throw new Error('the handshake is over');
-    this.queue.push(chunk);
+    this.queue.push(chunk, lent);
+    try {
+      return this.parse();
+    } finally {
+      this.queue.keepLent();
+    }
+  }
+
+  private parse(): HandshakeStep {
     const send: Buffer[] = [];
     for (;;) {
       if (this.state === 'greeting') {
@@ -120,7 +131,7 @@ export class Handshake {
         const next = this.reply(header, Buffer.from(this.queue.take(header.length)));
         if (next === 'done') {
           this.state = 'done';
-          return { send, done: { negotiated: this.negotiated(), rest: this.queue.drain() } };
+          return { send, done: { negotiated: this.negotiated(), rest: Buffer.from(this.queue.drain()) } };
         }
         if (next !== undefined) send.push(next);
       } else {

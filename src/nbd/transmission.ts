@@ -186,9 +186,20 @@ export class Transmission {
     return this.state.kind === 'header' ? undefined : this.state.pending.ref;
   }
 
-  /** The server's bytes; the requests they complete. Throws NbdProtocolError on a breach. */
-  receive(chunk: Uint8Array): Completion[] {
-    this.queue.push(chunk);
+  /**
+   * The server's bytes; the requests they complete. Throws NbdProtocolError on a breach.
+   * `lent`: the caller reuses `chunk` once this returns (what is kept of it is copied).
+   */
+  receive(chunk: Uint8Array, lent = false): Completion[] {
+    this.queue.push(chunk, lent);
+    try {
+      return this.parse();
+    } finally {
+      this.queue.keepLent();
+    }
+  }
+
+  private parse(): Completion[] {
     const done: Completion[] = [];
     for (;;) {
       const state = this.state;

@@ -93,6 +93,34 @@ describe('a server that grants everything', () => {
     expect(bytewise.negotiated).toEqual(whole.negotiated);
   });
 
+  test('lent chunks: one buffer refilled for every piece gives the same, and a rest of its own', () => {
+    const server = Buffer.concat([goodServer(), B.simpleReply(0, 1)]);
+    const whole = run({ metaContexts: CONTEXTS }, server);
+    for (const size of [1, 5, 19, 64, server.length]) {
+      const handshake = new Handshake({ peer: PEER, exportName: 'disk', metaContexts: CONTEXTS });
+      const lent = Buffer.alloc(size);
+      const sent: Buffer[] = [];
+      let done: { negotiated: Negotiated; rest: Buffer } | undefined;
+      let rest: Buffer[] = [];
+      for (let at = 0; at < server.length; at += size) {
+        const n = server.copy(lent, 0, at, at + size);
+        if (done) rest.push(Buffer.from(lent.subarray(0, n)));
+        else {
+          const step = handshake.receive(lent.subarray(0, n), true);
+          sent.push(...step.send);
+          if (step.done) {
+            done = step.done;
+            rest = [step.done.rest];
+          }
+        }
+        lent.fill(0x5a);
+      }
+      expect(Buffer.concat(sent).equals(whole.sent), `pieces of ${size}`).toBe(true);
+      expect(done?.negotiated).toEqual(whole.negotiated);
+      expect(Buffer.concat(rest)).toEqual(B.simpleReply(0, 1));
+    }
+  });
+
   test('bytes after the final ACK are handed to the transmission phase', () => {
     const after = B.simpleReply(0, 1);
     const { rest } = run({ metaContexts: CONTEXTS }, Buffer.concat([goodServer(), after]));

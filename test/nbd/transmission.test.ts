@@ -223,6 +223,21 @@ describe('interleaved replies at every split point', () => {
     for (let cut = 0; cut <= transcript.length; cut++) expect(summary(feed(t0(), transcript, [cut])), `cut at ${cut}`).toEqual(whole);
     expect(summary(feed(t0(), transcript, Array.from({ length: transcript.length }, (_, i) => i)))).toEqual(whole);
   });
+
+  test('lent chunks: one buffer refilled for every piece (as the socket does) gives the same, at every piece size', () => {
+    const whole = summary(feed(t0(), transcript));
+    for (const size of [1, 3, 7, 20, 64, 333, transcript.length]) {
+      const t = t0();
+      const lent = Buffer.alloc(size);
+      const done: Completion[] = [];
+      for (let at = 0; at < transcript.length; at += size) {
+        const n = transcript.copy(lent, 0, at, at + size);
+        done.push(...t.receive(lent.subarray(0, n), true));
+        lent.fill(0xa5); // the owner reuses it
+      }
+      expect(summary(done), `pieces of ${size}`).toEqual(whole);
+    }
+  });
 });
 
 describe('a hostile server', () => {
