@@ -20,6 +20,7 @@ import { PageHashFileError } from './migrate/stream-hashes.js';
 import { VerdictChannelError } from './migrate/verdict-channel.js';
 import { VerdictProtocolError } from './migrate/verdict-wire.js';
 import { NativeAddonError } from './native/binding.js';
+import { NbdCommandError, NbdConnectionError, NbdProtocolError, NbdRefusedError, NbdTimeoutError } from './nbd/errors.js';
 import { MigrationFailedError, QemuExitedError, QemuLaunchError, QemuTimeoutError, QmpConnectionError, QmpError } from './qemu/errors.js';
 import { XbzrleError, ZlibPageError } from './ram/errors.js';
 import {
@@ -87,6 +88,11 @@ export const ERROR_CLASSES = {
   GuestMemoryReadError,
   SendStatsProtocolError,
   PageHashFileError,
+  NbdProtocolError,
+  NbdRefusedError,
+  NbdCommandError,
+  NbdConnectionError,
+  NbdTimeoutError,
   NativeAddonError,
   UsageError,
   CannotOpenError,

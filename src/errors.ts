@@ -60,6 +60,11 @@ export const ERROR_FAMILIES = {
     folder: 'migrate',
     meaning: 'moving a VM (migrate/incoming) failed; QEMU\'s own failures stay QemuError',
   },
+  NbdError: {
+    extends: 'MigstreamError',
+    folder: 'nbd',
+    meaning: 'the NBD client failed: names the peer and export, and the request (command, offset, length) or option',
+  },
 } as const;
 
 export type ErrorFamilyName = keyof typeof ERROR_FAMILIES;
@@ -119,6 +124,12 @@ export const ERRORS = {
   ERR_GUEST_MEMORY_READ: { class: 'GuestMemoryReadError', extends: 'MigstreamError', folder: 'migrate', meaning: 'reading guest memory through pmemsave failed', exit: 1 },
   ERR_SEND_STATS_PROTOCOL: { class: 'SendStatsProtocolError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a message on send\'s stats socket that is not ours', exit: 1 },
   ERR_PAGE_HASH_FILE: { class: 'PageHashFileError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a page-hash file that is not one we write', exit: 1 },
+  // src/nbd
+  ERR_NBD_PROTOCOL: { class: 'NbdProtocolError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server broke the protocol: bad magic, a reply for another option or request, a chunk or extent out of range, a length past a sane bound', exit: 1 },
+  ERR_NBD_REFUSED: { class: 'NbdRefusedError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server refused an option: no such export or meta context, no structured replies', exit: 1 },
+  ERR_NBD_COMMAND: { class: 'NbdCommandError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server failed a request (EIO, ENOSPC, EINVAL…); keeps the error value and its message', exit: 1 },
+  ERR_NBD_CONNECTION: { class: 'NbdConnectionError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD socket cannot connect, failed, or closed before a reply was whole', exit: 1 },
+  ERR_NBD_TIMEOUT: { class: 'NbdTimeoutError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server said nothing within the timeout', exit: 1 },
   // src/native
   ERR_NATIVE_ADDON: { class: 'NativeAddonError', extends: 'MigstreamError', folder: 'native', meaning: 'the native addon cannot be loaded (not built, or built for another Node)', exit: 1 },
   // src/cli

@@ -66,6 +66,7 @@ export {
   type HBitmapOptions,
 } from './native.js';
 export * from './tls/index.js';
+export * from './nbd/index.js';
 // Above the codec: the container format, compression, decompression, their workers, and
 // compaction (a record transform beside src/ram).
 export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs/registry.js';

@@ -38,6 +38,7 @@ import { PageHashFileError } from '../src/migrate/stream-hashes.js';
 import { VerdictChannelError } from '../src/migrate/verdict-channel.js';
 import { VerdictProtocolError } from '../src/migrate/verdict-wire.js';
 import { NativeAddonError } from '../src/native/binding.js';
+import { NbdCommandError, NbdConnectionError, NbdProtocolError, NbdRefusedError, NbdTimeoutError } from '../src/nbd/errors.js';
 import { MigrationFailedError, QemuExitedError, QemuLaunchError, QemuTimeoutError, QmpConnectionError, QmpError } from '../src/qemu/errors.js';
 import { XbzrleError, ZlibPageError } from '../src/ram/errors.js';
 import {
@@ -116,6 +117,11 @@ const SAMPLES: { readonly [C in ErrorCode]: () => MigstreamError } = {
   ERR_GUEST_MEMORY_READ: () => new GuestMemoryReadError('mkfifo failed'),
   ERR_SEND_STATS_PROTOCOL: () => new SendStatsProtocolError('not a stats line'),
   ERR_PAGE_HASH_FILE: () => new PageHashFileError('claims 2 GiB of hashes'),
+  ERR_NBD_PROTOCOL: () => new NbdProtocolError('OFFSET_DATA of 70000 bytes lies outside the request', { peer: 'unix:/run/nbd.sock export "disk"', request: { command: 'READ', offset: 65536, length: 65536 } }),
+  ERR_NBD_REFUSED: () => new NbdRefusedError('the server has no export "disk"', { peer: 'unix:/run/nbd.sock export "disk"', option: 'NBD_OPT_GO' }, 0x8000_0006, "export 'disk' not present"),
+  ERR_NBD_COMMAND: () => new NbdCommandError(28, 'ENOSPC', 'No space left', { peer: 'tcp:127.0.0.1:10809 export ""', request: { command: 'WRITE', offset: 0, length: 4096 } }),
+  ERR_NBD_CONNECTION: () => new NbdConnectionError('cannot connect: ENOENT', { peer: 'unix:/nope export ""' }, { cause: enoent }),
+  ERR_NBD_TIMEOUT: () => new NbdTimeoutError('the server said nothing for 100 ms', 100, { peer: 'unix:/run/nbd.sock export ""', request: { command: 'FLUSH', offset: 0, length: 0 } }),
   ERR_NATIVE_ADDON: () => new NativeAddonError('the native addon is not built: run npm install', { cause: enoent }),
   ERR_USAGE: () => new UsageError('unknown option --frob'),
   ERR_OPEN: () => new CannotOpenError('read', '/nope', enoent),
