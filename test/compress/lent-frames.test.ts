@@ -9,6 +9,9 @@ import { Compressor } from '../../src/compress/compressor.js';
 import { CODECS, type CodecName } from '../../src/codecs/registry.js';
 import { BufferPool } from '../../src/bytes/buffer-pool.js';
 import { ChunkCursor } from '../../src/bytes/chunk-cursor.js';
+import { reportingWritten } from '../../src/bytes/written-back.js';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { busyStream } from '../helpers/busy-stream.js';
 import { compressBuffer, decompressBuffer } from '../helpers/container.js';
 
@@ -107,5 +110,37 @@ describe('ChunkCursor', () => {
       expect([...cursor.read(22)]).toEqual([...bytes.subarray(18)]);
       expect(cursor.available).toBe(0);
     }
+  });
+});
+
+describe('reportingWritten', () => {
+  test('reports each chunk once its destination wrote it; the container through it is the same', async () => {
+    const compressor = new Compressor({ codec: 'zstd', threads: 2, frameBytes: SMALL, maxInFlight: 1 });
+    const parts: Buffer[] = [];
+    const pending = new Set<Buffer>();
+    const dest = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        pending.add(chunk);
+        setImmediate(() => {
+          parts.push(Buffer.from(chunk));
+          pending.delete(chunk);
+          done();
+        });
+      },
+    });
+    let reported = 0;
+    await pipeline(compressor.compress(pieces(busy, SMALL)), reportingWritten(dest, (chunk) => {
+      expect(pending.has(chunk)).toBe(false);
+      reported++;
+      compressor.written(chunk);
+    }));
+    const { container } = await compressBuffer(busy, { codec: 'zstd', threads: 2, frameBytes: SMALL, maxInFlight: 1 });
+    expect(Buffer.concat(parts).equals(container)).toBe(true);
+    expect(reported).toBe(parts.length);
+  });
+
+  test("the destination's failure fails the pipeline", async () => {
+    const dest = new Writable({ write: (_chunk, _encoding, done) => done(new Error('disk full')) });
+    await expect(pipeline([Buffer.from('a'), Buffer.from('b')], reportingWritten(dest, () => {}))).rejects.toThrow('disk full');
   });
 });
