@@ -1,35 +1,14 @@
 /**
  * The input chunks a segment still needs, by stream offset: the compressor copies a closed
- * segment's byte range out of them, then drops what lies before the next segment.
+ * segment's byte range out of them, then drops what lies before the next segment. A
+ * ChunkCursor whose cursor stays at the oldest byte still needed.
  */
-export class InputWindow {
-  private readonly chunks: Buffer[] = [];
-  /** Stream offset of chunks[0]. */
-  private start = 0;
-  private end = 0;
+import { ChunkCursor } from './chunk-cursor.js';
 
-  push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.end += chunk.length;
-  }
-
+export class InputWindow extends ChunkCursor {
   /** Copies stream bytes [from, to) into `into` (which has at least to - from bytes). */
   copy(from: number, to: number, into: Uint8Array): void {
-    if (from < this.start || to > this.end) throw new RangeError(`input window holds ${this.start}..${this.end}, not ${from}..${to}`);
-    let offset = this.start;
-    let at = 0;
-    for (const chunk of this.chunks) {
-      const chunkEnd = offset + chunk.length;
-      if (chunkEnd > from && offset < to) {
-        const a = Math.max(from, offset) - offset;
-        const b = Math.min(to, chunkEnd) - offset;
-        into.set(chunk.subarray(a, b), at);
-        at += b - a;
-      }
-      if (chunkEnd >= to) break;
-      offset = chunkEnd;
-    }
+    this.copyExcept(from, to, NO_CUTS, into, 0);
   }
 
   /**
@@ -39,10 +18,11 @@ export class InputWindow {
    * less than a view and a copy call each.
    */
   copyExcept(from: number, to: number, cuts: Float64Array, into: Uint8Array, at: number): number {
-    if (from < this.start || to > this.end) throw new RangeError(`input window holds ${this.start}..${this.end}, not ${from}..${to}`);
+    const held = this.offset;
+    if (from < held || to > held + this.avail) throw new RangeError(`input window holds ${held}..${held + this.avail}, not ${from}..${to}`);
     const chunks = this.chunks;
-    let index = 0;
-    let chunkStart = this.start;
+    let index = this.head;
+    let chunkStart = this.headOffset;
     const copy = (a: number, b: number): void => {
       while (a < b) {
         let chunk = chunks[index]!;
@@ -71,10 +51,11 @@ export class InputWindow {
     return at;
   }
 
-  /** Forgets chunks that end at or before `offset`. */
+  /** Forgets the bytes before `offset` (chunks that end at or before it go). */
   dropBefore(offset: number): void {
-    while (this.chunks.length > 0 && this.start + this.chunks[0]!.length <= offset) {
-      this.start += this.chunks.shift()!.length;
-    }
+    if (offset > this.offset) this.skip(Math.min(offset - this.offset, this.avail));
+    this.dropConsumed();
   }
 }
+
+const NO_CUTS = new Float64Array(0);

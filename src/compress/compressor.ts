@@ -99,6 +99,8 @@ export class Compressor {
     refs: 0,
   };
   private readonly settings: Settings;
+  /** The running compression's emitter, for written(). */
+  private emitter: FrameEmitter | undefined;
 
   constructor(private readonly options: CompressOptions = {}) {
     this.settings = settings(options);
@@ -111,6 +113,17 @@ export class Compressor {
 
   get threads(): number {
     return this.settings.threads;
+  }
+
+  /**
+   * The consumer of compress()'s chunks has written `chunk` and keeps no reference to it (a
+   * write callback fired): the memory of a frame may carry a later frame instead of a fresh
+   * buffer's page faults. Optional: chunks never given back go to the garbage collector.
+   *
+   *   for await (const chunk of compressor.compress(input)) out.write(chunk, () => compressor.written(chunk));
+   */
+  written(chunk: Uint8Array): void {
+    this.emitter?.written(chunk);
   }
 
   /** Compresses a QEMU stream (or, in raw mode, any bytes): container bytes in order. */
@@ -137,10 +150,12 @@ export class Compressor {
         this.options.onProgress?.(this.stats);
       });
       this.stats.framesByCodec = emitter.stats.framesByCodec;
+      this.emitter = emitter;
       yield* body(emitter);
       this.stats.bytesOut = emitter.stats.bytesOut;
       this.stats.frames = emitter.stats.frames;
     } finally {
+      this.emitter = undefined;
       if (pool !== this.options.pool) await pool.close();
     }
   }

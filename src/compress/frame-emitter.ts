@@ -1,6 +1,12 @@
 /**
  * The writing half of the container: numbers frames, has the pool build and compress them, and
  * hands out container bytes in frame order (OrderedQueue), with at most `limit` jobs in flight.
+ *
+ * Memory is lent, not allocated per frame: a segment's bytes go to the worker in a buffer of
+ * `inputs` (handed back with the reply), and the worker builds each frame in a buffer of
+ * `outputs` that leaves with the container bytes. A writer that says when it has written a
+ * chunk (written()) gives that buffer back for a later frame; one that does not leaves it to
+ * the garbage collector, as a fresh buffer per frame.
  */
 import { ChecksumChain } from '../container/checksum.js';
 import { CODEC_IDS, CODECS, type CodecId, type CodecName } from '../codecs/registry.js';
@@ -22,7 +28,7 @@ import type { SegmentPlan } from './planner.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { SegmentPayload } from './payload-store.js';
 import type { CompressRequest, FailureReply, PackReply, PackRequest, PackedFrame, Returning } from '../workers/protocol.js';
-import { SlotPool } from '../workers/slots.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 
 interface Numbered {
   readonly first: number;
@@ -43,7 +49,12 @@ export interface EmitterStats {
 export class FrameEmitter {
   readonly stats: EmitterStats = { bytesOut: 0, frames: 0, framesByCodec: { none: 0, lz4: 0, zstd: 0, zlib: 0 } };
   private readonly queue: OrderedQueue<Numbered>;
-  private readonly slots: SlotPool;
+  /** Segment bytes on their way to a worker (a buffer comes back with each reply). */
+  private readonly inputs: BufferPool;
+  /** Frame buffers, taken per job and given back by written(). */
+  private readonly outputs: BufferPool;
+  /** Frame buffers handed out in take()'s chunks and not yet given back (weak: a writer may never). */
+  private readonly lentOutputs = new WeakSet<ArrayBuffer>();
   private readonly chain = new ChecksumChain();
   private streamBytes = 0;
   private ready: Buffer[] = [];
@@ -58,7 +69,9 @@ export class FrameEmitter {
     private readonly onFrame: () => void = () => {},
   ) {
     this.queue = new OrderedQueue(limit, (numbered) => this.write(numbered));
-    this.slots = new SlotPool(slotBytes);
+    this.inputs = new BufferPool(limit + 2, slotBytes);
+    // Frames out at once: the jobs in flight (two frames each) and a writer's queue of as many.
+    this.outputs = new BufferPool(4 * limit + 4, slotBytes);
     this.ready.push(encodePreamble());
     this.stats.bytesOut += this.ready[0]!.length;
   }
@@ -68,6 +81,16 @@ export class FrameEmitter {
     const out = this.ready;
     this.ready = [];
     return out;
+  }
+
+  /**
+   * A chunk take() handed out has been written: when it is a frame's buffer, a later frame is
+   * built in it. Other chunks (headers, HEADER and END frames), and a chunk given twice, are
+   * ignored.
+   */
+  written(chunk: Uint8Array): void {
+    const buffer = chunk.buffer as ArrayBuffer;
+    if (this.lentOutputs.delete(buffer)) this.outputs.give(buffer);
   }
 
   header(info: ContainerInfo): Promise<void> {
@@ -93,14 +116,14 @@ export class FrameEmitter {
       plan.end - plan.start,
       metaLength,
       fillMeta,
-      (meta) => ({ op: 'pack', codec: this.codec, level: this.level, meta, payload: payload?.bytes }),
+      (meta, outputs) => ({ op: 'pack', codec: this.codec, level: this.level, meta, payload: payload?.bytes, outputs }),
       payload,
     );
   }
 
   /** Queues one DATA frame of `length` bytes, copied in by `fill`. */
   data(length: number, fill: (into: Buffer) => void): Promise<void> {
-    return this.submit([FrameKind.DATA], length, length, fill, (raw) => ({ op: 'compress', codec: this.codec, level: this.level, raw }));
+    return this.submit([FrameKind.DATA], length, length, fill, (raw, outputs) => ({ op: 'compress', codec: this.codec, level: this.level, raw, outputs }));
   }
 
   /**
@@ -119,29 +142,34 @@ export class FrameEmitter {
   }
 
   /**
-   * Copies `slotBytes` bytes into a slot (`fill`) and has a worker pack them, with `payload`
-   * (a segment's PAYLOAD bytes, released when the worker replied).
+   * Copies `slotBytes` bytes into a lent buffer (`fill`) and has a worker pack them, with
+   * `payload` (a segment's PAYLOAD bytes, released when the worker replied), into frame buffers
+   * lent as well.
    */
   private async submit(
     kinds: FrameKindId[],
     streamBytes: number,
     slotBytes: number,
     fill: (into: Buffer) => void,
-    request: (bytes: Buffer) => CompressRequest | PackRequest,
+    request: (bytes: Buffer, outputs: Buffer[]) => CompressRequest | PackRequest,
     payload?: SegmentPayload,
   ): Promise<void> {
     const first = this.nextNumber;
     this.nextNumber += kinds.length;
-    const slot = this.slots.acquire();
-    const bytes = slot.view(slotBytes);
+    const bytes = this.inputs.take(slotBytes);
     fill(bytes);
-    const run = this.pool.run(request(bytes), [slot.lend(), ...(payload?.transfer ?? [])]) as Promise<Returning<PackReply | FailureReply>>;
+    // A frame is built in a buffer of at least its raw length (the worker stores it as it is
+    // when the codec cannot shrink it).
+    const outputs = [this.outputs.take(slotBytes)];
+    if (payload !== undefined) outputs.push(this.outputs.take(payload.bytes.length));
+    const transfer = [bytes.buffer as ArrayBuffer, ...outputs.map((output) => output.buffer as ArrayBuffer), ...(payload?.transfer ?? [])];
+    const run = this.pool.run(request(bytes, outputs), transfer) as Promise<Returning<PackReply | FailureReply>>;
     const job = run.then(
       (reply) => {
         payload?.release();
-        slot.restore(reply.returned);
-        this.slots.release(slot);
+        this.inputs.give(reply.returned);
         if (!reply.ok) throw thrownBy(reply) ?? new WorkerError(`building frame ${first}: ${reply.message}`);
+        for (const frame of reply.frames) this.lentOutputs.add(frame.stored.buffer as ArrayBuffer);
         return { first, kinds, frames: reply.frames, streamBytes };
       },
       (error: unknown) => {

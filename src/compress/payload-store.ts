@@ -8,11 +8,18 @@
  *   BufferPayloadStore  without it: a buffer per segment, handed to the worker, and the
  *                       TypeScript dedup index (dedup-index.ts) with its own copy of the window.
  *
- * Ring memory: windowPages × pageSize for the window, plus (maxInFlight + 3) × segmentBytes for
- * the segments being compressed or filled. A segment's payload is at most segmentBytes and never
- * wraps (a segment that would start less than segmentBytes before the end of the ring starts at
- * its beginning), and the frame emitter has at most maxInFlight + 1 segments out at any write,
- * so nothing a worker still reads is overwritten; `open` checks it all the same.
+ * Ring memory (ringBytes): the larger of what the dedup window needs and what the segments in
+ * flight need, not their sum: the segments being compressed are the newest stored pages, inside
+ * the window. Each byte of the ring is page-faulted in once, as it is first written (a ring of
+ * 100 MiB was a third of compress's page faults), so it is no larger than that.
+ *   - in flight: (maxInFlight + 3) × segmentBytes. A segment's payload is at most segmentBytes
+ *     and never wraps (a segment that would start less than segmentBytes before the end of the
+ *     ring starts at its beginning), and the frame emitter has at most maxInFlight + 1 segments
+ *     out at any write, so nothing a worker still reads is overwritten; `open` checks it all the
+ *     same.
+ *   - the window: windowPages × pageSize, plus the segment being filled and the gap a wrap may
+ *     skip. The last windowPages stored pages then lie in the ring, unless disk chunks (BYTES
+ *     payloads) lie between them; native/dedup.h finds only pages still intact.
  */
 import { NativePayloadRing } from '../native/ring.js';
 import { nativeBinding } from '../native/binding.js';
@@ -105,6 +112,13 @@ interface Region {
   done: boolean;
 }
 
+/** The ring's size: see the top of this file. */
+export function ringBytes(options: PayloadStoreOptions): number {
+  const inFlight = (options.maxInFlight + 3) * options.segmentBytes;
+  const window = options.windowPages > 0 ? options.windowPages * options.pageSize + 2 * options.segmentBytes : 0;
+  return Math.max(inFlight, window);
+}
+
 export class RingPayloadStore implements PayloadStore {
   private readonly ring: NativePayloadRing;
   private readonly size: number;
@@ -117,7 +131,7 @@ export class RingPayloadStore implements PayloadStore {
 
   constructor(options: PayloadStoreOptions) {
     this.segmentBytes = options.segmentBytes;
-    this.size = options.windowPages * options.pageSize + (options.maxInFlight + 3) * options.segmentBytes;
+    this.size = ringBytes(options);
     this.ring = ringFor(this.size, options.pageSize, options.windowPages);
   }
 

@@ -8,6 +8,7 @@
  * swapped, repeated or missing frame breaks the sequence); known kind and codec, zero flags,
  * lengths within MAX_FRAME_BYTES; HEADER first, nothing after END; the input ending early.
  */
+import { ChunkCursor } from '../bytes/chunk-cursor.js';
 import { codecById, CODEC_IDS } from '../codecs/registry.js';
 import {
   AFTER_PREAMBLE,
@@ -44,10 +45,8 @@ export function frameRef(frame: { number: number; offset: number; kind: number }
 const QEVM = Buffer.from('QEVM', 'latin1');
 
 export class ContainerReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  /** Container offset of the first buffered byte. */
-  private offset = 0;
+  /** The bytes not yet part of a returned frame; its offset is the container offset. */
+  private readonly input = new ChunkCursor();
   private started = false;
   private ended = false;
   private nextNumber = 0;
@@ -92,8 +91,7 @@ export class ContainerReader {
         actual: `${chunk.length} more bytes`,
       });
     }
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.input.push(chunk);
     if (!this.started) {
       if (this.buffered < PREAMBLE_LENGTH) return;
       this.readPreamble(this.take(PREAMBLE_LENGTH));
@@ -162,29 +160,20 @@ export class ContainerReader {
     return header;
   }
 
+  private get buffered(): number {
+    return this.input.available;
+  }
+
+  private get offset(): number {
+    return this.input.offset;
+  }
+
   /** The next `length` bytes: a view when they lie in one chunk, else a copy. */
   private take(length: number): Buffer {
-    const first = this.chunks[0];
-    if (first !== undefined && first.length >= length) {
-      this.chunks[0] = first.subarray(length);
-      if (first.length === length) this.chunks.shift();
-      this.buffered -= length;
-      this.offset += length;
-      return first.subarray(0, length);
-    }
-    const out = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const chunk = this.chunks[0]!;
-      const n = Math.min(chunk.length, length - filled);
-      chunk.copy(out, filled, 0, n);
-      filled += n;
-      if (n === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(n);
-    }
-    this.buffered -= length;
-    this.offset += length;
-    return out;
+    const bytes = this.input.read(length);
+    // What was read is a view or a copy: the list need not keep the chunks it passed.
+    this.input.dropConsumed();
+    return bytes;
   }
 }
 

@@ -11,6 +11,7 @@ import { refPageProblem } from '../container/checks.js';
 import type { ContainerInfo } from '../container/format.js';
 import type { WindowSlots } from '../container/page-window.js';
 import type { PieceWindow } from './splice.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 
 /** A buffer of decompressed (or stored, for codec none) bytes, lent out and given back. */
 export interface Lent {
@@ -29,7 +30,7 @@ export interface Lent {
 const WINDOW_SLACK = 4;
 
 /** Free buffers kept for reuse; more go to the garbage collector. */
-const MAX_FREE = 8;
+const KEEP_FREE = 8;
 
 /** What direct mode's buffers took: the bound its design promises, measured. */
 export interface DirectMemory {
@@ -38,8 +39,8 @@ export interface DirectMemory {
 }
 
 export class LentBuffers implements PieceWindow {
-  /** Free buffers, and the ones lent out, oldest first. */
-  private readonly free: Buffer[] = [];
+  /** Free buffers (of at least 1.25 × frameBytes), and the ones lent out, oldest first. */
+  private readonly free: BufferPool;
   private readonly lent: Lent[] = [];
   /** Bytes of the buffers in `lent`. */
   private lentBytes = 0;
@@ -59,6 +60,7 @@ export class LentBuffers implements PieceWindow {
     private readonly memory: DirectMemory,
   ) {
     this.windowOffsets = new Float64Array(Math.min(info.dedupWindowPages, 256));
+    this.free = new BufferPool(KEEP_FREE, Math.ceil(info.frameBytes * 1.25));
   }
 
   /** While `segment` lays out a segment: its PAYLOAD buffer, and the set its REF pages pin. */
@@ -69,12 +71,7 @@ export class LentBuffers implements PieceWindow {
 
   /** A buffer of at least `length` bytes, pinned once. */
   borrow(length: number): Lent {
-    const index = this.free.findIndex((buffer) => buffer.length >= length);
-    return this.adopt(index >= 0 ? this.free.splice(index, 1)[0]! : this.allocate(length));
-  }
-
-  private allocate(length: number): Buffer {
-    return Buffer.allocUnsafeSlow(Math.max(length, Math.ceil(this.info.frameBytes * 1.25)));
+    return this.adopt(this.free.take(length));
   }
 
   adopt(buffer: Buffer): Lent {
@@ -90,7 +87,8 @@ export class LentBuffers implements PieceWindow {
     for (let i = 0; i < this.lent.length; ) {
       const lent = this.lent[i]!;
       if (lent.pins === 0 && lent.windowPages === 0) {
-        if (this.free.length < MAX_FREE) this.free.push(lent.buffer);
+        // An npm codec's own result (adopted) may lie in Buffer's shared pool: only ours go back.
+        if (this.free.owns(lent.buffer)) this.free.give(lent.buffer.buffer as ArrayBuffer);
         this.lent.splice(i, 1);
         this.lentBytes -= lent.buffer.length;
       } else {
@@ -119,7 +117,7 @@ export class LentBuffers implements PieceWindow {
       if (sparse(this.windowLent[n % window]!)) slots.push(n % window);
     }
     if (slots.length === 0) return;
-    const copy = this.adopt(Buffer.allocUnsafeSlow(slots.length * pageSize));
+    const copy = this.adopt(this.free.take(slots.length * pageSize));
     copy.pins = 0;
     slots.forEach((slot, i) => {
       const from = this.windowLent[slot]!;

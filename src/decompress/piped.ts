@@ -21,7 +21,7 @@ import { failure } from './frame-failure.js';
 import { OrderedQueue } from '../workers/ordered-queue.js';
 import { WorkerPool, defaultThreads } from '../workers/pool.js';
 import type { FailureReply, Returning, StoredFrame, UnpackReply } from '../workers/protocol.js';
-import { SlotPool } from '../workers/slots.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 import { asBuffer } from '../bytes/transfer.js';
 import { PageWindow } from '../container/page-window.js';
 
@@ -74,7 +74,8 @@ export class Decompressor {
 /** The state of one decompression. */
 class Run {
   private readonly reader = new ContainerReader();
-  private slots = new SlotPool(1 << 20);
+  /** Stored frames on their way to a worker (a buffer comes back with each reply). */
+  private slots: BufferPool;
   private readonly queue: OrderedQueue<Unpacked>;
   /** The walk over the frames: made at the HEADER frame (the preamble gave the version). */
   private walk!: ContainerWalk<Frame, Buffer>;
@@ -85,11 +86,12 @@ class Run {
 
   constructor(
     private readonly pool: WorkerPool,
-    maxInFlight: number,
+    private readonly maxInFlight: number,
     private readonly stats: DecompressStats,
     private readonly onProgress: ((stats: Readonly<DecompressStats>) => void) | undefined,
   ) {
     this.queue = new OrderedQueue(maxInFlight, (unpacked) => this.accept(unpacked));
+    this.slots = new BufferPool(maxInFlight + 2, 1 << 20);
   }
 
   async *decompress(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
@@ -144,7 +146,7 @@ class Run {
       const info = this.walk.header(frame);
       this.stats.info = info;
       // A segment's stored bytes rarely exceed its raw payload: slots that fit from the start.
-      this.slots = new SlotPool(Math.min(Math.max(info.frameBytes, 1 << 20), 64 << 20) * 1.25);
+      this.slots = new BufferPool(this.maxInFlight + 2, Math.min(Math.max(info.frameBytes, 1 << 20), 64 << 20) * 1.25);
       if (info.dedupWindowPages > 0) this.window = new PageWindow(info.dedupWindowPages, info.pageSize, this.walk.window);
       return;
     }
@@ -165,8 +167,7 @@ class Run {
 
   private async submitSegment(meta: Frame, payload: Frame | undefined): Promise<void> {
     const info = this.walk.info;
-    const slot = this.slots.acquire();
-    const bytes = slot.view(meta.stored.length + (payload?.stored.length ?? 0));
+    const bytes = this.slots.take(meta.stored.length + (payload?.stored.length ?? 0));
     meta.stored.copy(bytes, 0);
     payload?.stored.copy(bytes, meta.stored.length);
     const request = {
@@ -177,10 +178,9 @@ class Run {
       window: this.window !== undefined,
     };
     const metaRef = frameRef(meta);
-    const job = (this.pool.run(request, [slot.lend()]) as Promise<Returning<UnpackReply | FailureReply>>).then(
+    const job = (this.pool.run(request, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then(
       (reply) => {
-        slot.restore(reply.returned);
-        this.slots.release(slot);
+        this.slots.give(reply.returned);
         if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.walk.checksum);
         const { bytes, pages } = reply as UnpackReply;
         return { ref: metaRef, bytes: asBuffer(bytes), pages, frames: payload ? [meta, payload] : [meta] };
@@ -196,13 +196,11 @@ class Run {
       if (actual !== frame.rawChecksum) throw checksumError('stored bytes fail their checksum', ref, checksum, frame.rawChecksum, actual);
       return this.queue.add(Promise.resolve({ ref, bytes: frame.stored, pages: undefined, frames: [frame] }));
     }
-    const slot = this.slots.acquire();
-    const bytes = slot.view(frame.stored.length);
+    const bytes = this.slots.take(frame.stored.length);
     frame.stored.copy(bytes);
-    const job = (this.pool.run({ op: 'decompress', frame: this.stored(frame, bytes) }, [slot.lend()]) as Promise<Returning<UnpackReply | FailureReply>>).then(
+    const job = (this.pool.run({ op: 'decompress', frame: this.stored(frame, bytes) }, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then(
       (reply) => {
-        slot.restore(reply.returned);
-        this.slots.release(slot);
+        this.slots.give(reply.returned);
         if (!reply.ok) throw failure(reply, frame, checksum);
         return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, frames: [frame] };
       },

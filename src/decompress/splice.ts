@@ -7,16 +7,6 @@
 import { CutTag } from '../container/format.js';
 import { parseCutList } from '../container/cut-list.js';
 
-/** Grows and reuses one scratch buffer per purpose (a worker runs one job at a time). */
-export class Scratch {
-  private buffer = Buffer.alloc(0);
-
-  get(length: number): Buffer {
-    if (this.buffer.length < length) this.buffer = Buffer.allocUnsafeSlow(Math.max(length, this.buffer.length * 2));
-    return this.buffer.subarray(0, length);
-  }
-}
-
 export interface Spliced {
   readonly bytes: Buffer;
   /**

@@ -1,5 +1,6 @@
 /**
- * Big-endian reader over a list of input chunks, for push-based decoding.
+ * Big-endian reader over a list of input chunks (src/bytes/chunk-cursor.ts), for push-based
+ * decoding.
  *
  * Bytes arrive in chunks of any size (a pipe gives 64 KiB, a test gives one byte at a time).
  * Reads take from the cursor across chunk boundaries and copy only when a read straddles two
@@ -10,35 +11,19 @@
  * not at all, and it tries again when more bytes are pushed.
  */
 
+import { ChunkCursor } from '../bytes/chunk-cursor.js';
+
 /** Thrown (not an Error: no stack capture) when a read needs bytes not yet pushed. */
 export const NEED_MORE: unique symbol = Symbol('migstream.needMore');
 
-const EMPTY = Buffer.alloc(0);
-
-export class ByteReader {
-  private chunks: Buffer[] = [];
+export class ByteReader extends ChunkCursor {
   /** Chunks that are copies made by ownRetained(), not caller memory. */
   private readonly owned = new WeakSet<Buffer>();
-  /** Index in `chunks` of the chunk holding the cursor. */
-  private head = 0;
-  /** Cursor position inside chunks[head]. */
-  private pos = 0;
-  /** Bytes available from the cursor to the end of the last chunk. */
-  private avail = 0;
-  /** Absolute stream offset of chunks[head][0]. */
-  private headOffset = 0;
 
   private markHead = 0;
   private markPos = 0;
   private markAvail = 0;
   private markHeadOffset = 0;
-
-  /** Appends a chunk. The reader keeps a reference; callers must not reuse the memory. */
-  push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.avail += chunk.length;
-  }
 
   /** Puts bytes back in front of the cursor (used after a scan that took everything). */
   unshift(chunk: Buffer): void {
@@ -52,16 +37,6 @@ export class ByteReader {
     this.chunks.unshift(chunk);
     this.headOffset -= chunk.length;
     this.avail += chunk.length;
-  }
-
-  /** Absolute offset of the cursor in the stream. */
-  get offset(): number {
-    return this.headOffset + this.pos;
-  }
-
-  /** Bytes that can be read without NEED_MORE. */
-  get available(): number {
-    return this.avail;
   }
 
   mark(): void {
@@ -84,22 +59,15 @@ export class ByteReader {
     return this.markHeadOffset + this.markPos;
   }
 
-  /** Forgets chunks wholly before the cursor so they can be collected. */
-  dropConsumed(): void {
+  /** Forgets chunks wholly before the cursor so they can be collected (the mark moves to the cursor). */
+  override dropConsumed(): void {
     if (this.head > 0) {
-      this.chunks.splice(0, this.head);
-      this.head = 0;
+      super.dropConsumed();
       this.markHead = 0;
       this.markPos = this.pos;
       this.markAvail = this.avail;
       this.markHeadOffset = this.headOffset;
     }
-  }
-
-  private advanceChunk(): void {
-    this.headOffset += this.chunks[this.head]!.length;
-    this.head++;
-    this.pos = 0;
   }
 
   u8(): number {
@@ -112,16 +80,9 @@ export class ByteReader {
   }
 
   /** Byte `ahead` bytes past the cursor, without consuming. */
-  peekU8(ahead = 0): number {
+  override peekU8(ahead = 0): number {
     if (this.avail <= ahead) throw NEED_MORE;
-    let index = this.head;
-    let at = this.pos + ahead;
-    let chunk = this.chunks[index]!;
-    while (at >= chunk.length) {
-      at -= chunk.length;
-      chunk = this.chunks[++index]!;
-    }
-    return chunk[at]!;
+    return super.peekU8(ahead);
   }
 
   u16(): number {
@@ -150,41 +111,13 @@ export class ByteReader {
 
   /** Next `length` bytes: a view when they sit in one chunk, else a copy. */
   bytes(length: number): Buffer {
-    if (length === 0) return EMPTY;
     if (this.avail < length) throw NEED_MORE;
-    const chunk = this.chunks[this.head]!;
-    if (this.pos + length <= chunk.length) {
-      const view = chunk.subarray(this.pos, this.pos + length);
-      this.pos += length;
-      this.avail -= length;
-      if (this.pos === chunk.length) this.advanceChunk();
-      return view;
-    }
-    const out = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const current = this.chunks[this.head]!;
-      const take = Math.min(length - filled, current.length - this.pos);
-      current.copy(out, filled, this.pos, this.pos + take);
-      filled += take;
-      this.pos += take;
-      if (this.pos === current.length) this.advanceChunk();
-    }
-    this.avail -= length;
-    return out;
+    return this.read(length);
   }
 
-  skip(length: number): void {
+  override skip(length: number): void {
     if (this.avail < length) throw NEED_MORE;
-    let left = length;
-    while (left > 0) {
-      const current = this.chunks[this.head]!;
-      const take = Math.min(left, current.length - this.pos);
-      left -= take;
-      this.pos += take;
-      if (this.pos === current.length) this.advanceChunk();
-    }
-    this.avail -= length;
+    super.skip(length);
   }
 
   /**

@@ -16,6 +16,7 @@
  *
  * Zero is not a type, so a run of zero bytes is never a valid frame.
  */
+import { ChunkCursor } from '../bytes/chunk-cursor.js';
 import { ProtocolError } from './errors.js';
 
 export const PROTOCOL_MAGIC = 0x4d475458; // "MGTX"
@@ -178,11 +179,9 @@ export const DATA_HEADER_BYTES = 18;
 /** Where a DATA frame's payload is put together (BufferPool.take, to reuse buffers). */
 export type PayloadAllocator = (bytes: number) => Buffer;
 
-// TODO(issue 15, item 1): build on the shared chunk-list cursor (the one src/stream/reader.ts and
-// the container reader are to share) once it exists, instead of this class's own chunk list.
 export class FrameParser {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  /** Bytes received but not yet part of a whole frame (src/bytes/chunk-cursor.ts). */
+  private readonly input = new ChunkCursor();
 
   constructor(
     private readonly channel?: number,
@@ -191,70 +190,34 @@ export class FrameParser {
 
   /** Bytes received but not yet part of a whole frame (non-zero at EOF means a cut frame). */
   get pending(): number {
-    return this.buffered;
+    return this.input.available;
   }
 
   push(chunk: Buffer): Frame[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    const input = this.input;
+    input.push(chunk);
     const frames: Frame[] = [];
     for (;;) {
-      if (this.buffered < 5) break;
-      const head = this.peek(5);
-      const length = head.readUInt32BE(0);
+      if (input.available < 5) break;
+      const length = input.peekU32();
       if (length === 0 || length > MAX_FRAME_BYTES) {
         throw new ProtocolError(`frame length ${length} out of range (not a migstream transport peer?)`, this.channel);
       }
-      if (this.buffered < 4 + length) break;
-      const type = head.readUInt8(4);
-      if (type === FrameType.DATA && this.chunks[0]!.length < 4 + length && length >= DATA_HEADER_BYTES - 4) {
-        const header = this.take(DATA_HEADER_BYTES, Buffer.allocUnsafe(DATA_HEADER_BYTES));
-        const payload = this.take(4 + length - DATA_HEADER_BYTES, this.allocate(4 + length - DATA_HEADER_BYTES));
+      if (input.available < 4 + length) break;
+      const type = input.peekU8(4);
+      if (type === FrameType.DATA && input.contiguous < 4 + length && length >= DATA_HEADER_BYTES - 4) {
+        const header = input.read(DATA_HEADER_BYTES, Buffer.allocUnsafe(DATA_HEADER_BYTES));
+        const payload = input.read(4 + length - DATA_HEADER_BYTES, this.allocate(4 + length - DATA_HEADER_BYTES));
         const frame = decodeFrame(type, header.subarray(5), this.channel) as DataFrame;
         frames.push({ ...frame, payload });
         continue;
       }
-      const whole = this.take(4 + length);
+      // A view of one chunk, or copied into a buffer of its own.
+      const whole = input.contiguous >= 4 + length ? input.read(4 + length) : input.read(4 + length, Buffer.allocUnsafeSlow(4 + length));
       frames.push(decodeFrame(type, whole.subarray(5), this.channel));
     }
+    input.dropConsumed();
     return frames;
-  }
-
-  private peek(n: number): Buffer {
-    const first = this.chunks[0]!;
-    if (first.length >= n) return first;
-    const parts: Buffer[] = [];
-    let have = 0;
-    for (const chunk of this.chunks) {
-      parts.push(chunk);
-      have += chunk.length;
-      if (have >= n) break;
-    }
-    return Buffer.concat(parts, have);
-  }
-
-  /** The next `n` buffered bytes: a slice of the first chunk if it holds them, else copied into `into`. */
-  private take(n: number, into?: Buffer): Buffer {
-    // An empty DATA payload after a header that took the last buffered byte: nothing to take.
-    if (n === 0) return into ?? Buffer.alloc(0);
-    const first = this.chunks[0]!;
-    this.buffered -= n;
-    if (first.length >= n && into === undefined) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = into ?? Buffer.allocUnsafeSlow(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.chunks[0]!;
-      const part = Math.min(chunk.length, n - filled);
-      chunk.copy(out, filled, 0, part);
-      filled += part;
-      if (part === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(part);
-    }
-    return out;
   }
 }
 

@@ -4,12 +4,11 @@
  * every pending request is rejected with a WorkerError and the workers are terminated, so a
  * compressor never waits forever on a thread that is gone.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../stream/errors.js';
 import { WorkerError } from './errors.js';
+import { workerUrl } from './worker-url.js';
 import type { FailureReply, PackReply, UnpackReply, WorkerRequest } from './protocol.js';
 
 interface Replies {
@@ -29,17 +28,9 @@ export function defaultThreads(): number {
   return availableParallelism();
 }
 
-/**
- * The compiled worker: next to this module when running from dist/, else dist/workers/worker.js
- * of the checkout (tests and benches run src/ through vite, but a worker thread runs plain
- * JavaScript: `npm test` and `npm run bench:compress` build dist/ first).
- */
+/** The compiled worker (worker-url.ts). */
 export function workerEntry(): URL {
-  const sibling = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(sibling))) return sibling;
-  const built = new URL('../../dist/workers/worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(built))) return built;
-  throw new WorkerError(`cannot find the compiled worker (${fileURLToPath(built)}): run "npm run build"`);
+  return workerUrl('workers/worker');
 }
 
 interface Job {

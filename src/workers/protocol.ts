@@ -8,6 +8,8 @@ export interface CompressRequest {
   readonly codec: CodecId;
   readonly level: number;
   readonly raw: Uint8Array;
+  /** A buffer of at least raw's length to build the frame in (transferred; the reply's frame lies in it). */
+  readonly outputs?: readonly Uint8Array[] | undefined;
 }
 
 /**
@@ -21,6 +23,8 @@ export interface PackRequest {
   readonly level: number;
   readonly meta: Uint8Array;
   readonly payload: Uint8Array | undefined;
+  /** Buffers to build META and PAYLOAD in, each at least its raw length (as CompressRequest's). */
+  readonly outputs?: readonly Uint8Array[] | undefined;
 }
 
 /** One stored frame to check and decompress. */
@@ -90,5 +94,5 @@ export interface FailureReply {
 /** A request as posted: `id` pairs it with its reply. */
 export type Envelope<T> = T & { readonly id: number };
 
-/** Every reply hands back the buffer the request's bytes came in (slots.ts). */
+/** Every reply hands back the buffer the request's bytes came in (to its BufferPool, src/bytes/buffer-pool.ts). */
 export type Returning<T> = T & { readonly returned?: ArrayBuffer | undefined };

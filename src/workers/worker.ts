@@ -19,26 +19,28 @@ import type {
   UnpackReply,
   WorkerRequest,
 } from './protocol.js';
-import { Scratch, splice } from '../decompress/splice.js';
+import { splice } from '../decompress/splice.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 import { asBuffer, transferable } from '../bytes/transfer.js';
 
 const port = parentPort;
 if (port === null) throw new Error('src/workers/worker.ts runs as a worker thread (see pool.ts)');
 
-const scratch = { meta: new Scratch(), payload: new Scratch() };
+/** What splice decompresses the frames into before it copies them into the segment. */
+const scratch = new BufferPool(2);
 
 type Reply = [PackReply | UnpackReply | FailureReply, ArrayBuffer[]];
 
 async function compress(request: CompressRequest): Promise<Reply> {
   const transfer: ArrayBuffer[] = [];
-  const frame = await pack(request.codec, request.level, request.raw, transfer);
+  const frame = await pack(request.codec, request.level, request.raw, transfer, request.outputs?.[0]);
   return [{ ok: true, frames: [frame] }, transfer];
 }
 
 async function packSegment(request: PackRequest): Promise<Reply> {
   const transfer: ArrayBuffer[] = [];
-  const frames = [await pack(request.codec, request.level, request.meta, transfer)];
-  if (request.payload !== undefined) frames.push(await pack(request.codec, request.level, request.payload, transfer));
+  const frames = [await pack(request.codec, request.level, request.meta, transfer, request.outputs?.[0])];
+  if (request.payload !== undefined) frames.push(await pack(request.codec, request.level, request.payload, transfer, request.outputs?.[1]));
   return [{ ok: true, frames }, transfer];
 }
 
@@ -51,11 +53,22 @@ async function decompress(request: DecompressRequest): Promise<Reply> {
 
 async function spliceSegment(request: SpliceRequest): Promise<Reply> {
   // The frames decompress into scratch (native codecs): splice copies them into the segment.
-  const meta = await unpack(request.meta, 'meta', scratch.meta.get(request.meta.rawLength));
+  const metaScratch = scratch.take(request.meta.rawLength);
+  const payloadScratch = request.payload && scratch.take(request.payload.rawLength);
+  try {
+    return await spliceInto(request, metaScratch, payloadScratch);
+  } finally {
+    scratch.give(metaScratch.buffer as ArrayBuffer);
+    if (payloadScratch) scratch.give(payloadScratch.buffer as ArrayBuffer);
+  }
+}
+
+async function spliceInto(request: SpliceRequest, metaScratch: Buffer, payloadScratch: Buffer | undefined): Promise<Reply> {
+  const meta = await unpack(request.meta, 'meta', metaScratch);
   if (!Buffer.isBuffer(meta)) return [meta, []];
   let payload: Buffer | undefined;
   if (request.payload !== undefined) {
-    const raw = await unpack(request.payload, 'payload', scratch.payload.get(request.payload.rawLength));
+    const raw = await unpack(request.payload, 'payload', payloadScratch);
     if (!Buffer.isBuffer(raw)) return [raw, []];
     payload = raw;
   }
