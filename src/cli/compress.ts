@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import { reportingWritten } from '../bytes/written-back.js';
 import { Compactor } from '../ram/compact.js';
 import { CODECS, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions } from '../compress/compressor.js';
@@ -112,7 +113,8 @@ export const compressCommand: Command = {
     // compactor's two passes only, the compacted stream never.
     const containers = compactor ? compressor.compressRecords(compactor) : compressor.compress(input.stream);
     try {
-      await writeOutput(output, (out) => pipeline(containers, out.stream()));
+      // Each chunk goes back to the compressor once written: its frame buffer carries a later frame.
+      await writeOutput(output, (out) => pipeline(containers, reportingWritten(out.stream(), (chunk) => compressor.written(chunk))));
     } finally {
       cleanup();
     }
