@@ -1,22 +1,12 @@
-/**
- * Starting a channel's worker thread. Workers must load compiled JavaScript: from dist/ the
- * worker sits next to this file; when this module runs from TypeScript sources (vitest,
- * vite-node), the built copy in dist/ is used, so `npm run build` must have run.
- */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+/** Starting a channel's worker thread (its compiled code found as every worker's is: src/workers/worker-url.ts). */
 import { Worker } from 'node:worker_threads';
+import { workerUrl as compiledWorker } from '../workers/worker-url.js';
 import { ChannelError } from './errors.js';
 
 export type ChannelWorkerName = 'send-worker' | 'recv-worker';
 
 export function workerUrl(name: ChannelWorkerName): URL {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const url = fromSource ? new URL(`../../dist/tls/${name}.js`, import.meta.url) : new URL(`./${name}.js`, import.meta.url);
-  if (fromSource && !existsSync(fileURLToPath(url))) {
-    throw new ChannelError(`${fileURLToPath(url)} is missing: run "npm run build" first`);
-  }
-  return url;
+  return compiledWorker(`tls/${name}`, (message) => new ChannelError(message));
 }
 
 /**

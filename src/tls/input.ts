@@ -13,7 +13,7 @@
 import { fstatSync, read } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { widenPipe } from '../native/fd.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 
 /** How long a frame that is ready to go waits for a pending read before it is copied out. */
 const QUIET_SOURCE_MS = 2;

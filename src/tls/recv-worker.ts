@@ -8,7 +8,7 @@ import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CodecId } from '../codecs/registry.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../bytes/buffer-pool.js';
 import { serverTlsOptions } from './credentials.js';
 import { ProtocolError } from './errors.js';
 import { closeSocket, tickMs } from './glue.js';

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { ProtocolError } from '../../src/tls/errors.js';
-import { BufferPool } from '../../src/tls/buffer-pool.js';
+import { BufferPool } from '../../src/bytes/buffer-pool.js';
 import { Reorderer } from '../../src/tls/reorder.js';
 import { StreamDigest, formatDigest } from '../../src/tls/digest.js';
 import { admit } from '../../src/tls/session.js';
@@ -189,13 +189,13 @@ describe('payload buffers from a pool', () => {
     expect([a, b, c].every((x) => x.byteOffset === 0 && pool.owns(x))).toBe(true);
     pool.give(a.buffer as ArrayBuffer);
     pool.give(b.buffer as ArrayBuffer);
-    pool.give(c.buffer as ArrayBuffer); // over `keep`: dropped
-    // 1500 bytes fit b's 2000, not a's 1000; the view is exactly 1500 long.
+    pool.give(c.buffer as ArrayBuffer); // over `keep`: the smallest (a's) is dropped
+    // 1500 bytes fit b's 2000 (the smallest that fits); the view is exactly 1500 long.
     const d = pool.take(1500);
     expect(d.buffer).toBe(b.buffer);
     expect(d.length).toBe(1500);
-    expect(pool.take(2500).buffer).not.toBe(c.buffer);
-    expect(pool.take(500).buffer).toBe(a.buffer);
+    expect(pool.take(2500).buffer).toBe(c.buffer);
+    expect(pool.take(500).buffer).not.toBe(a.buffer);
     // A transferred-away buffer reads as detached (length 0): dropped, it takes no place.
     const e = pool.take(100);
     structuredClone(e.buffer, { transfer: [e.buffer as ArrayBuffer] });
