@@ -15,6 +15,7 @@ export {
   encodeBuffer,
   encodedLength,
   type BodyRecord,
+  type EncoderOptions,
   type MigrationRecord,
 } from './codec.js';
 export * from './stream/errors.js';
