@@ -48,6 +48,7 @@ export * from './ram/index.js';
 export * from './block/index.js';
 export {
   StreamReport,
+  type ChunkSizeSource,
   type RamCounts,
   type RamIteration,
   type RamResend,
