@@ -18,7 +18,7 @@ straight to the files.
 
 Options:
   -o, --output DIR   directory for the block files (created if missing)
-${blockSizeUsage('  ', 18)}
+${blockSizeUsage('  ', 21)}
 ${reportUsageLines('  ', 16)}
   -h, --help         this help`;
 

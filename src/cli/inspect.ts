@@ -25,7 +25,7 @@ Options:
   --json           the report as JSON on stdout
   --iterations     list every ram iteration (text output lists at most 20)
   --fields         split each device-state section into its fields, using the vmdesc
-${blockSizeUsage('  ', 16)}
+${blockSizeUsage('  ', 21)}
   --progress       progress on stderr (default when stderr is a terminal)
   --no-progress    no progress line
   --quiet          no report: only the exit status and the error, if any
