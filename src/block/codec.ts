@@ -27,7 +27,7 @@ import {
   type DecodeErrorDetails,
 } from '../stream/errors.js';
 import { wordHex } from '../bytes/hex.js';
-import type { ByteReader } from '../stream/reader.js';
+import { NEED_MORE, type ByteReader } from '../stream/reader.js';
 import type { SectionBodyDecoder, SectionCodec, SectionContext } from '../stream/section-codec.js';
 import type { ByteWriter } from '../stream/writer.js';
 import {
@@ -139,6 +139,32 @@ interface Misfit {
   readonly problem: string;
 }
 
+/** Thrown by misfit when the input ends before `end` (a stream offset): the bytes it needs next. */
+class Short {
+  constructor(readonly end: number) {}
+}
+
+/** Throws Short unless `length` bytes are there from the cursor. */
+function need(reader: ByteReader, length: number): void {
+  if (reader.available < length) throw new Short(reader.offset + length);
+}
+
+/**
+ * What resolveSize learnt about one first data chunk while its bytes were still arriving: sizes
+ * already refused, and the input length the next try needs. Keyed by the chunk's offset; the
+ * bytes there never change, so a retry after NEED_MORE picks up where the last one stopped
+ * instead of probing again (input cut into tiny pieces would otherwise cost a probe per piece).
+ */
+interface Progress {
+  readonly offset: number;
+  /** Index in the sizes tried of the next one to try. */
+  next: number;
+  /** Stream offset the input must reach before the next try. */
+  needEnd: number;
+  /** Why QEMU's 1 MiB did not fit, once tried (for the message when none does). */
+  atDefault: Misfit | undefined;
+}
+
 /** A name QEMU could have sent: the first chunk's own, or printable ASCII (qemu id_wellformed ids, legacy drive names). */
 function plausibleName(name: string, first: string): boolean {
   return name === first || /^[\x20-\x7e]+$/.test(name);
@@ -154,11 +180,13 @@ function plausibleName(name: string, first: string): boolean {
  * NEED_MORE when the bytes are not all there yet.
  */
 function misfit(reader: ByteReader, ctx: SectionContext, first: DeviceHeader, size: number, plausible: boolean): Misfit | undefined {
+  need(reader, size);
   reader.skip(size);
   let ends = (first.flags & BLK_MIG_FLAG_EOS) !== 0;
   for (let read = 0; ; read++) {
     const offset = reader.offset;
     if (ends) {
+      need(reader, ctx.params.sectionFooters === false ? 1 : 5);
       if (ctx.params.sectionFooters === false) {
         const type = reader.u8();
         if ([0x00, 0x01, 0x02, 0x03, 0x04, 0x08].includes(type)) return undefined;
@@ -170,6 +198,7 @@ function misfit(reader: ByteReader, ctx: SectionContext, first: DeviceHeader, si
       return { offset, problem: `no section footer after the EOS (found ${hex(mark)} ${hex(id)})` };
     }
     if (read === PROBE_RECORDS) return undefined;
+    need(reader, 8);
     const word = parseWord(reader.u32(), reader.u32());
     if (!word.ok) return { offset, problem: word.problem };
     ends = (word.flags & BLK_MIG_FLAG_EOS) !== 0;
@@ -177,6 +206,8 @@ function misfit(reader: ByteReader, ctx: SectionContext, first: DeviceHeader, si
       return { offset, problem: `a progress of ${word.value} %` };
     }
     if (word.type === 'block-data' || word.type === 'block-zero') {
+      need(reader, 1);
+      need(reader, 1 + reader.peekU8());
       const name = readName(reader);
       if (name.length === 0) return { offset, problem: 'a device record with an empty name' };
       if (plausible && !plausibleName(name, first.device)) {
@@ -185,6 +216,7 @@ function misfit(reader: ByteReader, ctx: SectionContext, first: DeviceHeader, si
       if (word.type === 'block-data') {
         // The last record read needs only its header, unless its EOS asks for the footer.
         if (read + 1 === PROBE_RECORDS && !ends) return undefined;
+        need(reader, size);
         reader.skip(size);
       }
     }
@@ -194,6 +226,7 @@ function misfit(reader: ByteReader, ctx: SectionContext, first: DeviceHeader, si
 class BlockBodyDecoder implements SectionBodyDecoder<BlockRecord> {
   /** The chunk size once settled (given, or found at the first data chunk). */
   private size: number | undefined;
+  private progress: Progress | undefined;
 
   read(reader: ByteReader, ctx: SectionContext): BlockRecord {
     const high = reader.u32();
@@ -256,30 +289,42 @@ class BlockBodyDecoder implements SectionBodyDecoder<BlockRecord> {
       reader.skip(header.length);
     };
     const given = ctx.params.blockSizeSource === 'stream' ? undefined : ctx.params.blockSize;
-    if (given !== undefined) {
-      const size = checkBlockSize(given, 'the block chunk size (mig-block-size)');
-      const wrong = misfit(reader, ctx, header, size, false);
+    const sizes = given === undefined ? BLOCK_SIZES : [checkBlockSize(given, 'the block chunk size (mig-block-size)')];
+    const offset = reader.markOffset;
+    if (this.progress?.offset !== offset) this.progress = { offset, next: 0, needEnd: 0, atDefault: undefined };
+    const progress = this.progress;
+    if (reader.offset + reader.available < progress.needEnd) throw NEED_MORE;
+    for (; progress.next < sizes.length; progress.next++) {
+      const size = sizes[progress.next]!;
+      let wrong: Misfit | undefined;
+      try {
+        wrong = misfit(reader, ctx, header, size, given === undefined);
+      } catch (error) {
+        if (!(error instanceof Short)) throw error;
+        progress.needEnd = error.end;
+        throw NEED_MORE;
+      }
       atData();
-      if (wrong === undefined) return size;
-      throw new FramingError(
-        `with ${formatBlockSize(size)} chunks (mig-block-size ${size}) the record after this chunk does not parse: ` +
-          `at offset ${wrong.offset} (${hex(wrong.offset)}), ${wrong.problem}; ` +
-          'the stream was sent with another mig-block-size (leave the size out to find it from the stream)',
-        details(reader, ctx, { expected: `a block record after ${size} bytes of data`, actual: wrong.problem }),
-      );
+      if (wrong === undefined) {
+        this.progress = undefined;
+        return size;
+      }
+      if (given !== undefined) {
+        throw new FramingError(
+          `with ${formatBlockSize(size)} chunks (mig-block-size ${size}) the record after this chunk does not parse: ` +
+            `at offset ${wrong.offset} (${hex(wrong.offset)}), ${wrong.problem}; ` +
+            'the stream was sent with another mig-block-size (leave the size out to find it from the stream)',
+          details(reader, ctx, { expected: `a block record after ${size} bytes of data`, actual: wrong.problem }),
+        );
+      }
+      if (size === DEFAULT_BLOCK_SIZE) progress.atDefault = wrong;
     }
-    let atDefault: Misfit | undefined;
-    for (const size of BLOCK_SIZES) {
-      const wrong = misfit(reader, ctx, header, size, true);
-      atData();
-      if (wrong === undefined) return size;
-      if (size === DEFAULT_BLOCK_SIZE) atDefault = wrong;
-    }
+    const atDefault = progress.atDefault!;
     throw new FramingError(
       `no chunk size from 4 KiB to 16 MiB makes the records after this DEVICE_BLOCK parse ` +
-        `(with QEMU's 1 MiB: at offset ${atDefault!.offset} (${hex(atDefault!.offset)}), ${atDefault!.problem}); ` +
+        `(with QEMU's 1 MiB: at offset ${atDefault.offset} (${hex(atDefault.offset)}), ${atDefault.problem}); ` +
         'the stream is damaged here',
-      details(reader, ctx, { expected: 'a block record after the chunk', actual: atDefault!.problem }),
+      details(reader, ctx, { expected: 'a block record after the chunk', actual: atDefault.problem }),
     );
   }
 }

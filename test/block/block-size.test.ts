@@ -166,6 +166,24 @@ describe('finding the chunk size: every split point and chunking', () => {
     expect(encodeBuffer(records).equals(bytes)).toBe(true);
   });
 
+  it('finds 1 MiB over input in pieces of at most 7 bytes without probing again per piece', () => {
+    // Each try resumes where the last one ran out of bytes: a probe per piece would take minutes.
+    const { bytes: big } = sample(MIB);
+    const random = prng(7);
+    const decoder = createDecoder();
+    const records: MigrationRecord[] = [];
+    const started = performance.now();
+    for (let at = 0; at < big.length; ) {
+      const length = 1 + Math.floor(random() * 7);
+      records.push(...decoder.push(big.subarray(at, at + length)));
+      at += length;
+    }
+    records.push(...decoder.end());
+    expect(decoder.parameters.blockSize).toBe(MIB);
+    expect(encodeBuffer(records).equals(big)).toBe(true);
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+
   it('gives the same records for random chunkings of a 64 KiB stream', () => {
     const { bytes: big } = sample(64 * KIB);
     const random = prng(64);
