@@ -280,6 +280,10 @@ class BlockBodyDecoder implements SectionBodyDecoder<BlockRecord> {
    * Not given: each size from 4 KiB up, the first after which the records parse and look like
    * QEMU's (misfit's `plausible`); sizes are tried in order and each waits for its bytes, so the
    * answer does not depend on how the input was cut.
+   * Waiting for the records after the chunk does not stall a live stream: block_save_iterate
+   * writes every record of an iteration, then the EOS, in one go (flush_blks, blk_send; the
+   * zero-block flush of blk_send only pushes out what is already written). Zero chunks carry no
+   * data, so they are handed out at once and never wait.
    */
   private resolveSize(reader: ByteReader, ctx: SectionContext, header: DeviceHeader): number {
     const atData = (): void => {
