@@ -3,7 +3,8 @@
  * This is what the CLI and library users call.
  */
 import type { Readable } from 'node:stream';
-import { blockCodec } from './block/codec.js';
+import { checkBlockSize } from './block/block-size.js';
+import { blockCodec, createBlockCodec } from './block/codec.js';
 import type { BlockRecord } from './block/records.js';
 import { ramCodec } from './ram/codec.js';
 import type { RamRecord } from './ram/records.js';
@@ -31,12 +32,21 @@ export function encodedLength(record: MigrationRecord): number {
   return codec === undefined ? framingRecordLength(record as FramingRecord) : codec.encodedLength(record as BodyRecord);
 }
 
+/** A decoder of whole streams; `options.blockSize` is the block section's chunk size, found from the stream when omitted. */
 export function createDecoder(options?: DecoderOptions): StreamDecoder<BodyRecord> {
+  if (options?.blockSize !== undefined) checkBlockSize(options.blockSize, 'blockSize');
   return new StreamDecoder(codecs, options);
 }
 
-export function createEncoder(chunkSize?: number): StreamEncoder<BodyRecord> {
-  return new StreamEncoder(codecs, chunkSize);
+export interface EncoderOptions {
+  /** The block section's chunk size (mig-block-size): data records must carry exactly this. */
+  blockSize?: number;
+}
+
+export function createEncoder(chunkSize?: number, options: EncoderOptions = {}): StreamEncoder<BodyRecord> {
+  if (options.blockSize === undefined) return new StreamEncoder(codecs, chunkSize);
+  const sized = [ramCodec, createBlockCodec({ blockSize: options.blockSize })] as readonly SectionCodec<BodyRecord>[];
+  return new StreamEncoder(sized, chunkSize);
 }
 
 /** Decodes a Readable or any (async) iterable of byte chunks into records. */

@@ -15,6 +15,7 @@ export {
   encodeBuffer,
   encodedLength,
   type BodyRecord,
+  type EncoderOptions,
   type MigrationRecord,
 } from './codec.js';
 export * from './stream/errors.js';
@@ -47,6 +48,7 @@ export * from './ram/index.js';
 export * from './block/index.js';
 export {
   StreamReport,
+  type ChunkSizeSource,
   type RamCounts,
   type RamIteration,
   type RamResend,

@@ -1,15 +1,27 @@
 /**
- * Growable bitset with one bit per chunk (1 MiB of a drive in DiskImage): an HBitmap at 1 MiB
- * granularity, so "is any chunk in this range written?" skips empty stretches a level at a
- * time instead of walking every chunk. A drive of 1 TiB needs 128 KiB. Bits past the current
- * size read as clear; setting one grows the map (doubling, up to HBitmap.MAX_GRANULES chunks,
- * 2 EiB of drive: chunk indexes of byte offsets up to 2^53 reach only 2^33).
+ * Growable bitset with one bit per chunk (one mig-block-size chunk of a drive in DiskImage: 1 MiB
+ * in QEMU, 4 KiB to 16 MiB in patched builds): an HBitmap at the chunk's granularity, so "is any
+ * chunk in this range written?" skips empty stretches a level at a time instead of walking every
+ * chunk. A drive of 1 TiB needs 128 KiB at 1 MiB chunks, 32 MiB at 4 KiB. Bits past the current
+ * size read as clear; setting one grows the map (doubling, up to HBitmap.MAX_GRANULES = 2^41
+ * chunks: chunk indexes of byte offsets up to 2^53 reach 2^41 at 4 KiB chunks).
  */
 import { HBitmap } from '../native.js';
+import { checkBlockSize } from './block-size.js';
 import { BLK_MIG_BLOCK_SIZE } from './flags.js';
 
 export class ChunkBitmap {
-  private readonly map = new HBitmap(0, { granularity: BLK_MIG_BLOCK_SIZE });
+  private readonly map: HBitmap;
+
+  /** @param chunkSize bytes per bit (the stream's chunk size; default QEMU's 1 MiB). */
+  constructor(chunkSize: number = BLK_MIG_BLOCK_SIZE) {
+    this.map = new HBitmap(0, { granularity: checkBlockSize(chunkSize, 'ChunkBitmap chunk size') });
+  }
+
+  /** Bytes per bit. */
+  get chunkSize(): number {
+    return this.map.granularity;
+  }
 
   /** Whether `index` is set. */
   get(index: number): boolean {

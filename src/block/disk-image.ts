@@ -6,13 +6,17 @@
  *   for (const record of records) image.apply(record);   // other records are ignored
  *   const written = image.finish();                       // [{ device, path, size }]
  *
+ * - Chunks are `blockSize` bytes (the stream's mig-block-size: QEMU's 1 MiB by default; a
+ *   decoder that found it from the stream says it in `parameters.blockSize`). A data chunk of
+ *   another length is refused, and a zero chunk covers `blockSize` bytes (block_load:
+ *   BDRV_SECTORS_PER_DIRTY_CHUNK sectors, fewer at the drive's end).
  * - A data chunk is written at `sector * 512`. With a known drive size only the bytes before
- *   the drive's end are written (the rest of the last 1 MiB chunk is padding); a chunk that
+ *   the drive's end are written (the rest of the last chunk is padding); a chunk that
  *   starts at or past the end is an error, as the write fails with -EIO in QEMU. With no known
  *   size the file grows to cover whole chunks.
  * - A zero chunk (ZERO_BLOCK), and a data chunk that is all zero (the native zero scan), is
- *   written as zeros only where the file may hold data: an HBitmap (one bit per 1 MiB chunk)
- *   tracks chunks that were ever written with non-zero bytes. Elsewhere the file already reads
+ *   written as zeros only where the file may hold data: an HBitmap (one bit per chunk, at the
+ *   chunk size's granularity) tracks chunks that were ever written with non-zero bytes. Elsewhere the file already reads
  *   as zero (hole or unwritten extension), so the image stays sparse, as with QEMU's
  *   BDRV_REQ_MAY_UNMAP.
  * - The drive name is looked up up to its first NUL byte, as block_load's C string does.
@@ -23,7 +27,8 @@ import { closeSync, ftruncateSync, mkdirSync } from 'node:fs';
 import { isAllZero } from '../native.js';
 import { ArgumentError } from '../stream/errors.js';
 import { ChunkBitmap } from './chunk-bitmap.js';
-import { BDRV_SECTOR_SIZE, BLK_MIG_BLOCK_SIZE } from './flags.js';
+import { DEFAULT_BLOCK_SIZE, checkBlockSize } from './block-size.js';
+import { BDRV_SECTOR_SIZE } from './flags.js';
 import { imagePath, openImage, writeFully, type ImageMode, type ImageTarget } from './image-file.js';
 import { isBlockRecord } from './records.js';
 
@@ -41,6 +46,8 @@ export interface DiskImageOptions {
   readonly mode?: ImageMode;
   /** File name suffix for drives in a directory target; default ".raw". */
   readonly extension?: string;
+  /** The stream's chunk size (mig-block-size), 4 KiB to 16 MiB; default QEMU's 1 MiB. */
+  readonly blockSize?: number;
 }
 
 export interface DiskImageFile {
@@ -64,15 +71,14 @@ interface Drive {
   readonly written: ChunkBitmap;
 }
 
-const ZEROS = Buffer.alloc(BLK_MIG_BLOCK_SIZE);
-
-const chunkOf = (offset: number): number => Math.floor(offset / BLK_MIG_BLOCK_SIZE);
-
 export class DiskImage {
   private readonly drives = new Map<string, Drive>();
   private readonly sizes = new Map<string, number>();
   private readonly mode: ImageMode;
   private readonly extension: string;
+  private readonly blockSize: number;
+  /** `blockSize` zero bytes, made on first use. */
+  private zeros: Buffer | undefined;
   private finished = false;
 
   /**
@@ -89,6 +95,7 @@ export class DiskImage {
       throw new ArgumentError(`DiskImage mode must be "create" or "update", got ${String(this.mode)}`);
     }
     this.extension = options.extension ?? '.raw';
+    this.blockSize = checkBlockSize(options.blockSize ?? DEFAULT_BLOCK_SIZE, 'DiskImage blockSize');
     for (const [device, size] of Object.entries(options.sizes ?? {})) {
       if (!Number.isSafeInteger(size) || size <= 0) {
         throw new ArgumentError(`size of drive "${device}" must be a positive integer, got ${String(size)}`);
@@ -107,12 +114,18 @@ export class DiskImage {
     if (!isBlockRecord(record)) return false;
     if (record.type !== 'block-data' && record.type !== 'block-zero') return false;
     const { sector } = record;
+    const chunk = this.blockSize;
     const offset = sector * BDRV_SECTOR_SIZE;
-    if (!Number.isSafeInteger(sector) || sector < 0 || !Number.isSafeInteger(offset + BLK_MIG_BLOCK_SIZE)) {
+    if (!Number.isSafeInteger(sector) || sector < 0 || !Number.isSafeInteger(offset + chunk)) {
       throw new ArgumentError(`sector ${sector} of drive "${record.device}" is out of range`);
     }
+    if (record.type === 'block-data' && record.data.length !== chunk) {
+      throw new ArgumentError(
+        `data chunk of ${record.data.length} bytes for drive "${record.device}"; this DiskImage takes ${chunk}-byte chunks (its blockSize option)`,
+      );
+    }
     const drive = this.drive(record.device);
-    const limit = drive.size ?? offset + BLK_MIG_BLOCK_SIZE;
+    const limit = drive.size ?? offset + chunk;
     // block_load: nr_sectors = total_sectors - addr; a zero chunk right at the end is an empty
     // write, anything else at or past the end fails.
     if (offset > limit || (offset === limit && record.type === 'block-data')) {
@@ -120,7 +133,7 @@ export class DiskImage {
         `${record.type} at byte ${offset} is past the end of drive "${drive.device}" (${limit} bytes)`,
       );
     }
-    const length = Math.min(BLK_MIG_BLOCK_SIZE, limit - offset);
+    const length = Math.min(chunk, limit - offset);
     if (length === 0) return true;
     drive.end = Math.max(drive.end, offset + length);
     const data = record.type === 'block-data' ? record.data.subarray(0, length) : undefined;
@@ -129,7 +142,7 @@ export class DiskImage {
     } else {
       writeFully(drive.fd, data, offset);
       drive.fileLength = Math.max(drive.fileLength, offset + length);
-      drive.written.fill(chunkOf(offset), chunkOf(offset + length - 1), true);
+      drive.written.fill(this.chunkOf(offset), this.chunkOf(offset + length - 1), true);
     }
     return true;
   }
@@ -164,18 +177,23 @@ export class DiskImage {
 
   /** Writes zeros over `offset..offset+length` where the file may hold data. */
   private zero(drive: Drive, offset: number, length: number): void {
-    const first = chunkOf(offset);
-    const last = chunkOf(offset + length - 1);
+    const first = this.chunkOf(offset);
+    const last = this.chunkOf(offset + length - 1);
     if (this.mode === 'create' && !drive.written.anySet(first, last)) return;
-    writeFully(drive.fd, ZEROS.subarray(0, length), offset);
+    this.zeros ??= Buffer.alloc(this.blockSize);
+    writeFully(drive.fd, this.zeros.subarray(0, length), offset);
     drive.fileLength = Math.max(drive.fileLength, offset + length);
     // Chunks now wholly zero (up to the drive's end for the last one) need no write next time;
     // a chunk only partly covered may still hold data elsewhere.
     const end = offset + length;
+    const size = this.blockSize;
     const whole = (chunk: number): boolean =>
-      chunk * BLK_MIG_BLOCK_SIZE >= offset &&
-      Math.min((chunk + 1) * BLK_MIG_BLOCK_SIZE, drive.size ?? Infinity) <= end;
+      chunk * size >= offset && Math.min((chunk + 1) * size, drive.size ?? Infinity) <= end;
     drive.written.fill(whole(first) ? first : first + 1, whole(last) ? last : last - 1, false);
+  }
+
+  private chunkOf(offset: number): number {
+    return Math.floor(offset / this.blockSize);
   }
 
   private drive(name: string): Drive {
@@ -186,7 +204,7 @@ export class DiskImage {
     const path = imagePath(this.target, device, this.extension);
     const size = this.sizes.get(device);
     const { fd, length } = openImage(path, this.mode, size);
-    const drive: Drive = { device, path, fd, size, fileLength: length, end: 0, written: new ChunkBitmap() };
+    const drive: Drive = { device, path, fd, size, fileLength: length, end: 0, written: new ChunkBitmap(this.blockSize) };
     this.drives.set(device, drive);
     return drive;
   }

@@ -6,7 +6,7 @@
  * percentage or nothing, depending on the flags.
  */
 
-/** BLK_MIG_FLAG_DEVICE_BLOCK: `u8 len, device_name[len]`, then 1 MiB of data unless ZERO_BLOCK. */
+/** BLK_MIG_FLAG_DEVICE_BLOCK: `u8 len, device_name[len]`, then one chunk of data unless ZERO_BLOCK. */
 export const BLK_MIG_FLAG_DEVICE_BLOCK = 0x01;
 /** BLK_MIG_FLAG_EOS: last record of the section body. */
 export const BLK_MIG_FLAG_EOS = 0x02;
@@ -21,9 +21,12 @@ export const BDRV_SECTOR_SIZE = 1 << BDRV_SECTOR_BITS;
 /** block_load: `flags = addr & (BDRV_SECTOR_SIZE - 1)`. */
 export const BLK_MIG_FLAG_MASK = BDRV_SECTOR_SIZE - 1;
 
-/** BLK_MIG_BLOCK_SIZE (1ULL << 20): every data record carries exactly this many bytes. */
+/**
+ * BLK_MIG_BLOCK_SIZE (1 << 20): in QEMU every data record carries exactly this many bytes;
+ * builds with a mig-block-size parameter send another size (block-size.ts).
+ */
 export const BLK_MIG_BLOCK_SIZE = 1 << 20;
-/** BDRV_SECTORS_PER_DIRTY_CHUNK: sectors covered by one data record. */
+/** BDRV_SECTORS_PER_DIRTY_CHUNK: sectors covered by one data record of QEMU's size. */
 export const BDRV_SECTORS_PER_DIRTY_CHUNK = BLK_MIG_BLOCK_SIZE >> BDRV_SECTOR_BITS;
 
 /** Names for messages, lowest bit first. */

@@ -18,7 +18,7 @@ import {
   BLK_MIG_FLAG_ZERO_BLOCK,
 } from './flags.js';
 
-/** A 1 MiB chunk of a drive (blk_send without ZERO_BLOCK). */
+/** A chunk of a drive (blk_send without ZERO_BLOCK): mig-block-size bytes, 1 MiB in QEMU. */
 export interface BlockDataRecord {
   readonly type: 'block-data';
   /** Drive name as sent (bytes read as latin1), e.g. "drive-virtio-disk0". */
@@ -26,16 +26,17 @@ export interface BlockDataRecord {
   /** First 512-byte sector of the chunk. */
   readonly sector: number;
   /**
-   * The full BLK_MIG_BLOCK_SIZE bytes as sent. For the last chunk of a drive, the bytes past
-   * the drive's end are padding (uninitialised memory of the source). May be a view into the
-   * decoder's input: copy it before keeping it past the input's lifetime.
+   * The whole chunk as sent: the stream's chunk size (BLK_MIG_BLOCK_SIZE, 1 MiB, in QEMU; the
+   * mig-block-size of patched builds), so `data.length` is the size. For the last chunk of a
+   * drive, the bytes past the drive's end are padding (uninitialised memory of the source). May
+   * be a view into the decoder's input: copy it before keeping it past the input's lifetime.
    */
   readonly data: Buffer;
   /** All 9 flag bits of the word; omitted when DEVICE_BLOCK only. */
   readonly flags?: number;
 }
 
-/** A 1 MiB chunk that is all zero (DEVICE_BLOCK|ZERO_BLOCK, zero-blocks capability). */
+/** A chunk that is all zero (DEVICE_BLOCK|ZERO_BLOCK, zero-blocks capability): no data follows. */
 export interface BlockZeroRecord {
   readonly type: 'block-zero';
   readonly device: string;

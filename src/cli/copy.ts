@@ -1,6 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { createDecoder, createEncoder } from '../codec.js';
 import { parse, type Command } from './args.js';
+import { blockSizeOptionSpec, blockSizeUsage, describeBlockSize, parseBlockSizeOption } from './block-size-option.js';
 import { emitSummary, progressWanted, reportOptionSpec, reportUsage } from './conventions.js';
 import { formatBytes, formatRate } from './format.js';
 import { openInputFd, readInto, writeAll } from './fd-io.js';
@@ -22,13 +23,30 @@ section as soon as the stream is damaged. Reads stdin and writes stdout by defau
   qemu-system-x86_64 … -incoming "exec:migstream copy vm.mig"
 
 Options:
+${blockSizeUsage('      ', 21)}
 ${reportUsage}
   -h, --help         this help`;
 
-/** Decodes `input` and writes the re-encoded records to `output`; returns the bytes read. */
-export function recodeFd(input: number, output: number, onChunk: (bytesIn: number) => void = () => {}): number {
-  const decoder = createDecoder();
-  const encoder = createEncoder(ENCODE_SLAB);
+export interface RecodeResult {
+  /** Bytes read (and written). */
+  bytes: number;
+  /** The block chunk size (mig-block-size) when given or found from the stream; else undefined (no data chunk). */
+  blockSize: number | undefined;
+  blockSizeSource: 'option' | 'stream' | undefined;
+}
+
+/**
+ * Decodes `input` and writes the re-encoded records to `output`. `blockSize`: the block
+ * section's chunk size (mig-block-size), found from the stream when omitted.
+ */
+export function recodeFd(
+  input: number,
+  output: number,
+  onChunk: (bytesIn: number) => void = () => {},
+  blockSize?: number,
+): RecodeResult {
+  const decoder = createDecoder(blockSize === undefined ? {} : { blockSize });
+  const encoder = createEncoder(ENCODE_SLAB, blockSize === undefined ? {} : { blockSize });
   // One input buffer and one output slab, reused: fresh memory would cost a page fault per
   // 4 KiB, as much as the decoding itself.
   const buffer = Buffer.allocUnsafe(READ_SIZE);
@@ -40,7 +58,10 @@ export function recodeFd(input: number, output: number, onChunk: (bytesIn: numbe
     for (const record of records) encoder.write(record);
     // Nothing is written for a record until it has been read whole and checked.
     encoder.drainTo(write);
-    if (chunk.length === 0) return bytesIn;
+    if (chunk.length === 0) {
+      const { blockSize: size, blockSizeSource } = decoder.parameters;
+      return { bytes: bytesIn, blockSize: size, blockSizeSource };
+    }
     decoder.releaseInput();
     bytesIn += chunk.length;
     onChunk(bytesIn);
@@ -51,9 +72,10 @@ export const copyCommand: Command = {
   name: 'copy',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, reportOptionSpec, 2);
+    const { values, positionals } = parse(argv, { ...blockSizeOptionSpec, ...reportOptionSpec }, 2);
+    const blockSize = parseBlockSizeOption(values);
     const input = openInputFd(positionals[0]);
-    let bytes: number;
+    let result: RecodeResult;
     let seconds: number;
     let outputName: string;
     try {
@@ -62,7 +84,7 @@ export const copyCommand: Command = {
       const size = fstatSync(input.fd);
       const progress = new Progress(progressWanted(values), 'copy', size.isFile() ? size.size : null);
       try {
-        bytes = await writeOutput(output, (out) => recodeFd(input.fd, out.fd, (n) => progress.update(n)));
+        result = await writeOutput(output, (out) => recodeFd(input.fd, out.fd, (n) => progress.update(n), blockSize));
       } finally {
         progress.done();
       }
@@ -70,11 +92,14 @@ export const copyCommand: Command = {
     } finally {
       input.close();
     }
+    const { bytes } = result;
+    const chunks = describeBlockSize(result);
+    const block = chunks === undefined ? '' : `, block chunks ${chunks}`;
     emitSummary(
       values,
       outputName === 'stdout',
-      () => `migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete\n`,
-      () => ({ command: 'copy', input: input.name, output: outputName, bytes, seconds, complete: true }),
+      () => `migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete${block}\n`,
+      () => ({ command: 'copy', input: input.name, output: outputName, bytes, seconds, complete: true, ...(result.blockSize === undefined ? {} : { blockSize: result.blockSize, blockSizeSource: result.blockSizeSource }) }),
     );
     return 0;
   },

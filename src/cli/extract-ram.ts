@@ -2,6 +2,7 @@ import { createDecoder } from '../codec.js';
 import { RamImage } from '../ram/image.js';
 import { SparseFileStore, type RamBlockFile } from '../ram/sparse-file-store.js';
 import { parse, UsageError, type Command } from './args.js';
+import { blockSizeOptionSpec, blockSizeUsage, parseBlockSizeOption } from './block-size-option.js';
 import { progressWanted, reportOptionSpec, reportUsageLines } from './conventions.js';
 import { formatBytes, formatRate, table } from './format.js';
 import { openInput } from './io.js';
@@ -17,6 +18,7 @@ straight to the files.
 
 Options:
   -o, --output DIR   directory for the block files (created if missing)
+${blockSizeUsage('  ', 21)}
 ${reportUsageLines('  ', 16)}
   -h, --help         this help`;
 
@@ -31,9 +33,10 @@ export interface ExtractResult {
   compressedPages: number;
 }
 
-export async function extractRam(inputPath: string | undefined, dir: string, showProgress = false): Promise<ExtractResult> {
+/** `blockSize`: the block section's chunk size (mig-block-size), found from the stream when omitted. */
+export async function extractRam(inputPath: string | undefined, dir: string, showProgress = false, blockSize?: number): Promise<ExtractResult> {
   const input = openInput(inputPath);
-  const decoder = createDecoder();
+  const decoder = createDecoder(blockSize === undefined ? {} : { blockSize });
   const store = new SparseFileStore(dir);
   const progress = new Progress(showProgress, 'extract-ram', input.size);
   const source = streamSource(input.stream);
@@ -68,10 +71,12 @@ export const extractRamCommand: Command = {
   async run(argv) {
     const { values, positionals } = parse(argv, {
       output: { type: 'string', short: 'o' },
+      ...blockSizeOptionSpec,
       ...reportOptionSpec,
     }, 1);
     if (values.output === undefined) throw new UsageError('missing -o DIR');
-    const result = await extractRam(positionals[0], values.output, progressWanted(values));
+    const blockSize = parseBlockSizeOption(values);
+    const result = await extractRam(positionals[0], values.output, progressWanted(values), blockSize);
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else if (values.quiet !== true) {

@@ -1,8 +1,10 @@
+import { formatBlockSize } from '../block/block-size.js';
 import { createDecoder, encodedLength, type MigrationRecord } from '../codec.js';
 import { DeviceFieldCollector, type DeviceFields } from '../report/device-fields.js';
 import { StreamReport, type StreamSummary } from '../report/stream-report.js';
 import { MigstreamError } from '../stream/errors.js';
 import { parse, type Command } from './args.js';
+import { blockSizeOptionSpec, blockSizeUsage, parseBlockSizeOption } from './block-size-option.js';
 import { progressWanted, reportOptionSpec } from './conventions.js';
 import { formatBytes, formatRate, megabytesPerSecond, table } from './format.js';
 import { openInput } from './io.js';
@@ -14,7 +16,7 @@ const usage = `Usage: migstream inspect [FILE|-] [--json] [--iterations] [--fiel
 Decode a migration stream (or the stream in a migstream container) and report what it holds: header and machine type, RAM blocks,
 per-iteration page counts (normal, zero, xbzrle, compressed) and bytes, pages sent more than
 once (re-dirtied by the guest) per RAM block and per iteration, normal pages that were all
-zero, block devices and their chunk counts, device-state sections with sizes, the vmdesc,
+zero, block devices and their chunk counts and chunk size, device-state sections with sizes, the vmdesc,
 total bytes and decode speed.
 A damaged stream is reported up to the damage, then the error: in the report, and on stderr
 (exit status 1).
@@ -23,6 +25,7 @@ Options:
   --json           the report as JSON on stdout
   --iterations     list every ram iteration (text output lists at most 20)
   --fields         split each device-state section into its fields, using the vmdesc
+${blockSizeUsage('  ', 21)}
   --progress       progress on stderr (default when stderr is a terminal)
   --no-progress    no progress line
   --quiet          no report: only the exit status and the error, if any
@@ -42,12 +45,15 @@ export interface InspectResult extends StreamSummary {
 export interface InspectOptions {
   progress?: boolean;
   fields?: boolean;
+  /** The block section's chunk size (mig-block-size); found from the stream when omitted. */
+  blockSize?: number;
 }
 
 export async function inspectStream(inputPath: string | undefined, options: InspectOptions = {}): Promise<InspectResult> {
   const input = openInput(inputPath);
-  const decoder = createDecoder();
-  const report = new StreamReport();
+  const blockSize = options.blockSize === undefined ? {} : { blockSize: options.blockSize };
+  const decoder = createDecoder(blockSize);
+  const report = new StreamReport(blockSize);
   const fields = options.fields === true ? new DeviceFieldCollector() : undefined;
   const add = (record: MigrationRecord): void => {
     report.add(record, encodedLength(record));
@@ -127,7 +133,8 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
   if (result.block) {
     const block = result.block;
     lines.push('');
-    lines.push(`block      ${block.sections} sections, last progress ${block.lastProgress ?? '-'}%`);
+    const source = { option: 'given', stream: 'found from the stream', default: "no data chunk: QEMU's assumed" }[block.chunkSizeSource];
+    lines.push(`block      ${block.sections} sections, last progress ${block.lastProgress ?? '-'}%, chunks of ${formatBlockSize(block.chunkSize)} (${source})`);
     lines.push(indent(table(['device', 'data chunks', 'zero chunks', 'data bytes', 'extent'], block.devices.map((d) => [
       d.name, d.dataChunks, d.zeroChunks, formatBytes(d.bytes), formatBytes(d.extentBytes),
     ]))));
@@ -185,9 +192,15 @@ export const inspectCommand: Command = {
     const { values, positionals } = parse(argv, {
       iterations: { type: 'boolean' },
       fields: { type: 'boolean' },
+      ...blockSizeOptionSpec,
       ...reportOptionSpec,
     }, 1);
-    const result = await inspectStream(positionals[0], { progress: progressWanted(values), fields: values.fields === true });
+    const blockSize = parseBlockSizeOption(values);
+    const result = await inspectStream(positionals[0], {
+      progress: progressWanted(values),
+      fields: values.fields === true,
+      ...(blockSize === undefined ? {} : { blockSize }),
+    });
     if (values.quiet === true) {
       // Neither report nor summary: the exit status and the error line say it all.
     } else if (values.json === true) {

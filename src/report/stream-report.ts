@@ -9,6 +9,8 @@
  * ram_save_pending), so a page sent more than once is a page sent in more than one iteration:
  * the guest dirtied it again after it was sent.
  */
+import { isBlockSize } from '../block/block-size.js';
+import { BLK_MIG_BLOCK_SIZE } from '../block/flags.js';
 import type { BlockRecord } from '../block/records.js';
 import { HBitmap, isAllZero } from '../native.js';
 import type { RamBlockInfo, RamRecord } from '../ram/records.js';
@@ -55,9 +57,12 @@ export interface BlockDeviceCounts {
   zeroChunks: number;
   /** Payload bytes of data chunks. */
   bytes: number;
-  /** Highest sector + chunk seen: a lower bound of the disk size. */
+  /** Highest sector + chunk seen (at the stream's chunk size): a lower bound of the disk size. */
   extentBytes: number;
 }
+
+/** Where the block section's chunk size (mig-block-size) in a report came from. */
+export type ChunkSizeSource = 'option' | 'stream' | 'default';
 
 export interface DeviceSection {
   sectionId: number;
@@ -82,7 +87,19 @@ export interface StreamSummary {
     /** Re-sent pages, counted in pages of `pageSize` bytes. */
     resend: { pageSize: number; totals: RamResend; perBlock: Record<string, RamResend> };
   } | null;
-  block: { sections: number; lastProgress: number | null; devices: BlockDeviceCounts[] } | null;
+  block: {
+    sections: number;
+    lastProgress: number | null;
+    /** Bytes per chunk (mig-block-size): QEMU's 1 MiB, or a patched build's 4 KiB to 16 MiB. */
+    chunkSize: number;
+    /**
+     * 'option': given to the decoder; 'stream': found from the stream (the length of its data
+     * chunks, which the decoder settled at the first one); 'default': no data chunk and none
+     * given, QEMU's 1 MiB assumed (zero chunks carry no data to tell).
+     */
+    chunkSizeSource: ChunkSizeSource;
+    devices: BlockDeviceCounts[];
+  } | null;
   devices: DeviceSection[];
   commands: { command: number; name: string; length: number }[];
   vmdesc: { bytes: number; devices: number | null; pageSize: number | null } | null;
@@ -150,6 +167,8 @@ class SentPages {
 export interface StreamReportOptions {
   /** TARGET_PAGE_SIZE until a configuration section announces target-page-bits (default 4096). */
   pageSize?: number;
+  /** The block chunk size the decoder was given (mig-block-size); else the data chunks' length. */
+  blockSize?: number;
 }
 
 export class StreamReport {
@@ -169,6 +188,10 @@ export class StreamReport {
   private blockSections = 0;
   private blockProgress: number | null = null;
   private readonly blockDevices = new Map<string, BlockDeviceCounts>();
+  /** Per device, the highest sector of a zero chunk: its extent needs the chunk size. */
+  private readonly zeroSectors = new Map<string, number>();
+  private readonly givenChunkSize: number | undefined;
+  private dataChunkSize: number | undefined;
   private readonly commands: { command: number; name: string; length: number }[] = [];
   private vmdesc: StreamSummary['vmdesc'] = null;
   private sawRam = false;
@@ -181,6 +204,10 @@ export class StreamReport {
       throw new ArgumentError(`StreamReport: pageSize must be a power of two in 512..2^30, got ${String(pageSize)}`);
     }
     this.pageSize = pageSize;
+    if (options.blockSize !== undefined && !isBlockSize(options.blockSize)) {
+      throw new ArgumentError(`StreamReport: blockSize must be a power of two from 4 KiB to 16 MiB, got ${String(options.blockSize)}`);
+    }
+    this.givenChunkSize = options.blockSize;
   }
 
   /** Counts one record; `bytes` is its encoded length. */
@@ -329,7 +356,29 @@ export class StreamReport {
     if (zero) device.zeroChunks++;
     else device.dataChunks++;
     device.bytes += bytes;
-    device.extentBytes = Math.max(device.extentBytes, sector * 512 + 1024 * 1024);
+    if (zero) {
+      this.zeroSectors.set(name, Math.max(this.zeroSectors.get(name) ?? 0, sector));
+    } else {
+      this.dataChunkSize ??= bytes;
+      device.extentBytes = Math.max(device.extentBytes, sector * 512 + bytes);
+    }
+  }
+
+  /** The chunk size and where it came from (see StreamSummary's block.chunkSizeSource). */
+  private chunkSize(): { chunkSize: number; chunkSizeSource: ChunkSizeSource } {
+    if (this.givenChunkSize !== undefined) return { chunkSize: this.givenChunkSize, chunkSizeSource: 'option' };
+    if (this.dataChunkSize !== undefined) return { chunkSize: this.dataChunkSize, chunkSizeSource: 'stream' };
+    return { chunkSize: BLK_MIG_BLOCK_SIZE, chunkSizeSource: 'default' };
+  }
+
+  private blockSummary(): NonNullable<StreamSummary['block']> {
+    const size = this.chunkSize();
+    const devices = [...this.blockDevices.values()].map((device) => {
+      const zero = this.zeroSectors.get(device.name);
+      const extentBytes = zero === undefined ? device.extentBytes : Math.max(device.extentBytes, zero * 512 + size.chunkSize);
+      return { ...device, extentBytes };
+    });
+    return { sections: this.blockSections, lastProgress: this.blockProgress, ...size, devices };
   }
 
   summary(): StreamSummary {
@@ -369,10 +418,7 @@ export class StreamReport {
             resend: { pageSize: this.pageSize, totals: resendTotals, perBlock: resendPerBlock },
           }
         : null,
-      block:
-        this.blockSections > 0
-          ? { sections: this.blockSections, lastProgress: this.blockProgress, devices: [...this.blockDevices.values()] }
-          : null,
+      block: this.blockSections > 0 ? this.blockSummary() : null,
       devices: [...this.fullSections.values()].filter((d) => !this.isBodyCodec(d.idstr)),
       commands: this.commands,
       vmdesc: this.vmdesc,

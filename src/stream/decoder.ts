@@ -52,6 +52,12 @@ export interface DecoderOptions {
   maxDeviceStateBytes?: number;
   /** Largest vmdesc JSON accepted. Default 64 MiB. */
   maxVmdescBytes?: number;
+  /**
+   * The `block` section's chunk size (mig-block-size: a power of two from 4 KiB to 16 MiB;
+   * QEMU's is 1 MiB), checked by the block codec at the first data chunk. Omitted: the block
+   * codec finds it from the stream (`parameters.blockSize` then says which).
+   */
+  blockSize?: number;
 }
 
 const enum State {
@@ -100,8 +106,12 @@ export class StreamDecoder<B extends BaseRecord = never> {
 
   constructor(codecs: readonly SectionCodec<B>[] = [], options: DecoderOptions = {}) {
     for (const codec of codecs) this.codecs.set(codec.idstr, codec);
-    this.params = { pageSize: options.pageSize ?? 4096, capabilities: [] };
     this.footers = options.sectionFooters ?? true;
+    this.params = { pageSize: options.pageSize ?? 4096, capabilities: [], sectionFooters: this.footers };
+    if (options.blockSize !== undefined) {
+      this.params.blockSize = options.blockSize;
+      this.params.blockSizeSource = 'option';
+    }
     this.maxDeviceStateBytes = options.maxDeviceStateBytes ?? 64 * 1024 * 1024;
     const maxVmdescBytes = options.maxVmdescBytes ?? 64 * 1024 * 1024;
     this.rules = { isKnownSection: (id) => this.sections.has(id), maxVmdescBytes };
@@ -112,7 +122,7 @@ export class StreamDecoder<B extends BaseRecord = never> {
     return this.reader.offset;
   }
 
-  /** Stream parameters learnt so far (page size, capabilities). */
+  /** Stream parameters learnt so far (page size, capabilities, block chunk size). */
   get parameters(): Readonly<StreamParameters> {
     return this.params;
   }

@@ -24,6 +24,15 @@ export interface StreamParameters {
   pageSize: number;
   /** Capabilities validated by the configuration section (e.g. "x-ignore-shared"). */
   capabilities: readonly string[];
+  /**
+   * The `block` section's chunk size (mig-block-size): given (DecoderOptions.blockSize), or set
+   * by the block codec once it found it at the first data chunk; undefined until then.
+   */
+  blockSize?: number;
+  /** Where `blockSize` came from: the caller ('option') or the stream itself ('stream'). */
+  blockSizeSource?: 'option' | 'stream';
+  /** Whether sections end with a footer (DecoderOptions.sectionFooters; undefined: true). */
+  sectionFooters?: boolean;
 }
 
 export interface SectionContext {

@@ -1,21 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_BLOCK_SECTOR, blockCodec } from '../../src/block/codec.js';
+import { MAX_BLOCK_SIZE } from '../../src/block/block-size.js';
+import { MAX_BLOCK_SECTOR, blockCodec, createBlockCodec } from '../../src/block/codec.js';
 import type { BlockRecord } from '../../src/block/records.js';
 import { EncodeError, FramingError, LimitExceededError, UnknownFlagError } from '../../src/stream/errors.js';
 import { ByteReader, NEED_MORE } from '../../src/stream/reader.js';
 import { ByteWriter } from '../../src/stream/writer.js';
 import { F, MIB, chunk, dataBytes, eosBytes, progressBytes, word, zeroBytes } from '../helpers/block-bytes.js';
-import { ctx, encode, feed, prng, splitAt } from './feed.js';
+import { FOOTER, ctx, encode, feed, prng, splitAt } from './feed.js';
 
-/** Records without their 1 MiB payloads, for readable comparisons. */
+/** Records without their payloads, for readable comparisons. */
 function shape(records: readonly BlockRecord[]): unknown[] {
   return records.map((r) => (r.type === 'block-data' ? { ...r, data: `${r.data.length} bytes` } : r));
 }
 
-/** Decodes `bytes` in one piece, checks it was consumed whole, and that it re-encodes exactly. */
-function roundTrip(bytes: Buffer): BlockRecord[] {
-  const { records, leftover } = feed([bytes]);
-  expect(leftover).toBe(0);
+/**
+ * Decodes `bytes` in one piece, checks it was consumed whole, and that it re-encodes exactly.
+ * The body is closed as block_save_* close it (an EOS, unless `closed` says its last record
+ * holds EOS already, then the footer), since a data chunk's size is settled by what follows it.
+ */
+function roundTrip(bytes: Buffer, closed = false): BlockRecord[] {
+  const tail = closed ? FOOTER : Buffer.concat([eosBytes(), FOOTER]);
+  const fed = feed([bytes, tail]);
+  expect(fed.leftover).toBe(0);
+  if (!closed) expect(fed.records.at(-1)).toEqual({ type: 'block-eos' });
+  const records = closed ? fed.records : fed.records.slice(0, -1);
   expect(encode(records).equals(bytes)).toBe(true);
   expect(records.reduce((sum, r) => sum + blockCodec.encodedLength(r), 0)).toBe(bytes.length);
   return records;
@@ -57,7 +65,7 @@ describe('blockCodec records', () => {
   });
 
   it('decodes EOS', () => {
-    expect(roundTrip(eosBytes())).toEqual([{ type: 'block-eos' }]);
+    expect(roundTrip(eosBytes(), true)).toEqual([{ type: 'block-eos' }]);
   });
 
   it('keeps device names byte for byte (latin1, up to 255 bytes)', () => {
@@ -77,14 +85,14 @@ describe('blockCodec records', () => {
     ['PROGRESS|ZERO_BLOCK', progressBytes(3, 0x0c), 'block-progress', 0x0c, false],
     ['EOS|ZERO_BLOCK', eosBytes(0x0a), 'block-eos', 0x0a, true],
   ] as const)('accepts %s as QEMU does and keeps the bits', (_name, bytes, type, flags, ends) => {
-    const records = roundTrip(bytes);
+    const records = roundTrip(bytes, ends);
     expect(records).toHaveLength(1);
     expect(records[0]).toMatchObject({ type, flags });
     expect(blockCodec.newDecoder().endsBody(records[0]!)).toBe(ends);
   });
 
   it('keeps the ignored upper bits of an EOS word', () => {
-    expect(roundTrip(eosBytes(F.EOS, 12345))).toEqual([{ type: 'block-eos', sector: 12345 }]);
+    expect(roundTrip(eosBytes(F.EOS, 12345), true)).toEqual([{ type: 'block-eos', sector: 12345 }]);
   });
 
   it('decodes a multi-record body ending in EOS, as block_save_iterate/complete write it', () => {
@@ -97,7 +105,7 @@ describe('blockCodec records', () => {
       progressBytes(100),
       eosBytes(),
     ]);
-    const records = roundTrip(bytes);
+    const records = roundTrip(bytes, true);
     expect(shape(records)).toEqual([
       { type: 'block-progress', percent: 0 },
       { type: 'block-data', device: DISK, sector: 0, data: `${MIB} bytes` },
@@ -112,7 +120,7 @@ describe('blockCodec records', () => {
   });
 
   it('hands out data as a view of the input when it sits in one chunk', () => {
-    const input = dataBytes(DISK, 0, A);
+    const input = Buffer.concat([dataBytes(DISK, 0, A), eosBytes(), FOOTER]);
     const [record] = feed([input]).records;
     expect(record?.type === 'block-data' && record.data.buffer).toBe(input.buffer);
   });
@@ -127,8 +135,8 @@ describe('blockCodec records', () => {
     expect(roundTrip(zeroBytes(DISK, MAX_BLOCK_SECTOR))).toEqual([
       { type: 'block-zero', device: DISK, sector: MAX_BLOCK_SECTOR },
     ]);
-    expect(MAX_BLOCK_SECTOR * 512 + MIB).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
-    expect((MAX_BLOCK_SECTOR + 1) * 512 + MIB).toBeGreaterThan(Number.MAX_SAFE_INTEGER);
+    expect(MAX_BLOCK_SECTOR * 512 + MAX_BLOCK_SIZE).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
+    expect((MAX_BLOCK_SECTOR + 1) * 512 + MAX_BLOCK_SIZE).toBeGreaterThan(Number.MAX_SAFE_INTEGER);
     const max = Number.MAX_SAFE_INTEGER;
     expect(roundTrip(progressBytes(max))).toEqual([{ type: 'block-progress', percent: max }]);
   });
@@ -166,7 +174,9 @@ describe('blockCodec chunked input', () => {
     zeroBytes(DISK, 2048),
     dataBytes(DISK, 4096, B, F.DEVICE_BLOCK | F.EOS),
   ]);
-  const dataRecords = feed([withData]).records;
+  // The footer after the body: what settles the first chunk's size ends with it.
+  const withFooter = Buffer.concat([withData, FOOTER]);
+  const dataRecords = feed([withFooter]).records;
 
   /** Every offset outside the payloads, the 40 bytes around each payload edge, and a stride inside. */
   function interestingSplits(): number[] {
@@ -178,7 +188,7 @@ describe('blockCodec chunked input', () => {
       if (record.type === 'block-data') payloads.push([at + length - MIB, at + length]);
       at += length;
     }
-    for (let i = 0; i <= withData.length; i++) {
+    for (let i = 0; i <= withFooter.length; i++) {
       const inside = payloads.find(([start, end]) => i > start + 20 && i < end - 20);
       if (inside === undefined || (i - inside[0]) % 4093 === 0) out.add(i);
     }
@@ -190,7 +200,7 @@ describe('blockCodec chunked input', () => {
     expect(splits.length).toBeGreaterThan(500);
     const expected = encode(dataRecords);
     for (const i of splits) {
-      const { records, leftover } = feed(splitAt(withData, [i]));
+      const { records, leftover } = feed(splitAt(withFooter, [i]));
       expect(leftover).toBe(0);
       expect(shape(records)).toEqual(shape(dataRecords));
       expect(encode(records).equals(expected)).toBe(true);
@@ -204,10 +214,10 @@ describe('blockCodec chunked input', () => {
       const cuts: number[] = [];
       for (let at = 0; ; ) {
         at += 1 + Math.floor(random() * scale);
-        if (at >= withData.length) break;
+        if (at >= withFooter.length) break;
         cuts.push(at);
       }
-      const { records, leftover } = feed(splitAt(withData, cuts));
+      const { records, leftover } = feed(splitAt(withFooter, cuts));
       expect(leftover).toBe(0);
       expect(encode(records).equals(withData)).toBe(true);
     }
@@ -295,7 +305,9 @@ describe('blockCodec errors', () => {
 
 describe('blockCodec encode errors', () => {
   const bad: Array<[string, BlockRecord]> = [
-    ['short data', { type: 'block-data', device: DISK, sector: 0, data: Buffer.alloc(4096) }],
+    ['data shorter than 4 KiB', { type: 'block-data', device: DISK, sector: 0, data: Buffer.alloc(4095) }],
+    ['data not a power of two', { type: 'block-data', device: DISK, sector: 0, data: Buffer.alloc(3 * 4096) }],
+    ['data past 16 MiB', { type: 'block-data', device: DISK, sector: 0, data: Buffer.alloc(32 * MIB) }],
     ['empty device', { type: 'block-zero', device: '', sector: 0 }],
     ['long device', { type: 'block-zero', device: 'x'.repeat(256), sector: 0 }],
     ['non-latin1 device', { type: 'block-zero', device: 'disk\u20ac', sector: 0 }],
@@ -311,5 +323,22 @@ describe('blockCodec encode errors', () => {
   ];
   it.each(bad)('refuses %s', (_name, record) => {
     expect(() => encode([record])).toThrow(EncodeError);
+  });
+});
+
+describe('createBlockCodec', () => {
+  it('holds data records to its blockSize', () => {
+    const sized = createBlockCodec({ blockSize: 64 * 1024 });
+    const writer = new ByteWriter();
+    sized.encode({ type: 'block-data', device: DISK, sector: 0, data: chunk(3, 64 * 1024) }, writer);
+    expect(writer.takeBuffer().length).toBe(9 + DISK.length + 64 * 1024);
+    expect(() => sized.encode({ type: 'block-data', device: DISK, sector: 0, data: A }, new ByteWriter())).toThrow(
+      /expected 65536 \(the encoder's mig-block-size\)/,
+    );
+  });
+
+  it('refuses a size that is not a chunk size', () => {
+    expect(() => createBlockCodec({ blockSize: 3000 })).toThrow(/power of two from 4 KiB to 16 MiB/);
+    expect(() => createBlockCodec({ blockSize: 32 * MIB })).toThrow(/power of two/);
   });
 });
