@@ -132,7 +132,8 @@ export async function sampleZeroShare(
 ): Promise<ZeroSample> {
   const pieces = sampleRanges(layout, slices, sliceBytes);
   const sampler = codec ? new WireRatioSampler({ codec: codec.id, level: codec.level, frameBytes: codec.frameBytes, pageSize: PAGE_SIZE }) : null;
-  const wholePages: Buffer[] = [];
+  /** Sampled runs of whole pages with their zero flags, for the codec after the read. */
+  const runs: { pages: Buffer; zero: Uint8Array }[] = [];
   let pending = Buffer.alloc(0);
   let pages = 0;
   let zeroPages = 0;
@@ -145,15 +146,14 @@ export async function sampleZeroShare(
       pages += flags.length;
       for (const flag of flags) zeroPages += flag;
       // Kept for the codec, which runs after the read (the FIFO's reader must not wait on it).
-      if (sampler) wholePages.push(Buffer.from(run));
+      if (sampler) runs.push({ pages: Buffer.from(run), zero: flags });
     }
     pending = Buffer.from(bytes.subarray(whole));
   });
   const share = pages === 0 ? 0 : zeroPages / pages;
   if (!sampler) return { share, sampledBytes };
-  for (const run of wholePages) {
-    const flags = findZeroPages(run, PAGE_SIZE);
-    for (let i = 0; i < flags.length; i++) await sampler.addPage(run.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), flags[i] === 1);
+  for (const { pages: run, zero } of runs) {
+    for (let i = 0; i < zero.length; i++) await sampler.addPage(run.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), zero[i] === 1);
   }
   return { share, sampledBytes, wireRatios: await sampler.finish() };
 }

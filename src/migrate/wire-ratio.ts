@@ -51,8 +51,7 @@ export class WireRatioSampler {
   /** One sampled page; `isZero` as the addon's zero scan found it. */
   async addPage(page: Uint8Array, isZero: boolean): Promise<void> {
     if (page.length !== this.options.pageSize) throw new ArgumentError(`WireRatioSampler.addPage: a page is ${this.options.pageSize} bytes, got ${page.length}`);
-    const header = Buffer.alloc(HEADER_BYTES);
-    header.writeBigUInt64BE(BigInt(this.offset) | BigInt(FLAG_CONTINUE | (isZero ? FLAG_ZERO : FLAG_PAGE)));
+    const header = BigInt(this.offset) | BigInt(FLAG_CONTINUE | (isZero ? FLAG_ZERO : FLAG_PAGE));
     this.offset += this.options.pageSize;
     if (isZero) await this.zero.add(header, ZERO_BYTE);
     else await this.normal.add(header, page);
@@ -84,11 +83,12 @@ class FrameAccumulator {
     this.frame = Buffer.alloc(options.frameBytes);
   }
 
-  async add(header: Uint8Array, body: Uint8Array): Promise<void> {
-    if (this.filled + header.length + body.length > this.frame.length) await this.flush();
-    this.frame.set(header, this.filled);
-    this.frame.set(body, this.filled + header.length);
-    this.filled += header.length + body.length;
+  /** One record: its be64 header, then its body. */
+  async add(header: bigint, body: Uint8Array): Promise<void> {
+    if (this.filled + HEADER_BYTES + body.length > this.frame.length) await this.flush();
+    this.frame.writeBigUInt64BE(header, this.filled);
+    this.frame.set(body, this.filled + HEADER_BYTES);
+    this.filled += HEADER_BYTES + body.length;
   }
 
   async flush(): Promise<void> {
