@@ -72,4 +72,7 @@ export class TruncatedContainerError extends ContainerError {
   }
 }
 
-registerErrorClasses({ ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError });
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const CONTAINER_ERROR_CLASSES = { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError } as const;
+
+registerErrorClasses(CONTAINER_ERROR_CLASSES);

@@ -104,4 +104,7 @@ export class NbdTimeoutError extends NbdError {
   }
 }
 
-registerErrorClasses({ NbdProtocolError, NbdRefusedError, NbdCommandError, NbdConnectionError, NbdTimeoutError });
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const NBD_ERROR_CLASSES = { NbdProtocolError, NbdRefusedError, NbdCommandError, NbdConnectionError, NbdTimeoutError } as const;
+
+registerErrorClasses(NBD_ERROR_CLASSES);

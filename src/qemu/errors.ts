@@ -89,4 +89,7 @@ export class MigrationFailedError extends QemuError {
   }
 }
 
-registerErrorClasses({ QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError });
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const QEMU_ERROR_CLASSES = { QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError } as const;
+
+registerErrorClasses(QEMU_ERROR_CLASSES);

@@ -46,4 +46,7 @@ export class ZlibPageError extends DecodeError {
   }
 }
 
-registerErrorClasses({ XbzrleError, ZlibPageError });
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const RAM_ERROR_CLASSES = { XbzrleError, ZlibPageError } as const;
+
+registerErrorClasses(RAM_ERROR_CLASSES);

@@ -119,7 +119,8 @@ export class ArgumentError extends MigstreamError {
   }
 }
 
-registerErrorClasses({
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const STREAM_ERROR_CLASSES = {
   TruncatedStreamError,
   BadMagicError,
   UnknownFlagError,
@@ -128,6 +129,8 @@ registerErrorClasses({
   VmdescError,
   EncodeError,
   ArgumentError,
-});
+} as const;
+
+registerErrorClasses(STREAM_ERROR_CLASSES);
 
 export { hex } from '../bytes/hex.js';

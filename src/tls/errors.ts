@@ -93,7 +93,8 @@ export class ListenError extends TransportError {
   }
 }
 
-registerErrorClasses({
+/** This folder's catalogued classes (src/error-classes.ts gathers every folder's). */
+export const TRANSPORT_ERROR_CLASSES = {
   ProtocolError,
   HandshakeError,
   AuthError,
@@ -104,7 +105,9 @@ registerErrorClasses({
   OutputError,
   CredentialsError,
   ListenError,
-});
+} as const;
+
+registerErrorClasses(TRANSPORT_ERROR_CLASSES);
 
 /**
  * What a channel worker posts when it fails (src/errors.ts serializeError): `error` is already
