@@ -9,11 +9,13 @@
  *
  * Rows: QEMU migrate tcp: with its defaults; the same with auto-converge; migrate exec:socat
  * (a pass-through program, as exec:cat would be, into the destination's tcp: listener);
- * migstream migrate/incoming with --converge auto, without and with -c lz4. Columns:
+ * migstream migrate/incoming with --converge auto, without and with -c lz4, and each with
+ * hot-page dropping (--hold 100: send holds 100 ms of the link). Columns:
  * converged, total time (QEMU's total-time, or migrate's), downtime as the guest saw it (the
  * source's STOP event to the destination's RESUME event, one host clock), bytes on the wire,
  * guest slowed time (the guest prints pages written per 100 ms: tenths below half its median
- * rate before the migration), and the probe's total-time error for the migstream rows.
+ * rate before the migration), the probe's total-time error and the stream bytes the hold
+ * dropped for the migstream rows.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,6 +60,8 @@ interface Outcome {
   wireBytes: number | null;
   slowedS: number;
   probeError: number | null;
+  /** Stream bytes send's hold cut out (migstream rows with --hold). */
+  droppedBytes: number | null;
   note: string;
 }
 
@@ -85,12 +89,12 @@ async function qemuMigrate(ctx: RunContext, uri: string, capabilities: Record<st
     if (info.status === 'completed' || info.status === 'failed') break;
     if (Date.now() > deadline) {
       await ctx.source.execute('migrate_cancel');
-      return { converged: false, totalMs: null, wireBytes: info.ram?.transferred ?? null, probeError: null, note: `cancelled at ${LIMIT_S} s, ${((info.ram?.remaining ?? 0) / 1e6).toFixed(0)} MB dirty` };
+      return { converged: false, totalMs: null, wireBytes: info.ram?.transferred ?? null, probeError: null, droppedBytes: null, note: `cancelled at ${LIMIT_S} s, ${((info.ram?.remaining ?? 0) / 1e6).toFixed(0)} MB dirty` };
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  if (info.status !== 'completed') return { converged: false, totalMs: null, wireBytes: null, probeError: null, note: `failed: ${info['error-desc'] ?? '?'}` };
-  return { converged: true, totalMs: info['total-time'] ?? null, wireBytes: info.ram?.transferred ?? null, probeError: null, note: `QEMU downtime ${info.downtime ?? '?'} ms; throttle ${info['cpu-throttle-percentage'] ?? 0} % at the end` };
+  if (info.status !== 'completed') return { converged: false, totalMs: null, wireBytes: null, probeError: null, droppedBytes: null, note: `failed: ${info['error-desc'] ?? '?'}` };
+  return { converged: true, totalMs: info['total-time'] ?? null, wireBytes: info.ram?.transferred ?? null, probeError: null, droppedBytes: null, note: `QEMU downtime ${info.downtime ?? '?'} ms; throttle ${info['cpu-throttle-percentage'] ?? 0} % at the end` };
 }
 
 async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<Outcome, 'slowedS' | 'downtimeMs'>> {
@@ -100,7 +104,7 @@ async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<
   const [src, dst] = await Promise.all([migrate, incoming]);
   const summary = jsonLines(src.stdout).find((e) => e.type === 'summary') as Record<string, any> | undefined;
   if (src.code !== 0 || !summary) {
-    return { converged: false, totalMs: null, wireBytes: null, probeError: null, note: src.stderr.trim().split('\n').at(-1)?.slice(0, 120) ?? `exit ${src.code}` };
+    return { converged: false, totalMs: null, wireBytes: null, probeError: null, droppedBytes: null, note: src.stderr.trim().split('\n').at(-1)?.slice(0, 120) ?? `exit ${src.code}` };
   }
   if (dst.code !== 0) throw new Error(`incoming failed after a completed migrate: ${dst.stderr}`);
   const incomingAt = (type: string): number | undefined => (jsonLines(dst.stdout).find((e) => e.type === type) as { elapsedMs?: number } | undefined)?.elapsedMs;
@@ -118,7 +122,18 @@ async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<
       `  probe: dirty ${(probe.dirty.dirtyRate / 1e6).toFixed(1)} MB/s, working set ${(probe.dirty.workingSetBytes / 1e6).toFixed(1)} MB, zero ${(probe.zero.share * 100).toFixed(0)} %, rate ${(probe.rate / 1e6).toFixed(1)} MB/s, predicted ${probe.prediction.summary}\n`,
     );
   }
-  return { converged: true, totalMs: summary.totalMs, wireBytes: summary.bytesOnWire, probeError: summary.prediction?.totalTimeError ?? null, note: `QEMU downtime ${summary.qemuDowntimeMs ?? '?'} ms; throttle ${steps}; predicted ${summary.prediction?.converges ? `${(summary.prediction.totalMs / 1000).toFixed(1)} s` : 'no convergence'}` };
+  const hold = summary.stream?.hold as { limitBytes: number; droppedPages: number; droppedBytes: number; pinnedPages: number; keptPages: number } | undefined;
+  if (hold && hold.limitBytes > 0) {
+    process.stderr.write(`  hold ${(hold.limitBytes / 1e6).toFixed(2)} MB: dropped ${hold.droppedPages} pages (${(hold.droppedBytes / 1e6).toFixed(2)} MB), kept ${hold.pinnedPages} pinned, ${hold.keptPages} named/split\n`);
+  }
+  return {
+    converged: true,
+    totalMs: summary.totalMs,
+    wireBytes: summary.bytesOnWire,
+    probeError: summary.prediction?.totalTimeError ?? null,
+    droppedBytes: hold && hold.limitBytes > 0 ? hold.droppedBytes : null,
+    note: `QEMU downtime ${summary.qemuDowntimeMs ?? '?'} ms; throttle ${steps}; predicted ${summary.prediction?.converges ? `${(summary.prediction.totalMs / 1000).toFixed(1)} s` : 'no convergence'}`,
+  };
 }
 
 const ROWS: Row[] = [
@@ -127,6 +142,8 @@ const ROWS: Row[] = [
   { name: 'QEMU exec:socat (pass-through)', run: (c) => qemuMigrate(c, `exec:${['socat', '-', `TCP:${link.addressB}:${c.port}`].map(shellQuote).join(' ')}`, {}) },
   { name: 'migstream --converge auto', run: (c) => migstreamMigrate(c, []) },
   { name: 'migstream --converge auto -c lz4', run: (c) => migstreamMigrate(c, ['-c', 'lz4']) },
+  { name: 'migstream --converge auto --hold 100', run: (c) => migstreamMigrate(c, ['--hold', '100']) },
+  { name: 'migstream --converge auto -c lz4 --hold 100', run: (c) => migstreamMigrate(c, ['-c', 'lz4', '--hold', '100']) },
 ];
 
 /** Pages written per 100 ms, in the order the guest printed them. */
@@ -207,7 +224,7 @@ const fmt = (v: number | null, digits: number, scale = 1): string => (v === null
 console.log(`\nLive migration, QEMU ${QEMU} ${MACHINE} under ${process.env.MIGSTREAM_ACCEL ?? 'the detected accelerator'}, ${values.ram} MiB guest writing a ${values.wss} MiB working set, across a ${RATE_MBIT} Mbit/s veth (tbf), limit ${LIMIT_S} s`);
 console.log(
   table(
-    ['dirty MiB/s', 'row', 'converged', 'total s', 'downtime ms', 'wire MB', 'slowed s', 'probe err', 'note'],
+    ['dirty MiB/s', 'row', 'converged', 'total s', 'downtime ms', 'wire MB', 'slowed s', 'probe err', 'dropped MB', 'note'],
     results.map(({ dirtyRate, row, outcome: o }) => [
       dirtyRate,
       row,
@@ -217,6 +234,7 @@ console.log(
       fmt(o.wireBytes, 0, 1e6),
       o.slowedS.toFixed(1),
       o.probeError === null ? '—' : `${(o.probeError * 100).toFixed(0)} %`,
+      fmt(o.droppedBytes, 2, 1e6),
       o.note,
     ]),
   ),

@@ -42,9 +42,9 @@ export function parseRate(text: string): number {
   return rate;
 }
 
-export function parseMs(text: string, name: string): number {
+export function parseMs(text: string, name: string, min = 1): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 3_600_000) throw new UsageError(`${name} must be a whole number of milliseconds, got "${text}"`);
+  if (!Number.isInteger(value) || value < min || value > 3_600_000) throw new UsageError(`${name} must be a whole number of milliseconds, got "${text}"`);
   return value;
 }
 

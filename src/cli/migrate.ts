@@ -39,6 +39,10 @@ Options:
                           destination's resume (default: the probe's measured tail + 100;
                           0: QEMU gets the whole limit)
   --max-bandwidth RATE    QEMU's max-bandwidth, bytes/s with K, M or G (powers of 1024)
+  --hold MS               hot-page dropping: send holds up to MS of the link's worth of the
+                          stream while the link is the bottleneck, and a page QEMU sends again
+                          meanwhile replaces its earlier copy (default 0: off). Counted in the
+                          hand-over, so QEMU's share of the downtime limit shrinks by MS
   --converge auto|off     throttle the guest when pre-copy stops shrinking (default off)
   --with-disk             carry the VM's writable disks in the stream (QEMU's block migration,
                           QEMU ≤ 9.0; the destination QEMU needs blank disks of the same size
@@ -59,6 +63,11 @@ ${verifySampleUsage}
 ${reportUsageLines('  ', 22)}
 ${tlsUsage}`;
 
+/** send's hold in bytes: `ms` of a link of `bytesPerSecond`, at least one 64 KiB frame. */
+function holdBytesFor(bytesPerSecond: number, ms: number): number {
+  return Math.max(64 * 1024, Math.round((bytesPerSecond * ms) / 1000));
+}
+
 export const migrateCommand: Command = {
   name: 'migrate',
   usage,
@@ -72,6 +81,7 @@ export const migrateCommand: Command = {
         codec: { type: 'string', short: 'c' },
         'downtime-limit': { type: 'string' },
         handover: { type: 'string' },
+        hold: { type: 'string' },
         'max-bandwidth': { type: 'string' },
         converge: { type: 'string' },
         'force-downtime': { type: 'string' },
@@ -90,7 +100,11 @@ export const migrateCommand: Command = {
     const codec = values.codec ?? 'none';
     if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"`);
     const downtimeLimitMs = values['downtime-limit'] === undefined ? DEFAULT_DOWNTIME_MS : parseMs(values['downtime-limit'], '--downtime-limit');
-    const handover = values.handover === undefined ? undefined : parseMs(values.handover, '--handover');
+    const handover = values.handover === undefined ? undefined : parseMs(values.handover, '--handover', 0);
+    const holdMs = values.hold === undefined ? 0 : parseMs(values.hold, '--hold', 0);
+    if (holdMs > 0 && values['no-probe'] === true && values['max-bandwidth'] === undefined) {
+      throw new UsageError('--hold needs a link rate to size the hold: the probe\'s (drop --no-probe) or --max-bandwidth');
+    }
     const forceDowntimeLimitMs = values['force-downtime'] === undefined ? undefined : parseMs(values['force-downtime'], '--force-downtime');
     const maxBandwidth = values['max-bandwidth'] === undefined ? undefined : parseRate(values['max-bandwidth']);
     const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
@@ -139,6 +153,7 @@ export const migrateCommand: Command = {
           levers: await readLevers(qmp),
           downtimeLimitMs,
           ...(handover !== undefined ? { handoverMs: handover } : {}),
+          holdMs,
           ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
           probeLink: () => probeLink({ ...control, tls, connections: channels, durationMs: 2000, maxBytes: 512 * 1024 * 1024, timeoutMs: 10_000 }),
           converge: converge === 'auto',
@@ -147,14 +162,16 @@ export const migrateCommand: Command = {
         line.done();
         // Frames sized to the link, so what send holds after QEMU's last byte drains fast.
         sendArgs.push('--frame-size', String(frameKiBForLink(probe.rate, channels)));
+        if (holdMs > 0) sendArgs.push('--hold', String(holdBytesFor(probe.rate, holdMs)));
         if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'probe', ...probe })}\n`);
         else if (values.quiet !== true) process.stderr.write(formatProbe(probe));
         if (values.probe === true) return 0;
       }
+      if (holdMs > 0 && probe === null) sendArgs.push('--hold', String(holdBytesFor(maxBandwidth!, holdMs)));
       const result = await migrateSource({
         qmp,
         transport: selfCommand(sendArgs),
-        downtimeLimitMs: (probe?.budget ?? downtimeBudget(downtimeLimitMs, handover ?? handoverMs(null))).qemuLimitMs,
+        downtimeLimitMs: (probe?.budget ?? downtimeBudget(downtimeLimitMs, handover ?? handoverMs(null, holdMs))).qemuLimitMs,
         ...(maxBandwidth !== undefined ? { maxBandwidth } : {}),
         ...(forceDowntimeLimitMs !== undefined ? { forceDowntimeLimitMs } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),

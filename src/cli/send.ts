@@ -9,7 +9,7 @@ import { parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';
 import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
 import { SendStatsReporter } from '../migrate/send-stats.js';
-import { BacklogWatch } from '../migrate/backlog-watch.js';
+import { parseSize } from './transfer-progress.js';
 import { PassTracker } from '../migrate/pass-tracker.js';
 
 const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
@@ -29,6 +29,10 @@ Options:
   --frame-size KiB   stream bytes per frame (default 1024)
   --timeout S        fail when a channel makes no progress for S seconds (default 30)
   --no-verify        do not decode the stream while sending
+  --hold SIZE        hot-page dropping: while the link is the bottleneck, hold up to SIZE
+                     of the stream (e.g. 2M) before it goes out, and cut out a page's earlier
+                     copy when QEMU writes the page again meanwhile (default 0: off). What is
+                     held when QEMU stops the guest adds to the downtime
   --page-hashes FILE when the input ends, write the hashes of the final RAM image it carried
                      to FILE (for "migrate --verify")
   --stats-socket PATH report bytes and passes over RAM to the Unix socket PATH twice a
@@ -67,6 +71,7 @@ export const sendCommand: Command = {
         'tls-pin': { type: 'string' },
         'frame-size': { type: 'string' },
         'no-verify': { type: 'boolean' },
+        hold: { type: 'string' },
         'page-hashes': { type: 'string' },
         'stats-socket': { type: 'string' },
       },
@@ -80,6 +85,8 @@ export const sendCommand: Command = {
       ...(values['tls-name'] !== undefined ? { servername: values['tls-name'] } : {}),
       ...(values['tls-pin'] !== undefined ? { pin: values['tls-pin'] } : {}),
     });
+    const holdBytes = values.hold === undefined ? 0 : parseSize(values.hold);
+    if (holdBytes === undefined || holdBytes > 1024 * 1024 * 1024) throw new UsageError(`bad --hold "${values.hold}" (a size up to 1G, e.g. 2M)`);
     const input = openInputFd(positionals[1]);
     // QEMU may signal its exec: child once it has written the last byte (qio_channel_command
     // abort on close), while frames are still in flight: those must still arrive. Before the
@@ -94,13 +101,14 @@ export const sendCommand: Command = {
     const hashFile = values['page-hashes'];
     const tap = hashFile === undefined ? undefined : new StreamHashTap();
     const statsPath = values['stats-socket'];
-    const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0 };
+    const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0, droppedBytes: 0 };
     const reporter = statsPath === undefined ? undefined : new SendStatsReporter(statsPath);
     let tracker: PassTracker | undefined;
-    const backlog = reporter === undefined ? undefined : new BacklogWatch();
     const stats = (final: boolean) => {
       const summary = tracker?.summary() ?? { passes: [], heat: [] };
-      return { type: 'send-stats' as const, ...counters, passes: summary.passes, backlog: backlog!.result(), ...(final ? { heat: summary.heat } : {}) };
+      const { streamBytes, leftBytes, wireBytes } = counters;
+      const hold = { limitBytes: holdBytes, ...(counters.hold ?? { droppedPages: 0, droppedBytes: 0, pinnedPages: 0, keptPages: 0 }) };
+      return { type: 'send-stats' as const, streamBytes, leftBytes, wireBytes, passes: summary.passes, hold, ...(final ? { heat: summary.heat } : {}) };
     };
     const ticker = reporter === undefined ? undefined : setInterval(() => reporter.report(stats(false)), 500);
     try {
@@ -115,18 +123,17 @@ export const sendCommand: Command = {
         timeoutMs: parseSeconds(values.timeout, 30),
         frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
         verify: values['no-verify'] !== true,
+        holdBytes,
         onProgress: (bytes) => progress.update(bytes),
         ...(tap || reporter
           ? {
-              onRecords: (records, pageSize, seq) => {
+              onRecords: (records, pageSize) => {
                 tap?.apply(records, pageSize);
                 if (reporter) {
                   tracker ??= new PassTracker(pageSize());
                   for (const record of records) tracker.apply(record);
-                  backlog!.enter(seq, records);
                 }
               },
-              onFrameLeft: (seq) => backlog?.left(seq),
             }
           : {}),
         counters,

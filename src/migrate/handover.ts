@@ -7,7 +7,9 @@
  * still crosses the link (a router's queue holds 100 ms on the bench's tbf link, measured by the
  * link probe as `tailMs`), and the destination finishes the load and resumes
  * (process_incoming_migration_bh, then our cont: 90–150 ms under TCG on this machine, from
- * QEMU's own MIGRATION and RESUME event times). Those are the hand-over; QEMU gets the rest.
+ * QEMU's own MIGRATION and RESUME event times). With hot-page dropping, send's hold (full
+ * when the link is the bottleneck) drains after QEMU's last byte too. Those are the hand-over;
+ * QEMU gets the rest.
  */
 import { ArgumentError } from '../stream/errors.js';
 
@@ -34,7 +36,10 @@ export function downtimeBudget(limitMs: number, handoverMs: number): DowntimeBud
   return { limitMs, handoverMs: limitMs - qemuLimitMs, qemuLimitMs };
 }
 
-/** The hand-over to keep: the probe's measured tail (none without a probe) and the destination's finish. */
-export function handoverMs(tailMs: number | null): number {
-  return Math.round((tailMs ?? 0) + DESTINATION_FINISH_MS);
+/**
+ * The hand-over to keep: the probe's measured tail (none without a probe), send's hold (the
+ * time the link takes to drain it) and the destination's finish.
+ */
+export function handoverMs(tailMs: number | null, holdMs = 0): number {
+  return Math.round((tailMs ?? 0) + holdMs + DESTINATION_FINISH_MS);
 }

@@ -67,8 +67,10 @@ export interface ProbeOptions {
    * the guest dirties while it runs, which is what the second pass re-sends. 0: none.
    */
   maxPassWindowMs?: number;
-  /** The hand-over to keep out of the downtime limit; default: the link's tail plus the destination's finish. */
+  /** The hand-over to keep out of the downtime limit; default: the link's tail, send's hold and the destination's finish. */
   handoverMs?: number;
+  /** send's hold for hot-page dropping, in ms of the link (migrate --hold). */
+  holdMs?: number;
 }
 
 /** Default for maxPassWindowMs: a probe costs at most about 20 s more. */
@@ -113,7 +115,7 @@ export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
     const extra = await measureDirtyWindow(qmp, options.levers, windowMs);
     dirty = estimateDirtyRate([...dirty.windows, extra], dirty.mode);
   }
-  const budget = downtimeBudget(options.downtimeLimitMs, options.handoverMs ?? handoverMs(link?.tailMs ?? null));
+  const budget = downtimeBudget(options.downtimeLimitMs, options.handoverMs ?? handoverMs(link?.tailMs ?? null, options.holdMs ?? 0));
   const prediction = predictMigration(inputs(dirty), { downtimeLimitMs: budget.qemuLimitMs, ...(options.converge ? { converge: true } : {}) });
   return { ramBytes, zero, dirty, link, maxBandwidth, rate, downtimeLimitMs: options.downtimeLimitMs, budget, prediction, ms: Date.now() - started };
 }

@@ -3,7 +3,7 @@
  * --json, and the same figures as aligned lines for a person.
  */
 import type { SourceResult } from './source.js';
-import type { BacklogSavings } from './backlog-watch.js';
+import type { HoldReport } from './send-stats-wire.js';
 import type { HeatSegment, PassCounts } from './pass-tracker.js';
 import type { SendStats } from './send-stats-wire.js';
 import type { DowntimeBudget } from './handover.js';
@@ -32,7 +32,7 @@ export interface MigrateReport {
   /** Stream bytes / wire bytes (1 without compression, a little below for the frame headers). */
   compressionRatio: number | null;
   /** Passes over RAM and the heat map as send saw them in the stream (null: no report). */
-  stream: { passes: PassCounts[]; heat: HeatSegment[]; backlog: BacklogSavings } | null;
+  stream: { passes: PassCounts[]; heat: HeatSegment[]; hold: HoldReport } | null;
   /** avail-switchover-bandwidth given to QEMU (bytes/s), in order. */
   switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
   passes: number;
@@ -65,7 +65,7 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
     mbPerSecond: totalMs > 0 ? bytes / 1e6 / (totalMs / 1000) : 0,
     bytesOnWire: sendStats?.wireBytes ?? null,
     compressionRatio: sendStats && sendStats.wireBytes > 0 ? sendStats.streamBytes / sendStats.wireBytes : null,
-    stream: sendStats ? { passes: sendStats.passes, heat: sendStats.heat ?? [], backlog: sendStats.backlog } : null,
+    stream: sendStats ? { passes: sendStats.passes, heat: sendStats.heat ?? [], hold: sendStats.hold } : null,
     switchoverBandwidth: result.switchoverBandwidth,
     passes: ram?.['dirty-sync-count'] ?? 0,
     pages: { normal: ram?.normal ?? 0, zero: ram?.duplicate ?? 0 },
@@ -113,10 +113,12 @@ export function formatMigrateReport(report: MigrateReport): string {
     for (const h of report.stream.heat.slice(0, HEAT_LINES)) {
       lines.push(['Hot', `${h.block}+0x${h.offset.toString(16)} (${(h.length / 1048576).toFixed(1)} MiB): ${h.resends} re-sent pages`]);
     }
-    const b = report.stream.backlog;
+    const h = report.stream.hold;
     lines.push([
-      'Hot in backlog',
-      `${b.droppablePages} re-sent pages found their earlier copy still in send's frames (${(b.droppableBytes / 1e6).toFixed(1)} MB droppable), ${b.pinnedPages} held by an XBZRLE delta`,
+      'Hot dropped',
+      h.limitBytes === 0
+        ? 'off (no --hold)'
+        : `${h.droppedPages} earlier copies of re-sent pages (${(h.droppedBytes / 1e6).toFixed(1)} MB) cut from send's ${(h.limitBytes / 1048576).toFixed(1)} MiB hold; kept ${h.pinnedPages} under an XBZRLE delta, ${h.keptPages} naming their block or across frames`,
     ]);
   }
   const lastBandwidth = report.switchoverBandwidth.at(-1);

@@ -2,14 +2,14 @@
  * What `send` (the exec: child QEMU starts) tells the `migrate` that started it, one JSON
  * object per line over a Unix socket in migrate's private scratch folder: how many stream
  * bytes it read, how many left for the kernel and how many went on the wire, the passes over
- * RAM it saw in the stream (pages, zero pages, re-sent pages; pass-tracker.ts) and the re-sent
- * pages whose earlier copy was still in its frames (backlog-watch.ts). The last
+ * RAM it saw in the stream (pages, zero pages, re-sent pages; pass-tracker.ts) and what its
+ * hold dropped (earlier copies of re-sent pages, ram/hot-page-hold.ts). The last
  * line, once the input ended, adds the heat map. migrate uses the wire figure for its rates
  * and QEMU's avail-switchover-bandwidth, and the passes for its report. Pure codec.
  */
 import { MigstreamError } from '../stream/errors.js';
 import { BoundedLineSplitter } from './line-splitter.js';
-import type { BacklogSavings } from './backlog-watch.js';
+import type { HoldSavings } from '../ram/hot-page-hold.js';
 import type { HeatSegment, PassCounts } from './pass-tracker.js';
 
 /** Passes and 16 heat segments fit well below this; a longer line is not our send. */
@@ -26,10 +26,15 @@ export interface SendStats {
   /** Bytes those frames took on the wire (compressed, with frame headers). */
   wireBytes: number;
   passes: PassCounts[];
-  /** Re-sent pages caught while their earlier copy was still in send's frames (backlog-watch.ts). */
-  backlog: BacklogSavings;
+  /** send's hold for hot-page dropping: its size (0: none) and what it dropped. */
+  hold: HoldReport;
   /** Present on the last line, sent when the input ended. */
   heat?: HeatSegment[];
+}
+
+export interface HoldReport extends HoldSavings {
+  /** The most stream bytes send holds (--hold); 0 when it holds none. */
+  limitBytes: number;
 }
 
 export class SendStatsProtocolError extends MigstreamError {
@@ -50,9 +55,9 @@ function isPass(value: unknown): value is PassCounts {
   return typeof p === 'object' && p !== null && count(p.index) && count(p.pages) && count(p.zeroPages) && count(p.resentPages) && count(p.payloadBytes);
 }
 
-function isBacklog(value: unknown): value is BacklogSavings {
-  const b = value as BacklogSavings;
-  return typeof b === 'object' && b !== null && count(b.droppablePages) && count(b.droppableBytes) && count(b.pinnedPages);
+function isHold(value: unknown): value is HoldReport {
+  const h = value as HoldReport;
+  return typeof h === 'object' && h !== null && count(h.limitBytes) && count(h.droppedPages) && count(h.droppedBytes) && count(h.pinnedPages) && count(h.keptPages);
 }
 
 function isHeat(value: unknown): value is HeatSegment {
@@ -71,17 +76,17 @@ export function decodeSendStats(line: string): SendStats {
   const v = value as Partial<SendStats>;
   if (typeof v !== 'object' || v === null || v.type !== 'send-stats') throw new SendStatsProtocolError('a send-stats line is not a send-stats object');
   if (!count(v.streamBytes) || !count(v.leftBytes) || !count(v.wireBytes)) throw new SendStatsProtocolError('send-stats byte counts are missing or not counts');
-  if (v.leftBytes > v.streamBytes) throw new SendStatsProtocolError('send-stats say more bytes left than were read');
+  if (!isHold(v.hold)) throw new SendStatsProtocolError('send-stats hold counts are missing or malformed');
+  if (v.leftBytes + v.hold.droppedBytes > v.streamBytes) throw new SendStatsProtocolError('send-stats say more bytes left or were dropped than were read');
   if (!Array.isArray(v.passes) || !v.passes.every(isPass)) throw new SendStatsProtocolError('send-stats passes are malformed');
-  if (!isBacklog(v.backlog)) throw new SendStatsProtocolError('send-stats backlog counts are missing or malformed');
-  const { droppablePages, droppableBytes, pinnedPages } = v.backlog;
+  const { limitBytes, droppedPages, droppedBytes, pinnedPages, keptPages } = v.hold;
   const stats: SendStats = {
     type: 'send-stats',
     streamBytes: v.streamBytes,
     leftBytes: v.leftBytes,
     wireBytes: v.wireBytes,
     passes: v.passes,
-    backlog: { droppablePages, droppableBytes, pinnedPages },
+    hold: { limitBytes, droppedPages, droppedBytes, pinnedPages, keptPages },
   };
   if (v.heat !== undefined) {
     if (!Array.isArray(v.heat) || v.heat.length > MAX_HEAT_SEGMENTS || !v.heat.every(isHeat)) throw new SendStatsProtocolError('send-stats heat map is malformed');

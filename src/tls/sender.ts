@@ -18,6 +18,7 @@ import type { TransferSummary } from './summary.js';
 import { startChannelWorker, workerUrl } from './channel-worker.js';
 import { SendSession, type SendSessionAction, type SendSessionEvent } from './send-session.js';
 import { CLOSE_GRACE_MS } from './wire.js';
+import { HotPageHold, type HoldSavings } from '../ram/hot-page-hold.js';
 
 export interface SendOptions {
   host: string;
@@ -34,13 +35,14 @@ export interface SendOptions {
   credit?: number;
   /** Decode the stream while sending, so a damaged source fails before its end is sent. */
   verify?: boolean;
+  /** Every record the decoder read, before its bytes leave (decodes even without verify). */
+  onRecords?: (records: readonly (FramingRecord | BodyRecord)[], pageSize: () => number) => void;
   /**
-   * Every record the decoder read, before its bytes leave (decodes even without verify), with
-   * the sequence number of the frame its last byte is in.
+   * Hot-page dropping (ram/hot-page-hold.ts): while no channel has room, keep reading and hold
+   * up to this many stream bytes, so that a page QEMU writes again while its earlier copy is
+   * held replaces that copy. 0 (default): read only when a channel has room, hold nothing.
    */
-  onRecords?: (records: readonly (FramingRecord | BodyRecord)[], pageSize: () => number, seq: number) => void;
-  /** Frame `seq` left for the kernel (its credit came back). */
-  onFrameLeft?: (seq: number) => void;
+  holdBytes?: number;
   onProgress?: (bytes: number) => void;
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
@@ -59,6 +61,10 @@ export interface SendCounters {
   leftBytes: number;
   /** What those frames took on the wire (compressed, with headers). */
   wireBytes: number;
+  /** Stream bytes of earlier page copies cut out of held frames (never sent). */
+  droppedBytes: number;
+  /** What hot-page dropping saved so far; undefined without a hold. */
+  hold?: HoldSavings;
 }
 
 interface Channel {
@@ -132,7 +138,6 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
             options.counters.wireBytes += message.wire;
           }
           input?.recycle(message.buffer);
-          options.onFrameLeft?.(message.seq);
           return feed({ type: 'credit', index, wire: message.wire });
         case 'done':
           return feed({ type: 'done', bytes: message.bytes });
@@ -168,29 +173,78 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     // session and the others join it once it exists (the session's `join` actions).
     for (let i = 0; i < options.channels; i++) startChannel(i);
 
-    const decoder = options.verify === false && options.onRecords === undefined ? undefined : createDecoder();
+    const holdBytes = options.holdBytes ?? 0;
+    const hold = holdBytes > 0 ? new HotPageHold() : undefined;
+    const decoder = options.verify === false && options.onRecords === undefined && hold === undefined ? undefined : createDecoder();
     const pageSize = (): number => decoder!.parameters.pageSize;
+    const counters = options.counters;
+    const records = (list: readonly (FramingRecord | BodyRecord)[]): void => {
+      options.onRecords?.(list, pageSize);
+      hold?.addRecords(list, decoder!.recordEnds);
+    };
+    const sendHeld = (): void => {
+      while (hold!.heldFrames > 0 && session.canSend) {
+        const frame = hold!.release()!;
+        feed({ type: 'frame', data: frame.data });
+        if (counters) {
+          counters.droppedBytes += frame.streamBytes - frame.data.length;
+          counters.hold = hold!.result();
+        }
+      }
+    };
+    // With a hold, the input is read while the hold has room even when no channel has; a read
+    // in flight is kept across turns, and a credit coming back meanwhile sends held frames.
+    let reading: Promise<Buffer | null> | undefined;
+    let inputEnded = false;
+    let readBytes = 0;
     for (;;) {
-      await until(() => session.canSend);
-      const chunk = await input.next();
+      if (hold) sendHeld();
+      if (inputEnded) {
+        if (hold === undefined || hold.heldFrames === 0) break;
+        await until(() => session.canSend);
+        continue;
+      }
+      const holdHasRoom = hold !== undefined && session.state === 'streaming' && hold.heldBytes < holdBytes;
+      if (!session.canSend && !holdHasRoom) {
+        await until(() => session.canSend);
+        continue;
+      }
+      reading ??= input.next();
+      const chunk = hold && hold.heldFrames > 0 ? await Promise.race([reading, waitForEvent().then(() => undefined)]) : await reading;
       if (session.failure) throw session.failure;
-      if (chunk === null) break;
+      if (chunk === undefined) continue; // a channel's event came first: maybe room for held frames
+      reading = undefined;
+      if (chunk === null) {
+        const tail = decoder?.end();
+        if (tail) records(tail);
+        inputEnded = true;
+        options.onInputEnd?.();
+        continue;
+      }
+      // The hold learns the frame before its records: it places each record by stream offset.
+      hold?.addFrame(chunk);
       if (decoder) {
-        const records = decoder.push(chunk);
-        options.onRecords?.(records, pageSize, session.frames);
+        records(decoder.push(chunk));
         decoder.releaseInput();
       }
-      feed({ type: 'frame', data: chunk });
-      if (options.counters) options.counters.streamBytes = session.bytes;
-      options.onProgress?.(session.bytes);
+      if (!hold) feed({ type: 'frame', data: chunk });
+      readBytes += chunk.length;
+      if (counters) counters.streamBytes = readBytes;
+      options.onProgress?.(readBytes);
     }
-    const tail = decoder?.end();
-    if (tail) options.onRecords?.(tail, pageSize, session.frames);
-    options.onInputEnd?.();
     feed({ type: 'input-ended' });
     await until(() => session.state === 'done');
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { bytes: session.bytes, frames: session.frames, seconds, digest: session.digestValue, codec: codec.name, tls: options.tls !== null, channels: session.stats };
+    return {
+      bytes: session.bytes,
+      frames: session.frames,
+      seconds,
+      digest: session.digestValue,
+      codec: codec.name,
+      tls: options.tls !== null,
+      channels: session.stats,
+      ...(hold ? { hold: { limitBytes: holdBytes, streamBytes: readBytes, ...hold.result() } } : {}),
+    };
   } catch (error) {
     // The session aborts every channel (already, if a channel failed first).
     feed({ type: 'fail', error: error instanceof Error ? error : new Error(String(error)) });

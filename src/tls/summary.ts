@@ -1,4 +1,5 @@
 /** What a finished transfer reports. */
+import type { HoldSavings } from '../ram/hot-page-hold.js';
 
 export interface ChannelStats {
   index: number;
@@ -18,4 +19,6 @@ export interface TransferSummary {
   codec: string;
   tls: boolean;
   channels: ChannelStats[];
+  /** send with a hold (--hold): its size, the stream bytes read and what the hold dropped. */
+  hold?: HoldSavings & { limitBytes: number; streamBytes: number };
 }

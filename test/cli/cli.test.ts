@@ -40,6 +40,15 @@ describe('migstream CLI', () => {
     expect(bad.stderr).toMatch(/--bogus/);
   });
 
+  test('hot-page dropping options: a bad size, or a hold with no link rate to size it, is a usage error', () => {
+    const send = run(['send', '127.0.0.1:9', streamPath, '--insecure', '--hold', 'lots']);
+    expect(send.status).toBe(2);
+    expect(send.stderr).toMatch(/bad --hold "lots"/);
+    const migrate = run(['migrate', '--qmp', join(dir, 'none.sock'), '--to', '127.0.0.1:9', '--insecure', '--no-probe', '--hold', '100']);
+    expect(migrate.status).toBe(2);
+    expect(migrate.stderr).toMatch(/--hold needs a link rate/);
+  });
+
   test('copy file to file and stdin to stdout are byte-identical', () => {
     const out = join(dir, 'copy.mig');
     const toFile = run(['copy', streamPath, out]);

@@ -18,6 +18,11 @@ describe("the downtime limit split into QEMU's part and the hand-over", () => {
     expect(handoverMs(null)).toBe(DESTINATION_FINISH_MS);
   });
 
+  test("send's hold drains after QEMU's last byte too: it adds to the hand-over", () => {
+    expect(handoverMs(104.4, 200)).toBe(304 + DESTINATION_FINISH_MS);
+    expect(handoverMs(null, 100)).toBe(100 + DESTINATION_FINISH_MS);
+  });
+
   test('bad figures are argument errors', () => {
     expect(() => downtimeBudget(0, 10)).toThrow(ArgumentError);
     expect(() => downtimeBudget(300, -1)).toThrow(/handoverMs/);

@@ -33,10 +33,11 @@ afterAll(async () => {
 });
 
 describe.each([
-  { qemu: '7.2' as QemuVersion, machine: 'pc-i440fx-7.2', guest: 'an idle guest', args: guestArgs('idle'), ready: /migstream-heartbeat/ },
-  { qemu: '10.0' as QemuVersion, machine: 'pc-q35-10.0', guest: 'a dirtying guest', args: guestArgs('busy', ['wss=16', 'rate=4']), ready: /migstream-busy/ },
-])(`migrate + incoming on QEMU $qemu across two namespaces (${RATE_MBIT} Mbit/s veth)`, ({ qemu, machine, guest, args, ready }) => {
-  test(`${guest} moves with --verify over the capped link; destination RAM equals the source; the guest runs on`, async () => {
+  { qemu: '7.2' as QemuVersion, machine: 'pc-i440fx-7.2', guest: 'an idle guest', args: guestArgs('idle'), ready: /migstream-heartbeat/, hold: [] },
+  // With hot-page dropping: send holds 200 ms of the link and cuts superseded pages from it.
+  { qemu: '10.0' as QemuVersion, machine: 'pc-q35-10.0', guest: 'a dirtying guest', args: guestArgs('busy', ['wss=16', 'rate=4']), ready: /migstream-busy/, hold: ['--hold', '200'] },
+])(`migrate + incoming on QEMU $qemu across two namespaces (${RATE_MBIT} Mbit/s veth)`, ({ qemu, machine, guest, args, ready, hold }) => {
+  test(`${guest} moves with --verify${hold.length ? ' and --hold' : ''} over the capped link; destination RAM equals the source; the guest runs on`, async () => {
     const tag = `netns-${qemu}`;
     const port = 40000 + Math.floor(Math.random() * 20000);
     const [source, dest] = await Promise.all([
@@ -46,7 +47,7 @@ describe.each([
     vms.push(source.vm, dest.vm);
     await source.vm.waitForSerial(ready, 120_000);
     const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `${link.addressB}:${port}`, '--insecure', '--verify', '--no-resume', '--json', '--timeout', '300'], link.inNs(link.b, []));
-    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `${link.addressB}:${port}`, '--insecure', '--verify', '--json', '--timeout', '240'], link.inNs(link.a, []));
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `${link.addressB}:${port}`, '--insecure', '--verify', ...hold, '--json', '--timeout', '240'], link.inNs(link.a, []));
     const [src, dst] = await Promise.all([migrate, incoming]);
     expect(src.code, src.stderr).toBe(0);
     expect(dst.code, dst.stderr).toBe(0);
@@ -55,6 +56,10 @@ describe.each([
     expect(verify.source.mismatches).toBe(0);
     expect(verify.destination.mismatches).toBe(0);
     expect(verify.source.pagesCompared).toBeGreaterThan(60_000);
+    // The hold was sized from the probe's link rate (200 ms of it) and reported.
+    const held = (summary.stream as { hold: { limitBytes: number; droppedPages: number } }).hold;
+    if (hold.length) expect(held.limitBytes / LINK_BYTES_PER_S).toBeGreaterThan(0.1);
+    else expect(held.limitBytes).toBe(0);
 
     // The stream crossed the capped link: no faster than its wire time.
     const wireBytes = summary.bytesOnWire as number;

@@ -26,7 +26,7 @@ describe('migrate report', () => {
     wireBytes: 200e6,
     passes: Array.from({ length: 10 }, (_, index) => ({ index, pages: index === 0 ? 70 : 3, zeroPages: index === 0 ? 40 : 0, resentPages: index === 0 ? 0 : 3, payloadBytes: 0 })),
     heat: [{ block: 'pc.ram', offset: 0x5800000, length: 4 * 1048576, resends: 27 }],
-    backlog: { droppablePages: 12, droppableBytes: 12 * 4104, pinnedPages: 2 },
+    hold: { limitBytes: 2 << 20, droppedPages: 12, droppedBytes: 12 * 4104, pinnedPages: 2, keptPages: 1 },
   };
   const probe = { prediction: { converges: true, totalMs: 12000, downtimeMs: 100, streamBytes: 1, wireBytes: 1, passes: 3, passBytes: [], summary: '' } } as unknown as ProbeReport;
   const verify = { source: { pagesCompared: 65442, mismatches: 0 }, destination: { pagesCompared: 32000, mismatches: 0 }, local: { ms: 676, bytes: 1 } };
@@ -46,7 +46,7 @@ describe('migrate report', () => {
     expect(text).toContain('Stream pass 0:    70 pages, 40 zero, 0 re-sent\n');
     expect(text).toContain('Passes 8-9:       6 pages, 0 zero, 6 re-sent\n');
     expect(text).toContain('Hot:              pc.ram+0x5800000 (4.0 MiB): 27 re-sent pages\n');
-    expect(text).toContain("Hot in backlog:   12 re-sent pages found their earlier copy still in send's frames (0.0 MB droppable), 2 held by an XBZRLE delta\n");
+    expect(text).toContain("Hot dropped:      12 earlier copies of re-sent pages (0.0 MB) cut from send's 2.0 MiB hold; kept 2 under an XBZRLE delta, 1 naming their block or across frames\n");
     expect(text).toContain('Predicted:        12.0 s (+25 % off), 100 ms downtime\n');
     expect(text).toContain('Verify:           source 65442 pages compared, 0 differ (676 ms here); destination 32000 pages compared, 0 differ\n');
     expect(text).not.toContain('{');

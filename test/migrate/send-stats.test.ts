@@ -17,9 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'migstream-send-stats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const pass = { index: 0, pages: 65536, zeroPages: 60000, resentPages: 0, payloadBytes: 5536 * 4096 };
-const backlog = { droppablePages: 3, droppableBytes: 3 * 4104, pinnedPages: 1 };
-const none = { droppablePages: 0, droppableBytes: 0, pinnedPages: 0 };
-const good = { type: 'send-stats', streamBytes: 3000, leftBytes: 2000, wireBytes: 2100, passes: [pass], backlog };
+const hold = { limitBytes: 2 << 20, droppedPages: 3, droppedBytes: 3 * 4104, pinnedPages: 1, keptPages: 2 };
+const none = { limitBytes: 0, droppedPages: 0, droppedBytes: 0, pinnedPages: 0, keptPages: 0 };
+const good = { type: 'send-stats', streamBytes: 30000, leftBytes: 2000, wireBytes: 2100, passes: [pass], hold };
 
 describe('send-stats lines', () => {
   test('a hand-written line decodes to its fields, with and without the heat map', () => {
@@ -32,10 +32,12 @@ describe('send-stats lines', () => {
     ['not JSON', '{"type"', /not JSON/],
     ['another type', JSON.stringify({ ...good, type: 'source-verdict' }), /not a send-stats object/],
     ['a fractional count', JSON.stringify({ ...good, wireBytes: 1.5 }), /byte counts/],
-    ['more left than read', JSON.stringify({ ...good, leftBytes: 4000 }), /more bytes left/],
+    ['more left than read', JSON.stringify({ ...good, leftBytes: 40000 }), /more bytes left/],
+    ['more left and dropped than read', JSON.stringify({ ...good, leftBytes: 30000 - 3 * 4104 + 1 }), /more bytes left or were dropped/],
     ['a pass without zero pages', JSON.stringify({ ...good, passes: [{ ...pass, zeroPages: undefined }] }), /passes/],
-    ['no backlog counts', JSON.stringify({ ...good, backlog: undefined }), /backlog/],
-    ['a negative droppable count', JSON.stringify({ ...good, backlog: { ...backlog, droppablePages: -1 } }), /backlog/],
+    ['no hold counts', JSON.stringify({ ...good, hold: undefined }), /hold/],
+    ['a negative dropped count', JSON.stringify({ ...good, hold: { ...hold, droppedPages: -1 } }), /hold/],
+    ['a hold without its size', JSON.stringify({ ...good, hold: { ...hold, limitBytes: undefined } }), /hold/],
     ['a heat map of 17 segments', JSON.stringify({ ...good, heat: Array(17).fill({ block: 'pc.ram', offset: 0, length: 1, resends: 1 }) }), /heat map/],
   ])('%s is a SendStatsProtocolError', (_name, line, pattern) => {
     expect(() => decodeSendStats(line)).toThrow(SendStatsProtocolError);
@@ -63,11 +65,12 @@ describe('send-stats over a Unix socket', () => {
       expect(listener.refused).toEqual(['a send-stats line is not JSON']);
 
       const reporter = new SendStatsReporter(path);
-      reporter.report({ type: 'send-stats', streamBytes: 10, leftBytes: 5, wireBytes: 6, passes: [], backlog: none });
+      reporter.report({ type: 'send-stats', streamBytes: 10, leftBytes: 5, wireBytes: 6, passes: [], hold: none });
       const final = listener.waitForFinal(5000);
-      await reporter.finish({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], backlog, heat: [] });
-      expect(await final).toEqual({ type: 'send-stats', streamBytes: 20, leftBytes: 20, wireBytes: 22, passes: [pass], backlog, heat: [] });
-      expect(listener.latest?.streamBytes).toBe(20);
+      const last = { type: 'send-stats' as const, streamBytes: 20 + hold.droppedBytes, leftBytes: 20, wireBytes: 22, passes: [pass], hold, heat: [] };
+      await reporter.finish(last);
+      expect(await final).toEqual(last);
+      expect(listener.latest?.streamBytes).toBe(20 + hold.droppedBytes);
     } finally {
       listener.close();
     }
@@ -75,8 +78,8 @@ describe('send-stats over a Unix socket', () => {
 
   test('a reporter whose socket is not there carries on silently', async () => {
     const reporter = new SendStatsReporter(join(dir, 'nobody.sock'));
-    reporter.report({ type: 'send-stats', streamBytes: 1, leftBytes: 0, wireBytes: 0, passes: [], backlog: none });
-    await expect(reporter.finish({ type: 'send-stats', streamBytes: 1, leftBytes: 1, wireBytes: 1, passes: [], backlog: none, heat: [] }, 500)).resolves.toBeUndefined();
+    reporter.report({ type: 'send-stats', streamBytes: 1, leftBytes: 0, wireBytes: 0, passes: [], hold: none });
+    await expect(reporter.finish({ type: 'send-stats', streamBytes: 1, leftBytes: 1, wireBytes: 1, passes: [], hold: none, heat: [] }, 500)).resolves.toBeUndefined();
   });
 
   test('waitForFinal gives up after its timeout with what it has', async () => {

@@ -60,4 +60,31 @@ describe(`send/recv across two network namespaces (${RATE_MBIT} Mbit/s veth)`, (
       await restored.cleanup();
     }
   }, 300_000);
+
+  test('hot-page dropping over the capped link: the hold cuts earlier copies, the destination QEMU loads the same RAM', async () => {
+    const fixture = loadFixture('dirty');
+    const port = 40000 + Math.floor(Math.random() * 20000);
+    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--insecure', '--quiet']
+      .map(shellQuote)
+      .join(' ');
+    // The file reads faster than the link drains: the hold fills, and the passes of the
+    // fixture's converging end are shorter than it.
+    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '1', '--hold', '64M', '--insecure', '--timeout', '120', '--json'],
+      { prefix: link.inNs(link.a, []), stdout: 'pipe' });
+    let json = '';
+    send.child.stdout!.setEncoding('utf8').on('data', (text: string) => (json += text));
+    const restored = await restoreFixture('dirty', recvCommand);
+    try {
+      const sent = await send.exited;
+      expect(sent.code, sent.stderr).toBe(0);
+      const summary = JSON.parse(json) as { bytes: number; hold: { limitBytes: number; streamBytes: number; droppedPages: number; droppedBytes: number } };
+      expect(summary.hold.limitBytes).toBe(64 * 1048576);
+      expect(summary.hold.streamBytes).toBe(fixture.meta.streamBytes);
+      expect(summary.hold.droppedPages).toBeGreaterThan(0);
+      expect(summary.bytes).toBe(fixture.meta.streamBytes - summary.hold.droppedBytes);
+      expect(await firstDifference(fixture.sourceDump, restored.dumpPath)).toBe(-1);
+    } finally {
+      await restored.cleanup();
+    }
+  }, 300_000);
 });
