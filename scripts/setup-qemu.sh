@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the real-QEMU test bench needs. Idempotent: apt runs only when something is
-# missing, and `apt-get update` at most once.
+# Installs what the real-QEMU test bench and `npm run lint` need. Idempotent: apt runs only when
+# something is missing, and `apt-get update` at most once.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 # lz4 and zstd: the command-line baselines of `migstream bench` and bench/compress.ts.
-packages=(qemu-system-x86 qemu-utils busybox-static cpio gcc libc6-dev openssl iproute2 socat lz4 zstd)
+# clang-format (14 on bookworm): `npm run lint`, which `npm test` runs first, checks native/ with it.
+packages=(qemu-system-x86 qemu-utils busybox-static cpio gcc libc6-dev openssl iproute2 socat lz4 zstd clang-format)
 
 missing=()
 for pkg in "${packages[@]}"; do
