@@ -67,7 +67,7 @@ registerErrorClasses({ OutputStalledError });
  * reader that stops reading must not hold a process forever.
  */
 export function writeAll(fd: number, chunks: Buffer[], stallMs?: number): void {
-  let pending = chunks.filter((chunk) => chunk.length > 0);
+  const pending = chunks.filter((chunk) => chunk.length > 0);
   let blockedSince: number | undefined;
   while (pending.length > 0) {
     let written: number;

@@ -155,7 +155,6 @@ describe(`a reader that stops reading (seed ${seed})`, () => {
     const transferred = await whenTransferred(source, Math.round(20_000_000 * (0.3 + 0.5 * random())));
     const faultAt = Date.now();
     process.kill(dest.pid, 'SIGSTOP');
-    let destStatus: string;
     const [sent, received] = await Promise.all([send.waitExit(EXIT_BOUND_MS + 10_000), recv.waitExit(EXIT_BOUND_MS + 10_000)]);
     try {
       const sourceStatus = await waitOutgoing(source, 60_000);
@@ -182,7 +181,7 @@ describe(`a reader that stops reading (seed ${seed})`, () => {
       process.kill(dest.pid, 'SIGCONT');
     }
     // Woken up, the destination finds its stream cut: it fails the load and never runs.
-    destStatus = await expectDestinationNotResumed(dest, 60_000);
+    const destStatus = await expectDestinationNotResumed(dest, 60_000);
     expect(destStatus).not.toBe('running');
   }, 180_000);
 });
