@@ -3,7 +3,7 @@ import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import {
   BadMagicError,
-  DecodeError,
+  type DecodeError,
   FramingError,
   LimitExceededError,
   TruncatedStreamError,
