@@ -48,7 +48,4 @@ export default defineConfig(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
     },
   },
-  // Findings in files being rewritten on other branches, to fix there; then these blocks go.
-  { files: ['src/migrate/verdict-channel.ts'], rules: { 'prefer-const': 'off' } },
-  { files: ['src/nbd/client.ts'], rules: { '@typescript-eslint/consistent-type-imports': 'off' } },
 );

@@ -77,12 +77,12 @@ export class VerdictListener {
 
   static async listen(options: { host: string; port: number; tls: TlsMaterial | null; onStray?: (peer: string, reason: string) => void }): Promise<VerdictListener> {
     const onStray = options.onStray ?? (() => undefined);
-    let listener: VerdictListener | undefined;
-    const accept = (socket: Socket): void => listener!.accept(socket);
+    // accept runs only once the server listens, after `listener` below exists.
+    const accept = (socket: Socket): void => listener.accept(socket);
     const server = options.tls === null ? createServer(accept) : createTlsServer(serverTlsOptions(options.tls), accept);
     // A client that fails the TLS handshake (no or wrong certificate) never reaches accept.
     server.on('tlsClientError', (error: Error, socket: TLSSocket) => onStray(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, `TLS: ${error.message}`));
-    listener = new VerdictListener(server, onStray);
+    const listener = new VerdictListener(server, onStray);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(new VerdictChannelError(`cannot listen for the verdict on ${options.host}:${options.port}: ${error.message}`, { cause: error })));
       server.listen(options.port, options.host, () => resolve());

@@ -15,7 +15,7 @@
  * that fails or closes, or silence for `timeoutMs` while requests wait fails every request in
  * flight and every later one with the same error, and the socket is destroyed.
  */
-import { Socket, createConnection } from 'node:net';
+import { type Socket, createConnection } from 'node:net';
 import { ArgumentError } from '../stream/errors.js';
 import { Cmd, CmdFlag, DEFAULT_MAX_PAYLOAD, TransmissionFlag } from './constants.js';
 import { NbdConnectionError, NbdError, NbdTimeoutError, describeRequest, type NbdRequestRef } from './errors.js';
