@@ -141,11 +141,13 @@ export class DiskSource {
     const next = `${this.prefix}-${this.passes}`;
     await rotateBitmap(this.options.qmp, this.node.nodeName, frozen, next, this.granularity);
     this.bitmap = next;
-    try {
-      return await this.run(dirtyBitmapContext(frozen), [frozen], emit);
-    } finally {
-      await removeBitmap(this.options.qmp, this.node.nodeName, frozen);
-    }
+    const stats = await this.run(dirtyBitmapContext(frozen), [frozen], emit).catch(async (error: unknown) => {
+      // The pass's own failure is the one to tell; cleaning up after it may fail too.
+      await removeBitmap(this.options.qmp, this.node.nodeName, frozen).catch(() => undefined);
+      throw error;
+    });
+    await removeBitmap(this.options.qmp, this.node.nodeName, frozen);
+    return stats;
   }
 
   /**
@@ -210,10 +212,13 @@ export class DiskSource {
       }, () => stats.chunks++);
       await nbd.close();
       nbd = undefined;
-      return { ...stats, ms: Date.now() - started };
-    } finally {
-      if (nbd !== undefined) await nbd.close().catch(() => undefined);
       await deleteExport(qmp, id);
+      return { ...stats, ms: Date.now() - started };
+    } catch (error) {
+      // The pass's own failure is the one to tell: the export may be gone with the server.
+      if (nbd !== undefined) await nbd.close().catch(() => undefined);
+      await deleteExport(qmp, id).catch(() => undefined);
+      throw error;
     }
   }
 
