@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test guest into .cache/guest/: vmlinuz (Debian's cloud kernel) and
-# initramfs.cpio.gz (busybox-static + guest/init + a static guest/memfill).
+# Builds the test guest into .cache/guest/: vmlinuz (Debian's cloud kernel), its virtio-blk
+# modules (modules/, for guest/diskwrite) and initramfs.cpio.gz (busybox-static + guest/init +
+# static guest/memfill and guest/diskwrite + the modules).
 # Idempotent: the kernel is fetched once; the initramfs is rebuilt only when its inputs change.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +30,33 @@ kernel_package() {
     | awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }'
 }
 
+# virtio-blk and what it needs, in load order (guest/init insmods them in this order).
+VIRTIO_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
+
+# Copies the virtio-blk modules of the unpacked package in $work/kernel into $out/modules.
+extract_modules() {
+  local name file
+  rm -rf "$out/modules.tmp"
+  mkdir -p "$out/modules.tmp"
+  for name in $VIRTIO_MODULES; do
+    file=$(find "$work/kernel/lib/modules" -name "$name.ko" | head -n1)
+    [[ -n "$file" ]] || { log "module $name.ko not in the kernel package"; exit 1; }
+    cp "$file" "$out/modules.tmp/$name.ko"
+  done
+  rm -rf "$out/modules"
+  mv "$out/modules.tmp" "$out/modules"
+}
+
+# Downloads and unpacks kernel package $1 into $work/kernel (vmlinuz and the virtio modules).
+unpack_kernel_package() {
+  local pkg=$1
+  log "downloading $pkg"
+  (cd "$work" && apt-get download "$pkg" >&2)
+  mkdir -p "$work/kernel"
+  dpkg-deb --fsys-tarfile "$work"/"$pkg"_*.deb \
+    | tar -x -C "$work/kernel" --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/block/virtio_blk.ko'
+}
+
 fetch_kernel() {
   local pkg
   pkg=$(kernel_package)
@@ -37,27 +65,38 @@ fetch_kernel() {
     pkg=$(kernel_package)
   fi
   [[ -n "$pkg" ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
-  log "downloading $pkg"
   # Stale package lists name versions the mirror no longer has: refresh once and retry.
-  if ! (cd "$work" && apt-get download "$pkg" >&2); then
+  if ! unpack_kernel_package "$pkg"; then
     apt_update
     pkg=$(kernel_package)
-    (cd "$work" && apt-get download "$pkg" >&2)
+    unpack_kernel_package "$pkg"
   fi
-  mkdir -p "$work/kernel"
-  dpkg-deb --fsys-tarfile "$work"/"$pkg"_*.deb | tar -x -C "$work/kernel" --wildcards './boot/vmlinuz-*'
   local image
   image=$(ls "$work"/kernel/boot/vmlinuz-* | head -n1)
   cp "$image" "$out/vmlinuz.tmp"
+  extract_modules
   echo "$pkg" >"$out/kernel-package"
   mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 }
 
+# A guest built before the modules were needed: fetch the same kernel package again for them.
+fetch_modules() {
+  local pkg
+  pkg=$(cat "$out/kernel-package")
+  if ! unpack_kernel_package "$pkg"; then
+    apt_update
+    unpack_kernel_package "$pkg"
+  fi
+  extract_modules
+}
+
 build_initramfs() {
   local root="$work/root"
-  mkdir -p "$root"/{bin,dev,proc,sys,tmp}
+  mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
   cp /bin/busybox "$root/bin/busybox"
   gcc -static -O2 -Wall -Wextra -o "$root/bin/memfill" "$repo/guest/memfill.c"
+  gcc -static -O2 -Wall -Wextra -o "$root/bin/diskwrite" "$repo/guest/diskwrite.c"
+  cp "$out"/modules/*.ko "$root/lib/modules/"
   install -m 0755 "$repo/guest/init" "$root/init"
   (cd "$root" && find . -print0 | sort -z | cpio --null -o -H newc -R 0:0 --quiet) \
     | gzip -9 >"$out/initramfs.cpio.gz.tmp"
@@ -74,8 +113,11 @@ if [[ -s "$out/vmlinuz" ]]; then
 else
   fetch_kernel
 fi
+if [[ ! -s "$out/modules/virtio_blk.ko" ]]; then
+  fetch_modules
+fi
 
-inputs_hash=$(cat "$repo/guest/init" "$repo/guest/memfill.c" "$0" "$busybox_file" | sha256sum | cut -d' ' -f1)
+inputs_hash=$(cat "$repo/guest/init" "$repo/guest/memfill.c" "$repo/guest/diskwrite.c" "$0" "$busybox_file" "$out"/modules/*.ko | sha256sum | cut -d' ' -f1)
 if [[ -s "$out/initramfs.cpio.gz" && "$(cat "$out/initramfs.stamp" 2>/dev/null)" == "$inputs_hash" ]]; then
   log "initramfs up to date"
 else

@@ -23,6 +23,7 @@ import { VerdictChannelError } from './migrate/verdict-channel.js';
 import { VerdictProtocolError } from './migrate/verdict-wire.js';
 import { NativeAddonError } from './native/binding.js';
 import { NBD_ERROR_CLASSES } from './nbd/errors.js';
+import { DISK_ERROR_CLASSES } from './disk/errors.js';
 import { QEMU_ERROR_CLASSES } from './qemu/errors.js';
 import { RAM_ERROR_CLASSES } from './ram/errors.js';
 import { STREAM_ERROR_CLASSES } from './stream/errors.js';
@@ -46,6 +47,7 @@ export const ERROR_CLASSES = {
   SendStatsProtocolError,
   PageHashFileError,
   ...NBD_ERROR_CLASSES,
+  ...DISK_ERROR_CLASSES,
   NativeAddonError,
   UsageError,
   CannotOpenError,

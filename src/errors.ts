@@ -65,6 +65,11 @@ export const ERROR_FAMILIES = {
     folder: 'nbd',
     meaning: 'the NBD client failed: names the peer and export, and the request (command, offset, length) or option',
   },
+  DiskError: {
+    extends: 'MigstreamError',
+    folder: 'disk',
+    meaning: 'the disk path (source, sink, consistency check) failed: names the drive, the NBD export and the offset',
+  },
 } as const;
 
 export type ErrorFamilyName = keyof typeof ERROR_FAMILIES;
@@ -130,6 +135,10 @@ export const ERRORS = {
   ERR_NBD_COMMAND: { class: 'NbdCommandError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server failed a request (EIO, ENOSPC, EINVAL…); keeps the error value and its message', exit: 1 },
   ERR_NBD_CONNECTION: { class: 'NbdConnectionError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD socket cannot connect, failed, or closed before a reply was whole', exit: 1 },
   ERR_NBD_TIMEOUT: { class: 'NbdTimeoutError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server said nothing within the timeout', exit: 1 },
+  // src/disk
+  ERR_DISK_EXTENTS: { class: 'DiskExtentError', extends: 'DiskError', folder: 'disk', meaning: 'a block status answer that does not describe the drive: extents out of range, overlapping, leaving a gap or not adding up to the length asked', exit: 1 },
+  ERR_DISK_SIZE: { class: 'DiskSizeError', extends: 'DiskError', folder: 'disk', meaning: 'a drive of the wrong size: the destination export smaller than the source, or a drive resized mid-run', exit: 1 },
+  ERR_DISK_MISMATCH: { class: 'DiskMismatchError', extends: 'DiskError', folder: 'disk', meaning: 'the disk consistency check found chunks that differ; keeps their count and the first ones', exit: 1 },
   // src/native
   ERR_NATIVE_ADDON: { class: 'NativeAddonError', extends: 'MigstreamError', folder: 'native', meaning: 'the native addon cannot be loaded (not built, or built for another Node)', exit: 1 },
   // src/cli

@@ -69,6 +69,7 @@ export {
 } from './native.js';
 export * from './tls/index.js';
 export * from './nbd/index.js';
+export * from './disk/index.js';
 // Above the codec: the container format, compression, decompression, their workers, and
 // compaction (a record transform beside src/ram).
 export { CODECS, codecByName, resolveLevel, type CodecInfo, type CodecName } from './codecs/registry.js';

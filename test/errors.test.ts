@@ -39,6 +39,7 @@ import { VerdictChannelError } from '../src/migrate/verdict-channel.js';
 import { VerdictProtocolError } from '../src/migrate/verdict-wire.js';
 import { NativeAddonError } from '../src/native/binding.js';
 import { NbdCommandError, NbdConnectionError, NbdProtocolError, NbdRefusedError, NbdTimeoutError } from '../src/nbd/errors.js';
+import { DiskExtentError, DiskMismatchError, DiskSizeError } from '../src/disk/errors.js';
 import { MigrationFailedError, QemuExitedError, QemuLaunchError, QemuTimeoutError, QmpConnectionError, QmpError } from '../src/qemu/errors.js';
 import { XbzrleError, ZlibPageError } from '../src/ram/errors.js';
 import {
@@ -122,6 +123,9 @@ const SAMPLES: { readonly [C in ErrorCode]: () => MigstreamError } = {
   ERR_NBD_COMMAND: () => new NbdCommandError(28, 'ENOSPC', 'No space left', { peer: 'tcp:127.0.0.1:10809 export ""', request: { command: 'WRITE', offset: 0, length: 4096 } }),
   ERR_NBD_CONNECTION: () => new NbdConnectionError('cannot connect: ENOENT', { peer: 'unix:/nope export ""' }, { cause: enoent }),
   ERR_NBD_TIMEOUT: () => new NbdTimeoutError('the server said nothing for 100 ms', 100, { peer: 'unix:/run/nbd.sock export ""', request: { command: 'FLUSH', offset: 0, length: 0 } }),
+  ERR_DISK_EXTENTS: () => new DiskExtentError('an extent of 4096 bytes runs past the drive\'s end at 65536', 'qemu:dirty-bitmap:b1', 61440, { drive: 'disk0', peer: 'unix:/run/src.sock export "migstream-disk0-export-1"' }),
+  ERR_DISK_SIZE: () => new DiskSizeError("the destination's export is smaller than the source drive", 67108864, 33554432, { drive: 'disk0', peer: 'unix:/run/dst.sock export "migstream-disk0-sink"' }),
+  ERR_DISK_MISMATCH: () => new DiskMismatchError(2, [{ chunk: 3, offset: 3145728 }, { chunk: 9, offset: 9437184 }], 1048576, { drive: 'disk0', peer: 'unix:/run/src.sock export "r"', destination: 'unix:/run/dst.sock export "s"' }),
   ERR_NATIVE_ADDON: () => new NativeAddonError('the native addon is not built: run npm install', { cause: enoent }),
   ERR_USAGE: () => new UsageError('unknown option --frob'),
   ERR_OPEN: () => new CannotOpenError('read', '/nope', enoent),

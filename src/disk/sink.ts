@@ -1,0 +1,204 @@
+/**
+ * The disk sink (I/O): applies disk-stream records to the destination QEMU's drive through its
+ * writable NBD export, as block_load (migration/block.c) applies `block` records to a drive.
+ *
+ *   const sink = await DiskSink.open({ qmp, drive: 'disk0', socketPath, header });
+ *   for (const record of records) await sink.apply(record);
+ *   await sink.finish();                     // waits for every write, then FLUSH
+ *   await sink.close();                      // deletes the export, stops the server
+ *
+ * - block-data: the chunk's bytes up to the drive's end (block_load: nr_sectors clipped to
+ *   total_sectors at the last chunk);
+ * - block-zero: WRITE_ZEROES over the chunk without NBD_CMD_FLAG_NO_HOLE, i.e. the server may
+ *   punch a hole, as block_load's blk_pwrite_zeroes(…, BDRV_REQ_MAY_UNMAP);
+ * - disk-delta: each run of adjacent sub-blocks as one WRITE;
+ * - disk-end: nothing (finish() flushes).
+ * Writes are pipelined, at most `windowBytes` in flight; the first failure fails the next
+ * apply() or finish().
+ */
+import { NbdClient } from '../nbd/client.js';
+import { TransmissionFlag } from '../nbd/constants.js';
+import type { QmpExecutor } from '../qemu/qmp.js';
+import { ArgumentError } from '../stream/errors.js';
+import { DiskSizeError } from './errors.js';
+import { addExport, deleteExport, findDriveNode, startNbdServer, stopNbdServer, type DriveNode } from './qmp-block.js';
+import type { DiskRecord, DiskStreamHeader } from './records.js';
+
+export interface DiskSinkOptions {
+  readonly qmp: QmpExecutor;
+  /** The destination's drive: its `-drive id=`, qdev id or node name. */
+  readonly drive: string;
+  readonly socketPath: string;
+  /** The NBD server already runs on `socketPath`. */
+  readonly serverStarted?: boolean;
+  /** The disk stream's header: the source drive's size and chunk size. */
+  readonly header: DiskStreamHeader;
+  /** Export id and NBD name. Default `migstream-<drive>-sink`. */
+  readonly exportId?: string;
+  /** Bytes of writes in flight at most. Default 16 MiB. */
+  readonly windowBytes?: number;
+  readonly timeoutMs?: number;
+}
+
+export interface SinkStats {
+  readonly dataRecords: number;
+  readonly zeroRecords: number;
+  readonly deltaRecords: number;
+  /** Bytes written with WRITE (data and deltas) and zeroed with WRITE_ZEROES. */
+  readonly bytesWritten: number;
+  readonly bytesZeroed: number;
+}
+
+export class DiskSink {
+  readonly header: DiskStreamHeader;
+  /** The export, for a consistency check to read (its peer names it in errors). */
+  readonly nbd: NbdClient;
+  private readonly inFlight = new Set<Promise<void>>();
+  private inFlightBytes = 0;
+  private failure: unknown;
+  private readonly stats = { dataRecords: 0, zeroRecords: 0, deltaRecords: 0, bytesWritten: 0, bytesZeroed: 0 };
+  private closed = false;
+
+  private constructor(
+    private readonly options: DiskSinkOptions,
+    readonly node: DriveNode,
+    nbd: NbdClient,
+    private readonly exportId: string,
+    private readonly windowBytes: number,
+  ) {
+    this.header = options.header;
+    this.nbd = nbd;
+  }
+
+  /**
+   * Starts the NBD server (unless running), exports the drive writable (which activates a node
+   * held inactive by `-incoming`: blk_exp_add) and connects. A drive smaller than the source's
+   * is a DiskSizeError before anything is written.
+   */
+  static async open(options: DiskSinkOptions): Promise<DiskSink> {
+    const { qmp } = options;
+    const node = await findDriveNode(qmp, options.drive);
+    const exportId = options.exportId ?? `migstream-${options.drive}-sink`;
+    if (!options.serverStarted) await startNbdServer(qmp, options.socketPath);
+    let exported = false;
+    try {
+      await addExport(qmp, { id: exportId, nodeName: node.nodeName, writable: true });
+      exported = true;
+      const nbd = await NbdClient.connect({ path: options.socketPath, exportName: exportId, timeoutMs: options.timeoutMs });
+      const sink = new DiskSink(options, node, nbd, exportId, options.windowBytes ?? 16 * 1024 * 1024);
+      if (nbd.size < options.header.size) {
+        await sink.close().catch(() => undefined);
+        throw new DiskSizeError("the destination's export is smaller than the source drive", options.header.size, nbd.size, { drive: options.drive, peer: nbd.peer });
+      }
+      if (nbd.readOnly) {
+        await sink.close().catch(() => undefined);
+        throw new ArgumentError(`nbd ${nbd.peer}: the destination export is read-only`);
+      }
+      return sink;
+    } catch (error) {
+      if (!(error instanceof DiskSizeError) && !(error instanceof ArgumentError)) {
+        if (exported) await deleteExport(qmp, exportId).catch(() => undefined);
+        if (!options.serverStarted) await stopNbdServer(qmp).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /** Queues the writes of one record; resolves once they fit in the window. */
+  async apply(record: DiskRecord): Promise<void> {
+    this.throwIfFailed();
+    const { chunkSize, size, subBlockSize } = this.header;
+    switch (record.type) {
+      case 'block-data': {
+        const offset = record.sector * 512;
+        const length = this.chunkBytes(offset);
+        this.stats.dataRecords++;
+        this.stats.bytesWritten += length;
+        await this.queue(length, () => this.nbd.write(offset, record.data.subarray(0, length)));
+        return;
+      }
+      case 'block-zero': {
+        const offset = record.sector * 512;
+        const length = this.chunkBytes(offset);
+        this.stats.zeroRecords++;
+        this.stats.bytesZeroed += length;
+        if (this.nbd.flags & TransmissionFlag.SEND_WRITE_ZEROES) {
+          await this.queue(0, () => this.nbd.writeZeroes(offset, length));
+        } else {
+          await this.queue(length, () => this.nbd.write(offset, Buffer.alloc(length)));
+        }
+        return;
+      }
+      case 'disk-delta': {
+        this.chunkBytes(record.offset);
+        this.stats.deltaRecords++;
+        const { indexes, data } = record;
+        for (let i = 0; i < indexes.length; ) {
+          let j = i + 1;
+          while (j < indexes.length && indexes[j] === indexes[j - 1]! + 1) j++;
+          const offset = record.offset + indexes[i]! * subBlockSize;
+          const bytes = data.subarray(i * subBlockSize, j * subBlockSize);
+          if (offset + bytes.length > size || indexes[j - 1]! * subBlockSize >= chunkSize) {
+            throw new ArgumentError(`disk-delta at ${record.offset}: sub-blocks ${indexes[i]}..${indexes[j - 1]} run past the chunk or the drive`);
+          }
+          this.stats.bytesWritten += bytes.length;
+          await this.queue(bytes.length, () => this.nbd.write(offset, bytes));
+          i = j;
+        }
+        return;
+      }
+      case 'disk-end':
+        return;
+    }
+  }
+
+  /** Waits for every write, then flushes the drive (NBD_CMD_FLUSH). */
+  async finish(): Promise<SinkStats> {
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    this.throwIfFailed();
+    await this.nbd.flush();
+    return { ...this.stats };
+  }
+
+  /** Closes the connection, deletes the export and stops the server if it was started here. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    await this.nbd.close();
+    await deleteExport(this.options.qmp, this.exportId);
+    if (!this.options.serverStarted) await stopNbdServer(this.options.qmp);
+  }
+
+  /** Bytes of the chunk at `offset` inside the drive; the offset must start a chunk inside it. */
+  private chunkBytes(offset: number): number {
+    const { chunkSize, size } = this.header;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % chunkSize !== 0 || offset >= size) {
+      throw new ArgumentError(`a record at byte ${offset}: not the start of a chunk of ${chunkSize} bytes inside the drive's ${size}`);
+    }
+    return Math.min(chunkSize, size - offset);
+  }
+
+  private async queue(bytes: number, write: () => Promise<void>): Promise<void> {
+    while (this.inFlight.size > 0 && this.inFlightBytes + bytes > this.windowBytes) {
+      await Promise.race(this.inFlight);
+      this.throwIfFailed();
+    }
+    const cost = Math.max(bytes, 1);
+    this.inFlightBytes += cost;
+    const promise: Promise<void> = write().then(
+      () => undefined,
+      (error: unknown) => {
+        this.failure ??= error;
+      },
+    ).finally(() => {
+      this.inFlightBytes -= cost;
+      this.inFlight.delete(promise);
+    });
+    this.inFlight.add(promise);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
