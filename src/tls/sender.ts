@@ -43,6 +43,8 @@ export interface SendOptions {
    * held replaces that copy. 0 (default): read only when a channel has room, hold nothing.
    */
   holdBytes?: number;
+  /** The block section's chunk size (--mig-block-size); found from the stream when absent. */
+  blockSize?: number;
   onProgress?: (bytes: number) => void;
   /** The input ended; what is left is delivering and confirming the buffered frames. */
   onInputEnd?: () => void;
@@ -175,7 +177,7 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
 
     const holdBytes = options.holdBytes ?? 0;
     const hold = holdBytes > 0 ? new HotPageHold() : undefined;
-    const decoder = options.verify === false && options.onRecords === undefined && hold === undefined ? undefined : createDecoder();
+    const decoder = options.verify === false && options.onRecords === undefined && hold === undefined ? undefined : createDecoder(options.blockSize === undefined ? {} : { blockSize: options.blockSize });
     const pageSize = (): number => decoder!.parameters.pageSize;
     const counters = options.counters;
     const records = (list: readonly (FramingRecord | BodyRecord)[]): void => {
@@ -185,11 +187,12 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     const sendHeld = (): void => {
       while (hold!.heldFrames > 0 && session.canSend) {
         const frame = hold!.release()!;
-        feed({ type: 'frame', data: frame.data });
+        // Counted before the frame goes: sending transfers its buffer to a worker (length 0 here after).
         if (counters) {
           counters.droppedBytes += frame.streamBytes - frame.data.length;
           counters.hold = hold!.result();
         }
+        feed({ type: 'frame', data: frame.data });
       }
     };
     // With a hold, the input is read while the hold has room even when no channel has; a read
@@ -227,8 +230,9 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
         records(decoder.push(chunk));
         decoder.releaseInput();
       }
-      if (!hold) feed({ type: 'frame', data: chunk });
+      // Counted before the frame goes: sending transfers its buffer to a worker.
       readBytes += chunk.length;
+      if (!hold) feed({ type: 'frame', data: chunk });
       if (counters) counters.streamBytes = readBytes;
       options.onProgress?.(readBytes);
     }

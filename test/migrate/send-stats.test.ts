@@ -1,7 +1,8 @@
 /**
  * send → migrate stats (send-stats-wire.ts, send-stats.ts): lines hand-built from the module
  * comment decode to their fields, hostile ones are refused by name, and over a real Unix
- * socket the listener keeps the newest report and the final one while a stray is shut out.
+ * socket the listener keeps the newest report and the final one while a stray is shut out;
+ * the real send command's final line counts every byte of a recorded stream.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -12,6 +13,8 @@ import { SendStatsListener, SendStatsReporter } from '../../src/migrate/send-sta
 import { decodeSendStats, MAX_SEND_STATS_LINE, SendStatsLineSplitter, SendStatsProtocolError } from '../../src/migrate/send-stats-wire.js';
 import { ProgressMeter } from '../../src/migrate/progress.js';
 import type { MigrationInfo } from '../../src/qemu/migration.js';
+import { loadFixture } from '../helpers/qemu.js';
+import { run, startRecv } from '../helpers/transport.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'migstream-send-stats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -116,4 +119,28 @@ describe('progress from send-stats', () => {
     expect(event.drainRate).toBeNull();
     expect(event.etaMs).toBe(500);
   });
+});
+
+describe('the send command reports over --stats-socket', () => {
+  test.each([[[]], [['--hold', '8M']]])('send %j: the final line counts every byte read, left and sent, and the passes', async (extra) => {
+    const { stream, meta } = loadFixture('dirty');
+    const path = join(dir, `real-${extra.length}.sock`);
+    const listener = await SendStatsListener.listen(path);
+    try {
+      const recv = await startRecv(['--insecure', '-o', '/dev/null', '--quiet']);
+      const sent = await run(['send', `127.0.0.1:${recv.port}`, stream, '--insecure', '--quiet', '--stats-socket', path, ...extra]).exited;
+      expect(sent.code, sent.stderr).toBe(0);
+      expect((await recv.exited).code).toBe(0);
+      const final = await listener.waitForFinal(5000);
+      expect(listener.refused).toEqual([]);
+      expect(final!.streamBytes).toBe(meta.streamBytes);
+      // Every byte read left for a socket or was dropped from the hold.
+      expect(final!.leftBytes + final!.hold.droppedBytes).toBe(meta.streamBytes);
+      expect(final!.wireBytes).toBeGreaterThanOrEqual(final!.leftBytes);
+      expect(final!.passes.length).toBeGreaterThan(1);
+      expect(final!.hold.limitBytes).toBe(extra.length === 0 ? 0 : 8 * 1048576);
+    } finally {
+      listener.close();
+    }
+  }, 120_000);
 });
