@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { Compactor, compactedBytes } from '../ram/compact.js';
 import { parse, type Command } from './args.js';
+import { blockSizeOptionSpec, blockSizeUsage, parseBlockSizeOption } from './block-size-option.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';
 import { openOutputFile, writeOutput } from './output-file.js';
@@ -20,6 +21,7 @@ in one go: "migstream compress --compact".
   qemu-system-x86_64 … -incoming "exec:cat busy-compact.mig"
 
 Options:
+${blockSizeUsage('  ', 18)}
 ${reportUsage}
   -h, --help         this help`;
 
@@ -27,12 +29,13 @@ export const compactCommand: Command = {
   name: 'compact',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, reportOptionSpec, 2);
+    const { values, positionals } = parse(argv, { ...blockSizeOptionSpec, ...reportOptionSpec }, 2);
+    const blockSize = parseBlockSizeOption(values);
     const input = openInput(positionals[0]);
     const output = openOutputFile(positionals[1], { inputs: [input.identity] });
     const spooled = input.size === null ? await spool(input.stream, positionals[1]) : undefined;
     if (!spooled) input.stream.destroy();
-    const compactor = new Compactor(reopen(spooled?.path ?? input.name));
+    const compactor = new Compactor(reopen(spooled?.path ?? input.name), blockSize);
     let bytesOut = 0;
     const progress = new Progress(progressWanted(values), 'compact (out)', null);
     const counted = async function* (): AsyncGenerator<Buffer> {

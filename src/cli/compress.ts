@@ -5,6 +5,7 @@ import { Compactor } from '../ram/compact.js';
 import { CODECS, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { Compressor, DEFAULT_DEDUP_WINDOW_PAGES, DEFAULT_FRAME_BYTES, type CompressOptions } from '../compress/compressor.js';
 import { MAX_THREADS, defaultThreads } from '../workers/pool.js';
+import { blockSizeOptionSpec, blockSizeUsage, parseBlockSizeOption } from './block-size-option.js';
 import { parse, UsageError, type Command } from './args.js';
 import { formatBytes } from './format.js';
 import { openInput } from './io.js';
@@ -36,6 +37,7 @@ Options:
                          smaller stream that loads into the same RAM (two passes; stdin is
                          spooled to a temporary file next to OUT)
       --raw              the input is not a QEMU stream (e.g. extract-ram output): opaque bytes
+${blockSizeUsage('      ', 18)}
 ${reportUsageLines('      ', 18)}
   -h, --help             this help`;
 
@@ -68,6 +70,7 @@ export const compressCommand: Command = {
         'dedup-window': { type: 'string' },
         compact: { type: 'boolean' },
         raw: { type: 'boolean' },
+        ...blockSizeOptionSpec,
         ...reportOptionSpec,
       },
       1,
@@ -75,6 +78,8 @@ export const compressCommand: Command = {
     const codec = values.codec ?? 'zstd';
     if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"; known: ${CODECS.map((c) => c.name).join(', ')}`);
     if (values.compact && values.raw) throw new UsageError('--compact needs a QEMU stream, not --raw input');
+    const blockSize = parseBlockSizeOption(values);
+    if (blockSize !== undefined && values.raw) throw new UsageError('--mig-block-size needs a QEMU stream, not --raw input');
     const frameBytes = values['frame-size'] === undefined ? undefined : parseSize(values['frame-size']);
     if (frameBytes === undefined && values['frame-size'] !== undefined) throw new UsageError(`bad --frame-size "${values['frame-size']}"`);
     const window = parseCount(values['dedup-window'], '--dedup-window', 1, 1 << 24);
@@ -93,6 +98,7 @@ export const compressCommand: Command = {
       mode: values.raw ? 'raw' : 'qemu',
       dedupWindowPages: values['no-dedup'] || values.raw ? 0 : (window ?? DEFAULT_DEDUP_WINDOW_PAGES),
       compacted: values.compact === true,
+      ...(blockSize !== undefined ? { blockSize } : {}),
       creator: `migstream ${version()}`,
     };
 
@@ -107,7 +113,7 @@ export const compressCommand: Command = {
       const path = input.size === null ? await spool(input.stream, values.output) : undefined;
       if (path) cleanup = path.remove;
       else input.stream.destroy();
-      compactor = new Compactor(reopen(path?.path ?? input.name));
+      compactor = new Compactor(reopen(path?.path ?? input.name), blockSize);
     }
     // The compacted records go to the compressor as they are: the input is decoded by the
     // compactor's two passes only, the compacted stream never.

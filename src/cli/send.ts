@@ -10,6 +10,7 @@ import { Progress } from './progress.js';
 import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
 import { SendStatsReporter } from '../migrate/send-stats.js';
 import { parseSize } from './transfer-progress.js';
+import { blockSizeOptionSpec, blockSizeUsage, parseBlockSizeOption } from './block-size-option.js';
 import { PassTracker } from '../migrate/pass-tracker.js';
 
 const usage = `Usage: migstream send HOST:PORT [IN|-] [--channels N] [-c lz4|zstd|none] [TLS options]
@@ -33,6 +34,7 @@ Options:
                      of the stream (e.g. 2M) before it goes out, and cut out a page's earlier
                      copy when QEMU writes the page again meanwhile (default 0: off). What is
                      held when QEMU stops the guest adds to the downtime
+${blockSizeUsage('  ', 18)}
   --page-hashes FILE when the input ends, write the hashes of the final RAM image it carried
                      to FILE (for "migrate --verify")
   --stats-socket PATH report bytes and passes over RAM to the Unix socket PATH twice a
@@ -72,6 +74,7 @@ export const sendCommand: Command = {
         'frame-size': { type: 'string' },
         'no-verify': { type: 'boolean' },
         hold: { type: 'string' },
+        ...blockSizeOptionSpec,
         'page-hashes': { type: 'string' },
         'stats-socket': { type: 'string' },
       },
@@ -87,6 +90,7 @@ export const sendCommand: Command = {
     });
     const holdBytes = values.hold === undefined ? 0 : parseSize(values.hold);
     if (holdBytes === undefined || holdBytes > 1024 * 1024 * 1024) throw new UsageError(`bad --hold "${values.hold}" (a size up to 1G, e.g. 2M)`);
+    const blockSize = parseBlockSizeOption(values);
     const input = openInputFd(positionals[1]);
     // QEMU may signal its exec: child once it has written the last byte (qio_channel_command
     // abort on close), while frames are still in flight: those must still arrive. Before the
@@ -124,6 +128,7 @@ export const sendCommand: Command = {
         frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
         verify: values['no-verify'] !== true,
         holdBytes,
+        ...(blockSize !== undefined ? { blockSize } : {}),
         onProgress: (bytes) => progress.update(bytes),
         ...(tap || reporter
           ? {

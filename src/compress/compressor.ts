@@ -49,6 +49,8 @@ export interface CompressOptions {
   pageHasher?: PageHasher;
   /** Recorded in the HEADER frame: the input is a compacted stream (compact.ts). */
   compacted?: boolean;
+  /** The block section's chunk size (--mig-block-size); found from the stream when absent. */
+  blockSize?: number;
   /** Called after each segment's frames are ready. */
   onProgress?: (stats: Readonly<CompressStats>) => void;
   /** "migstream <version>", recorded in the HEADER frame. */
@@ -128,7 +130,7 @@ export class Compressor {
 
   /** Compresses a QEMU stream (or, in raw mode, any bytes): container bytes in order. */
   compress(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Buffer> {
-    return this.run((emitter) => (this.options.mode === 'raw' ? this.raw(input, emitter) : this.qemu(decodedSteps(input), emitter)));
+    return this.run((emitter) => (this.options.mode === 'raw' ? this.raw(input, emitter) : this.qemu(decodedSteps(input, this.options.blockSize), emitter)));
   }
 
   /**

@@ -24,9 +24,9 @@ export interface RecordSource {
   readonly pageSize: number;
 }
 
-/** Bytes in, decoded once. */
-export async function* decodedSteps(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<StreamStep> {
-  const decoder = createDecoder();
+/** Bytes in, decoded once; `blockSize`: the block section's chunk size, when given (--mig-block-size). */
+export async function* decodedSteps(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, blockSize?: number): AsyncGenerator<StreamStep> {
+  const decoder = createDecoder(blockSize === undefined ? {} : { blockSize });
   for await (const chunk of input) {
     const bytes = asBuffer(chunk);
     const records = decoder.push(bytes);

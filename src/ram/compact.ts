@@ -60,8 +60,14 @@ export class Compactor {
   private scanned = false;
   private streamPageSize = 4096;
 
-  /** `open` is called twice, and must give the same bytes both times. */
-  constructor(private readonly open: ByteSource) {}
+  /**
+   * `open` is called twice, and must give the same bytes both times. `blockSize`: the block
+   * section's chunk size (--mig-block-size); found from the stream when absent.
+   */
+  constructor(
+    private readonly open: ByteSource,
+    private readonly blockSize?: number,
+  ) {}
 
   /** The stream's TARGET_PAGE_SIZE, as far as the records given so far tell (the compressor's RecordSource). */
   get pageSize(): number {
@@ -71,7 +77,7 @@ export class Compactor {
   /** Pass 1: the last record of every page. */
   async scan(): Promise<void> {
     let ordinal = 0;
-    for await (const { record, pageSize } of decodeAll(this.open())) {
+    for await (const { record, pageSize } of decodeAll(this.open(), this.blockSize)) {
       if (!isPageRecord(record)) continue;
       ordinal++;
       const table = this.table(record.block);
@@ -91,7 +97,7 @@ export class Compactor {
     let lastBlock: string | undefined;
     const tracked = new Map<string, Buffer>();
     let batch: MigrationRecord[] = [];
-    for await (const { record, pageSize } of decodeAll(this.open())) {
+    for await (const { record, pageSize } of decodeAll(this.open(), this.blockSize)) {
       this.streamPageSize = pageSize;
       if (!isPageRecord(record)) {
         if (record.type === 'section-start' || record.type === 'section-resume') lastBlock = undefined;
@@ -142,8 +148,8 @@ export class Compactor {
   }
 }
 
-async function* decodeAll(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<{ record: MigrationRecord; pageSize: number }> {
-  const decoder = createDecoder();
+async function* decodeAll(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, blockSize: number | undefined): AsyncGenerator<{ record: MigrationRecord; pageSize: number }> {
+  const decoder = createDecoder(blockSize === undefined ? {} : { blockSize });
   for await (const chunk of source) {
     for (const record of decoder.push(asBuffer(chunk))) yield { record, pageSize: decoder.parameters.pageSize };
   }

@@ -1,6 +1,7 @@
 /**
- * `--mig-block-size` on the commands that decode a stream, on a 64 KiB-chunk block stream from
- * the byte builder (test/helpers/block-bytes.ts): found and said, given, refused when wrong.
+ * `--mig-block-size` on the commands that decode a stream (copy, inspect, extract-ram, compress,
+ * compact, send), on a 64 KiB-chunk block stream from the byte builder
+ * (test/helpers/block-bytes.ts): found and said, given, refused when wrong.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { chunk, qemuBodies } from '../helpers/block-bytes.js';
 import { Bytes, configuration, footer, header, sectionStart } from '../helpers/stream-bytes.js';
+import { run as runAsync, startRecv } from '../helpers/transport.js';
 
 const BIN = join(import.meta.dirname, '../../bin/migstream');
 const KIB = 1024;
@@ -66,10 +68,44 @@ describe('--mig-block-size', () => {
     }
   });
 
+  test('compress (plain and --compact) and compact take the size; the stream comes back byte for byte', () => {
+    for (const extra of [[], ['--mig-block-size', '64K']]) {
+      const container = join(dir, `c${extra.length}.msz`);
+      expect(run(['compress', file, '-o', container, '-c', 'lz4', ...extra]).status).toBe(0);
+      const restored = join(dir, `r${extra.length}.mig`);
+      expect(run(['decompress', container, '-o', restored]).status).toBe(0);
+      expect(readFileSync(restored).equals(bytes)).toBe(true);
+      // No RAM to compact: the block records go through as they were.
+      const compacted = join(dir, `k${extra.length}.mig`);
+      const compact = run(['compact', file, compacted, ...extra]);
+      expect(compact.status, compact.stderr).toBe(0);
+      expect(readFileSync(compacted).equals(bytes)).toBe(true);
+      expect(run(['compress', file, '-o', join(dir, `kc${extra.length}.msz`), '--compact', ...extra]).status).toBe(0);
+    }
+  });
+
+  test('send takes the size: given right, recv writes the stream; given wrong, send fails naming the offset', async () => {
+    const out = join(dir, 'sent.mig');
+    const recv = await startRecv(['--insecure', '-o', out, '--quiet']);
+    const sent = await runAsync(['send', `127.0.0.1:${recv.port}`, file, '--insecure', '--quiet', '--mig-block-size', '64K']).exited;
+    expect(sent.code, sent.stderr).toBe(0);
+    expect((await recv.exited).code).toBe(0);
+    expect(readFileSync(out).equals(bytes)).toBe(true);
+
+    const recv2 = await startRecv(['--insecure', '-o', join(dir, 'sent2.mig'), '--quiet']);
+    const wrong = await runAsync(['send', `127.0.0.1:${recv2.port}`, file, '--insecure', '--quiet', '--mig-block-size', '1M']).exited;
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`at offset ${dataOffset}`);
+    expect(wrong.stderr).toContain('mig-block-size 1048576');
+    expect((await recv2.exited).code).toBe(1);
+  });
+
   test.each([
     ['copy', [file, join(dir, 'wrong.mig')]],
     ['inspect', [file]],
     ['extract-ram', [file, '-o', join(dir, 'ram')]],
+    ['compress', [file, '-o', join(dir, 'wrong.msz')]],
+    ['compact', [file, join(dir, 'wrong-compact.mig')]],
   ])('%s refuses a wrong size with one line naming the offset and the section (exit 1)', (command, args) => {
     const result = run([command, ...args, '--mig-block-size', '1M']);
     expect(result.status).toBe(1);
@@ -82,8 +118,10 @@ describe('--mig-block-size', () => {
   });
 
   test.each([['3K'], ['32M'], ['0'], ['lots'], ['4097']])('a size of %s is bad usage (exit 2, one line)', (value) => {
-    for (const command of ['copy', 'inspect', 'extract-ram']) {
-      const result = run([command, file, ...(command === 'extract-ram' ? ['-o', join(dir, 'ram')] : []), '--mig-block-size', value]);
+    for (const command of ['copy', 'inspect', 'extract-ram', 'compress', 'compact', 'send']) {
+      const target = command === 'send' ? ['127.0.0.1:9'] : [];
+      const output = command === 'extract-ram' || command === 'compress' ? ['-o', join(dir, 'ram')] : [];
+      const result = run([command, ...target, file, ...output, '--mig-block-size', value, ...(command === 'send' ? ['--insecure'] : [])]);
       expect(result.status).toBe(2);
       expect(result.stderr).toBe(
         `migstream ${command}: --mig-block-size must be a power of two from 4K to 16M (4096..16777216), got "${value}" (see "migstream ${command} --help")\n`,
