@@ -36,22 +36,7 @@ import { restoreFromExec, shellQuote } from '../src/qemu/migration.js';
 import { REPO_ROOT } from '../test/fixtures/meta.js';
 import { loadFixture } from '../test/helpers/qemu.js';
 import { compactMemory, evictFromPageCache, readIntoPageCache, removeThrottles, throttledReader } from './disk.js';
-import {
-  FIGURE_HEADER,
-  MIGSTREAM,
-  ensureTools,
-  figureCells,
-  figuresOf,
-  fmtMB,
-  mark,
-  migstream,
-  startupLine,
-  timeRounds,
-  tmpfsScratch,
-  tool,
-  type Figures,
-  type RoundsResult,
-} from './process-timing.js';
+import { FIGURE_HEADER, MIGSTREAM, ensureTools, figureCells, figuresOf, fmtMB, mark, migstream, startupLine, timeRounds, tmpfsScratch, tool, type Figures, type RoundsResult } from './process-timing.js';
 import { benchStreams, countRecords, ensureFilledStream, fixtureScenario, type BenchStream, type RestoreScenario } from './streams.js';
 
 const { values } = parseArgs({
@@ -146,7 +131,10 @@ async function compareCompression(list: readonly BenchStream[], dir: string): Pr
     const rows = verdicts(result, sizes, inProcess);
     printTable(stream, records, result, rows);
     all.push({ ...stream, records, startup: result.startup, startupRuns: result.startupRuns, floor: result.floor, rows });
-    for (const [codec, baseline, baselineD] of [['zstd', `zstd -3 -T${cores}`, 'zstd -d'], ['lz4', 'lz4 -1', 'lz4 -d']] as const) {
+    for (const [codec, baseline, baselineD] of [
+      ['zstd', `zstd -3 -T${cores}`, 'zstd -d'],
+      ['lz4', 'lz4 -1', 'lz4 -d'],
+    ] as const) {
       for (const [method, compress, decompress, kind] of [
         [`migstream -c ${codec}`, `migstream compress -c ${codec}`, `migstream decompress (${codec})`, 'migstream'],
         [baseline, baseline, baselineD, 'baseline'],

@@ -110,7 +110,12 @@ function asProcesses(stream: BenchStream, dir: string): Record<string, unknown> 
     return `${mark(figures.mbPerSecond >= 1000, `${(figures.mbPerSecond / 1000).toFixed(2)} GB/s`)}, ${mark(times <= 2, `×${times.toFixed(2)} cat's time`)}`;
   };
   console.log(`\n${stream.title}, whole processes: ${(stream.bytes / 1e6).toFixed(1)} MB, ${records.toLocaleString('en')} records, best of ${repeat}`);
-  console.log(table([...FIGURE_HEADER, 'verdict (≥ 1 GB/s, ≤ 2× cat)'], result.figures.map((figures) => [...figureCells(figures), verdict(figures)])));
+  console.log(
+    table(
+      [...FIGURE_HEADER, 'verdict (≥ 1 GB/s, ≤ 2× cat)'],
+      result.figures.map((figures) => [...figureCells(figures), verdict(figures)]),
+    ),
+  );
   console.log(startupLine(result));
   return { records, startup: result.startup, startupRuns: result.startupRuns, floor: result.floor, rows: result.figures.map((figures) => ({ ...figures, verdict: verdict(figures) })) };
 }

@@ -20,7 +20,10 @@ export function readIntoPageCache(path: string): void {
 
 /** Written back first (a dirty page is not dropped), then POSIX_FADV_DONTNEED through dd. */
 export function evictFromPageCache(path: string): void {
-  for (const command of [['sync', path], ['dd', `if=${path}`, 'iflag=nocache', 'count=0', 'status=none']]) {
+  for (const command of [
+    ['sync', path],
+    ['dd', `if=${path}`, 'iflag=nocache', 'count=0', 'status=none'],
+  ]) {
     const result = spawnSync(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
     if (result.status !== 0) throw new Error(`${command.join(' ')} failed`);
   }

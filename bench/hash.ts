@@ -52,10 +52,16 @@ bench
     folded ^= frameChecksums(xxh64Low32);
   })
   .add('crypto md5 per page', () => {
-    for (let at = 0; at < BYTES; at += PAGE) last = createHash('md5').update(data.subarray(at, at + PAGE)).digest();
+    for (let at = 0; at < BYTES; at += PAGE)
+      last = createHash('md5')
+        .update(data.subarray(at, at + PAGE))
+        .digest();
   })
   .add('crypto sha1 per page', () => {
-    for (let at = 0; at < BYTES; at += PAGE) last = createHash('sha1').update(data.subarray(at, at + PAGE)).digest();
+    for (let at = 0; at < BYTES; at += PAGE)
+      last = createHash('sha1')
+        .update(data.subarray(at, at + PAGE))
+        .digest();
   });
 await bench.run();
 if (last.length === 0 || folded === -1) throw new Error('no digest');

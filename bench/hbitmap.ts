@@ -39,7 +39,7 @@ function makeMap(density: number, clustered: boolean, seed: number): Uint8Array 
     // Runs of 1..512 bits with gaps drawn so the expected density is as asked.
     const meanRun = 256.5;
     const meanGap = (meanRun * (1 - density)) / density;
-    for (let at = Math.floor(random() * 2 * meanGap); at < BITS; ) {
+    for (let at = Math.floor(random() * 2 * meanGap); at < BITS;) {
       const run = 1 + Math.floor(random() * 512);
       for (let i = at; i < Math.min(BITS, at + run); i++) setBit(i);
       at += run + 1 + Math.floor(random() * 2 * meanGap);

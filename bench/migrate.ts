@@ -89,12 +89,26 @@ async function qemuMigrate(ctx: RunContext, uri: string, capabilities: Record<st
     if (info.status === 'completed' || info.status === 'failed') break;
     if (Date.now() > deadline) {
       await ctx.source.execute('migrate_cancel');
-      return { converged: false, totalMs: null, wireBytes: info.ram?.transferred ?? null, probeError: null, droppedBytes: null, note: `cancelled at ${LIMIT_S} s, ${((info.ram?.remaining ?? 0) / 1e6).toFixed(0)} MB dirty` };
+      return {
+        converged: false,
+        totalMs: null,
+        wireBytes: info.ram?.transferred ?? null,
+        probeError: null,
+        droppedBytes: null,
+        note: `cancelled at ${LIMIT_S} s, ${((info.ram?.remaining ?? 0) / 1e6).toFixed(0)} MB dirty`,
+      };
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   if (info.status !== 'completed') return { converged: false, totalMs: null, wireBytes: null, probeError: null, droppedBytes: null, note: `failed: ${info['error-desc'] ?? '?'}` };
-  return { converged: true, totalMs: info['total-time'] ?? null, wireBytes: info.ram?.transferred ?? null, probeError: null, droppedBytes: null, note: `QEMU downtime ${info.downtime ?? '?'} ms; throttle ${info['cpu-throttle-percentage'] ?? 0} % at the end` };
+  return {
+    converged: true,
+    totalMs: info['total-time'] ?? null,
+    wireBytes: info.ram?.transferred ?? null,
+    probeError: null,
+    droppedBytes: null,
+    note: `QEMU downtime ${info.downtime ?? '?'} ms; throttle ${info['cpu-throttle-percentage'] ?? 0} % at the end`,
+  };
 }
 
 async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<Outcome, 'slowedS' | 'downtimeMs'>> {
@@ -111,20 +125,29 @@ async function migstreamMigrate(ctx: RunContext, extra: string[]): Promise<Omit<
   const loaded = incomingAt('loaded');
   const resumed = incomingAt('resumed');
   if (loaded !== undefined && resumed !== undefined) process.stderr.write(`  incoming: saw the load completed, resumed ${resumed - loaded} ms later\n`);
-  else process.stderr.write(`  incoming events: ${jsonLines(dst.stdout).map((e) => String(e.type)).join(' ')}\n`);
+  else
+    process.stderr.write(
+      `  incoming events: ${jsonLines(dst.stdout)
+        .map((e) => String(e.type))
+        .join(' ')}\n`,
+    );
   const steps = (summary.throttle.steps as { percent: number }[]).map((s) => s.percent).join('→') || 'none';
   const probe = jsonLines(src.stdout).find((e) => e.type === 'probe') as Record<string, any> | undefined;
   const passes = (summary.stream?.passes as { pages: number; zeroPages: number }[] | undefined) ?? [];
   process.stderr.write(`  stream passes (pages/zero): ${passes.map((p) => `${p.pages}/${p.zeroPages}`).join(' ')}\n`);
   if (probe) {
-    process.stderr.write(`  probe windows: ${(probe.dirty.windows as { windowMs: number; dirtyBytes: number }[]).map((w) => `${w.windowMs / 1000} s ${(w.dirtyBytes / 1e6).toFixed(1)} MB`).join(', ')}; passes predicted ${(probe.prediction.passBytes as number[]).map((b) => (b / 1e6).toFixed(1)).join(' ')} MB\n`);
+    process.stderr.write(
+      `  probe windows: ${(probe.dirty.windows as { windowMs: number; dirtyBytes: number }[]).map((w) => `${w.windowMs / 1000} s ${(w.dirtyBytes / 1e6).toFixed(1)} MB`).join(', ')}; passes predicted ${(probe.prediction.passBytes as number[]).map((b) => (b / 1e6).toFixed(1)).join(' ')} MB\n`,
+    );
     process.stderr.write(
       `  probe: dirty ${(probe.dirty.dirtyRate / 1e6).toFixed(1)} MB/s, working set ${(probe.dirty.workingSetBytes / 1e6).toFixed(1)} MB, zero ${(probe.zero.share * 100).toFixed(0)} %, rate ${(probe.rate / 1e6).toFixed(1)} MB/s, predicted ${probe.prediction.summary}\n`,
     );
   }
   const hold = summary.stream?.hold as { limitBytes: number; droppedPages: number; droppedBytes: number; pinnedPages: number; keptPages: number } | undefined;
   if (hold && hold.limitBytes > 0) {
-    process.stderr.write(`  hold ${(hold.limitBytes / 1e6).toFixed(2)} MB: dropped ${hold.droppedPages} pages (${(hold.droppedBytes / 1e6).toFixed(2)} MB), kept ${hold.pinnedPages} pinned, ${hold.keptPages} named/split\n`);
+    process.stderr.write(
+      `  hold ${(hold.limitBytes / 1e6).toFixed(2)} MB: dropped ${hold.droppedPages} pages (${(hold.droppedBytes / 1e6).toFixed(2)} MB), kept ${hold.pinnedPages} pinned, ${hold.keptPages} named/split\n`,
+    );
   }
   return {
     converged: true,
@@ -190,7 +213,9 @@ async function runOne(row: Row, dirtyRate: number, index: number): Promise<Outco
     // Where the guest's downtime went: the source's STOP to its completion (QEMU's part), on to
     // the destination's completion (the stream's tail in transit and loading), on to RESUME.
     if (downtimeMs !== null && sourceDoneAt !== undefined && destDoneAt !== undefined) {
-      process.stderr.write(`  downtime split: source ${(sourceDoneAt - stoppedAt!).toFixed(0)} ms, tail in transit and loaded ${(destDoneAt - sourceDoneAt).toFixed(0)} ms, resume ${(resumedAt! - destDoneAt).toFixed(0)} ms\n`);
+      process.stderr.write(
+        `  downtime split: source ${(sourceDoneAt - stoppedAt!).toFixed(0)} ms, tail in transit and loaded ${(destDoneAt - sourceDoneAt).toFixed(0)} ms, resume ${(resumedAt! - destDoneAt).toFixed(0)} ms\n`,
+      );
     }
     return { ...outcome, slowedS, downtimeMs };
   } finally {
@@ -221,7 +246,9 @@ try {
 }
 
 const fmt = (v: number | null, digits: number, scale = 1): string => (v === null ? '—' : (v / scale).toFixed(digits));
-console.log(`\nLive migration, QEMU ${QEMU} ${MACHINE} under ${process.env.MIGSTREAM_ACCEL ?? 'the detected accelerator'}, ${values.ram} MiB guest writing a ${values.wss} MiB working set, across a ${RATE_MBIT} Mbit/s veth (tbf), limit ${LIMIT_S} s`);
+console.log(
+  `\nLive migration, QEMU ${QEMU} ${MACHINE} under ${process.env.MIGSTREAM_ACCEL ?? 'the detected accelerator'}, ${values.ram} MiB guest writing a ${values.wss} MiB working set, across a ${RATE_MBIT} Mbit/s veth (tbf), limit ${LIMIT_S} s`,
+);
 console.log(
   table(
     ['dirty MiB/s', 'row', 'converged', 'total s', 'downtime ms', 'wire MB', 'slowed s', 'probe err', 'dropped MB', 'note'],

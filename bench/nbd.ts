@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const startup = nodeCommand('node + import (start-up)', ['import-only']);
     const commands: Command[] = [
       // /dev/null has no size; QEMU's null-co driver is its block-layer /dev/null (writes dropped).
-      tool('qemu-img convert nbd → null-co (QEMU\'s /dev/null)', [qemuTool('7.2', 'qemu-img'), 'convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${SIZE_MIB * MiB}`]),
+      tool("qemu-img convert nbd → null-co (QEMU's /dev/null)", [qemuTool('7.2', 'qemu-img'), 'convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${SIZE_MIB * MiB}`]),
       ...(haveNbdcopy
         ? [
             tool('nbdcopy → null: (defaults: 4 connections × 64 requests × 256 KiB)', ['nbdcopy', uri, 'null:']),

@@ -48,8 +48,7 @@ export function ensureTools(names: readonly string[]): void {
   const command = `apt-get install -y ${packages.join(' ')}`;
   if (process.getuid?.() === 0 && present('apt-get')) {
     process.stderr.write(`installing what the bench needs: ${command}\n`);
-    const apt = (...args: string[]): boolean =>
-      spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
+    const apt = (...args: string[]): boolean => spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status === 0;
     // Package lists may be missing on a fresh machine: updated once, only then.
     if ((apt('install', '-y', ...packages) || (apt('update') && apt('install', '-y', ...packages))) && missing.every((name) => present(TOOLS[name]!.path))) return;
   }
@@ -243,12 +242,5 @@ export function mark(ok: boolean, text: string): string {
 export const FIGURE_HEADER = ['command', 'wall ms', 'net ms', 'MB/s', 'records/s', 'faults/MiB'];
 
 export function figureCells(figures: Figures): string[] {
-  return [
-    figures.label,
-    (figures.seconds * 1000).toFixed(0),
-    (figures.netSeconds * 1000).toFixed(0),
-    fmtMB(figures.mbPerSecond),
-    fmtRecords(figures.recordsPerSecond),
-    figures.faultsPerMiB.toFixed(0),
-  ];
+  return [figures.label, (figures.seconds * 1000).toFixed(0), (figures.netSeconds * 1000).toFixed(0), fmtMB(figures.mbPerSecond), fmtRecords(figures.recordsPerSecond), figures.faultsPerMiB.toFixed(0)];
 }

@@ -34,7 +34,11 @@ export const FILLED_MACHINE_ARGS: readonly string[] = ['-machine', 'pc-i440fx-7.
 
 /** The recorded fixture streams (sorted by name), then the filled guest's if it was saved. */
 export function benchStreams(): BenchStream[] {
-  const names = existsSync(FIXTURES_DIR) ? readdirSync(FIXTURES_DIR).filter((name) => existsSync(join(FIXTURES_DIR, name, 'stream.mig'))).sort() : [];
+  const names = existsSync(FIXTURES_DIR)
+    ? readdirSync(FIXTURES_DIR)
+        .filter((name) => existsSync(join(FIXTURES_DIR, name, 'stream.mig')))
+        .sort()
+    : [];
   const paths: [string, string][] = names.map((name) => [name, join(FIXTURES_DIR, name, 'stream.mig')]);
   if (existsSync(FILLED_STREAM)) paths.push(['filled', FILLED_STREAM]);
   return paths.map(([name, path]) => ({ name, title: TITLES[name] ?? name, path, bytes: statSync(path).size }));

@@ -26,9 +26,31 @@ export function startOffsets(lengths: Iterable<number>): number[] {
 
 /** Values that break length checks: zero, one, sign edges, powers of two, all ones. */
 const INTERESTING = [
-  0n, 1n, 2n, 0x7fn, 0x80n, 0xffn, 0x100n, 0xfffn, 0x1000n, 0x7fffn, 0x8000n, 0xffffn, 0x10000n,
-  0xfffffn, 0x100000n, 0x7fffffffn, 0x80000000n, 0xfffffffen, 0xffffffffn, 0x100000000n,
-  0x1fffffffffffffn, 0x20000000000000n, 0x7fffffffffffffffn, 0x8000000000000000n, 0xffffffffffffffffn,
+  0n,
+  1n,
+  2n,
+  0x7fn,
+  0x80n,
+  0xffn,
+  0x100n,
+  0xfffn,
+  0x1000n,
+  0x7fffn,
+  0x8000n,
+  0xffffn,
+  0x10000n,
+  0xfffffn,
+  0x100000n,
+  0x7fffffffn,
+  0x80000000n,
+  0xfffffffen,
+  0xffffffffn,
+  0x100000000n,
+  0x1fffffffffffffn,
+  0x20000000000000n,
+  0x7fffffffffffffffn,
+  0x8000000000000000n,
+  0xffffffffffffffffn,
 ];
 const WIDTHS = [1, 2, 4, 8] as const;
 
@@ -144,7 +166,7 @@ export function chunking(length: number, random: Random): number[] {
   const sizes: number[] = [];
   // Tiny pieces at most ~4096 of them: 1-byte reads of a 400 KiB seed would only cost time.
   const max = Math.max(style === 1 ? 8 : style === 2 ? 4096 : length >> 1, Math.ceil(length / 4096));
-  for (let left = length; left > 0; ) {
+  for (let left = length; left > 0;) {
     const size = Math.min(left, 1 + random.below(max));
     sizes.push(size);
     left -= size;

@@ -11,7 +11,7 @@ import { FRAME_HEADER_LENGTH, PREAMBLE_LENGTH, decodeFrameHeader, encodeFrameHea
 /** Offsets of the frame headers, as far as the lengths hold. */
 export function frameHeaderOffsets(container: Buffer): number[] {
   const offsets: number[] = [];
-  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= container.length; ) {
+  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= container.length;) {
     offsets.push(at);
     at += FRAME_HEADER_LENGTH + container.readUInt32BE(at + 12);
   }
@@ -31,7 +31,7 @@ export function reseal(container: Buffer): Buffer {
   if (version !== 1 && version !== 2) return container;
   const checksum = dataChecksum(version);
   const out = Buffer.from(container);
-  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= out.length; ) {
+  for (let at = PREAMBLE_LENGTH; at + FRAME_HEADER_LENGTH <= out.length;) {
     const { header } = decodeFrameHeader(out.subarray(at, at + FRAME_HEADER_LENGTH));
     const start = at + FRAME_HEADER_LENGTH;
     if (start + header.storedLength > out.length) break;

@@ -65,7 +65,9 @@ try {
     await target.close?.();
     reports.push(report);
     if (!values.json) {
-      const refusals = Object.entries(report.refusals).map(([code, n]) => `${code} ${n}`).join(', ');
+      const refusals = Object.entries(report.refusals)
+        .map(([code, n]) => `${code} ${n}`)
+        .join(', ');
       process.stdout.write(
         `${report.target.padEnd(10)} ${report.inputs} inputs in ${report.seconds.toFixed(1)} s: ${report.accepted} accepted, ${report.refused} refused (${refusals}), ` +
           `${report.failures.length} failures, peak RSS ${report.peakRssMiB} MiB\n`,

@@ -17,17 +17,7 @@ import { DeviceFieldCollector } from '../src/report/device-fields.js';
 import { DecodeError } from '../src/stream/errors.js';
 import { ProtocolError } from '../src/tls/errors.js';
 import { admit, type SessionInfo } from '../src/tls/session.js';
-import {
-  FrameParser,
-  FrameReader,
-  FrameType,
-  encodeAbort,
-  encodeDataHeader,
-  encodeEnd,
-  encodeOpen,
-  encodePing,
-  type Frame,
-} from '../src/tls/wire.js';
+import { FrameParser, FrameReader, FrameType, encodeAbort, encodeDataHeader, encodeEnd, encodeOpen, encodePing, type Frame } from '../src/tls/wire.js';
 import { FIXTURES_DIR, META_FILE, type FixtureMeta } from '../test/fixtures/meta.js';
 import { QmpConnectionError } from '../src/qemu/errors.js';
 import { QmpLineSplitter, parseQmpLine } from '../src/qemu/qmp-wire.js';
@@ -346,7 +336,7 @@ function parseWithReader(input: Buffer, chunks: readonly number[]): Parsed {
   const frames: Frame[] = [];
   try {
     for (const chunk of inChunks(input, chunks)) {
-      for (let at = 0; at < chunk.length; ) {
+      for (let at = 0; at < chunk.length;) {
         const target = reader.target();
         const n = Math.min(target.length, chunk.length - at);
         chunk.copy(target, 0, at, at + n);

@@ -82,8 +82,8 @@ inline std::string number_text(double value) {
 
 inline bool Count(const Napi::CallbackInfo& info, size_t expected, const char* fn) {
   if (info.Length() >= expected) return true;
-  Fail(info.Env(), std::string(fn) + ": expected " + std::to_string(expected) + " arguments, got " +
-                       std::to_string(info.Length()));
+  Fail(info.Env(),
+       std::string(fn) + ": expected " + std::to_string(expected) + " arguments, got " + std::to_string(info.Length()));
   return false;
 }
 
@@ -96,10 +96,9 @@ inline bool Uint(const Napi::CallbackInfo& info, size_t i, const char* fn, const
     return false;
   }
   const double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= kMaxSafe && number == std::floor(number)) ||
-      static_cast<uint64_t>(number) > max) {
-    Fail(info.Env(), std::string(fn) + ": " + what + " " + number_text(number) + " is not an integer in 0.." +
-                         std::to_string(max));
+  if (!(number >= 0 && number <= kMaxSafe && number == std::floor(number)) || static_cast<uint64_t>(number) > max) {
+    Fail(info.Env(),
+         std::string(fn) + ": " + what + " " + number_text(number) + " is not an integer in 0.." + std::to_string(max));
     return false;
   }
   *out = static_cast<uint64_t>(number);

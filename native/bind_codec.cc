@@ -34,7 +34,8 @@ class FrameDecodeWork : public Napi::AsyncWorker {
         raw_checksum_(raw_checksum) {}
 
   void Execute() override {
-    check_ = migstream::frame_decode(codec_, checksum_, stored_, stored_length_, raw_, raw_length_, stored_checksum_, raw_checksum_);
+    check_ = migstream::frame_decode(codec_, checksum_, stored_, stored_length_, raw_, raw_length_, stored_checksum_,
+                                     raw_checksum_);
   }
 
   void OnOK() override {
@@ -78,7 +79,8 @@ Napi::Value Xxh32(const Napi::CallbackInfo& info) {
 // version 2.
 Napi::Value Xxh64Low32(const Napi::CallbackInfo& info) {
   Bytes in;
-  if (!Count(info, 1, "xxh64Low32") || !ReadTyped(info, 0, "xxh64Low32", "buffer", napi_uint8_array, "Uint8Array", &in)) {
+  if (!Count(info, 1, "xxh64Low32") ||
+      !ReadTyped(info, 0, "xxh64Low32", "buffer", napi_uint8_array, "Uint8Array", &in)) {
     return Napi::Value();
   }
   return Napi::Number::New(info.Env(), static_cast<uint32_t>(migstream::xxh64(in.data, in.length, 0)));
@@ -141,7 +143,8 @@ Napi::Value ZstdCompress(const Napi::CallbackInfo& info) {
     return Fail(info.Env(), "zstdCompress: level must be an integer in -131072..22");
   }
   if (!Available(info, "zstdCompress", migstream::codec_versions().zstd, "libzstd")) return Napi::Value();
-  return Result(info.Env(), Codecs(info.Env()).zstd_compress(src.data, src.length, dst.data, dst.length, static_cast<int>(level)));
+  return Result(info.Env(),
+                Codecs(info.Env()).zstd_compress(src.data, src.length, dst.data, dst.length, static_cast<int>(level)));
 }
 
 // zstdDecompress(src, dst): the frame's bytes in dst; their length (throws when damaged or

@@ -84,7 +84,8 @@ Napi::Value WriteRanges(const Napi::CallbackInfo& info) {
     napi_typedarray_type type;
     size_t length = 0;
     void* data = nullptr;
-    if (!value.IsTypedArray() || napi_get_typedarray_info(info.Env(), value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+    if (!value.IsTypedArray() ||
+        napi_get_typedarray_info(info.Env(), value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
         type != napi_uint8_array || (length != 0 && data == nullptr)) {
       return Fail(info.Env(), "writeRanges: buffers[" + std::to_string(i) + "] must be a Uint8Array");
     }
@@ -99,8 +100,9 @@ Napi::Value WriteRanges(const Napi::CallbackInfo& info) {
     const bool integers = index == std::floor(index) && offset == std::floor(offset) && length == std::floor(length);
     if (!(integers && index >= 0 && index < buffer_count && offset >= 0 && length >= 0) ||
         offset + length > static_cast<double>(views[static_cast<size_t>(index)].length)) {
-      return Fail(info.Env(), "writeRanges: range " + std::to_string(r) + " (buffer " + number_text(index) + ", offset " +
-                                  number_text(offset) + ", length " + number_text(length) + ") lies outside its buffer");
+      return Fail(info.Env(), "writeRanges: range " + std::to_string(r) + " (buffer " + number_text(index) +
+                                  ", offset " + number_text(offset) + ", length " + number_text(length) +
+                                  ") lies outside its buffer");
     }
     if (length == 0) continue;
     const Bytes& view = views[static_cast<size_t>(index)];

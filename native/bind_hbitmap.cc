@@ -188,14 +188,12 @@ Napi::Value HbMerge(const Napi::CallbackInfo& info) {
 // bitmap up to the smaller size (resize); returns the bits copied that are set.
 Napi::Value HbCopy(const Napi::CallbackInfo& info) {
   Bitmap bitmap, source;
-  if (!Count(info, 4, "hbCopy") || !ReadBitmap(info, 0, "hbCopy", &bitmap) ||
-      !ReadBitmap(info, 2, "hbCopy", &source)) {
+  if (!Count(info, 4, "hbCopy") || !ReadBitmap(info, 0, "hbCopy", &bitmap) || !ReadBitmap(info, 2, "hbCopy", &source)) {
     return Napi::Value();
   }
   if (bitmap.words == source.words) return Fail(info.Env(), "hbCopy: source and destination are the same storage");
   HBitmapView view(bitmap.layout, bitmap.words);
-  return Napi::Number::New(info.Env(),
-                           static_cast<double>(view.copy_from(HBitmapView(source.layout, source.words))));
+  return Napi::Number::New(info.Env(), static_cast<double>(view.copy_from(HBitmapView(source.layout, source.words))));
 }
 
 // hbExport(buffer, bits, out: Uint8Array of ceil(bits / 8) bytes).

@@ -12,8 +12,7 @@ namespace {
 // isAllZero(bytes: Uint8Array).
 Napi::Value IsAllZero(const Napi::CallbackInfo& info) {
   Bytes in;
-  if (!Count(info, 1, "isAllZero") ||
-      !ReadTyped(info, 0, "isAllZero", "buffer", napi_uint8_array, "Uint8Array", &in)) {
+  if (!Count(info, 1, "isAllZero") || !ReadTyped(info, 0, "isAllZero", "buffer", napi_uint8_array, "Uint8Array", &in)) {
     return Napi::Value();
   }
   return Napi::Boolean::New(info.Env(), in.length == 0 || migstream::all_zero(in.data, in.length));

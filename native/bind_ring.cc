@@ -31,7 +31,8 @@ Napi::Value RingCopy(const Napi::CallbackInfo& info) {
     return Fail(info.Env(), "ringCopy: " + std::to_string(src.length) + " bytes at " + std::to_string(at) +
                                 " exceed the ring of " + std::to_string(ring.length));
   }
-  if (Overlap(ring.data + at, src.length, src.data, src.length)) return Fail(info.Env(), "ringCopy: source lies in the destination");
+  if (Overlap(ring.data + at, src.length, src.data, src.length))
+    return Fail(info.Env(), "ringCopy: source lies in the destination");
   if (src.length != 0) std::memcpy(ring.data + at, src.data, src.length);
   return info.Env().Undefined();
 }
@@ -56,31 +57,40 @@ Napi::Value DedupStore(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   const size_t window_pages = positions.length;
-  if (window_pages == 0 || page_size == 0) return Fail(info.Env(), "dedupStore: positions and pageSize must not be empty");
+  if (window_pages == 0 || page_size == 0)
+    return Fail(info.Env(), "dedupStore: positions and pageSize must not be empty");
   if (page.length != page_size) {
-    return Fail(info.Env(), "dedupStore: page of " + std::to_string(page.length) + " bytes, expected " + std::to_string(page_size));
+    return Fail(info.Env(),
+                "dedupStore: page of " + std::to_string(page.length) + " bytes, expected " + std::to_string(page_size));
   }
   if (checksum.length < 1) return Fail(info.Env(), "dedupStore: checksum needs one element");
   if (ring.length < page_size || write % ring.length + page_size > ring.length) {
-    return Fail(info.Env(), "dedupStore: a page at " + std::to_string(write) + " does not fit before the end of the ring of " +
-                                std::to_string(ring.length) + " bytes");
+    return Fail(info.Env(), "dedupStore: a page at " + std::to_string(write) +
+                                " does not fit before the end of the ring of " + std::to_string(ring.length) +
+                                " bytes");
   }
   const size_t bucket_bytes = sizeof(migstream::DedupEntry) * migstream::kDedupWays;
   const size_t buckets = table.length / bucket_bytes;
   if (buckets == 0 || (buckets & (buckets - 1)) != 0 || table.length % bucket_bytes != 0) {
-    return Fail(info.Env(), "dedupStore: table must hold a power of two of " + std::to_string(bucket_bytes) + "-byte buckets");
+    return Fail(info.Env(),
+                "dedupStore: table must hold a power of two of " + std::to_string(bucket_bytes) + "-byte buckets");
   }
   if (reinterpret_cast<uintptr_t>(table.data) % alignof(migstream::DedupEntry) != 0 ||
       reinterpret_cast<uintptr_t>(positions.data) % alignof(double) != 0) {
     return Fail(info.Env(), "dedupStore: table or positions is not 8-byte aligned");
   }
-  if (Overlap(page.data, page.length, ring.data, ring.length) || Overlap(table.data, table.length, ring.data, ring.length) ||
+  if (Overlap(page.data, page.length, ring.data, ring.length) ||
+      Overlap(table.data, table.length, ring.data, ring.length) ||
       Overlap(positions.data, positions.length * 8, ring.data, ring.length) ||
       Overlap(table.data, table.length, positions.data, positions.length * 8)) {
     return Fail(info.Env(), "dedupStore: ring, table, positions and page must not overlap");
   }
-  const migstream::DedupWindow window{ring.data, ring.length, reinterpret_cast<double*>(positions.data), window_pages,
-                                      static_cast<size_t>(page_size), reinterpret_cast<migstream::DedupEntry*>(table.data),
+  const migstream::DedupWindow window{ring.data,
+                                      ring.length,
+                                      reinterpret_cast<double*>(positions.data),
+                                      window_pages,
+                                      static_cast<size_t>(page_size),
+                                      reinterpret_cast<migstream::DedupEntry*>(table.data),
                                       buckets};
   uint32_t sum = 0;
   const uint64_t distance = migstream::dedup_store(window, stored, write, page.data, &sum);

@@ -78,12 +78,15 @@ void load_zstd(Libraries* libs) {
   if (handle == nullptr) return;
   ZstdVersionNumber version = nullptr;
   Libraries l;
-  const bool all = find(handle, "ZSTD_versionNumber", &version) && find(handle, "ZSTD_createCCtx", &l.zstd_create_cctx) &&
-                   find(handle, "ZSTD_freeCCtx", &l.zstd_free_cctx) && find(handle, "ZSTD_createDCtx", &l.zstd_create_dctx) &&
+  const bool all = find(handle, "ZSTD_versionNumber", &version) &&
+                   find(handle, "ZSTD_createCCtx", &l.zstd_create_cctx) &&
+                   find(handle, "ZSTD_freeCCtx", &l.zstd_free_cctx) &&
+                   find(handle, "ZSTD_createDCtx", &l.zstd_create_dctx) &&
                    find(handle, "ZSTD_freeDCtx", &l.zstd_free_dctx) &&
                    find(handle, "ZSTD_compressCCtx", &l.zstd_compress_cctx) &&
                    find(handle, "ZSTD_decompressDCtx", &l.zstd_decompress_dctx) &&
-                   find(handle, "ZSTD_decompress", &l.zstd_decompress) && find(handle, "ZSTD_isError", &l.zstd_is_error) &&
+                   find(handle, "ZSTD_decompress", &l.zstd_decompress) &&
+                   find(handle, "ZSTD_isError", &l.zstd_is_error) &&
                    find(handle, "ZSTD_getErrorCode", &l.zstd_get_error_code) &&
                    find(handle, "ZSTD_getErrorName", &l.zstd_get_error_name);
   // 1.4.0: the first release whose error codes and context API are declared stable.
@@ -227,7 +230,8 @@ FrameCheck frame_decode(int codec, FrameChecksum checksum, const uint8_t* stored
     const uint32_t announced = stored_length < 4 ? 0 : load32le(stored);
     if (stored_length < 4 || announced != raw_length) {
       check.status = FrameCheck::kCodec;
-      check.message = stored_length < 4 ? "lz4 block announces nothing" : "lz4 block announces " + std::to_string(announced) + " bytes";
+      check.message = stored_length < 4 ? "lz4 block announces nothing"
+                                        : "lz4 block announces " + std::to_string(announced) + " bytes";
       return check;
     }
     result = lz4_decompress(stored + 4, stored_length - 4, raw, raw_length);

@@ -7,7 +7,8 @@
 
 namespace migstream {
 
-uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write, const uint8_t* page, uint32_t* checksum) {
+uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write, const uint8_t* page,
+                     uint32_t* checksum) {
   const uint64_t hash = xxh64(page, window.page_size, 0);
   DedupEntry* const bucket = window.table + (hash & (window.buckets - 1)) * kDedupWays;
   // Pages numbered below `oldest` have left the window; bytes before `intact` were overwritten.

@@ -46,7 +46,8 @@ struct DedupWindow {
 // page into the ring at logical position `write` (which must not wrap: write % R + page_size
 // <= R), records it as stored page number `stored` and returns 0; the caller advances `write`
 // and `stored`.
-uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write, const uint8_t* page, uint32_t* checksum);
+uint64_t dedup_store(const DedupWindow& window, uint64_t stored, uint64_t write, const uint8_t* page,
+                     uint32_t* checksum);
 
 }  // namespace migstream
 

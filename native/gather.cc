@@ -4,9 +4,9 @@
 #include <cerrno>
 
 #ifndef _WIN32
-#include <climits>
 #include <poll.h>
 #include <unistd.h>
+#include <climits>
 #endif
 
 namespace migstream {

@@ -147,9 +147,7 @@ uint64_t HBitmapView::reset(uint64_t start, uint64_t end) {
   return removed;
 }
 
-bool HBitmapView::get(uint64_t index) const {
-  return ((level(0)[index >> kWordShift] >> (index & 63)) & 1) != 0;
-}
+bool HBitmapView::get(uint64_t index) const { return ((level(0)[index >> kWordShift] >> (index & 63)) & 1) != 0; }
 
 uint64_t HBitmapView::count(uint64_t start, uint64_t end) const {
   if (start >= end) return 0;

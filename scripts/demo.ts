@@ -78,7 +78,7 @@ async function main(): Promise<number> {
         `${ram.normal} normal + ${ram.duplicate} zero pages, downtime ${saved.downtime ?? '?'} ms\n`,
     );
     // QEMU reports "completed" before its exec: child has finished writing; wait for it.
-    for (let size = -1; ; ) {
+    for (let size = -1; ;) {
       await new Promise((resolve) => setTimeout(resolve, 200));
       const now = statSync(streamPath).size;
       if (now === size) break;
@@ -154,7 +154,14 @@ async function main(): Promise<number> {
 /** Runs migstream with `args`, its stderr shown as it comes (the progress line, the report). */
 function runLive(args: string[]): Promise<number | null> {
   const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr.on('data', (chunk: Buffer) => process.stdout.write(chunk.toString().replace(/\r/g, '\n').replace(/^(?=.)/gm, '  ')));
+  child.stderr.on('data', (chunk: Buffer) =>
+    process.stdout.write(
+      chunk
+        .toString()
+        .replace(/\r/g, '\n')
+        .replace(/^(?=.)/gm, '  '),
+    ),
+  );
   return new Promise((resolve) => child.on('close', resolve));
 }
 

@@ -22,9 +22,7 @@ export type MigrationRecord = FramingRecord | BodyRecord;
 // Each codec only ever sees its own records (dispatch is by idstr and record type).
 const codecs = [ramCodec, blockCodec] as readonly SectionCodec<BodyRecord>[];
 
-const codecByRecordType = new Map<string, SectionCodec<BodyRecord>>(
-  codecs.flatMap((codec) => codec.recordTypes.map((type) => [type, codec] as const)),
-);
+const codecByRecordType = new Map<string, SectionCodec<BodyRecord>>(codecs.flatMap((codec) => codec.recordTypes.map((type) => [type, codec] as const)));
 
 /** Bytes a record occupies in the stream. */
 export function encodedLength(record: MigrationRecord): number {
@@ -50,17 +48,12 @@ export function createEncoder(chunkSize?: number, options: EncoderOptions = {}):
 }
 
 /** Decodes a Readable or any (async) iterable of byte chunks into records. */
-export function decode(
-  source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  options?: DecoderOptions,
-): AsyncGenerator<MigrationRecord> {
+export function decode(source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options?: DecoderOptions): AsyncGenerator<MigrationRecord> {
   return decodeWith(createDecoder(options), source);
 }
 
 /** Encodes records into byte chunks of about 1 MiB. */
-export function encode(
-  records: AsyncIterable<MigrationRecord> | Iterable<MigrationRecord>,
-): AsyncGenerator<Buffer> {
+export function encode(records: AsyncIterable<MigrationRecord> | Iterable<MigrationRecord>): AsyncGenerator<Buffer> {
   return encodeWith(createEncoder(), records);
 }
 

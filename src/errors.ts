@@ -58,7 +58,7 @@ export const ERROR_FAMILIES = {
   MigrateError: {
     extends: 'MigstreamError',
     folder: 'migrate',
-    meaning: 'moving a VM (migrate/incoming) failed; QEMU\'s own failures stay QemuError',
+    meaning: "moving a VM (migrate/incoming) failed; QEMU's own failures stay QemuError",
   },
   NbdError: {
     extends: 'MigstreamError',
@@ -90,7 +90,7 @@ export const ERRORS = {
   ERR_ZLIB_PAGE: { class: 'ZlibPageError', extends: 'DecodeError', folder: 'ram', meaning: 'a COMPRESS_PAGE payload that is not one zlib page', exit: 1 },
   // src/container, src/workers
   ERR_CONTAINER_MAGIC: { class: 'ContainerMagicError', extends: 'ContainerError', folder: 'container', meaning: 'not a container, or a container version we do not read', exit: 1 },
-  ERR_CONTAINER_CORRUPT: { class: 'CorruptFrameError', extends: 'ContainerError', folder: 'container', meaning: 'a frame\'s checksum, length, codec or layout is wrong', exit: 1 },
+  ERR_CONTAINER_CORRUPT: { class: 'CorruptFrameError', extends: 'ContainerError', folder: 'container', meaning: "a frame's checksum, length, codec or layout is wrong", exit: 1 },
   ERR_CONTAINER_ORDER: { class: 'FrameOrderError', extends: 'ContainerError', folder: 'container', meaning: 'a frame number or kind out of sequence', exit: 1 },
   ERR_CONTAINER_TRUNCATED: { class: 'TruncatedContainerError', extends: 'ContainerError', folder: 'container', meaning: 'the container ends before its END frame', exit: 1 },
   ERR_WORKER: { class: 'WorkerError', extends: 'MigstreamError', folder: 'workers', meaning: 'a compression worker thread failed or exited', exit: 1 },
@@ -98,11 +98,11 @@ export const ERRORS = {
   ERR_PROTOCOL: { class: 'ProtocolError', extends: 'TransportError', folder: 'tls', meaning: 'bytes on a channel that are not our protocol', exit: 1 },
   ERR_HANDSHAKE: { class: 'HandshakeError', extends: 'TransportError', folder: 'tls', meaning: 'session refused: version, session id, channel count, or too late', exit: 1 },
   ERR_AUTH: { class: 'AuthError', extends: 'TransportError', folder: 'tls', meaning: 'TLS authentication failed', exit: 1 },
-  ERR_CHANNEL: { class: 'ChannelError', extends: 'TransportError', folder: 'tls', meaning: 'a channel\'s socket failed or closed early', exit: 1 },
+  ERR_CHANNEL: { class: 'ChannelError', extends: 'TransportError', folder: 'tls', meaning: "a channel's socket failed or closed early", exit: 1 },
   ERR_TIMEOUT: { class: 'TimeoutError', extends: 'TransportError', folder: 'tls', meaning: 'nothing heard within the timeout', exit: 1 },
-  ERR_CHECKSUM: { class: 'ChecksumError', extends: 'TransportError', folder: 'tls', meaning: 'the end frame\'s totals or checksum disagree with what arrived', exit: 1 },
+  ERR_CHECKSUM: { class: 'ChecksumError', extends: 'TransportError', folder: 'tls', meaning: "the end frame's totals or checksum disagree with what arrived", exit: 1 },
   ERR_PEER_ABORT: { class: 'PeerAbortError', extends: 'TransportError', folder: 'tls', meaning: 'the other side reported its own failure', exit: 1 },
-  ERR_OUTPUT: { class: 'OutputError', extends: 'TransportError', folder: 'tls', meaning: 'recv\'s output cannot take the stream (its reader is gone)', exit: 1 },
+  ERR_OUTPUT: { class: 'OutputError', extends: 'TransportError', folder: 'tls', meaning: "recv's output cannot take the stream (its reader is gone)", exit: 1 },
   ERR_CREDENTIALS: {
     class: 'CredentialsError',
     extends: 'TransportError',
@@ -127,16 +127,28 @@ export const ERRORS = {
   ERR_VERDICT_PROTOCOL: { class: 'VerdictProtocolError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a control-port message that is not ours', exit: 1 },
   ERR_DIRTY_RATE: { class: 'DirtyRateError', extends: 'MigstreamError', folder: 'migrate', meaning: 'the dirty-rate probe failed', exit: 1 },
   ERR_GUEST_MEMORY_READ: { class: 'GuestMemoryReadError', extends: 'MigstreamError', folder: 'migrate', meaning: 'reading guest memory through pmemsave failed', exit: 1 },
-  ERR_SEND_STATS_PROTOCOL: { class: 'SendStatsProtocolError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a message on send\'s stats socket that is not ours', exit: 1 },
+  ERR_SEND_STATS_PROTOCOL: { class: 'SendStatsProtocolError', extends: 'MigstreamError', folder: 'migrate', meaning: "a message on send's stats socket that is not ours", exit: 1 },
   ERR_PAGE_HASH_FILE: { class: 'PageHashFileError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a page-hash file that is not one we write', exit: 1 },
   // src/nbd
-  ERR_NBD_PROTOCOL: { class: 'NbdProtocolError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server broke the protocol: bad magic, a reply for another option or request, a chunk or extent out of range, a length past a sane bound', exit: 1 },
+  ERR_NBD_PROTOCOL: {
+    class: 'NbdProtocolError',
+    extends: 'NbdError',
+    folder: 'nbd',
+    meaning: 'the NBD server broke the protocol: bad magic, a reply for another option or request, a chunk or extent out of range, a length past a sane bound',
+    exit: 1,
+  },
   ERR_NBD_REFUSED: { class: 'NbdRefusedError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server refused an option: no such export or meta context, no structured replies', exit: 1 },
   ERR_NBD_COMMAND: { class: 'NbdCommandError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server failed a request (EIO, ENOSPC, EINVAL…); keeps the error value and its message', exit: 1 },
   ERR_NBD_CONNECTION: { class: 'NbdConnectionError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD socket cannot connect, failed, or closed before a reply was whole', exit: 1 },
   ERR_NBD_TIMEOUT: { class: 'NbdTimeoutError', extends: 'NbdError', folder: 'nbd', meaning: 'the NBD server said nothing within the timeout', exit: 1 },
   // src/disk
-  ERR_DISK_EXTENTS: { class: 'DiskExtentError', extends: 'DiskError', folder: 'disk', meaning: 'a block status answer that does not describe the drive: extents out of range, overlapping, leaving a gap or not adding up to the length asked', exit: 1 },
+  ERR_DISK_EXTENTS: {
+    class: 'DiskExtentError',
+    extends: 'DiskError',
+    folder: 'disk',
+    meaning: 'a block status answer that does not describe the drive: extents out of range, overlapping, leaving a gap or not adding up to the length asked',
+    exit: 1,
+  },
   ERR_DISK_SIZE: { class: 'DiskSizeError', extends: 'DiskError', folder: 'disk', meaning: 'a drive of the wrong size: the destination export smaller than the source, or a drive resized mid-run', exit: 1 },
   ERR_DISK_MISMATCH: { class: 'DiskMismatchError', extends: 'DiskError', folder: 'disk', meaning: 'the disk consistency check found chunks that differ; keeps their count and the first ones', exit: 1 },
   // src/native
@@ -145,7 +157,7 @@ export const ERRORS = {
   ERR_USAGE: { class: 'UsageError', extends: 'MigstreamError', folder: 'cli', meaning: 'bad usage: unknown option, missing or bad value, an output that is the input', exit: 2 },
   ERR_OPEN: { class: 'CannotOpenError', extends: 'MigstreamError', folder: 'cli', meaning: 'a file that cannot be opened; names the path', exit: 1 },
   ERR_OUTPUT_FULL: { class: 'OutputFullError', extends: 'MigstreamError', folder: 'cli', meaning: 'the output has no room left (ENOSPC, EDQUOT, EFBIG)', exit: 1 },
-  ERR_OUTPUT_STALLED: { class: 'OutputStalledError', extends: 'MigstreamError', folder: 'cli', meaning: 'the output\'s reader stopped reading', exit: 1 },
+  ERR_OUTPUT_STALLED: { class: 'OutputStalledError', extends: 'MigstreamError', folder: 'cli', meaning: "the output's reader stopped reading", exit: 1 },
 } as const satisfies Record<`ERR_${string}`, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -178,11 +190,7 @@ export class MigstreamError extends Error {
  * (MigrateError in src/migrate/errors.ts). The same class as MigstreamError at run time; the
  * codes its subclasses pass are checked against ERRORS by test/errors.test.ts instead.
  */
-export const MigstreamErrorWithStringCode = MigstreamError as unknown as new (
-  code: string,
-  message: string,
-  options?: { cause?: unknown },
-) => MigstreamError;
+export const MigstreamErrorWithStringCode = MigstreamError as unknown as new (code: string, message: string, options?: { cause?: unknown }) => MigstreamError;
 
 // ---- crossing a worker boundary ----
 

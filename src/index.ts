@@ -46,27 +46,8 @@ export type * from './stream/section-codec.js';
 export * from './stream/vmstate.js';
 export * from './ram/index.js';
 export * from './block/index.js';
-export {
-  StreamReport,
-  type ChunkSizeSource,
-  type RamCounts,
-  type RamIteration,
-  type RamResend,
-  type StreamReportOptions,
-  type StreamSummary,
-} from './report/stream-report.js';
-export {
-  HBitmap,
-  MAX_PAGE_SIZE,
-  NativeAddonError,
-  findZeroPages,
-  hash64,
-  hashPages,
-  isAllZero,
-  type BytesLike,
-  type DirtyArea,
-  type HBitmapOptions,
-} from './native.js';
+export { StreamReport, type ChunkSizeSource, type RamCounts, type RamIteration, type RamResend, type StreamReportOptions, type StreamSummary } from './report/stream-report.js';
+export { HBitmap, MAX_PAGE_SIZE, NativeAddonError, findZeroPages, hash64, hashPages, isAllZero, type BytesLike, type DirtyArea, type HBitmapOptions } from './native.js';
 export * from './tls/index.js';
 export * from './nbd/index.js';
 export * from './disk/index.js';

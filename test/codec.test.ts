@@ -1,23 +1,11 @@
 import { describe, expect, test } from 'vitest';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  createDecodeStream,
-  createDecoder,
-  createEncodeStream,
-  createEncoder,
-  decode,
-  decodeBuffer,
-  encode,
-  encodeBuffer,
-  encodedLength,
-  type MigrationRecord,
-} from '../src/codec.js';
+import { createDecodeStream, createDecoder, createEncodeStream, createEncoder, decode, decodeBuffer, encode, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
 import { TruncatedStreamError } from '../src/stream/errors.js';
 import { MemoryPageStore, RamImage } from '../src/ram/index.js';
 import { prng } from './helpers/feed.js';
 import { sampleStream } from './helpers/sample-stream.js';
-
 
 function decodeInChunks(bytes: Buffer, cuts: number[]): MigrationRecord[] {
   const decoder = createDecoder();
@@ -58,7 +46,7 @@ describe('whole-stream codec on a hand-built stream with every record kind', () 
     const random = prng(7);
     for (let round = 0; round < 20; round++) {
       const cuts: number[] = [];
-      for (let at = 0; ; ) {
+      for (let at = 0; ;) {
         at += 1 + Math.floor(random() * 700);
         if (at >= sample.bytes.length) break;
         cuts.push(at);

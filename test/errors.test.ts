@@ -13,15 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as pkg from '../src/index.js';
 import { ERROR_CLASSES } from '../src/error-classes.js';
-import {
-  ERRORS,
-  ERROR_FAMILIES,
-  MigstreamError,
-  reviveError,
-  serializeError,
-  type ErrorCode,
-  type SerializedError,
-} from '../src/errors.js';
+import { ERRORS, ERROR_FAMILIES, MigstreamError, reviveError, serializeError, type ErrorCode, type SerializedError } from '../src/errors.js';
 import { CannotOpenError } from '../src/cli/io.js';
 import { OutputStalledError } from '../src/cli/fd-io.js';
 import { OutputFullError } from '../src/cli/output-file.js';
@@ -42,16 +34,7 @@ import { NbdCommandError, NbdConnectionError, NbdProtocolError, NbdRefusedError,
 import { DiskExtentError, DiskMismatchError, DiskSizeError } from '../src/disk/errors.js';
 import { MigrationFailedError, QemuExitedError, QemuLaunchError, QemuTimeoutError, QmpConnectionError, QmpError } from '../src/qemu/errors.js';
 import { XbzrleError, ZlibPageError } from '../src/ram/errors.js';
-import {
-  ArgumentError,
-  BadMagicError,
-  EncodeError,
-  FramingError,
-  LimitExceededError,
-  TruncatedStreamError,
-  UnknownFlagError,
-  VmdescError,
-} from '../src/stream/errors.js';
+import { ArgumentError, BadMagicError, EncodeError, FramingError, LimitExceededError, TruncatedStreamError, UnknownFlagError, VmdescError } from '../src/stream/errors.js';
 import {
   AuthError,
   ChannelError,
@@ -123,9 +106,19 @@ const SAMPLES: { readonly [C in ErrorCode]: () => MigstreamError } = {
   ERR_NBD_COMMAND: () => new NbdCommandError(28, 'ENOSPC', 'No space left', { peer: 'tcp:127.0.0.1:10809 export ""', request: { command: 'WRITE', offset: 0, length: 4096 } }),
   ERR_NBD_CONNECTION: () => new NbdConnectionError('cannot connect: ENOENT', { peer: 'unix:/nope export ""' }, { cause: enoent }),
   ERR_NBD_TIMEOUT: () => new NbdTimeoutError('the server said nothing for 100 ms', 100, { peer: 'unix:/run/nbd.sock export ""', request: { command: 'FLUSH', offset: 0, length: 0 } }),
-  ERR_DISK_EXTENTS: () => new DiskExtentError('an extent of 4096 bytes runs past the drive\'s end at 65536', 'qemu:dirty-bitmap:b1', 61440, { drive: 'disk0', peer: 'unix:/run/src.sock export "migstream-disk0-export-1"' }),
+  ERR_DISK_EXTENTS: () =>
+    new DiskExtentError("an extent of 4096 bytes runs past the drive's end at 65536", 'qemu:dirty-bitmap:b1', 61440, { drive: 'disk0', peer: 'unix:/run/src.sock export "migstream-disk0-export-1"' }),
   ERR_DISK_SIZE: () => new DiskSizeError("the destination's export is smaller than the source drive", 67108864, 33554432, { drive: 'disk0', peer: 'unix:/run/dst.sock export "migstream-disk0-sink"' }),
-  ERR_DISK_MISMATCH: () => new DiskMismatchError(2, [{ chunk: 3, offset: 3145728 }, { chunk: 9, offset: 9437184 }], 1048576, { drive: 'disk0', peer: 'unix:/run/src.sock export "r"', destination: 'unix:/run/dst.sock export "s"' }),
+  ERR_DISK_MISMATCH: () =>
+    new DiskMismatchError(
+      2,
+      [
+        { chunk: 3, offset: 3145728 },
+        { chunk: 9, offset: 9437184 },
+      ],
+      1048576,
+      { drive: 'disk0', peer: 'unix:/run/src.sock export "r"', destination: 'unix:/run/dst.sock export "s"' },
+    ),
   ERR_NATIVE_ADDON: () => new NativeAddonError('the native addon is not built: run npm install', { cause: enoent }),
   ERR_USAGE: () => new UsageError('unknown option --frob'),
   ERR_OPEN: () => new CannotOpenError('read', '/nope', enoent),
@@ -191,7 +184,10 @@ describe('the catalogue', () => {
     walk(join(ROOT, 'src'));
     const missing = [...found].filter(([code]) => !Object.hasOwn(ERRORS, code)).map(([code, file]) => `${code} (${file})`);
     expect(missing, 'codes not in src/errors.ts ERRORS').toEqual([]);
-    expect(CODES.filter((code) => !found.has(code)), 'codes in the table that src/ never uses').toEqual([]);
+    expect(
+      CODES.filter((code) => !found.has(code)),
+      'codes in the table that src/ never uses',
+    ).toEqual([]);
   });
 });
 

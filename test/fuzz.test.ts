@@ -21,16 +21,20 @@ afterAll(async () => {
 });
 
 describe(`fuzzing, seed ${SEED}, ${INPUTS} inputs per target`, () => {
-  test.each(targets.map((t) => [t.name, t] as const))('%s: every input accepted or refused with a typed error', async (_name, target) => {
-    const report = await fuzzTarget(target, { inputs: INPUTS, seed: SEED, timeoutMs: 10_000 });
-    expect(report.failures, JSON.stringify(report.failures, null, 1)).toEqual([]);
-    expect(report.inputs).toBe(INPUTS);
-    // The mutations reach both ends: some inputs pass, most are refused, for several reasons.
-    expect(report.accepted).toBeGreaterThan(0);
-    expect(report.refused).toBeGreaterThan(INPUTS / 4);
-    // Layers with one error class (wire, qmp) or none (vmdesc reports problems) refuse with one code.
-    const codes = ['stream', 'container', 'decompress'].includes(target.name) ? 3 : 1;
-    expect(Object.keys(report.refusals).length).toBeGreaterThanOrEqual(codes);
-    expect(report.peakRssMiB).toBeLessThan(1024);
-  }, 300_000);
+  test.each(targets.map((t) => [t.name, t] as const))(
+    '%s: every input accepted or refused with a typed error',
+    async (_name, target) => {
+      const report = await fuzzTarget(target, { inputs: INPUTS, seed: SEED, timeoutMs: 10_000 });
+      expect(report.failures, JSON.stringify(report.failures, null, 1)).toEqual([]);
+      expect(report.inputs).toBe(INPUTS);
+      // The mutations reach both ends: some inputs pass, most are refused, for several reasons.
+      expect(report.accepted).toBeGreaterThan(0);
+      expect(report.refused).toBeGreaterThan(INPUTS / 4);
+      // Layers with one error class (wire, qmp) or none (vmdesc reports problems) refuse with one code.
+      const codes = ['stream', 'container', 'decompress'].includes(target.name) ? 3 : 1;
+      expect(Object.keys(report.refusals).length).toBeGreaterThanOrEqual(codes);
+      expect(report.peakRssMiB).toBeLessThan(1024);
+    },
+    300_000,
+  );
 });

@@ -12,12 +12,11 @@ import { fixtureStream } from './helpers/interop.js';
 import { loadFixture } from './helpers/qemu.js';
 import { Bytes, configuration, header } from './helpers/stream-bytes.js';
 
-
 /** Decodes `bytes` cut at random points; returns the re-encoded stream. */
 function recodeRandomlyChunked(bytes: Buffer, random: () => number, maxChunk: number): Buffer {
   const decoder = createDecoder();
   const records: MigrationRecord[] = [];
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const length = 1 + Math.floor(random() * maxChunk);
     records.push(...decoder.push(bytes.subarray(at, at + length)));
     at += length;

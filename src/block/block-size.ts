@@ -26,13 +26,7 @@ export const BLOCK_SIZES: readonly number[] = (() => {
 
 /** Whether `size` is a power of two from 4 KiB to 16 MiB. */
 export function isBlockSize(size: unknown): size is number {
-  return (
-    typeof size === 'number' &&
-    Number.isInteger(size) &&
-    size >= MIN_BLOCK_SIZE &&
-    size <= MAX_BLOCK_SIZE &&
-    (size & (size - 1)) === 0
-  );
+  return typeof size === 'number' && Number.isInteger(size) && size >= MIN_BLOCK_SIZE && size <= MAX_BLOCK_SIZE && (size & (size - 1)) === 0;
 }
 
 /** Returns `size`, or throws ArgumentError naming `what`. */

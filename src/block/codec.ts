@@ -18,44 +18,14 @@
  * `blk_prev` is a lookup cache of the destination, not stream state), so a record cut short by
  * NEED_MORE changes nothing.
  */
-import {
-  EncodeError,
-  FramingError,
-  LimitExceededError,
-  UnknownFlagError,
-  hex,
-  type DecodeErrorDetails,
-} from '../stream/errors.js';
+import { EncodeError, FramingError, LimitExceededError, UnknownFlagError, hex, type DecodeErrorDetails } from '../stream/errors.js';
 import { wordHex } from '../bytes/hex.js';
 import { NEED_MORE, type ByteReader } from '../stream/reader.js';
 import type { SectionBodyDecoder, SectionCodec, SectionContext } from '../stream/section-codec.js';
 import type { ByteWriter } from '../stream/writer.js';
-import {
-  BDRV_SECTOR_BITS,
-  BLK_MIG_FLAG_DEVICE_BLOCK,
-  BLK_MIG_FLAG_EOS,
-  BLK_MIG_FLAG_MASK,
-  BLK_MIG_FLAG_PROGRESS,
-  BLK_MIG_FLAG_ZERO_BLOCK,
-  describeBlockFlags,
-} from './flags.js';
-import {
-  BLOCK_RECORD_TYPES,
-  CANONICAL_FLAGS,
-  blockRecordFlags,
-  classifyBlockFlags,
-  endsBlockBody,
-  type BlockRecord,
-  type BlockRecordType,
-} from './records.js';
-import {
-  BLOCK_SIZES,
-  DEFAULT_BLOCK_SIZE,
-  MAX_BLOCK_SIZE,
-  checkBlockSize,
-  formatBlockSize,
-  isBlockSize,
-} from './block-size.js';
+import { BDRV_SECTOR_BITS, BLK_MIG_FLAG_DEVICE_BLOCK, BLK_MIG_FLAG_EOS, BLK_MIG_FLAG_MASK, BLK_MIG_FLAG_PROGRESS, BLK_MIG_FLAG_ZERO_BLOCK, describeBlockFlags } from './flags.js';
+import { BLOCK_RECORD_TYPES, CANONICAL_FLAGS, blockRecordFlags, classifyBlockFlags, endsBlockBody, type BlockRecord, type BlockRecordType } from './records.js';
+import { BLOCK_SIZES, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, checkBlockSize, formatBlockSize, isBlockSize } from './block-size.js';
 
 /**
  * Largest sector a chunk may start at: the last byte of the largest chunk,
@@ -64,8 +34,7 @@ import {
  */
 export const MAX_BLOCK_SECTOR = 2 ** (53 - BDRV_SECTOR_BITS) - (MAX_BLOCK_SIZE >> BDRV_SECTOR_BITS) - 1;
 
-const KNOWN_FLAGS =
-  BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_EOS | BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_ZERO_BLOCK;
+const KNOWN_FLAGS = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_EOS | BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_ZERO_BLOCK;
 
 /** 2^23: the low 32 bits of the word hold 23 bits of value above the 9 flag bits. */
 const LOW_VALUE_SPAN = 2 ** (32 - BDRV_SECTOR_BITS);
@@ -73,11 +42,7 @@ const LOW_VALUE_SPAN = 2 ** (32 - BDRV_SECTOR_BITS);
 /** Records read after a first data chunk to accept a chunk size (two, or up to the EOS). */
 const PROBE_RECORDS = 2;
 
-function details(
-  reader: ByteReader,
-  ctx: SectionContext,
-  extra: Partial<DecodeErrorDetails>,
-): DecodeErrorDetails {
+function details(reader: ByteReader, ctx: SectionContext, extra: Partial<DecodeErrorDetails>): DecodeErrorDetails {
   return { offset: reader.markOffset, section: ctx.section, context: 'block record', ...extra };
 }
 
@@ -249,10 +214,7 @@ class BlockBodyDecoder implements SectionBodyDecoder<BlockRecord> {
         const device = readName(reader);
         if (device.length === 0) {
           // blk_by_name("") never finds a drive: "Error unknown block device".
-          throw new FramingError(
-            'empty device name; block_load finds no drive by that name',
-            details(reader, ctx, { expected: 'a drive name', actual: '' }),
-          );
+          throw new FramingError('empty device name; block_load finds no drive by that name', details(reader, ctx, { expected: 'a drive name', actual: '' }));
         }
         if (type === 'block-zero') return { type, device, sector: value, ...extra };
         const header: DeviceHeader = { flags, sector: value, device, length: 9 + device.length };

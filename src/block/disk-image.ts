@@ -120,18 +120,14 @@ export class DiskImage {
       throw new ArgumentError(`sector ${sector} of drive "${record.device}" is out of range`);
     }
     if (record.type === 'block-data' && record.data.length !== chunk) {
-      throw new ArgumentError(
-        `data chunk of ${record.data.length} bytes for drive "${record.device}"; this DiskImage takes ${chunk}-byte chunks (its blockSize option)`,
-      );
+      throw new ArgumentError(`data chunk of ${record.data.length} bytes for drive "${record.device}"; this DiskImage takes ${chunk}-byte chunks (its blockSize option)`);
     }
     const drive = this.drive(record.device);
     const limit = drive.size ?? offset + chunk;
     // block_load: nr_sectors = total_sectors - addr; a zero chunk right at the end is an empty
     // write, anything else at or past the end fails.
     if (offset > limit || (offset === limit && record.type === 'block-data')) {
-      throw new ArgumentError(
-        `${record.type} at byte ${offset} is past the end of drive "${drive.device}" (${limit} bytes)`,
-      );
+      throw new ArgumentError(`${record.type} at byte ${offset} is past the end of drive "${drive.device}" (${limit} bytes)`);
     }
     const length = Math.min(chunk, limit - offset);
     if (length === 0) return true;
@@ -187,8 +183,7 @@ export class DiskImage {
     // a chunk only partly covered may still hold data elsewhere.
     const end = offset + length;
     const size = this.blockSize;
-    const whole = (chunk: number): boolean =>
-      chunk * size >= offset && Math.min((chunk + 1) * size, drive.size ?? Infinity) <= end;
+    const whole = (chunk: number): boolean => chunk * size >= offset && Math.min((chunk + 1) * size, drive.size ?? Infinity) <= end;
     drive.written.fill(whole(first) ? first : first + 1, whole(last) ? last : last - 1, false);
   }
 

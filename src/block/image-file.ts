@@ -18,9 +18,7 @@ export function imagePath(target: ImageTarget, device: string, extension: string
   const shown = JSON.stringify(device);
   if (typeof target === 'string') {
     if (!FILE_SAFE_NAME.test(device)) {
-      throw new ArgumentError(
-        `drive name ${shown} is not a safe file name; give DiskImage a map of drive to path`,
-      );
+      throw new ArgumentError(`drive name ${shown} is not a safe file name; give DiskImage a map of drive to path`);
     }
     return join(target, device + extension);
   }
@@ -36,11 +34,7 @@ export function imagePath(target: ImageTarget, device: string, extension: string
  * missing file). A known size is applied at once ('update' never shortens). Returns the fd and
  * the file's length.
  */
-export function openImage(
-  path: string,
-  mode: ImageMode,
-  size: number | undefined,
-): { fd: number; length: number } {
+export function openImage(path: string, mode: ImageMode, size: number | undefined): { fd: number; length: number } {
   const fd = mode === 'create' ? openSync(path, 'w+') : openForUpdate(path);
   let length = fstatSync(fd).size;
   if (size !== undefined && (mode === 'create' || length < size)) {

@@ -11,12 +11,7 @@
  * word of its own. Records keep the optional `flags` (and, for EOS, `sector`) only when the
  * stream differed, so that decoding and re-encoding gives the same bytes.
  */
-import {
-  BLK_MIG_FLAG_DEVICE_BLOCK,
-  BLK_MIG_FLAG_EOS,
-  BLK_MIG_FLAG_PROGRESS,
-  BLK_MIG_FLAG_ZERO_BLOCK,
-} from './flags.js';
+import { BLK_MIG_FLAG_DEVICE_BLOCK, BLK_MIG_FLAG_EOS, BLK_MIG_FLAG_PROGRESS, BLK_MIG_FLAG_ZERO_BLOCK } from './flags.js';
 
 /** A chunk of a drive (blk_send without ZERO_BLOCK): mig-block-size bytes, 1 MiB in QEMU. */
 export interface BlockDataRecord {
@@ -66,12 +61,7 @@ export interface BlockEosRecord {
 export type BlockRecord = BlockDataRecord | BlockZeroRecord | BlockProgressRecord | BlockEosRecord;
 export type BlockRecordType = BlockRecord['type'];
 
-export const BLOCK_RECORD_TYPES: readonly BlockRecordType[] = [
-  'block-data',
-  'block-zero',
-  'block-progress',
-  'block-eos',
-];
+export const BLOCK_RECORD_TYPES: readonly BlockRecordType[] = ['block-data', 'block-zero', 'block-progress', 'block-eos'];
 
 /** The flags QEMU's source writes for each record type (blk_send, block_save_*). */
 export const CANONICAL_FLAGS: Readonly<Record<BlockRecordType, number>> = {

@@ -23,7 +23,11 @@ export function reportingWritten(dest: Writable, written: (chunk: Buffer) => voi
   const front = new Writable({
     highWaterMark: dest.writableHighWaterMark,
     write: (chunk: Buffer, _encoding, done) => forward([chunk], done),
-    writev: (entries, done) => forward(entries.map((entry) => entry.chunk as Buffer), done),
+    writev: (entries, done) =>
+      forward(
+        entries.map((entry) => entry.chunk as Buffer),
+        done,
+      ),
     final: (done) => {
       dest.end();
       finishedOrFailed(dest, done);

@@ -52,11 +52,7 @@ export function svgChart(title: string, points: readonly ChartPoint[]): string {
   out.push(`<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">compression ratio</text>`);
   for (const point of points) {
     const [px, py] = [x(point.speed), y(point.ratio)];
-    out.push(
-      point.baseline
-        ? `<rect x="${px - 5}" y="${py - 5}" width="10" height="10" fill="#d62728"/>`
-        : `<circle cx="${px}" cy="${py}" r="5" fill="#1f77b4"/>`,
-    );
+    out.push(point.baseline ? `<rect x="${px - 5}" y="${py - 5}" width="10" height="10" fill="#d62728"/>` : `<circle cx="${px}" cy="${py}" r="5" fill="#1f77b4"/>`);
     out.push(`<text x="${px + 8}" y="${py - 6}">${escape(point.label)}</text>`);
   }
   out.push(

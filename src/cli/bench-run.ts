@@ -225,4 +225,3 @@ export function chartPoints(rows: readonly BenchRow[]): ChartPoint[] {
     baseline: row.kind === 'baseline',
   }));
 }
-

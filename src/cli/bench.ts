@@ -89,11 +89,7 @@ export const benchCommand: Command = {
     for (const dedup of values['no-dedup'] ? [true, false] : [true]) {
       for (const { codec, level } of codecs) for (const n of [...new Set(threads)]) configs.push({ codec, level, threads: n, dedup });
     }
-    const baselines = values['no-baselines']
-      ? []
-      : values.baselines !== undefined
-        ? values.baselines.split(',').map(parseBaseline)
-        : defaultBaselines(cores);
+    const baselines = values['no-baselines'] ? [] : values.baselines !== undefined ? values.baselines.split(',').map(parseBaseline) : defaultBaselines(cores);
     // A bench runs for minutes: its lines are the progress, on unless asked off.
     const quiet = values['no-progress'] === true || (values.quiet === true && values.progress !== true);
     const log = (line: string): void => {

@@ -15,10 +15,7 @@ export const blockSizeOptionSpec = {
 /** The help line, `--mig-block-size SIZE` padded to `width` after `indent`. */
 export function blockSizeUsage(indent: string, width: number): string {
   const pad = ' '.repeat(indent.length + width + 1);
-  return (
-    `${indent}${'--mig-block-size SIZE'.padEnd(width)} chunk size of the block section (QEMU's mig-block-size): 4K to 16M,\n` +
-    `${pad}a power of two; default: found from the stream (QEMU's is 1M)`
-  );
+  return `${indent}${'--mig-block-size SIZE'.padEnd(width)} chunk size of the block section (QEMU's mig-block-size): 4K to 16M,\n` + `${pad}a power of two; default: found from the stream (QEMU's is 1M)`;
 }
 
 /** The value of --mig-block-size in bytes, or undefined when absent; bad values are a UsageError. */

@@ -30,7 +30,15 @@ export const certsCommand: Command = {
   async run(argv) {
     const { values } = parse(
       argv,
-      { output: { type: 'string', short: 'o' }, name: { type: 'string', multiple: true }, days: { type: 'string' }, 'reuse-ca': { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' }, quiet: { type: 'boolean' } },
+      {
+        output: { type: 'string', short: 'o' },
+        name: { type: 'string', multiple: true },
+        days: { type: 'string' },
+        'reuse-ca': { type: 'boolean' },
+        force: { type: 'boolean' },
+        json: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+      },
       0,
     );
     const days = values.days === undefined ? 825 : Number(values.days);
@@ -44,10 +52,7 @@ export const certsCommand: Command = {
       throw new UsageError(`--reuse-ca: no CA in ${dir} (${CERT_FILES.ca} and ${CERT_FILES.caKey} needed)`);
     }
     if (!reuseCa && values.force !== true && present.length > 0) {
-      throw new UsageError(
-        `${dir} already holds credentials (${present.join(', ')}): refusing to replace them; ` +
-          '--reuse-ca issues new certificates from the same CA, --force replaces everything',
-      );
+      throw new UsageError(`${dir} already holds credentials (${present.join(', ')}): refusing to replace them; ` + '--reuse-ca issues new certificates from the same CA, --force replaces everything');
     }
     const files = makeQuickStart({ dir, names, days, reuseCa });
     const fingerprint = fingerprintOf(readFileSync(join(dir, 'server.pem'), 'utf8'));

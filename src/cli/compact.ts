@@ -55,9 +55,7 @@ export const compactCommand: Command = {
     emitSummary(
       values,
       output.name === 'stdout',
-      () =>
-        `migstream compact: ${pageRecordsIn} page records -> ${pageRecordsOut} (${materialized} XBZRLE deltas made full pages); ` +
-        `${formatBytes(bytesOut)} written to ${output.name}\n`,
+      () => `migstream compact: ${pageRecordsIn} page records -> ${pageRecordsOut} (${materialized} XBZRLE deltas made full pages); ` + `${formatBytes(bytesOut)} written to ${output.name}\n`,
       () => ({ command: 'compact', input: input.name, output: output.name, bytesOut, seconds: progress.elapsed(), pageRecordsIn, pageRecordsOut, materialized }),
     );
     return 0;

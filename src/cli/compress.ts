@@ -120,7 +120,12 @@ export const compressCommand: Command = {
     const containers = compactor ? compressor.compressRecords(compactor) : compressor.compress(input.stream);
     try {
       // Each chunk goes back to the compressor once written: its frame buffer carries a later frame.
-      await writeOutput(output, (out) => pipeline(containers, reportingWritten(out.stream(), (chunk) => compressor.written(chunk))));
+      await writeOutput(output, (out) =>
+        pipeline(
+          containers,
+          reportingWritten(out.stream(), (chunk) => compressor.written(chunk)),
+        ),
+      );
     } finally {
       cleanup();
     }
@@ -131,9 +136,7 @@ export const compressCommand: Command = {
       values,
       output.name === 'stdout',
       () => {
-        const compacted = compactor
-          ? `, compacted ${compactor.stats.pageRecordsIn} page records to ${compactor.stats.pageRecordsOut}`
-          : '';
+        const compacted = compactor ? `, compacted ${compactor.stats.pageRecordsIn} page records to ${compactor.stats.pageRecordsOut}` : '';
         const stored = framesByCodec.none > 0 ? ` (${framesByCodec.none} frames stored uncompressed)` : '';
         return (
           `migstream compress: ${progress.line(bytesIn, bytesOut).replace(/^compress: /, '')} in ${seconds.toFixed(2)} s; ` +

@@ -39,12 +39,7 @@ export interface RecodeResult {
  * Decodes `input` and writes the re-encoded records to `output`. `blockSize`: the block
  * section's chunk size (mig-block-size), found from the stream when omitted.
  */
-export function recodeFd(
-  input: number,
-  output: number,
-  onChunk: (bytesIn: number) => void = () => {},
-  blockSize?: number,
-): RecodeResult {
+export function recodeFd(input: number, output: number, onChunk: (bytesIn: number) => void = () => {}, blockSize?: number): RecodeResult {
   const decoder = createDecoder(blockSize === undefined ? {} : { blockSize });
   const encoder = createEncoder(ENCODE_SLAB, blockSize === undefined ? {} : { blockSize });
   // One input buffer and one output slab, reused: fresh memory would cost a page fault per
@@ -99,7 +94,15 @@ export const copyCommand: Command = {
       values,
       outputName === 'stdout',
       () => `migstream copy: ${formatBytes(bytes)} in ${seconds.toFixed(2)} s (${formatRate(bytes, seconds)}), stream complete${block}\n`,
-      () => ({ command: 'copy', input: input.name, output: outputName, bytes, seconds, complete: true, ...(result.blockSize === undefined ? {} : { blockSize: result.blockSize, blockSizeSource: result.blockSizeSource }) }),
+      () => ({
+        command: 'copy',
+        input: input.name,
+        output: outputName,
+        bytes,
+        seconds,
+        complete: true,
+        ...(result.blockSize === undefined ? {} : { blockSize: result.blockSize, blockSizeSource: result.blockSizeSource }),
+      }),
     );
     return 0;
   },

@@ -75,11 +75,7 @@ export const decompressCommand: Command = {
       summary(direct.stats, output.name);
       return 0;
     }
-    const [{ pipeline }, { Decompressor }, { openInput }] = await Promise.all([
-      import('node:stream/promises'),
-      import('../decompress/piped.js'),
-      import('./io.js'),
-    ]);
+    const [{ pipeline }, { Decompressor }, { openInput }] = await Promise.all([import('node:stream/promises'), import('../decompress/piped.js'), import('./io.js')]);
     const input = openInput(path);
     const output = openOutputFile(values.output, { inputs: [input.identity] });
     const decompressor = new Decompressor({ threads, onProgress });

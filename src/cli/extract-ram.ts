@@ -69,20 +69,31 @@ export const extractRamCommand: Command = {
   name: 'extract-ram',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, {
-      output: { type: 'string', short: 'o' },
-      ...blockSizeOptionSpec,
-      ...reportOptionSpec,
-    }, 1);
+    const { values, positionals } = parse(
+      argv,
+      {
+        output: { type: 'string', short: 'o' },
+        ...blockSizeOptionSpec,
+        ...reportOptionSpec,
+      },
+      1,
+    );
     if (values.output === undefined) throw new UsageError('missing -o DIR');
     const blockSize = parseBlockSizeOption(values);
     const result = await extractRam(positionals[0], values.output, progressWanted(values), blockSize);
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else if (values.quiet !== true) {
-      process.stdout.write(`${table(['block', 'size', 'file'], result.blocks.map((b) => [b.idstr, formatBytes(b.usedLength), b.path]))}\n`);
-      process.stdout.write(`${result.pages} pages, ${result.zeroPages} zero, ${result.xbzrlePages} xbzrle, ${result.compressedPages} compressed; ` +
-        `${formatBytes(result.bytes)} in ${result.seconds.toFixed(2)} s (${formatRate(result.bytes, result.seconds)})\n`);
+      process.stdout.write(
+        `${table(
+          ['block', 'size', 'file'],
+          result.blocks.map((b) => [b.idstr, formatBytes(b.usedLength), b.path]),
+        )}\n`,
+      );
+      process.stdout.write(
+        `${result.pages} pages, ${result.zeroPages} zero, ${result.xbzrlePages} xbzrle, ${result.compressedPages} compressed; ` +
+          `${formatBytes(result.bytes)} in ${result.seconds.toFixed(2)} s (${formatRate(result.bytes, result.seconds)})\n`,
+      );
     }
     return 0;
   },

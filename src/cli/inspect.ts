@@ -116,12 +116,21 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
     lines.push('');
     const resend = ram.resend;
     lines.push(`RAM        ${ram.blocks.length} blocks, ${formatBytes(ram.blocks.reduce((sum, b) => sum + b.usedLength, 0))}`);
-    lines.push(indent(table(['block', 'size', 'normal', 'zero', 'xbzrle', 'compressed', 'pages sent', 're-sent'], ram.blocks.map((b) => {
-      const c = ram.perBlock[b.idstr];
-      const r = resend.perBlock[b.idstr];
-      return [b.idstr, formatBytes(b.usedLength), c?.normal ?? 0, c?.zero ?? 0, c?.xbzrle ?? 0, c?.compressed ?? 0, r?.pages ?? 0, r?.resentPages ?? 0];
-    }))));
-    lines.push(`pages      ${t.normal} normal, ${t.zero} zero, ${t.xbzrle} xbzrle (${formatBytes(t.xbzrleBytes)}), ${t.compressed} compressed (${formatBytes(t.compressedBytes)}); ${t.normalAllZero} normal pages all zero`);
+    lines.push(
+      indent(
+        table(
+          ['block', 'size', 'normal', 'zero', 'xbzrle', 'compressed', 'pages sent', 're-sent'],
+          ram.blocks.map((b) => {
+            const c = ram.perBlock[b.idstr];
+            const r = resend.perBlock[b.idstr];
+            return [b.idstr, formatBytes(b.usedLength), c?.normal ?? 0, c?.zero ?? 0, c?.xbzrle ?? 0, c?.compressed ?? 0, r?.pages ?? 0, r?.resentPages ?? 0];
+          }),
+        ),
+      ),
+    );
+    lines.push(
+      `pages      ${t.normal} normal, ${t.zero} zero, ${t.xbzrle} xbzrle (${formatBytes(t.xbzrleBytes)}), ${t.compressed} compressed (${formatBytes(t.compressedBytes)}); ${t.normalAllZero} normal pages all zero`,
+    );
     const r = resend.totals;
     const share = r.pages === 0 ? '0' : ((100 * r.resentPages) / r.pages).toFixed(1);
     lines.push(`re-sent    ${r.resentPages} of ${r.pages} pages sent more than once (${share}%), ${r.resends} sends beyond the first (${resend.pageSize}-byte pages)`);
@@ -135,17 +144,27 @@ export function formatInspect(result: InspectResult, allIterations: boolean): st
     lines.push('');
     const source = { option: 'given', stream: 'found from the stream', default: "no data chunk: QEMU's assumed" }[block.chunkSizeSource];
     lines.push(`block      ${block.sections} sections, last progress ${block.lastProgress ?? '-'}%, chunks of ${formatBlockSize(block.chunkSize)} (${source})`);
-    lines.push(indent(table(['device', 'data chunks', 'zero chunks', 'data bytes', 'extent'], block.devices.map((d) => [
-      d.name, d.dataChunks, d.zeroChunks, formatBytes(d.bytes), formatBytes(d.extentBytes),
-    ]))));
+    lines.push(
+      indent(
+        table(
+          ['device', 'data chunks', 'zero chunks', 'data bytes', 'extent'],
+          block.devices.map((d) => [d.name, d.dataChunks, d.zeroChunks, formatBytes(d.bytes), formatBytes(d.extentBytes)]),
+        ),
+      ),
+    );
   }
   lines.push('');
   const deviceBytes = result.devices.reduce((sum, d) => sum + d.bytes, 0);
   lines.push(`devices    ${result.devices.length} device-state sections, ${formatBytes(deviceBytes)}`);
   if (result.devices.length > 0) {
-    lines.push(indent(table(['section', 'idstr', 'instance', 'version', 'bytes'], result.devices.map((d) => [
-      String(d.sectionId), d.idstr, d.instanceId, d.versionId, d.bytes,
-    ]))));
+    lines.push(
+      indent(
+        table(
+          ['section', 'idstr', 'instance', 'version', 'bytes'],
+          result.devices.map((d) => [String(d.sectionId), d.idstr, d.instanceId, d.versionId, d.bytes]),
+        ),
+      ),
+    );
   }
   if (result.commands.length > 0) {
     lines.push(`commands   ${result.commands.map((c) => `${c.name}(${c.length})`).join(', ')}`);
@@ -182,19 +201,26 @@ function jsonValue(_key: string, value: unknown): unknown {
 }
 
 function indent(text: string): string {
-  return text.split('\n').map((line) => `  ${line}`).join('\n');
+  return text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
 }
 
 export const inspectCommand: Command = {
   name: 'inspect',
   usage,
   async run(argv) {
-    const { values, positionals } = parse(argv, {
-      iterations: { type: 'boolean' },
-      fields: { type: 'boolean' },
-      ...blockSizeOptionSpec,
-      ...reportOptionSpec,
-    }, 1);
+    const { values, positionals } = parse(
+      argv,
+      {
+        iterations: { type: 'boolean' },
+        fields: { type: 'boolean' },
+        ...blockSizeOptionSpec,
+        ...reportOptionSpec,
+      },
+      1,
+    );
     const blockSize = parseBlockSizeOption(values);
     const result = await inspectStream(positionals[0], {
       progress: progressWanted(values),

@@ -65,7 +65,10 @@ export function controlAddress(transport: Address, port: string | undefined): Ad
  */
 export async function vmStateSuffix(qmp: QmpClient, role: 'source' | 'destination'): Promise<string> {
   if (qmp.closed) return ` (the ${role} QEMU is gone)`;
-  const status = await qmp.execute<{ status: string }>('query-status').then((s) => s.status, () => 'unknown');
+  const status = await qmp.execute<{ status: string }>('query-status').then(
+    (s) => s.status,
+    () => 'unknown',
+  );
   return ` (the ${role} VM is ${status}${role === 'destination' && status !== 'running' ? ', not resumed' : ''})`;
 }
 

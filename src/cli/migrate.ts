@@ -93,7 +93,7 @@ export const migrateCommand: Command = {
       0,
     );
     if (values.probe === true && values['no-probe'] === true) throw new UsageError('--probe and --no-probe exclude each other');
-    if (values.qmp === undefined) throw new UsageError('--qmp PATH (the source QEMU\'s QMP socket) is required');
+    if (values.qmp === undefined) throw new UsageError("--qmp PATH (the source QEMU's QMP socket) is required");
     const to = parseAddress(values.to, '--to');
     const converge = values.converge ?? 'off';
     if (converge !== 'auto' && converge !== 'off') throw new UsageError(`--converge must be auto or off, got "${converge}"`);
@@ -103,7 +103,7 @@ export const migrateCommand: Command = {
     const handover = values.handover === undefined ? undefined : parseMs(values.handover, '--handover', 0);
     const holdMs = values.hold === undefined ? 0 : parseMs(values.hold, '--hold', 0);
     if (holdMs > 0 && values['no-probe'] === true && values['max-bandwidth'] === undefined) {
-      throw new UsageError('--hold needs a link rate to size the hold: the probe\'s (drop --no-probe) or --max-bandwidth');
+      throw new UsageError("--hold needs a link rate to size the hold: the probe's (drop --no-probe) or --max-bandwidth");
     }
     const forceDowntimeLimitMs = values['force-downtime'] === undefined ? undefined : parseMs(values['force-downtime'], '--force-downtime');
     const maxBandwidth = values['max-bandwidth'] === undefined ? undefined : parseRate(values['max-bandwidth']);

@@ -123,7 +123,11 @@ function streamOn(fd: number): Writable {
   return new Writable({
     highWaterMark: 1 << 20,
     write: (chunk: Buffer, _encoding, done) => writeFully(chunk, done),
-    writev: (entries, done) => writeAllOf(entries.map((entry) => entry.chunk as Buffer), done),
+    writev: (entries, done) =>
+      writeAllOf(
+        entries.map((entry) => entry.chunk as Buffer),
+        done,
+      ),
   });
 }
 
@@ -154,7 +158,12 @@ export function openOutputFile(path: string | undefined, options: OutputOptions 
     refuseSame('stdout', stdout, inputs);
     // process.stdout copes with a pipe Node made non-blocking (EAGAIN); descriptor writers
     // (writeAll) wait it out themselves.
-    return inPlace('stdout', 1, () => {}, () => process.stdout);
+    return inPlace(
+      'stdout',
+      1,
+      () => {},
+      () => process.stdout,
+    );
   }
   const existing = statOrNull(path);
   refuseSame(path, existing, inputs);

@@ -36,11 +36,7 @@ export const recvCommand: Command = {
   name: 'recv',
   usage,
   async run(argv) {
-    const { values } = parse(
-      argv,
-      { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' }, 'page-hashes': { type: 'string' } },
-      0,
-    );
+    const { values } = parse(argv, { ...tlsOptionSpec, listen: { type: 'string' }, output: { type: 'string', short: 'o' }, 'no-client-auth': { type: 'boolean' }, 'page-hashes': { type: 'string' } }, 0);
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
     const output = openOutputFile(values.output);
@@ -74,7 +70,12 @@ export const recvCommand: Command = {
       output.commit();
       if (tap) writePageHashFile(hashFile!, tap.end());
       progress.done();
-      emitSummary(values, output.name === 'stdout', () => formatSummary('migstream recv', summary), () => ({ command: 'recv', ...summaryJson(summary) }));
+      emitSummary(
+        values,
+        output.name === 'stdout',
+        () => formatSummary('migstream recv', summary),
+        () => ({ command: 'recv', ...summaryJson(summary) }),
+      );
       return 0;
     } finally {
       progress.done();

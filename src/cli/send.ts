@@ -150,7 +150,12 @@ export const sendCommand: Command = {
       clearInterval(ticker);
       await reporter?.finish(stats(true));
       progress.done();
-      emitSummary(values, false, () => formatSummary('migstream send', summary), () => ({ command: 'send', ...summaryJson(summary) }));
+      emitSummary(
+        values,
+        false,
+        () => formatSummary('migstream send', summary),
+        () => ({ command: 'send', ...summaryJson(summary) }),
+      );
       return 0;
     } finally {
       clearInterval(ticker);

@@ -9,13 +9,7 @@ export function summaryJson(summary: TransferSummary): object {
 }
 
 export function formatSummary(label: string, summary: TransferSummary): string {
-  const rows = summary.channels.map((c) => [
-    `channel ${c.index}`,
-    c.frames,
-    formatBytes(c.rawBytes),
-    formatBytes(c.wireBytes),
-    formatRate(c.rawBytes, summary.seconds),
-  ]);
+  const rows = summary.channels.map((c) => [`channel ${c.index}`, c.frames, formatBytes(c.rawBytes), formatBytes(c.wireBytes), formatRate(c.rawBytes, summary.seconds)]);
   rows.push(['total', summary.frames, formatBytes(summary.bytes), formatBytes(summary.channels.reduce((n, c) => n + c.wireBytes, 0)), formatRate(summary.bytes, summary.seconds)]);
   const head = `${label}: ${formatBytes(summary.bytes)} in ${summary.seconds.toFixed(2)} s (${formatRate(summary.bytes, summary.seconds)}), ${summary.channels.length} channel(s), ${summary.tls ? 'TLS 1.3' : 'plaintext'}, codec ${summary.codec}, digest ${formatDigest(summary.digest)}, stream complete`;
   const hold = summary.hold;

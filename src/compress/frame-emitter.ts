@@ -12,17 +12,7 @@ import { ChecksumChain } from '../container/checksum.js';
 import { CODEC_IDS, CODECS, type CodecId, type CodecName } from '../codecs/registry.js';
 import { WorkerError } from '../workers/errors.js';
 import { thrownBy } from '../workers/errors.js';
-import {
-  FRAME_HEADER_LENGTH,
-  FrameKind,
-  WRITTEN_CHECKSUM,
-  encodeEnd,
-  encodeFrameHeader,
-  encodePreamble,
-  type ContainerEnd,
-  type ContainerInfo,
-  type FrameKindId,
-} from '../container/format.js';
+import { FRAME_HEADER_LENGTH, FrameKind, WRITTEN_CHECKSUM, encodeEnd, encodeFrameHeader, encodePreamble, type ContainerEnd, type ContainerInfo, type FrameKindId } from '../container/format.js';
 import { OrderedQueue } from '../workers/ordered-queue.js';
 import type { SegmentPlan } from './planner.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -111,14 +101,7 @@ export class FrameEmitter {
       const end = fill(into, plan.cutList.length);
       if (end !== metaLength) throw new WorkerError(`META of ${end} bytes, expected ${metaLength}`);
     };
-    return this.submit(
-      kinds,
-      plan.end - plan.start,
-      metaLength,
-      fillMeta,
-      (meta, outputs) => ({ op: 'pack', codec: this.codec, level: this.level, meta, payload: payload?.bytes, outputs }),
-      payload,
-    );
+    return this.submit(kinds, plan.end - plan.start, metaLength, fillMeta, (meta, outputs) => ({ op: 'pack', codec: this.codec, level: this.level, meta, payload: payload?.bytes, outputs }), payload);
   }
 
   /** Queues one DATA frame of `length` bytes, copied in by `fill`. */

@@ -55,7 +55,6 @@ export function checkKindForMode(kind: number, info: ContainerInfo, ref: FrameRe
   });
 }
 
-
 export function checksumError(problem: string, ref: FrameRef, checksum: DataChecksum, expected: number, actual: number): CorruptFrameError {
   return new CorruptFrameError(problem, ref, { expected: `${checksum.name} ${hex32(expected)}`, actual: hex32(actual) });
 }

@@ -31,8 +31,7 @@ export interface ContainerErrorDetails {
 }
 
 function details(where: FrameRef | { offset: number; context: string }, extra: ContainerErrorDetails): DecodeErrorDetails {
-  const context =
-    'frame' in where ? `container frame ${where.frame}${where.kind ? ` (${where.kind})` : ''}` : where.context;
+  const context = 'frame' in where ? `container frame ${where.frame}${where.kind ? ` (${where.kind})` : ''}` : where.context;
   return { offset: where.offset, context, ...extra };
 }
 

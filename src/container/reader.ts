@@ -10,26 +10,8 @@
  */
 import { ChunkCursor } from '../bytes/chunk-cursor.js';
 import { codecById, CODEC_IDS } from '../codecs/registry.js';
-import {
-  AFTER_PREAMBLE,
-  ContainerMagicError,
-  CorruptFrameError,
-  FrameOrderError,
-  TruncatedContainerError,
-  type FrameRef,
-} from './errors.js';
-import {
-  CONTAINER_MAGIC,
-  FRAME_HEADER_LENGTH,
-  FrameKind,
-  MAX_FRAME_BYTES,
-  PREAMBLE_LENGTH,
-  READABLE_VERSIONS,
-  decodeFrameHeader,
-  frameKindName,
-  type ContainerVersion,
-  type FrameHeader,
-} from './format.js';
+import { AFTER_PREAMBLE, ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError, type FrameRef } from './errors.js';
+import { CONTAINER_MAGIC, FRAME_HEADER_LENGTH, FrameKind, MAX_FRAME_BYTES, PREAMBLE_LENGTH, READABLE_VERSIONS, decodeFrameHeader, frameKindName, type ContainerVersion, type FrameHeader } from './format.js';
 
 export interface Frame extends FrameHeader {
   /** Byte offset of the frame header in the container. */
@@ -86,10 +68,14 @@ export class ContainerReader {
   private parse(chunk: Buffer, frames: Frame[]): void {
     if (chunk.length === 0) return;
     if (this.ended) {
-      throw new FrameOrderError('data after the END frame', { frame: this.nextNumber, offset: this.offset }, {
-        expected: 'the end of the file',
-        actual: `${chunk.length} more bytes`,
-      });
+      throw new FrameOrderError(
+        'data after the END frame',
+        { frame: this.nextNumber, offset: this.offset },
+        {
+          expected: 'the end of the file',
+          actual: `${chunk.length} more bytes`,
+        },
+      );
     }
     this.input.push(chunk);
     if (!this.started) {
@@ -110,10 +96,14 @@ export class ContainerReader {
       if (header.kind === FrameKind.END) {
         this.ended = true;
         if (this.buffered > 0) {
-          throw new FrameOrderError('data after the END frame', { frame: this.nextNumber, offset: this.offset }, {
-            expected: 'the end of the file',
-            actual: `${this.buffered} more bytes`,
-          });
+          throw new FrameOrderError(
+            'data after the END frame',
+            { frame: this.nextNumber, offset: this.offset },
+            {
+              expected: 'the end of the file',
+              actual: `${this.buffered} more bytes`,
+            },
+          );
         }
         return;
       }
@@ -141,9 +131,7 @@ export class ContainerReader {
     const where = { frame: this.nextNumber, offset: this.offset };
     if (this.nextNumber === 0 && this.buffered === 0) throw new TruncatedContainerError(AFTER_PREAMBLE, where, { expected: 'the HEADER frame' });
     throw new TruncatedContainerError(
-      this.buffered > 0
-        ? `the input ends inside a frame header (${this.buffered} of ${FRAME_HEADER_LENGTH} bytes)`
-        : `the input ends after frame ${this.nextNumber - 1} without an END frame`,
+      this.buffered > 0 ? `the input ends inside a frame header (${this.buffered} of ${FRAME_HEADER_LENGTH} bytes)` : `the input ends after frame ${this.nextNumber - 1} without an END frame`,
       where,
       { expected: 'more frames, up to the END frame' },
     );

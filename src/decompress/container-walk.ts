@@ -26,9 +26,7 @@ export interface Located extends FrameHeader {
 }
 
 export type WalkStep<F extends Located> =
-  | { readonly kind: 'segment'; readonly meta: F; readonly payload: F | undefined }
-  | { readonly kind: 'data'; readonly frame: F }
-  | { readonly kind: 'end'; readonly frame: F };
+  { readonly kind: 'segment'; readonly meta: F; readonly payload: F | undefined } | { readonly kind: 'data'; readonly frame: F } | { readonly kind: 'end'; readonly frame: F };
 
 export class ContainerWalk<F extends Located, S> {
   /** The container version's data checksum. */

@@ -353,4 +353,3 @@ class DirectRun {
     this.buffers.reclaim();
   }
 }
-

@@ -31,4 +31,3 @@ export function failure(reply: FailureReply, frame: FrameHeader & { readonly off
       });
   }
 }
-

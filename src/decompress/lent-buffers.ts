@@ -84,7 +84,7 @@ export class LentBuffers implements PieceWindow {
 
   /** Gives back the buffers no unwritten segment views and the window no longer needs. */
   reclaim(): void {
-    for (let i = 0; i < this.lent.length; ) {
+    for (let i = 0; i < this.lent.length;) {
       const lent = this.lent[i]!;
       if (lent.pins === 0 && lent.windowPages === 0) {
         // An npm codec's own result (adopted) may lie in Buffer's shared pool: only ours go back.

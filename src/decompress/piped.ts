@@ -178,14 +178,12 @@ class Run {
       window: this.window !== undefined,
     };
     const metaRef = frameRef(meta);
-    const job = (this.pool.run(request, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then(
-      (reply) => {
-        this.slots.give(reply.returned);
-        if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.walk.checksum);
-        const { bytes, pages } = reply as UnpackReply;
-        return { ref: metaRef, bytes: asBuffer(bytes), pages, frames: payload ? [meta, payload] : [meta] };
-      },
-    );
+    const job = (this.pool.run(request, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then((reply) => {
+      this.slots.give(reply.returned);
+      if (!reply.ok) throw failure(reply, reply.frame === 'payload' && payload ? payload : meta, this.walk.checksum);
+      const { bytes, pages } = reply as UnpackReply;
+      return { ref: metaRef, bytes: asBuffer(bytes), pages, frames: payload ? [meta, payload] : [meta] };
+    });
     await this.queue.add(job);
   }
 
@@ -198,13 +196,11 @@ class Run {
     }
     const bytes = this.slots.take(frame.stored.length);
     frame.stored.copy(bytes);
-    const job = (this.pool.run({ op: 'decompress', frame: this.stored(frame, bytes) }, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then(
-      (reply) => {
-        this.slots.give(reply.returned);
-        if (!reply.ok) throw failure(reply, frame, checksum);
-        return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, frames: [frame] };
-      },
-    );
+    const job = (this.pool.run({ op: 'decompress', frame: this.stored(frame, bytes) }, [bytes.buffer as ArrayBuffer]) as Promise<Returning<UnpackReply | FailureReply>>).then((reply) => {
+      this.slots.give(reply.returned);
+      if (!reply.ok) throw failure(reply, frame, checksum);
+      return { ref, bytes: asBuffer((reply as UnpackReply).bytes), pages: undefined, frames: [frame] };
+    });
     await this.queue.add(job);
   }
 

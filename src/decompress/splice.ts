@@ -33,12 +33,7 @@ function checkedCutList(meta: Buffer, payload: Buffer | undefined, pageSize: num
 }
 
 /** Rebuilds a segment; a string says what is wrong and which frame is to blame. */
-export function splice(
-  meta: Buffer,
-  payload: Buffer | undefined,
-  pageSize: number,
-  window: boolean,
-): Spliced | { problem: string; frame: 'meta' | 'payload' } {
+export function splice(meta: Buffer, payload: Buffer | undefined, pageSize: number, window: boolean): Spliced | { problem: string; frame: 'meta' | 'payload' } {
   const parsed = checkedCutList(meta, payload, pageSize);
   if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;
@@ -112,12 +107,7 @@ const NO_PAYLOAD = Buffer.alloc(0);
  * `window`) in stream order, for a gathered write that needs neither a spliced copy nor a JS
  * object per range.
  */
-export function segmentRanges(
-  meta: Buffer,
-  payload: Buffer | undefined,
-  pageSize: number,
-  window?: PieceWindow,
-): SegmentRanges | { problem: string; frame: 'meta' | 'payload' } {
+export function segmentRanges(meta: Buffer, payload: Buffer | undefined, pageSize: number, window?: PieceWindow): SegmentRanges | { problem: string; frame: 'meta' | 'payload' } {
   const parsed = checkedCutList(meta, payload, pageSize);
   if ('problem' in parsed) return parsed;
   const { cuts, structureOffset, payloadBytes } = parsed;

@@ -32,4 +32,3 @@ export async function unpack(frame: StoredFrame, which?: 'meta' | 'payload', int
   }
   return raw;
 }
-

@@ -25,16 +25,7 @@ import { blockCodec } from '../block/codec.js';
 import { checkBlockSize } from '../block/block-size.js';
 import type { BlockDataRecord, BlockZeroRecord } from '../block/records.js';
 import { hex } from '../bytes/hex.js';
-import {
-  ArgumentError,
-  BadMagicError,
-  EncodeError,
-  FramingError,
-  LimitExceededError,
-  TruncatedStreamError,
-  UnknownFlagError,
-  type DecodeErrorDetails,
-} from '../stream/errors.js';
+import { ArgumentError, BadMagicError, EncodeError, FramingError, LimitExceededError, TruncatedStreamError, UnknownFlagError, type DecodeErrorDetails } from '../stream/errors.js';
 import { NEED_MORE, ByteReader } from '../stream/reader.js';
 import { ByteWriter } from '../stream/writer.js';
 import type { DiskEndRecord, DiskRecord, DiskStreamHeader, SubBlockDeltaRecord } from './records.js';
@@ -332,9 +323,7 @@ export class DiskStreamDecoder {
     if (reader.available < length) throw NEED_MORE;
     const payload = reader.bytes(length);
     const bytes = this.copy && kind !== FrameKind.END ? Buffer.from(payload) : payload;
-    const record = kind === FrameKind.BLOCK ? this.blockRecord(bytes, header, at, context)
-      : kind === FrameKind.DELTA ? this.deltaRecord(bytes, header, at, context)
-      : this.endRecord(bytes, at, context);
+    const record = kind === FrameKind.BLOCK ? this.blockRecord(bytes, header, at, context) : kind === FrameKind.DELTA ? this.deltaRecord(bytes, header, at, context) : this.endRecord(bytes, at, context);
     if (record.type !== 'disk-end') this.records++;
     return record;
   }

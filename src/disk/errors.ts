@@ -77,11 +77,7 @@ export class DiskMismatchError extends DiskError {
   readonly chunkSize: number;
   constructor(count: number, first: readonly ChunkDifference[], chunkSize: number, context: DiskErrorContext & { readonly destination: string }) {
     const shown = first.map((d) => `chunk ${d.chunk} at ${hex(d.offset)}`).join(', ');
-    super(
-      'ERR_DISK_MISMATCH',
-      `${count} chunk(s) of ${chunkSize} bytes differ from the destination (nbd ${context.destination}); first: ${shown}`,
-      context,
-    );
+    super('ERR_DISK_MISMATCH', `${count} chunk(s) of ${chunkSize} bytes differ from the destination (nbd ${context.destination}); first: ${shown}`, context);
     this.count = count;
     this.first = first;
     this.chunkSize = chunkSize;

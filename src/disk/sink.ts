@@ -133,7 +133,7 @@ export class DiskSink {
         this.chunkBytes(record.offset);
         this.stats.deltaRecords++;
         const { indexes, data } = record;
-        for (let i = 0; i < indexes.length; ) {
+        for (let i = 0; i < indexes.length;) {
           let j = i + 1;
           while (j < indexes.length && indexes[j] === indexes[j - 1]! + 1) j++;
           const offset = record.offset + indexes[i]! * subBlockSize;
@@ -186,15 +186,17 @@ export class DiskSink {
     }
     const cost = Math.max(bytes, 1);
     this.inFlightBytes += cost;
-    const promise: Promise<void> = write().then(
-      () => undefined,
-      (error: unknown) => {
-        this.failure ??= error;
-      },
-    ).finally(() => {
-      this.inFlightBytes -= cost;
-      this.inFlight.delete(promise);
-    });
+    const promise: Promise<void> = write()
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.failure ??= error;
+        },
+      )
+      .finally(() => {
+        this.inFlightBytes -= cost;
+        this.inFlight.delete(promise);
+      });
     this.inFlight.add(promise);
   }
 

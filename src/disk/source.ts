@@ -200,16 +200,22 @@ export class DiskSource {
       let selectedBytes = 0;
       for (const extent of extents) if (selected(extent.flags)) selectedBytes += extent.length;
       const stats = { pass, metaContext, selectedBytes, chunks: 0, dataRecords: 0, zeroRecords: 0, deltaRecords: 0, subBlocks: 0, bytes: 0, ms: 0 };
-      await this.readChunks(nbd, chunkRuns(plan, this.header.size), pass > 0, async (record) => {
-        if (record.type === 'block-data') stats.dataRecords++;
-        else if (record.type === 'block-zero') stats.zeroRecords++;
-        else {
-          stats.deltaRecords++;
-          stats.subBlocks += record.indexes.length;
-        }
-        stats.bytes += recordBytes(record, this.header);
-        await emit(record);
-      }, () => stats.chunks++);
+      await this.readChunks(
+        nbd,
+        chunkRuns(plan, this.header.size),
+        pass > 0,
+        async (record) => {
+          if (record.type === 'block-data') stats.dataRecords++;
+          else if (record.type === 'block-zero') stats.zeroRecords++;
+          else {
+            stats.deltaRecords++;
+            stats.subBlocks += record.indexes.length;
+          }
+          stats.bytes += recordBytes(record, this.header);
+          await emit(record);
+        },
+        () => stats.chunks++,
+      );
       await nbd.close();
       nbd = undefined;
       await deleteExport(qmp, id);
@@ -226,13 +232,7 @@ export class DiskSource {
    * Reads every chunk of `runs` with up to `window` reads in flight, and encodes and emits them
    * in drive order: memory stays at `window` chunks whatever the pass's size.
    */
-  private async readChunks(
-    nbd: NbdClient,
-    runs: Iterable<{ firstChunk: number; chunks: number }>,
-    delta: boolean,
-    emit: (record: ChunkRecord) => Promise<void>,
-    counted: () => void,
-  ): Promise<void> {
+  private async readChunks(nbd: NbdClient, runs: Iterable<{ firstChunk: number; chunks: number }>, delta: boolean, emit: (record: ChunkRecord) => Promise<void>, counted: () => void): Promise<void> {
     const { chunkSize } = this.header;
     const pending: { index: number; read: Promise<Buffer> }[] = [];
     const start = (index: number): void => {

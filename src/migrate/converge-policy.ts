@@ -57,10 +57,7 @@ export interface PassSample {
 
 export type Phase = 'watching' | 'direct' | 'staged' | 'exhausted';
 
-export type ConvergeDecision =
-  | { kind: 'throttle'; percent: number; reason: string }
-  | { kind: 'exhausted'; reason: string }
-  | { kind: 'force-switchover'; reason: string };
+export type ConvergeDecision = { kind: 'throttle'; percent: number; reason: string } | { kind: 'exhausted'; reason: string } | { kind: 'force-switchover'; reason: string };
 
 interface Resolved {
   downtimeLimitMs: number;

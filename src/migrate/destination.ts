@@ -18,11 +18,7 @@ import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import { VmStateError } from './errors.js';
 
 export type IncomingEvent =
-  | { type: 'waiting'; elapsedMs: number }
-  | { type: 'loading'; elapsedMs: number }
-  | { type: 'loaded'; elapsedMs: number }
-  | { type: 'checking'; elapsedMs: number }
-  | { type: 'resumed'; elapsedMs: number };
+  { type: 'waiting'; elapsedMs: number } | { type: 'loading'; elapsedMs: number } | { type: 'loaded'; elapsedMs: number } | { type: 'checking'; elapsedMs: number } | { type: 'resumed'; elapsedMs: number };
 
 export interface DestinationOptions {
   qmp: QmpClient;

@@ -67,9 +67,7 @@ export class PageHashStore implements PageStore<PageHashBlock> {
 
   read(idstr: string, offset: number, into: Uint8Array): void {
     if (this.content === undefined) {
-      throw new ArgumentError(
-        `PageHashStore: the page at ${offset} of "${idstr}" is needed back (an XBZRLE delta), but only its hash is kept; verify with a content store`,
-      );
+      throw new ArgumentError(`PageHashStore: the page at ${offset} of "${idstr}" is needed back (an XBZRLE delta), but only its hash is kept; verify with a content store`);
     }
     this.content.read(idstr, offset, into);
   }

@@ -125,13 +125,7 @@ export async function probeSource(options: ProbeOptions): Promise<ProbeReport> {
  * most by default, so a large guest costs no more than a small one). Reading a running guest
  * is fine here: it is an estimate, and QEMU's own zero-page test runs on live pages too.
  */
-export async function sampleZeroShare(
-  qmp: QmpExecutor,
-  layout: readonly MemoryRange[],
-  slices = 64,
-  sliceBytes = 1024 * 1024,
-  codec?: { id: CodecId; level: number; frameBytes: number },
-): Promise<ZeroSample> {
+export async function sampleZeroShare(qmp: QmpExecutor, layout: readonly MemoryRange[], slices = 64, sliceBytes = 1024 * 1024, codec?: { id: CodecId; level: number; frameBytes: number }): Promise<ZeroSample> {
   const pieces = sampleRanges(layout, slices, sliceBytes);
   const sampler = codec ? new WireRatioSampler({ codec: codec.id, level: codec.level, frameBytes: codec.frameBytes, pageSize: PAGE_SIZE }) : null;
   /** Sampled runs of whole pages with their zero flags, for the codec after the read. */
@@ -188,10 +182,7 @@ export function formatProbe(report: ProbeReport): string {
   const dirty = report.dirty;
   const lines: [string, string][] = [
     ['Guest RAM', `${(report.ramBytes / 1048576).toFixed(0)} MiB, ${(report.zero.share * 100).toFixed(0)} % zero pages (sampled ${(report.zero.sampledBytes / 1048576).toFixed(0)} MiB)`],
-    [
-      'Dirty rate',
-      `${(dirty.dirtyRate / MB).toFixed(1)} MB/s (${dirty.mode}), working set ${Number.isFinite(dirty.workingSetBytes) ? `${(dirty.workingSetBytes / MB).toFixed(1)} MB` : 'unbounded'}`,
-    ],
+    ['Dirty rate', `${(dirty.dirtyRate / MB).toFixed(1)} MB/s (${dirty.mode}), working set ${Number.isFinite(dirty.workingSetBytes) ? `${(dirty.workingSetBytes / MB).toFixed(1)} MB` : 'unbounded'}`],
     [
       'Link',
       `${report.link ? `${(report.link.bytesPerSecond / MB).toFixed(1)} MB/s measured over ${report.link.connections} connection(s)` : 'not measured'}; max-bandwidth ${Number.isFinite(report.maxBandwidth) ? `${(report.maxBandwidth / MB).toFixed(1)} MB/s` : 'unlimited'}`,

@@ -100,8 +100,7 @@ export class ProgressMeter {
     while (this.window.length > 2 && input.atMs - this.window[1]!.atMs >= TRANSPORT_WINDOW_MS) this.window.shift();
     const oldest = this.window[0]!;
     const seconds = (input.atMs - oldest.atMs) / 1000;
-    const rate = (now: number | undefined, before: number | undefined): number | null =>
-      now === undefined ? null : before === undefined || seconds <= 0 ? 0 : Math.max(0, now - before) / seconds;
+    const rate = (now: number | undefined, before: number | undefined): number | null => (now === undefined ? null : before === undefined || seconds <= 0 ? 0 : Math.max(0, now - before) / seconds);
     return { wireRate: rate(input.wireBytes, oldest.wire), drainRate: rate(input.leftBytes, oldest.left) };
   }
 }

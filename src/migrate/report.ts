@@ -76,13 +76,16 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
     },
     notices: result.notices,
     verify,
-    prediction: probe === null ? null : {
-      converges: probe.prediction.converges,
-      totalMs: probe.prediction.totalMs,
-      downtimeMs: probe.prediction.downtimeMs,
-      streamBytes: probe.prediction.streamBytes,
-      totalTimeError: Number.isFinite(probe.prediction.totalMs) && probe.prediction.totalMs > 0 ? (totalMs - probe.prediction.totalMs) / probe.prediction.totalMs : null,
-    },
+    prediction:
+      probe === null
+        ? null
+        : {
+            converges: probe.prediction.converges,
+            totalMs: probe.prediction.totalMs,
+            downtimeMs: probe.prediction.downtimeMs,
+            streamBytes: probe.prediction.streamBytes,
+            totalTimeError: Number.isFinite(probe.prediction.totalMs) && probe.prediction.totalMs > 0 ? (totalMs - probe.prediction.totalMs) / probe.prediction.totalMs : null,
+          },
     budget: probe?.budget ?? null,
   };
 }
@@ -92,13 +95,16 @@ export function formatMigrateReport(report: MigrateReport): string {
   const lines: [string, string][] = [
     ['Status', `${report.status} (QEMU ${report.qemu})`],
     ['Total time', ms(report.totalMs)],
-    ['Downtime (QEMU)', `${ms(report.qemuDowntimeMs)}${report.budget ? ` (its limit ${report.budget.qemuLimitMs} ms of the ${report.budget.limitMs} ms asked; ${report.budget.handoverMs} ms kept for the hand-over)` : ''}`],
-    ['Setup time', ms(report.setupMs)],
-    ['Into QEMU pipe', `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB of RAM (${report.mbPerSecond.toFixed(1)} MB/s)${report.diskBytes === null ? '' : `, ${(report.diskBytes / 1e6).toFixed(1)} MB of disk`}`],
     [
-      'On the wire',
-      report.bytesOnWire === null ? 'n/a (send did not report)' : `${(report.bytesOnWire / 1e6).toFixed(1)} MB (stream/wire ${report.compressionRatio?.toFixed(2) ?? 'n/a'})`,
+      'Downtime (QEMU)',
+      `${ms(report.qemuDowntimeMs)}${report.budget ? ` (its limit ${report.budget.qemuLimitMs} ms of the ${report.budget.limitMs} ms asked; ${report.budget.handoverMs} ms kept for the hand-over)` : ''}`,
     ],
+    ['Setup time', ms(report.setupMs)],
+    [
+      'Into QEMU pipe',
+      `${(report.bytesIntoQemuPipe / 1e6).toFixed(1)} MB of RAM (${report.mbPerSecond.toFixed(1)} MB/s)${report.diskBytes === null ? '' : `, ${(report.diskBytes / 1e6).toFixed(1)} MB of disk`}`,
+    ],
+    ['On the wire', report.bytesOnWire === null ? 'n/a (send did not report)' : `${(report.bytesOnWire / 1e6).toFixed(1)} MB (stream/wire ${report.compressionRatio?.toFixed(2) ?? 'n/a'})`],
     ['Passes', String(report.passes)],
     ['Pages', `${report.pages.normal} normal, ${report.pages.zero} zero`],
     [

@@ -17,10 +17,7 @@ import { ProgressMeter, type ProgressEvent } from './progress.js';
 import { ThrottleActuator, type ThrottleStep } from './throttle-actuator.js';
 
 export type MigrateEvent =
-  | ProgressEvent
-  | { type: 'pass'; sample: PassSample }
-  | { type: 'throttle'; percent: number; reason: string; elapsedMs: number }
-  | { type: 'notice'; message: string; elapsedMs: number };
+  ProgressEvent | { type: 'pass'; sample: PassSample } | { type: 'throttle'; percent: number; reason: string; elapsedMs: number } | { type: 'notice'; message: string; elapsedMs: number };
 
 export interface SourceOptions {
   qmp: QmpClient;
@@ -110,9 +107,7 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   if (options.maxBandwidth !== undefined) parameters['max-bandwidth'] = Math.round(options.maxBandwidth);
   await qmp.execute('migrate-set-parameters', parameters);
 
-  const policy = converge === 'auto'
-    ? new ConvergencePolicy({ downtimeLimitMs, allowForceSwitchover: options.forceDowntimeLimitMs !== undefined })
-    : undefined;
+  const policy = converge === 'auto' ? new ConvergencePolicy({ downtimeLimitMs, allowForceSwitchover: options.forceDowntimeLimitMs !== undefined }) : undefined;
   const notices: string[] = [];
   const passes: PassSample[] = [];
   const switchoverBandwidth: SourceResult['switchoverBandwidth'] = [];

@@ -287,9 +287,7 @@ export async function probeLink(options: { host: string; port: number; tls: TlsM
   if (ms <= 0) throw new VerdictChannelError(`the link probe to ${peer} was too short to time (${bytes} bytes)`);
   // The connections' steady rates add up (they ran side by side); a destination that reports
   // no second half (an older migstream) gives the whole probe's rate.
-  const steady = results.every((r) => r.steadyBytes !== undefined && r.steadyMs !== undefined && r.steadyMs > 0)
-    ? results.reduce((a, r) => a + (r.steadyBytes! * 1000) / r.steadyMs!, 0)
-    : undefined;
+  const steady = results.every((r) => r.steadyBytes !== undefined && r.steadyMs !== undefined && r.steadyMs > 0) ? results.reduce((a, r) => a + (r.steadyBytes! * 1000) / r.steadyMs!, 0) : undefined;
   const tailMs = Math.max(...results.map((r) => r.tailMs));
   return { bytesPerSecond: steady ?? (bytes * 1000) / ms, bytes, ms, connections: options.connections, tailMs };
 }

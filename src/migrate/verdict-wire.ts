@@ -27,13 +27,9 @@ export interface Verdict {
   error: string | null;
 }
 
-export type VerdictMessage =
-  | ({ type: 'source-verdict' } & Verdict)
-  | ({ type: 'destination-verdict'; resuming: boolean } & Verdict);
+export type VerdictMessage = ({ type: 'source-verdict' } & Verdict) | ({ type: 'destination-verdict'; resuming: boolean } & Verdict);
 
-export type LinkProbeMessage =
-  | { type: 'link-probe'; maxBytes: number }
-  | { type: 'link-probe-result'; bytes: number; ms: number; steadyBytes?: number; steadyMs?: number };
+export type LinkProbeMessage = { type: 'link-probe'; maxBytes: number } | { type: 'link-probe-result'; bytes: number; ms: number; steadyBytes?: number; steadyMs?: number };
 
 export type ControlMessage = VerdictMessage | LinkProbeMessage;
 

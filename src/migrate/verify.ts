@@ -8,7 +8,7 @@
  *   compare pmemsave FIFO with hashes       compare pmemsave FIFO with hashes
  *   ── source verdict ───────────────────▶  both good and same image? ── resuming ──▶ cont
  *   ◀── destination verdict (resuming?) ──  otherwise stays paused
- *   not resuming: cont the source           
+ *   not resuming: cont the source  
  *
  * The source resumes only on the destination's word that it does not: if the verdict port
  * cannot be reached, the source stays paused and the error says so, never two running copies.
@@ -90,11 +90,7 @@ export async function verifySource(options: VerifySourceOptions): Promise<Verify
     answer = await exchangeVerdict({ ...options.control, tls: options.tls, verdict: wireVerdict(local), timeoutMs });
   } catch (error) {
     const own = verdictProblem('source', local, null);
-    throw new VerifyError(
-      `${(error as Error).message}; the source stays paused because the destination's state is unknown${own ? ` (${own})` : ''}`,
-      local.mismatches,
-      local.first,
-    );
+    throw new VerifyError(`${(error as Error).message}; the source stays paused because the destination's state is unknown${own ? ` (${own})` : ''}`, local.mismatches, local.first);
   }
   const problems = [verdictProblem('source', local, null), verdictProblem('destination', answer, local.digest)].filter((p) => p !== null);
   if (problems.length > 0 || !answer.resuming) {

@@ -75,9 +75,7 @@ export function nativeBinding(): NativeBinding {
     binding = loaded;
     return loaded;
   }
-  throw new NativeAddonError(
-    `migstream's native addon is not built (run "npm install" or "npx node-gyp rebuild" in the package): ${failures.join('; ')}`,
-  );
+  throw new NativeAddonError(`migstream's native addon is not built (run "npm install" or "npx node-gyp rebuild" in the package): ${failures.join('; ')}`);
 }
 
 // --- argument checks ------------------------------------------------------------------------

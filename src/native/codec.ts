@@ -98,14 +98,7 @@ export interface FrameCheck {
  * XXH32, 2 the low 32 bits of XXH64). Several run at once without starting a thread. `stored`
  * and `raw` must stay untouched until the promise settles.
  */
-export function frameDecodeAsync(
-  codec: number,
-  stored: Uint8Array,
-  raw: Uint8Array,
-  storedChecksum: number,
-  rawChecksum: number,
-  checksum: 1 | 2,
-): Promise<FrameCheck> {
+export function frameDecodeAsync(codec: number, stored: Uint8Array, raw: Uint8Array, storedChecksum: number, rawChecksum: number, checksum: 1 | 2): Promise<FrameCheck> {
   checkPair('frameDecodeAsync', stored, raw);
   if (codec !== 1 && codec !== 2) throw new ArgumentError(`frameDecodeAsync: codec must be 1 (lz4) or 2 (zstd), got ${describe(codec)}`);
   checkInteger('frameDecodeAsync', 'storedChecksum', storedChecksum, 0, 0xffff_ffff);

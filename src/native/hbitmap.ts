@@ -180,9 +180,7 @@ export class HBitmap {
   merge(other: HBitmap): number {
     if (!(other instanceof HBitmap)) throw new ArgumentError(`HBitmap.merge: expected an HBitmap, got ${describe(other)}`);
     if (other.#size !== this.#size || other.granularity !== this.granularity) {
-      throw new ArgumentError(
-        `HBitmap.merge: maps differ (${this.#size} granules of ${this.granularity} bytes, other ${other.#size} of ${other.granularity})`,
-      );
+      throw new ArgumentError(`HBitmap.merge: maps differ (${this.#size} granules of ${this.granularity} bytes, other ${other.#size} of ${other.granularity})`);
     }
     const added = nativeBinding().hbMerge(this.#words, this.#size, other.#words, other.#size);
     this.#count += added;
@@ -276,9 +274,7 @@ export class HBitmap {
       throw new ArgumentError(`${where}: bytes ${offset} + ${length} exceed the ${bytes} bytes the map covers`);
     }
     const g = this.granularity;
-    return outwards
-      ? [Math.floor(offset / g), Math.ceil((offset + length) / g)]
-      : [Math.ceil(offset / g), Math.floor((offset + length) / g)];
+    return outwards ? [Math.floor(offset / g), Math.ceil((offset + length) / g)] : [Math.ceil(offset / g), Math.floor((offset + length) / g)];
   }
 }
 

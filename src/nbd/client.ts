@@ -235,7 +235,7 @@ export class NbdClient {
     if (id === undefined) throw new ArgumentError(`nbd ${this.peer}: meta context "${context}" was not selected (selected: ${this.contexts.join(', ') || 'none'})`);
     const extents: Extent[] = [];
     const end = offset + length;
-    for (let at = offset; at < end; ) {
+    for (let at = offset; at < end;) {
       const completion = await this.send({ type: Cmd.BLOCK_STATUS, offset: at, length: Math.min(end - at, this.alignedStep(MAX_RANGE_REQUEST)) });
       for (const extent of completion.extents!.get(id)!) {
         const last = extents[extents.length - 1];

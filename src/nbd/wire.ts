@@ -11,14 +11,7 @@
  *   simple reply    u32 0x67446698 | u32 error | u64 handle
  *   chunk           u32 0x668e33ef | u16 flags | u16 type | u64 handle | u32 length
  */
-import {
-  NBD_OPTION_HEADER_BYTES,
-  NBD_OPTION_REPLY_HEADER_BYTES,
-  NBD_OPTS_MAGIC,
-  NBD_REQUEST_HEADER_BYTES,
-  NBD_REQUEST_MAGIC,
-  Opt,
-} from './constants.js';
+import { NBD_OPTION_HEADER_BYTES, NBD_OPTION_REPLY_HEADER_BYTES, NBD_OPTS_MAGIC, NBD_REQUEST_HEADER_BYTES, NBD_REQUEST_MAGIC, Opt } from './constants.js';
 
 const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');
 

@@ -38,10 +38,7 @@ export class QemuExitedError extends QemuError {
   readonly stderr: string;
   constructor(what: string, exit: { code: number | null; signal: string | null }, stderr: string, detail?: string) {
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
-    super(
-      'ERR_QEMU_EXITED',
-      `QEMU exited (${how}) while ${what}${stderr ? `\n--- qemu stderr ---\n${tail(stderr)}` : ''}${detail ? `\n${detail}` : ''}`,
-    );
+    super('ERR_QEMU_EXITED', `QEMU exited (${how}) while ${what}${stderr ? `\n--- qemu stderr ---\n${tail(stderr)}` : ''}${detail ? `\n${detail}` : ''}`);
     this.exitCode = exit.code;
     this.signal = exit.signal;
     this.stderr = stderr;

@@ -152,19 +152,10 @@ export class QemuVm {
       const match = this.serialText().match(pattern);
       if (match) return match;
       if (this.exitInfo) {
-        throw new QemuExitedError(
-          `waiting for ${pattern} on the serial console of ${this.name}`,
-          this.exitInfo,
-          this.stderr,
-          `--- serial tail ---\n${tail(this.serialText())}`,
-        );
+        throw new QemuExitedError(`waiting for ${pattern} on the serial console of ${this.name}`, this.exitInfo, this.stderr, `--- serial tail ---\n${tail(this.serialText())}`);
       }
       if (Date.now() >= deadline) {
-        throw new QemuTimeoutError(
-          `waiting for ${pattern} on the serial console of ${this.name} (${this.accel})`,
-          timeoutMs,
-          `--- serial tail ---\n${tail(this.serialText())}`,
-        );
+        throw new QemuTimeoutError(`waiting for ${pattern} on the serial console of ${this.name} (${this.accel})`, timeoutMs, `--- serial tail ---\n${tail(this.serialText())}`);
       }
       await sleep(200);
     }
@@ -229,15 +220,7 @@ export async function launchQemu(options: LaunchOptions): Promise<QemuVm> {
   const socketPath = join(runDir, 'qmp.sock');
   const serialLogPath = options.serialLogPath ?? join(runDir, 'serial.log');
   const binary = options.binary ?? qemuTool(options.qemu ?? '7.2', 'qemu-system-x86_64');
-  const args = [
-    '-name', name,
-    '-accel', accel,
-    '-display', 'none',
-    '-monitor', 'none',
-    '-serial', `file:${serialLogPath}`,
-    '-qmp', `unix:${socketPath},server=on,wait=off`,
-    ...options.args,
-  ];
+  const args = ['-name', name, '-accel', accel, '-display', 'none', '-monitor', 'none', '-serial', `file:${serialLogPath}`, '-qmp', `unix:${socketPath},server=on,wait=off`, ...options.args];
 
   const [command, commandArgs] = options.netns === undefined ? [binary, args] : ['ip', ['netns', 'exec', options.netns, binary, ...args]];
   const child = spawn(command, commandArgs, { cwd: options.cwd, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -49,9 +49,7 @@ export async function guestMemoryLayout(vm: QmpExecutor): Promise<MemoryRange[]>
   if (ram > MAX_SIMPLE_RAM) {
     throw new ArgumentError(`guestMemoryLayout: ${ram} bytes of base memory is above the supported ${MAX_SIMPLE_RAM}`);
   }
-  const ranges: MemoryRange[] = [
-    { idstr: 'pc.ram', guestPhysAddr: 0, offsetInBlock: 0, length: Math.min(ram, LEGACY_VGA_START) },
-  ];
+  const ranges: MemoryRange[] = [{ idstr: 'pc.ram', guestPhysAddr: 0, offsetInBlock: 0, length: Math.min(ram, LEGACY_VGA_START) }];
   if (ram > HIGH_MEMORY_START) {
     ranges.push({ idstr: 'pc.ram', guestPhysAddr: HIGH_MEMORY_START, offsetInBlock: HIGH_MEMORY_START, length: ram - HIGH_MEMORY_START });
   }

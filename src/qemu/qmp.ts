@@ -65,7 +65,7 @@ export class QmpClient {
     const reader = new LineReader(socket);
     let greeting: QmpGreeting;
     try {
-      greeting = await withTimeout(reader.next(), timeoutMs, `waiting for the QMP greeting on ${path}`) as QmpGreeting;
+      greeting = (await withTimeout(reader.next(), timeoutMs, `waiting for the QMP greeting on ${path}`)) as QmpGreeting;
     } catch (err) {
       socket.destroy();
       if (err instanceof NotQmpError) throw new QmpConnectionError(`${path} is not a QEMU QMP socket: it greeted with ${err.line.slice(0, 200)}`);

@@ -103,10 +103,7 @@ export class RamBodyDecoder implements SectionBodyDecoder<RamRecord> {
         const bound = compressBound(pageSize);
         if (length > bound) {
           // "Invalid compressed data length" (len < 0 || len > compressBound(TARGET_PAGE_SIZE)).
-          throw new LimitExceededError(
-            `COMPRESS_PAGE length ${length} exceeds compressBound(${pageSize}) = ${bound}`,
-            details(reader, ctx, { expected: `at most ${bound}`, actual: length }),
-          );
+          throw new LimitExceededError(`COMPRESS_PAGE length ${length} exceeds compressBound(${pageSize}) = ${bound}`, details(reader, ctx, { expected: `at most ${bound}`, actual: length }));
         }
         const data = reader.bytes(length);
         this.last = block;
@@ -139,10 +136,7 @@ export class RamBodyDecoder implements SectionBodyDecoder<RamRecord> {
       block = this.last;
       if (block === undefined) {
         // "Ack, bad migration stream!"
-        throw new FramingError(
-          `CONTINUE (${describeRamFlags(flags)}) but no RAMBlock has been named yet`,
-          details(reader, ctx, { expected: 'a block name before the first CONTINUE', actual: flags }),
-        );
+        throw new FramingError(`CONTINUE (${describeRamFlags(flags)}) but no RAMBlock has been named yet`, details(reader, ctx, { expected: 'a block name before the first CONTINUE', actual: flags }));
       }
     } else {
       const { idstr, wire } = resolveName(reader.bytes(reader.u8()));
@@ -177,18 +171,12 @@ export class RamBodyDecoder implements SectionBodyDecoder<RamRecord> {
     const encoding = reader.u8();
     if (encoding !== ENCODING_FLAG_XBZRLE) {
       // "Failed to load XBZRLE page - wrong compression!"
-      throw new BadMagicError(
-        `XBZRLE encoding byte ${hex(encoding)}`,
-        details(reader, ctx, { expected: hex(ENCODING_FLAG_XBZRLE), actual: encoding }),
-      );
+      throw new BadMagicError(`XBZRLE encoding byte ${hex(encoding)}`, details(reader, ctx, { expected: hex(ENCODING_FLAG_XBZRLE), actual: encoding }));
     }
     const length = reader.u16();
     if (length > pageSize) {
       // "Failed to load XBZRLE page - len overflow!"
-      throw new LimitExceededError(
-        `XBZRLE length ${length} exceeds the page size ${pageSize}`,
-        details(reader, ctx, { expected: `at most ${pageSize}`, actual: length }),
-      );
+      throw new LimitExceededError(`XBZRLE length ${length} exceeds the page size ${pageSize}`, details(reader, ctx, { expected: `at most ${pageSize}`, actual: length }));
     }
     const data = reader.bytes(length);
     const covered = scanXbzrle(data, null, pageSize);
@@ -199,14 +187,7 @@ export class RamBodyDecoder implements SectionBodyDecoder<RamRecord> {
   }
 
   /** The `default:` branch of ram_load_precopy's switch. */
-  private readOther(
-    reader: ByteReader,
-    ctx: SectionContext,
-    flags: number,
-    addr: number,
-    high: number,
-    low: number,
-  ): RamHookRecord {
+  private readOther(reader: ByteReader, ctx: SectionContext, flags: number, addr: number, high: number, low: number): RamHookRecord {
     if (!(flags & RAM_SAVE_FLAG_HOOK)) {
       throw new UnknownFlagError(
         `unknown combination of ram flags ${hex(flags)} (${describeRamFlags(flags)}) in word ${wordHex(high, low)}`,
@@ -238,11 +219,7 @@ function withWire<T extends RamRecord>(record: T, wire: string | undefined): T {
   return wire === undefined ? record : { ...record, wireName: wire };
 }
 
-function strayWord<T extends 'ram-eos' | 'ram-multifd-flush'>(
-  type: T,
-  addr: number,
-  continued: boolean,
-): { type: T; strayAddr?: number; strayContinue?: boolean } {
+function strayWord<T extends 'ram-eos' | 'ram-multifd-flush'>(type: T, addr: number, continued: boolean): { type: T; strayAddr?: number; strayContinue?: boolean } {
   const record: { type: T; strayAddr?: number; strayContinue?: boolean } = { type };
   if (addr !== 0) record.strayAddr = addr;
   if (continued) record.strayContinue = true;

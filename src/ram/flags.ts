@@ -32,8 +32,7 @@ export const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
  * Flags for which ram_load_precopy reads a block name (unless CONTINUE) and checks the offset
  * against the block before looking at the exact combination.
  */
-export const RAM_PAGE_FLAGS =
-  RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_COMPRESS_PAGE | RAM_SAVE_FLAG_XBZRLE;
+export const RAM_PAGE_FLAGS = RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_COMPRESS_PAGE | RAM_SAVE_FLAG_XBZRLE;
 
 /** The XBZRLE header byte, ENCODING_FLAG_XBZRLE in ram.c (load_xbzrle). */
 export const ENCODING_FLAG_XBZRLE = 0x01;
@@ -43,13 +42,7 @@ export const MIN_TARGET_PAGE_SIZE = 1024;
 
 /** zlib's compressBound(); ram_load_precopy rejects a COMPRESS_PAGE length above it (4110). */
 export function compressBound(sourceLength: number): number {
-  return (
-    sourceLength +
-    Math.floor(sourceLength / 4096) +
-    Math.floor(sourceLength / 16384) +
-    Math.floor(sourceLength / 33554432) +
-    13
-  );
+  return sourceLength + Math.floor(sourceLength / 4096) + Math.floor(sourceLength / 16384) + Math.floor(sourceLength / 33554432) + 13;
 }
 
 const FLAG_NAMES: readonly (readonly [number, string])[] = [

@@ -21,15 +21,7 @@ import { HBitmap, isAllZero } from '../native.js';
 import { ArgumentError } from '../stream/errors.js';
 import type { BaseRecord } from '../stream/section-codec.js';
 import type { PageStore, RamBlockImage } from './page-store.js';
-import type {
-  RamCompressedRecord,
-  RamMemSizeRecord,
-  RamPageLikeRecord,
-  RamPageRecord,
-  RamRecord,
-  RamXbzrleRecord,
-  RamZeroRecord,
-} from './records.js';
+import type { RamCompressedRecord, RamMemSizeRecord, RamPageLikeRecord, RamPageRecord, RamRecord, RamXbzrleRecord, RamZeroRecord } from './records.js';
 import { decodeXbzrle } from './xbzrle.js';
 import { inflatePage } from './zlib-page.js';
 

@@ -11,10 +11,4 @@ export { XBZRLE_MAX_RUN, decodeXbzrle, encodeXbzrle, scanXbzrle } from './xbzrle
 export { DEFAULT_COMPRESS_LEVEL, deflatePage, inflatePage } from './zlib-page.js';
 export { RamImage, type RamImageOptions, type RamImageStats } from './image.js';
 export { MemoryPageStore, type PageStore, type RamBlockImage, type RamBlockMemory } from './page-store.js';
-export {
-  INDEX_FILE,
-  SparseFileStore,
-  blockFileName,
-  type RamBlockFile,
-  type SparseFileStoreOptions,
-} from './sparse-file-store.js';
+export { INDEX_FILE, SparseFileStore, blockFileName, type RamBlockFile, type SparseFileStoreOptions } from './sparse-file-store.js';

@@ -61,30 +61,19 @@ function pageSizeFollows(reader: ByteReader, ctx: SectionContext, ignoreShared: 
   return (peekU32(reader, 12) & (ctx.params.pageSize - 1)) === 0;
 }
 
-export function readMemSize(
-  reader: ByteReader,
-  ctx: SectionContext,
-  total: number,
-  strayContinue: boolean,
-): RamMemSizeRecord {
+export function readMemSize(reader: ByteReader, ctx: SectionContext, total: number, strayContinue: boolean): RamMemSizeRecord {
   const ignoreShared = ctx.params.capabilities.includes('x-ignore-shared');
   const blocks: RamBlockInfo[] = [];
   let remaining = total;
   while (remaining > 0) {
     if (blocks.length >= MAX_RAM_BLOCKS) {
-      throw new LimitExceededError(
-        `MEM_SIZE lists more than ${MAX_RAM_BLOCKS} RAMBlocks`,
-        details(reader, ctx, { expected: `at most ${MAX_RAM_BLOCKS} blocks`, actual: blocks.length }),
-      );
+      throw new LimitExceededError(`MEM_SIZE lists more than ${MAX_RAM_BLOCKS} RAMBlocks`, details(reader, ctx, { expected: `at most ${MAX_RAM_BLOCKS} blocks`, actual: blocks.length }));
     }
     const length = reader.u8();
     const { idstr, wire } = resolveName(reader.bytes(length));
     if (idstr.length === 0) {
       // qemu_ram_block_by_name("") finds nothing: "Unknown ramblock", -EINVAL.
-      throw new FramingError(
-        'MEM_SIZE lists a RAMBlock with an empty name',
-        details(reader, ctx, { expected: 'a RAMBlock idstr', actual: wire ?? '' }),
-      );
+      throw new FramingError('MEM_SIZE lists a RAMBlock with an empty name', details(reader, ctx, { expected: 'a RAMBlock idstr', actual: wire ?? '' }));
     }
     const usedLength = readSafeU64(reader, ctx, `used_length of "${idstr}"`);
     if (usedLength > remaining) {
@@ -107,9 +96,7 @@ export function readMemSize(
     if (wire !== undefined) block.wireName = wire;
     blocks.push(block);
   }
-  return strayContinue
-    ? { type: 'ram-mem-size', totalBytes: total, blocks, strayContinue: true }
-    : { type: 'ram-mem-size', totalBytes: total, blocks };
+  return strayContinue ? { type: 'ram-mem-size', totalBytes: total, blocks, strayContinue: true } : { type: 'ram-mem-size', totalBytes: total, blocks };
 }
 
 /** Checks what writeMemSize needs; returns a problem or undefined. */

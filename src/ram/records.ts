@@ -102,25 +102,8 @@ export interface RamHookRecord {
   readonly wireName?: string;
 }
 
-export type RamRecord =
-  | RamMemSizeRecord
-  | RamPageRecord
-  | RamZeroRecord
-  | RamXbzrleRecord
-  | RamCompressedRecord
-  | RamEosRecord
-  | RamMultifdFlushRecord
-  | RamHookRecord;
+export type RamRecord = RamMemSizeRecord | RamPageRecord | RamZeroRecord | RamXbzrleRecord | RamCompressedRecord | RamEosRecord | RamMultifdFlushRecord | RamHookRecord;
 
 export type RamPageLikeRecord = RamPageRecord | RamZeroRecord | RamXbzrleRecord | RamCompressedRecord;
 
-export const RAM_RECORD_TYPES: readonly RamRecord['type'][] = [
-  'ram-mem-size',
-  'ram-page',
-  'ram-zero',
-  'ram-xbzrle',
-  'ram-compressed',
-  'ram-eos',
-  'ram-multifd-flush',
-  'ram-hook',
-];
+export const RAM_RECORD_TYPES: readonly RamRecord['type'][] = ['ram-mem-size', 'ram-page', 'ram-zero', 'ram-xbzrle', 'ram-compressed', 'ram-eos', 'ram-multifd-flush', 'ram-hook'];

@@ -84,11 +84,7 @@ export class SparseFileStore implements PageStore<RamBlockFile> {
   write(idstr: string, offset: number, data: Uint8Array): void {
     const block = this.file(idstr);
     const length = data.length;
-    if (
-      block === this.pending &&
-      offset === this.pendingOffset + this.pendingLength &&
-      this.pendingLength + length <= this.coalesceBytes
-    ) {
+    if (block === this.pending && offset === this.pendingOffset + this.pendingLength && this.pendingLength + length <= this.coalesceBytes) {
       this.slab!.set(data, this.pendingLength);
       this.pendingLength += length;
       return;

@@ -17,19 +17,12 @@ export const MAX_HIGH_WORD = 0x20_0000;
 
 export { wordHex };
 
-export function details(
-  reader: ByteReader,
-  ctx: SectionContext,
-  extra: Partial<DecodeErrorDetails> = {},
-): DecodeErrorDetails {
+export function details(reader: ByteReader, ctx: SectionContext, extra: Partial<DecodeErrorDetails> = {}): DecodeErrorDetails {
   return { offset: reader.markOffset, section: ctx.section, context: 'ram record', ...extra };
 }
 
 export function tooLarge(reader: ByteReader, ctx: SectionContext, what: string, high: number, low: number): LimitExceededError {
-  return new LimitExceededError(
-    `${what} ${wordHex(high, low)} is not a safe integer`,
-    details(reader, ctx, { expected: `a value below 2^53`, actual: wordHex(high, low) }),
-  );
+  return new LimitExceededError(`${what} ${wordHex(high, low)} is not a safe integer`, details(reader, ctx, { expected: `a value below 2^53`, actual: wordHex(high, low) }));
 }
 
 /** Reads a be64 that must be a safe integer (a length or an address). */
@@ -42,13 +35,7 @@ export function readSafeU64(reader: ByteReader, ctx: SectionContext, what: strin
 
 /** Big-endian u32 `ahead` bytes past the cursor, without consuming (NEED_MORE if absent). */
 export function peekU32(reader: ByteReader, ahead: number): number {
-  return (
-    ((reader.peekU8(ahead) << 24) |
-      (reader.peekU8(ahead + 1) << 16) |
-      (reader.peekU8(ahead + 2) << 8) |
-      reader.peekU8(ahead + 3)) >>>
-    0
-  );
+  return ((reader.peekU8(ahead) << 24) | (reader.peekU8(ahead + 1) << 16) | (reader.peekU8(ahead + 2) << 8) | reader.peekU8(ahead + 3)) >>> 0;
 }
 
 /** A block name as QEMU resolves it: read into `char id[256]`, looked up with strcmp. */

@@ -23,17 +23,11 @@ export function inflatePage(data: Uint8Array, pageSize: number, where?: PayloadL
   try {
     page = inflateSync(data, { maxOutputLength: pageSize });
   } catch (error) {
-    const reason =
-      (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE'
-        ? `inflates to more than one page (${pageSize} bytes)`
-        : `is not a complete zlib stream (${(error as Error).message})`;
+    const reason = (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than one page (${pageSize} bytes)` : `is not a complete zlib stream (${(error as Error).message})`;
     throw new ZlibPageError(`compressed page of ${data.length} bytes ${reason}`, where, error);
   }
   if (page.length !== pageSize) {
-    throw new ZlibPageError(
-      `compressed page of ${data.length} bytes inflates to ${page.length} bytes, expected ${pageSize}`,
-      where,
-    );
+    throw new ZlibPageError(`compressed page of ${data.length} bytes inflates to ${page.length} bytes, expected ${pageSize}`, where);
   }
   return page;
 }

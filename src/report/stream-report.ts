@@ -324,14 +324,7 @@ export class StreamReport {
     return sent;
   }
 
-  private countRam(
-    block: string,
-    offset: number,
-    kind: 'normal' | 'zero' | 'xbzrle' | 'compressed',
-    xbzrleBytes: number,
-    compressedBytes: number,
-    allZero: boolean,
-  ): void {
+  private countRam(block: string, offset: number, kind: 'normal' | 'zero' | 'xbzrle' | 'compressed', xbzrleBytes: number, compressedBytes: number, allZero: boolean): void {
     let perBlock = this.ramPerBlock.get(block);
     if (perBlock === undefined) {
       perBlock = emptyCounts();

@@ -17,10 +17,7 @@ function asBuffer(chunk: Uint8Array | string): Buffer {
 }
 
 /** Decodes any async iterable of byte chunks (a Readable is one) into records. */
-export async function* decodeWith<B extends BaseRecord>(
-  decoder: StreamDecoder<B>,
-  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-): AsyncGenerator<FramingRecord | B> {
+export async function* decodeWith<B extends BaseRecord>(decoder: StreamDecoder<B>, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<FramingRecord | B> {
   for await (const chunk of source) {
     yield* decoder.push(asBuffer(chunk));
   }
@@ -28,10 +25,7 @@ export async function* decodeWith<B extends BaseRecord>(
 }
 
 /** Encodes records into chunks of about 1 MiB. */
-export async function* encodeWith<B extends BaseRecord>(
-  encoder: StreamEncoder<B>,
-  records: AsyncIterable<FramingRecord | B> | Iterable<FramingRecord | B>,
-): AsyncGenerator<Buffer> {
+export async function* encodeWith<B extends BaseRecord>(encoder: StreamEncoder<B>, records: AsyncIterable<FramingRecord | B> | Iterable<FramingRecord | B>): AsyncGenerator<Buffer> {
   for await (const record of records) {
     encoder.write(record);
     if (encoder.pending >= FLUSH_BYTES) yield* encoder.take();

@@ -12,33 +12,11 @@
  * at a clean boundary. After an error the decoder is unusable and rethrows it.
  */
 import { configurationParameters, readConfiguration } from './configuration.js';
-import {
-  BadMagicError,
-  DecodeError,
-  FramingError,
-  LimitExceededError,
-  TruncatedStreamError,
-  UnknownFlagError,
-  hex,
-  type SectionRef,
-} from './errors.js';
+import { BadMagicError, DecodeError, FramingError, LimitExceededError, TruncatedStreamError, UnknownFlagError, hex, type SectionRef } from './errors.js';
 import { FooterScanner, type BoundaryRules } from './footer-scanner.js';
 import { ByteReader, NEED_MORE } from './reader.js';
-import {
-  FILE_MAGIC,
-  FILE_VERSION,
-  MIG_CMD_PACKAGED,
-  SectionType,
-  type FramingRecord,
-} from './records.js';
-import type {
-  BaseRecord,
-  SectionBodyDecoder,
-  SectionCodec,
-  SectionContext,
-  SectionPhase,
-  StreamParameters,
-} from './section-codec.js';
+import { FILE_MAGIC, FILE_VERSION, MIG_CMD_PACKAGED, SectionType, type FramingRecord } from './records.js';
+import type { BaseRecord, SectionBodyDecoder, SectionCodec, SectionContext, SectionPhase, StreamParameters } from './section-codec.js';
 
 /** The first four bytes of a migstream container ("\x89MSZ", src/container/format.ts): a hint, not a format this layer reads. */
 const CONTAINER_MAGIC_START = 0x894d535a;
@@ -451,18 +429,13 @@ export class StreamDecoder<B extends BaseRecord = never> {
     const mark = reader.u8();
     const sectionId = reader.u32();
     if (mark !== SectionType.FOOTER || sectionId !== info.ref.id) {
-      throw new FramingError(
-        mark !== SectionType.FOOTER
-          ? `missing section footer (found byte ${hex(mark)})`
-          : `footer closes section ${sectionId}`,
-        {
-          offset: reader.markOffset,
-          section: info.ref,
-          context: 'section footer',
-          expected: `0x7e ${hex(info.ref.id)}`,
-          actual: mark !== SectionType.FOOTER ? mark : sectionId,
-        },
-      );
+      throw new FramingError(mark !== SectionType.FOOTER ? `missing section footer (found byte ${hex(mark)})` : `footer closes section ${sectionId}`, {
+        offset: reader.markOffset,
+        section: info.ref,
+        context: 'section footer',
+        expected: `0x7e ${hex(info.ref.id)}`,
+        actual: mark !== SectionType.FOOTER ? mark : sectionId,
+      });
     }
     this.emit(out, { type: 'section-footer', sectionId });
     this.state = State.Top;

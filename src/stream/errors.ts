@@ -44,9 +44,7 @@ export interface DecodeErrorDetails {
 }
 
 function describe(details: DecodeErrorDetails, problem: string): string {
-  const where = details.section
-    ? ` (section ${details.section.id} "${details.section.name}")`
-    : '';
+  const where = details.section ? ` (section ${details.section.id} "${details.section.name}")` : '';
   const expected = details.expected !== undefined ? `; expected ${details.expected}` : '';
   return `${details.context} at offset ${details.offset} (0x${details.offset.toString(16)})${where}: ${problem}${expected}`;
 }

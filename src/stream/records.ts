@@ -110,13 +110,4 @@ export interface VmdescRecord {
 }
 
 export type FramingRecord =
-  | HeaderRecord
-  | ConfigurationRecord
-  | SectionStartRecord
-  | SectionResumeRecord
-  | DeviceStateRecord
-  | SectionFooterRecord
-  | CommandRecord
-  | PackagedDataRecord
-  | EofRecord
-  | VmdescRecord;
+  HeaderRecord | ConfigurationRecord | SectionStartRecord | SectionResumeRecord | DeviceStateRecord | SectionFooterRecord | CommandRecord | PackagedDataRecord | EofRecord | VmdescRecord;

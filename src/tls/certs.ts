@@ -45,8 +45,26 @@ const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-n
 export function makeCa(dir: string, validity: Validity, commonName = 'migstream CA'): void {
   mkdirSync(dir, { recursive: true });
   const days = Math.max(1, Math.ceil((Date.parse(isoOf(validity.end)) - Date.now()) / 86_400_000));
-  openssl(['req', '-x509', ...newKey, '-keyout', CERT_FILES.caKey, '-out', CERT_FILES.ca, '-days', String(days), '-subj', `/CN=${commonName}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...newKey,
+      '-keyout',
+      CERT_FILES.caKey,
+      '-out',
+      CERT_FILES.ca,
+      '-days',
+      String(days),
+      '-subj',
+      `/CN=${commonName}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
 }
 
 function isoOf(date: string): string {
@@ -76,22 +94,60 @@ export function issue(input: IssueOptions): void {
     const cert = join(options.outDir, `${options.name}.pem`);
     const csr = join(work, 'req.csr');
     writeFileSync(join(work, 'index.txt'), '');
-    writeFileSync(join(work, 'ca.cnf'), [
-      '[ca]', 'default_ca = local', '[local]', `database = ${join(work, 'index.txt')}`, `new_certs_dir = ${work}`,
-      'default_md = sha256', 'policy = any', 'unique_subject = no', 'rand_serial = yes', '[any]', 'commonName = supplied', '',
-    ].join('\n'));
+    writeFileSync(
+      join(work, 'ca.cnf'),
+      [
+        '[ca]',
+        'default_ca = local',
+        '[local]',
+        `database = ${join(work, 'index.txt')}`,
+        `new_certs_dir = ${work}`,
+        'default_md = sha256',
+        'policy = any',
+        'unique_subject = no',
+        'rand_serial = yes',
+        '[any]',
+        'commonName = supplied',
+        '',
+      ].join('\n'),
+    );
     const alt = (options.altNames ?? []).map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`));
-    writeFileSync(join(work, 'ext.cnf'), [
-      'basicConstraints = critical,CA:FALSE',
-      'keyUsage = critical,digitalSignature',
-      `extendedKeyUsage = ${options.role === 'server' ? 'serverAuth' : 'clientAuth'}`,
-      ...(alt.length > 0 ? [`subjectAltName = ${alt.join(',')}`] : []),
-      '',
-    ].join('\n'));
+    writeFileSync(
+      join(work, 'ext.cnf'),
+      [
+        'basicConstraints = critical,CA:FALSE',
+        'keyUsage = critical,digitalSignature',
+        `extendedKeyUsage = ${options.role === 'server' ? 'serverAuth' : 'clientAuth'}`,
+        ...(alt.length > 0 ? [`subjectAltName = ${alt.join(',')}`] : []),
+        '',
+      ].join('\n'),
+    );
     const commonName = options.commonName ?? (options.role === 'server' ? (options.altNames?.[0] ?? 'migstream receiver') : 'migstream sender');
     openssl(['req', '-new', ...newKey, '-keyout', key, '-out', csr, '-subj', `/CN=${commonName}`], work);
-    openssl(['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', join(options.caDir, CERT_FILES.ca), '-keyfile', join(options.caDir, CERT_FILES.caKey),
-      '-in', csr, '-out', cert, '-startdate', options.validity.start, '-enddate', options.validity.end, '-extfile', 'ext.cnf'], work);
+    openssl(
+      [
+        'ca',
+        '-batch',
+        '-notext',
+        '-config',
+        'ca.cnf',
+        '-cert',
+        join(options.caDir, CERT_FILES.ca),
+        '-keyfile',
+        join(options.caDir, CERT_FILES.caKey),
+        '-in',
+        csr,
+        '-out',
+        cert,
+        '-startdate',
+        options.validity.start,
+        '-enddate',
+        options.validity.end,
+        '-extfile',
+        'ext.cnf',
+      ],
+      work,
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

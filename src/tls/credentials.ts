@@ -119,7 +119,10 @@ function checkCertificate(pem: string, path: string, what: string, now: Date): X
 
 /** "AB:CD:…" upper-case, as X509Certificate.fingerprint256 prints it. */
 export function normalizeFingerprint(text: string): string {
-  const hex = text.replace(/^sha256[:/]/i, '').replace(/[^0-9a-f]/gi, '').toUpperCase();
+  const hex = text
+    .replace(/^sha256[:/]/i, '')
+    .replace(/[^0-9a-f]/gi, '')
+    .toUpperCase();
   if (hex.length !== 64) throw new CredentialsError(`a SHA-256 fingerprint has 64 hex digits, got "${text}"`);
   return hex.match(/../g)!.join(':');
 }
@@ -163,8 +166,7 @@ export function clientTlsOptions(material: TlsMaterial, host: string): Connectio
     servername: /^[\d.]+$|:/.test(servername) ? undefined : servername,
     // Node skips this check when the chain does not verify, so the pin is checked after the
     // handshake by checkPin.
-    checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined =>
-      pin === undefined ? checkServerIdentity(servername, cert) : undefined,
+    checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => (pin === undefined ? checkServerIdentity(servername, cert) : undefined),
   };
 }
 

@@ -26,11 +26,14 @@ export class Alarm {
     if (at === this.armed?.at) return;
     this.clear();
     if (at === undefined) return;
-    const timer = setTimeout(() => {
-      this.armed = undefined;
-      // The timer fired for `at`: the clock may read a hair earlier.
-      this.fire(Math.max(performance.now(), at));
-    }, Math.max(0, at - performance.now()));
+    const timer = setTimeout(
+      () => {
+        this.armed = undefined;
+        // The timer fired for `at`: the clock may read a hair earlier.
+        this.fire(Math.max(performance.now(), at));
+      },
+      Math.max(0, at - performance.now()),
+    );
     timer.unref();
     this.armed = { at, timer };
   }

@@ -21,10 +21,7 @@ export interface SendWorkerData {
 
 export type ToSendWorker =
   /** Channels 1..N-1 connect at once but send OPEN only once channel 0 has opened the session. */
-  | { t: 'join' }
-  | { t: 'frame'; seq: number; data: Uint8Array }
-  | { t: 'end'; frames: number; bytes: number; digest: bigint }
-  | { t: 'abort'; reason: string };
+  { t: 'join' } | { t: 'frame'; seq: number; data: Uint8Array } | { t: 'end'; frames: number; bytes: number; digest: bigint } | { t: 'abort'; reason: string };
 
 export type FromSendWorker =
   | { t: 'open' }

@@ -269,7 +269,10 @@ export async function receive(options: ReceiveOptions): Promise<TransferSummary>
     deadline.clear();
     server.close();
     // Let ABORT/DONE frames leave before the workers go: each channel reports its socket closed.
-    await untilClosed([...channels.values()].map((c) => c.closed), CLOSE_DEADLINE_MS);
+    await untilClosed(
+      [...channels.values()].map((c) => c.closed),
+      CLOSE_DEADLINE_MS,
+    );
     await Promise.all([...[...channels.values()].map((c) => c.worker), ...spares].map((worker) => worker.terminate()));
   }
 }

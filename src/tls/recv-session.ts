@@ -60,7 +60,11 @@ export class InboundStream {
   constructor(holdBytes: number, now: number) {
     this.lastRelease = now;
     // The digest covers the held tail too, so it is computed as frames are released.
-    this.reorder = new Reorderer(holdBytes, (chunks) => this.toWrite.push(...chunks), (frame) => this.digest.update(frame));
+    this.reorder = new Reorderer(
+      holdBytes,
+      (chunks) => this.toWrite.push(...chunks),
+      (frame) => this.digest.update(frame),
+    );
   }
 
   get frames(): number {
@@ -288,7 +292,10 @@ export class ReceiverSession {
     if (this.strangers() >= MAX_STRANGERS) {
       this.refusals++;
       this.lastRefusal = `${peer}: ${MAX_STRANGERS} unidentified connections already`;
-      return [{ type: 'refused', peer, reason: `dropped: ${MAX_STRANGERS} unidentified connections already` }, { type: 'drop', id }];
+      return [
+        { type: 'refused', peer, reason: `dropped: ${MAX_STRANGERS} unidentified connections already` },
+        { type: 'drop', id },
+      ];
     }
     if (this.session === undefined) this.admissionDeadline ??= now + this.config.timeoutMs;
     this.connections.set(id, { id, peer, index: undefined, stats: { index: -1, frames: 0, rawBytes: 0, wireBytes: 0 }, ended: undefined });
@@ -355,7 +362,10 @@ export class ReceiverSession {
     this.state = 'confirming';
     this.joinDeadline = undefined;
     const zero = this.members.find((c) => c.index === 0)!;
-    return [{ type: 'write', stream: MAIN_STREAM, chunks: stream.tail(), tail: true }, { type: 'done', id: zero.id, bytes: stream.bytes }];
+    return [
+      { type: 'write', stream: MAIN_STREAM, chunks: stream.tail(), tail: true },
+      { type: 'done', id: zero.id, bytes: stream.bytes },
+    ];
   }
 
   private onFinished(id: ConnectionId, now: number): ReceiverSessionAction[] {
@@ -382,7 +392,10 @@ export class ReceiverSession {
     this.refusals++;
     this.lastRefusal = `${c.peer}: ${reason}`;
     this.connections.delete(c.id);
-    return [{ type: 'refused', peer: c.peer, reason }, { type: 'retire', id: c.id }];
+    return [
+      { type: 'refused', peer: c.peer, reason },
+      { type: 'retire', id: c.id },
+    ];
   }
 
   private fail(error: TransportError): ReceiverSessionAction[] {

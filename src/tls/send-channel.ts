@@ -167,7 +167,8 @@ export class SendChannel {
         return this.fail(new ChannelError('the receiver closed the connection before the end of the stream', this.config.index));
       case 'closed': {
         this.socketOpen = false;
-        const actions = this.state === 'done' || this.state === 'failed' || this.state === 'connecting' ? [] : this.fail(new ChannelError('the connection closed before the end of the stream', this.config.index));
+        const actions =
+          this.state === 'done' || this.state === 'failed' || this.state === 'connecting' ? [] : this.fail(new ChannelError('the connection closed before the end of the stream', this.config.index));
         return this.closeWanted ? [...actions, ...this.closedNotice()] : actions;
       }
       case 'fail':
@@ -220,10 +221,7 @@ export class SendChannel {
     if (this.state !== 'open') return [];
     const { seq, raw, payload, codec, buffer, now } = event;
     // Once written (or encrypted), the frame's buffer goes back to the input with its credit.
-    return [
-      this.write(encodeDataHeader(seq, raw, codec, payload.length), now),
-      this.write(payload, now, { seq, raw, wire: payload.length + 18, buffer }),
-    ];
+    return [this.write(encodeDataHeader(seq, raw, codec, payload.length), now), this.write(payload, now, { seq, raw, wire: payload.length + 18, buffer })];
   }
 
   /** END, once every frame asked for has been encoded and written. */

@@ -253,7 +253,10 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     // The session aborts every channel (already, if a channel failed first).
     feed({ type: 'fail', error: error instanceof Error ? error : new Error(String(error)) });
     // The workers tell the receiver why: wait until their sockets have closed, up to a deadline.
-    await untilClosed(channels.map((c) => c.closed), ABORT_DEADLINE_MS);
+    await untilClosed(
+      channels.map((c) => c.closed),
+      ABORT_DEADLINE_MS,
+    );
     throw error;
   } finally {
     input?.close();

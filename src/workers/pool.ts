@@ -53,7 +53,10 @@ export class WorkerPool {
   private closing = false;
   private nextId = 0;
 
-  constructor(readonly size: number, entry: URL = workerEntry()) {
+  constructor(
+    readonly size: number,
+    entry: URL = workerEntry(),
+  ) {
     if (!(Number.isInteger(size) && size >= 1 && size <= MAX_THREADS)) {
       throw new ArgumentError(`thread count must be an integer in 1..${MAX_THREADS}, got ${String(size)}`);
     }

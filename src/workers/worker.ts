@@ -8,17 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { pack } from '../compress/pack-frame.js';
 import { unpack } from '../decompress/unpack-frame.js';
-import type {
-  CompressRequest,
-  DecompressRequest,
-  Envelope,
-  FailureReply,
-  PackReply,
-  PackRequest,
-  SpliceRequest,
-  UnpackReply,
-  WorkerRequest,
-} from './protocol.js';
+import type { CompressRequest, DecompressRequest, Envelope, FailureReply, PackReply, PackRequest, SpliceRequest, UnpackReply, WorkerRequest } from './protocol.js';
 import { splice } from '../decompress/splice.js';
 import { BufferPool } from '../bytes/buffer-pool.js';
 import { asBuffer, transferable } from '../bytes/transfer.js';

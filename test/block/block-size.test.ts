@@ -83,63 +83,60 @@ function decodeError(bytes: Buffer, blockSize?: number): unknown {
   throw new Error('expected a decode error');
 }
 
-describe.each(SIZES.map((size) => [size >= MIB ? `${size / MIB} MiB` : `${size / KIB} KiB`, size] as const))(
-  'a block stream with %s chunks',
-  (_label, size) => {
-    it('decodes with the size found from the stream, says so, re-encodes identically, makes the disk', () => {
-      const { disk: d, bytes } = sample(size);
-      const decoder = createDecoder();
-      const records = [...decoder.push(bytes), ...decoder.end()];
-      expect(decoder.parameters).toMatchObject({ blockSize: size, blockSizeSource: 'stream' });
-      const data = records.filter((r) => r.type === 'block-data');
-      expect(data.length).toBeGreaterThan(0);
-      for (const r of data) expect(r.type === 'block-data' && r.data.length).toBe(size);
-      expect(records.some((r) => r.type === 'block-zero')).toBe(true);
-      expect(encodeBuffer(records).equals(bytes)).toBe(true);
-      const encoder = createEncoder(undefined, { blockSize: size });
-      for (const r of records) encoder.write(r);
-      expect(Buffer.concat(encoder.take()).equals(bytes)).toBe(true);
-      expect(writeImage(records, size, d.size).equals(d.content)).toBe(true);
-    });
+describe.each(SIZES.map((size) => [size >= MIB ? `${size / MIB} MiB` : `${size / KIB} KiB`, size] as const))('a block stream with %s chunks', (_label, size) => {
+  it('decodes with the size found from the stream, says so, re-encodes identically, makes the disk', () => {
+    const { disk: d, bytes } = sample(size);
+    const decoder = createDecoder();
+    const records = [...decoder.push(bytes), ...decoder.end()];
+    expect(decoder.parameters).toMatchObject({ blockSize: size, blockSizeSource: 'stream' });
+    const data = records.filter((r) => r.type === 'block-data');
+    expect(data.length).toBeGreaterThan(0);
+    for (const r of data) expect(r.type === 'block-data' && r.data.length).toBe(size);
+    expect(records.some((r) => r.type === 'block-zero')).toBe(true);
+    expect(encodeBuffer(records).equals(bytes)).toBe(true);
+    const encoder = createEncoder(undefined, { blockSize: size });
+    for (const r of records) encoder.write(r);
+    expect(Buffer.concat(encoder.take()).equals(bytes)).toBe(true);
+    expect(writeImage(records, size, d.size).equals(d.content)).toBe(true);
+  });
 
-    it('decodes the same with the size given', () => {
-      const { bytes } = sample(size);
-      const decoder = createDecoder({ blockSize: size });
-      const records = [...decoder.push(bytes), ...decoder.end()];
-      expect(decoder.parameters).toMatchObject({ blockSize: size, blockSizeSource: 'option' });
-      expect(encodeBuffer(records).equals(bytes)).toBe(true);
-    });
+  it('decodes the same with the size given', () => {
+    const { bytes } = sample(size);
+    const decoder = createDecoder({ blockSize: size });
+    const records = [...decoder.push(bytes), ...decoder.end()];
+    expect(decoder.parameters).toMatchObject({ blockSize: size, blockSizeSource: 'option' });
+    expect(encodeBuffer(records).equals(bytes)).toBe(true);
+  });
 
-    it('refuses every wrong size given, at the first data chunk, naming its offset and the section', () => {
-      const { bytes } = sample(size);
-      const offset = firstDataOffset(bytes);
-      for (const wrong of SIZES) {
-        if (wrong === size) continue;
-        const error = decodeError(bytes, wrong);
-        // A size past what follows the first chunk cannot be checked before the input ends.
-        if (offset + wrong > bytes.length) {
-          expect(error).toBeInstanceOf(TruncatedStreamError);
-          expect(error).toMatchObject({ offset, section: { id: BLOCK_SECTION, name: 'block' } });
-          continue;
-        }
-        expect(error, `${wrong} on ${size}`).toBeInstanceOf(FramingError);
-        expect(error).toMatchObject({ code: 'ERR_FRAMING', offset, section: { id: BLOCK_SECTION, name: 'block' } });
-        expect(String((error as Error).message)).toContain(`mig-block-size ${wrong}`);
+  it('refuses every wrong size given, at the first data chunk, naming its offset and the section', () => {
+    const { bytes } = sample(size);
+    const offset = firstDataOffset(bytes);
+    for (const wrong of SIZES) {
+      if (wrong === size) continue;
+      const error = decodeError(bytes, wrong);
+      // A size past what follows the first chunk cannot be checked before the input ends.
+      if (offset + wrong > bytes.length) {
+        expect(error).toBeInstanceOf(TruncatedStreamError);
+        expect(error).toMatchObject({ offset, section: { id: BLOCK_SECTION, name: 'block' } });
+        continue;
       }
-    });
+      expect(error, `${wrong} on ${size}`).toBeInstanceOf(FramingError);
+      expect(error).toMatchObject({ code: 'ERR_FRAMING', offset, section: { id: BLOCK_SECTION, name: 'block' } });
+      expect(String((error as Error).message)).toContain(`mig-block-size ${wrong}`);
+    }
+  });
 
-    it('never hands out a chunk before its size is settled (a wrong size gives no records past the START)', () => {
-      const { bytes } = sample(size);
-      const wrong = size === 4 * KIB ? 64 * KIB : 4 * KIB;
-      const decoder = createDecoder({ blockSize: wrong });
-      const seen: MigrationRecord[] = [];
-      expect(() => {
-        for (const piece of splitAt(bytes, [1000, 5000, 70_000])) seen.push(...decoder.push(piece));
-      }).toThrow(FramingError);
-      expect(seen.some((r) => r.type === 'block-data')).toBe(false);
-    });
-  },
-);
+  it('never hands out a chunk before its size is settled (a wrong size gives no records past the START)', () => {
+    const { bytes } = sample(size);
+    const wrong = size === 4 * KIB ? 64 * KIB : 4 * KIB;
+    const decoder = createDecoder({ blockSize: wrong });
+    const seen: MigrationRecord[] = [];
+    expect(() => {
+      for (const piece of splitAt(bytes, [1000, 5000, 70_000])) seen.push(...decoder.push(piece));
+    }).toThrow(FramingError);
+    expect(seen.some((r) => r.type === 'block-data')).toBe(false);
+  });
+});
 
 describe('finding the chunk size: every split point and chunking', () => {
   // 4 KiB chunks: a stream small enough to cut everywhere.
@@ -173,7 +170,7 @@ describe('finding the chunk size: every split point and chunking', () => {
     const decoder = createDecoder();
     const records: MigrationRecord[] = [];
     const started = performance.now();
-    for (let at = 0; at < big.length; ) {
+    for (let at = 0; at < big.length;) {
       const length = 1 + Math.floor(random() * 7);
       records.push(...decoder.push(big.subarray(at, at + length)));
       at += length;
@@ -189,7 +186,7 @@ describe('finding the chunk size: every split point and chunking', () => {
     const random = prng(64);
     for (let run = 0; run < 12; run++) {
       const cuts: number[] = [];
-      for (let at = 0; ; ) {
+      for (let at = 0; ;) {
         at += 1 + Math.floor(random() * [300, 9000, 200_000][run % 3]!);
         if (at >= big.length) break;
         cuts.push(at);
@@ -240,9 +237,7 @@ describe('finding the chunk size: what follows the first chunk', () => {
   it('refuses a chunk after which no size from 4 KiB to 16 MiB parses, naming the chunk', () => {
     // The record after the chunk is damaged (flags 0x10), and 16 MiB of bytes follow so that
     // every size is tried.
-    const bytes = withBody(
-      Buffer.concat([dataBytes(DISK, 0, A), Buffer.alloc(16 * MIB + 64 * KIB, 0x10), eosBytes()]),
-    );
+    const bytes = withBody(Buffer.concat([dataBytes(DISK, 0, A), Buffer.alloc(16 * MIB + 64 * KIB, 0x10), eosBytes()]));
     const error = decodeError(bytes);
     expect(error).toBeInstanceOf(FramingError);
     expect(error).toMatchObject({ offset: firstDataOffset(bytes), section: { id: BLOCK_SECTION, name: 'block' } });

@@ -96,15 +96,7 @@ describe('blockCodec records', () => {
   });
 
   it('decodes a multi-record body ending in EOS, as block_save_iterate/complete write it', () => {
-    const bytes = Buffer.concat([
-      progressBytes(0),
-      dataBytes(DISK, 0, A),
-      zeroBytes(DISK, 2048),
-      progressBytes(50),
-      dataBytes('ide0-hd1', 4096, B),
-      progressBytes(100),
-      eosBytes(),
-    ]);
+    const bytes = Buffer.concat([progressBytes(0), dataBytes(DISK, 0, A), zeroBytes(DISK, 2048), progressBytes(50), dataBytes('ide0-hd1', 4096, B), progressBytes(100), eosBytes()]);
     const records = roundTrip(bytes, true);
     expect(shape(records)).toEqual([
       { type: 'block-progress', percent: 0 },
@@ -132,9 +124,7 @@ describe('blockCodec records', () => {
   });
 
   it('accepts the largest sector and the largest percentage', () => {
-    expect(roundTrip(zeroBytes(DISK, MAX_BLOCK_SECTOR))).toEqual([
-      { type: 'block-zero', device: DISK, sector: MAX_BLOCK_SECTOR },
-    ]);
+    expect(roundTrip(zeroBytes(DISK, MAX_BLOCK_SECTOR))).toEqual([{ type: 'block-zero', device: DISK, sector: MAX_BLOCK_SECTOR }]);
     expect(MAX_BLOCK_SECTOR * 512 + MAX_BLOCK_SIZE).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
     expect((MAX_BLOCK_SECTOR + 1) * 512 + MAX_BLOCK_SIZE).toBeGreaterThan(Number.MAX_SAFE_INTEGER);
     const max = Number.MAX_SAFE_INTEGER;
@@ -143,13 +133,7 @@ describe('blockCodec records', () => {
 });
 
 describe('blockCodec chunked input', () => {
-  const small = Buffer.concat([
-    progressBytes(0),
-    zeroBytes(DISK, 0),
-    zeroBytes('hd1', 2048, 0x0b),
-    progressBytes(7),
-    eosBytes(),
-  ]);
+  const small = Buffer.concat([progressBytes(0), zeroBytes(DISK, 0), zeroBytes('hd1', 2048, 0x0b), progressBytes(7), eosBytes()]);
   const smallRecords = feed([small]).records;
 
   it('gives the same records for every single and double split of a small body', () => {
@@ -168,12 +152,7 @@ describe('blockCodec chunked input', () => {
     expect(feed(bytes)).toMatchObject({ records: smallRecords, leftover: 0 });
   });
 
-  const withData = Buffer.concat([
-    progressBytes(1),
-    dataBytes(DISK, 0, A),
-    zeroBytes(DISK, 2048),
-    dataBytes(DISK, 4096, B, F.DEVICE_BLOCK | F.EOS),
-  ]);
+  const withData = Buffer.concat([progressBytes(1), dataBytes(DISK, 0, A), zeroBytes(DISK, 2048), dataBytes(DISK, 4096, B, F.DEVICE_BLOCK | F.EOS)]);
   // The footer after the body: what settles the first chunk's size ends with it.
   const withFooter = Buffer.concat([withData, FOOTER]);
   const dataRecords = feed([withFooter]).records;
@@ -212,7 +191,7 @@ describe('blockCodec chunked input', () => {
     for (let run = 0; run < 30; run++) {
       const scale = [256, 8192, 3 * MIB][run % 3]!;
       const cuts: number[] = [];
-      for (let at = 0; ; ) {
+      for (let at = 0; ;) {
         at += 1 + Math.floor(random() * scale);
         if (at >= withFooter.length) break;
         cuts.push(at);
@@ -332,9 +311,7 @@ describe('createBlockCodec', () => {
     const writer = new ByteWriter();
     sized.encode({ type: 'block-data', device: DISK, sector: 0, data: chunk(3, 64 * 1024) }, writer);
     expect(writer.takeBuffer().length).toBe(9 + DISK.length + 64 * 1024);
-    expect(() => sized.encode({ type: 'block-data', device: DISK, sector: 0, data: A }, new ByteWriter())).toThrow(
-      /expected 65536 \(the encoder's mig-block-size\)/,
-    );
+    expect(() => sized.encode({ type: 'block-data', device: DISK, sector: 0, data: A }, new ByteWriter())).toThrow(/expected 65536 \(the encoder's mig-block-size\)/);
   });
 
   it('refuses a size that is not a chunk size', () => {

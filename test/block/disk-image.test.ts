@@ -148,9 +148,7 @@ describe('DiskImage', () => {
       for (let op = 0; op < 40; op++) {
         const aligned = random() < 0.6;
         const maxSector = size / 512 - 1;
-        const sector = aligned
-          ? Math.floor(random() * Math.ceil(size / MIB)) * SECTORS_PER_CHUNK
-          : Math.floor(random() * maxSector);
+        const sector = aligned ? Math.floor(random() * Math.ceil(size / MIB)) * SECTORS_PER_CHUNK : Math.floor(random() * maxSector);
         const kind = random();
         const bytes = kind < 0.4 ? chunk(op + 100) : Buffer.alloc(MIB);
         const record = kind < 0.7 ? data(sector, bytes) : zero(sector);

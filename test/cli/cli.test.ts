@@ -115,7 +115,10 @@ describe('migstream CLI', () => {
     const result = run(['inspect', '--fields', '--json', streamPath]);
     expect(result.status, result.stderr).toBe(0);
     const { deviceFields } = JSON.parse(result.stdout.toString());
-    expect(deviceFields.map((d: { idstr: string; exact: boolean }) => [d.idstr, d.exact])).toEqual([['timer', true], ['cpu_common', true]]);
+    expect(deviceFields.map((d: { idstr: string; exact: boolean }) => [d.idstr, d.exact])).toEqual([
+      ['timer', true],
+      ['cpu_common', true],
+    ]);
     expect(deviceFields[0].fields.map((f: { path: string; value: unknown }) => [f.path, f.value])).toEqual([
       ['cpu_ticks_offset', 12345],
       ['enabled', true],

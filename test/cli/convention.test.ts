@@ -69,7 +69,10 @@ const PAIRED = new Set(['send', 'recv', 'migrate', 'incoming']);
 function commandNames(): string[] {
   const help = run(['--help']);
   const section = help.stdout.split('Commands:\n')[1]!.split('\n\n')[0]!;
-  return section.split('\n').map((line) => line.trim().split(/\s+/)[0]!).filter(Boolean);
+  return section
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/)[0]!)
+    .filter(Boolean);
 }
 
 const COMMANDS = commandNames();
@@ -124,43 +127,51 @@ describe.each(COMMANDS)('migstream %s', (name) => {
     expectOneLine(run([name, '--json=yes']), 2, new RegExp(`^migstream ${name}: --json takes no value ${hint}`));
   });
 
-  if (spec.input !== null && name !== 'bench') test('a missing input: one line naming the path, exit 1', () => {
-    const result = run([name, ...spec.args(missing)]);
-    expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*${missing.replace(/[.]/g, '\\.')}.*ENOENT`));
-  });
+  if (spec.input !== null && name !== 'bench')
+    test('a missing input: one line naming the path, exit 1', () => {
+      const result = run([name, ...spec.args(missing)]);
+      expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*${missing.replace(/[.]/g, '\\.')}.*ENOENT`));
+    });
 
-  if (spec.input === 'stream' && name !== 'bench' && name !== 'send') test('an empty input: one line saying so, exit 1', () => {
-    const result = run([name, ...spec.args(empty)]);
-    expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*the input is empty`));
-  });
+  if (spec.input === 'stream' && name !== 'bench' && name !== 'send')
+    test('an empty input: one line saying so, exit 1', () => {
+      const result = run([name, ...spec.args(empty)]);
+      expectOneLine(result, 1, new RegExp(`^migstream ${name}: error: .*the input is empty`));
+    });
 
-  if (!PAIRED.has(name)) test('--json: one JSON object, on stdout unless stdout is the stream', () => {
-    const result = run([name, ...spec.args(inputFor(spec)), '--json']);
-    expect(result.status, result.stderr).toBe(0);
-    const text = spec.stdoutIsStream ? result.stderr : result.stdout;
-    const parsed = JSON.parse(text) as unknown;
-    expect(typeof parsed).toBe('object');
-    expect(parsed).not.toBeNull();
-  }, 60_000);
+  if (!PAIRED.has(name))
+    test('--json: one JSON object, on stdout unless stdout is the stream', () => {
+      const result = run([name, ...spec.args(inputFor(spec)), '--json']);
+      expect(result.status, result.stderr).toBe(0);
+      const text = spec.stdoutIsStream ? result.stderr : result.stdout;
+      const parsed = JSON.parse(text) as unknown;
+      expect(typeof parsed).toBe('object');
+      expect(parsed).not.toBeNull();
+    }, 60_000);
 
-  if (spec.progress && !PAIRED.has(name)) test('--progress shows a percent of a file input; --no-progress and a non-terminal show none', () => {
-    const shown = run([name, ...spec.args(inputFor(spec)), '--progress']);
-    expect(shown.status, shown.stderr).toBe(0);
-    expect(shown.stderr).toMatch(/\r.*\d+(\.\d)?%|\r[a-z -]+\(out\): /);
-    const hidden = run([name, ...spec.args(inputFor(spec)), '--no-progress']);
-    expect(hidden.status, hidden.stderr).toBe(0);
-    expect(hidden.stderr).not.toMatch(/\r/);
-    const plain = run([name, ...spec.args(inputFor(spec))]);
-    expect(plain.stderr).not.toMatch(/\r/);
-  }, 60_000);
+  if (spec.progress && !PAIRED.has(name))
+    test('--progress shows a percent of a file input; --no-progress and a non-terminal show none', () => {
+      const shown = run([name, ...spec.args(inputFor(spec)), '--progress']);
+      expect(shown.status, shown.stderr).toBe(0);
+      expect(shown.stderr).toMatch(/\r.*\d+(\.\d)?%|\r[a-z -]+\(out\): /);
+      const hidden = run([name, ...spec.args(inputFor(spec)), '--no-progress']);
+      expect(hidden.status, hidden.stderr).toBe(0);
+      expect(hidden.stderr).not.toMatch(/\r/);
+      const plain = run([name, ...spec.args(inputFor(spec))]);
+      expect(plain.stderr).not.toMatch(/\r/);
+    }, 60_000);
 
-  if (spec.input !== null && name !== 'bench') test('a terminal on stdin is refused, not waited on', () => {
-    // script(1) gives the command a pseudo-terminal; without a file it must not wait for typing.
-    const args = spec.args('-').map((arg) => `'${arg}'`).join(' ');
-    const result = spawnSync('script', ['-qec', `${process.execPath} ${BIN} ${name} ${args} </dev/tty`, '/dev/null'], { encoding: 'utf8', timeout: 20_000 });
-    expect(result.error).toBeUndefined();
-    expect(result.stdout).toMatch(/no input: give a FILE, or pipe a stream into stdin/);
-  }, 30_000);
+  if (spec.input !== null && name !== 'bench')
+    test('a terminal on stdin is refused, not waited on', () => {
+      // script(1) gives the command a pseudo-terminal; without a file it must not wait for typing.
+      const args = spec
+        .args('-')
+        .map((arg) => `'${arg}'`)
+        .join(' ');
+      const result = spawnSync('script', ['-qec', `${process.execPath} ${BIN} ${name} ${args} </dev/tty`, '/dev/null'], { encoding: 'utf8', timeout: 20_000 });
+      expect(result.error).toBeUndefined();
+      expect(result.stdout).toMatch(/no input: give a FILE, or pipe a stream into stdin/);
+    }, 30_000);
 });
 
 describe('conventions that concern some commands', () => {

@@ -123,9 +123,7 @@ describe('--mig-block-size', () => {
       const output = command === 'extract-ram' || command === 'compress' ? ['-o', join(dir, 'ram')] : [];
       const result = run([command, ...target, file, ...output, '--mig-block-size', value, ...(command === 'send' ? ['--insecure'] : [])]);
       expect(result.status).toBe(2);
-      expect(result.stderr).toBe(
-        `migstream ${command}: --mig-block-size must be a power of two from 4K to 16M (4096..16777216), got "${value}" (see "migstream ${command} --help")\n`,
-      );
+      expect(result.stderr).toBe(`migstream ${command}: --mig-block-size must be a power of two from 4K to 16M (4096..16777216), got "${value}" (see "migstream ${command} --help")\n`);
     }
   });
 });

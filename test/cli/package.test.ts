@@ -79,10 +79,27 @@ describe('the packed package', () => {
     writeFileSync(join(project, 'library.ts'), library!);
     writeFileSync(join(project, 'addon.ts'), declared + addon!);
     const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const check = spawnSync(process.execPath, [
-      tsc, '--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext',
-      '--typeRoots', join(REPO_ROOT, 'node_modules', '@types'), '--types', 'node', 'library.ts', 'addon.ts',
-    ], { cwd: project, encoding: 'utf8' });
+    const check = spawnSync(
+      process.execPath,
+      [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--target',
+        'es2022',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--typeRoots',
+        join(REPO_ROOT, 'node_modules', '@types'),
+        '--types',
+        'node',
+        'library.ts',
+        'addon.ts',
+      ],
+      { cwd: project, encoding: 'utf8' },
+    );
     expect(check.status, check.stdout + check.stderr).toBe(0);
     // Run the first example as plain JavaScript (it has no type annotations) on a sample stream.
     writeFileSync(join(project, 'library.mjs'), library!);

@@ -122,7 +122,10 @@ describe('a failed run leaves no file that looks complete', () => {
 
   test('copy and compact of a truncated stream from a pipe: no output', () => {
     const folder = mkdtempSync(join(dir, 'pipe-'));
-    for (const args of [['copy', '-', join(folder, 'copy.mig')], ['compact', '-', join(folder, 'compact.mig')]]) {
+    for (const args of [
+      ['copy', '-', join(folder, 'copy.mig')],
+      ['compact', '-', join(folder, 'compact.mig')],
+    ]) {
       const result = run(args, { input: truncated });
       expect(result.status, `${args[0]}: ${result.stderr}`).toBe(1);
     }

@@ -110,7 +110,10 @@ describe('migstream compress / decompress / compact', () => {
   test('a reader that goes away early (QEMU failing its load): exit 1 naming EPIPE, from a file and from a pipe', async () => {
     const packed = join(dir, 'epipe.msz');
     expect(run(['compress', '--quiet', streamPath, '-o', packed]).status).toBe(0);
-    for (const args of [['decompress', packed], ['decompress', '-']]) {
+    for (const args of [
+      ['decompress', packed],
+      ['decompress', '-'],
+    ]) {
       const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
       if (args[1] === '-') child.stdin.end(readFileSync(packed));
       let stderr = '';

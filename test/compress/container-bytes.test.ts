@@ -54,8 +54,7 @@ function read(chunks: Iterable<Buffer>): { frames: Frame[]; error: unknown } {
   return { frames, error: undefined };
 }
 
-const summary = (frames: readonly Frame[]): unknown[] =>
-  frames.map((f) => [f.kind, f.codec, f.number, f.offset, f.rawLength, f.storedLength, f.rawChecksum, f.storedChecksum, C.hex(f.stored)]);
+const summary = (frames: readonly Frame[]): unknown[] => frames.map((f) => [f.kind, f.codec, f.number, f.offset, f.rawLength, f.storedLength, f.rawChecksum, f.storedChecksum, C.hex(f.stored)]);
 const builtSummary = (frames: readonly C.BuiltFrame[]): unknown[] =>
   frames.map((f) => [f.kind, f.codec, f.number, f.offset, f.raw.length, f.stored.length, C.dataChecksum(f.raw), C.dataChecksum(f.stored), C.hex(f.stored)]);
 
@@ -99,7 +98,7 @@ function rawContainer(): C.Built {
   });
 }
 
-describe('the builder\'s hashes are the published ones', () => {
+describe("the builder's hashes are the published ones", () => {
   test.each([
     ['', 0x02cc5d05, 0xef46db3751d8e999n],
     ['a', 0x550d7456, 0xd24ec4f1a98c6e5bn],
@@ -124,13 +123,11 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
     expect(C.hex(C.preamble())).toBe('894d535a0d0a1a0a00020000');
   });
 
-  test('HEADER: the first 40 bytes of the doc\'s real container (compress -c zstd of an idle guest)', () => {
+  test("HEADER: the first 40 bytes of the doc's real container (compress -c zstd of an idle guest)", () => {
     const info: C.Info = { mode: 'qemu', pageSize: 4096, codec: 'zstd', level: 3, frameBytes: 4194304, dedupWindowPages: 16384, compacted: false, creator: 'migstream 0.1.0' };
     const bytes = Buffer.concat([C.preamble(), C.headerFrame(info)]);
     expect(bytes.length).toBe(12 + 28 + 148);
-    expect(C.hex(bytes.subarray(0, 48))).toBe(
-      C.hex(C.fromHex('894d 535a 0d0a 1a0a 0002 0000 0100 0000 0000 0000 0000 0094 0000 0094 73b4 0b22 73b4 0b22 0340 6621 7b22 6d6f 6465 223a')),
-    );
+    expect(C.hex(bytes.subarray(0, 48))).toBe(C.hex(C.fromHex('894d 535a 0d0a 1a0a 0002 0000 0100 0000 0000 0000 0000 0094 0000 0094 73b4 0b22 73b4 0b22 0340 6621 7b22 6d6f 6465 223a')));
     expect(bytes.subarray(0xb0, 0xbc).toString('latin1')).toBe('ream 0.1.0"}');
   });
 
@@ -152,15 +149,11 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
   test('PAYLOAD: the payloads back to back, here lz4 (u32 LE raw length, then an LZ4 block of literals)', () => {
     const raw = Buffer.from('hello');
     const stored = C.fromHex('05000000 50 68656c6c6f'); // token 0x50: 5 literals, no match
-    expect(C.hex(C.payloadFrame(2, raw, { codec: C.Codec.lz4, stored }))).toBe(
-      '03010000' + '00000002' + '00000005' + '0000000a' + '889f6da3' + 'ee23e46d' + '8d134562' + '050000005068656c6c6f',
-    );
+    expect(C.hex(C.payloadFrame(2, raw, { codec: C.Codec.lz4, stored }))).toBe('03010000' + '00000002' + '00000005' + '0000000a' + '889f6da3' + 'ee23e46d' + '8d134562' + '050000005068656c6c6f');
   });
 
   test('DATA: stream bytes as they are', () => {
-    expect(C.hex(C.dataFrame(1, Buffer.from('hello')))).toBe(
-      '04000000' + '00000001' + '00000005' + '00000005' + '889f6da3' + '889f6da3' + 'c6a96689' + '68656c6c6f',
-    );
+    expect(C.hex(C.dataFrame(1, Buffer.from('hello')))).toBe('04000000' + '00000001' + '00000005' + '00000005' + '889f6da3' + '889f6da3' + 'c6a96689' + '68656c6c6f');
   });
 
   test('END: be64 stream bytes, be32 frames before END, be32 chain', () => {
@@ -168,9 +161,7 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
     expect(chain).toBe(0xdb5305aa);
     const raw = C.endRaw(0x1_0000_0005, 2, chain);
     expect(C.hex(raw)).toBe('0000000100000005' + '00000002' + 'db5305aa');
-    expect(C.hex(C.endFrame(2, 0x1_0000_0005, chain))).toBe(
-      '05000000' + '00000002' + '00000010' + '00000010' + '922991f1' + '922991f1' + '62d75546' + C.hex(raw),
-    );
+    expect(C.hex(C.endFrame(2, 0x1_0000_0005, chain))).toBe('05000000' + '00000002' + '00000010' + '00000010' + '922991f1' + '922991f1' + '62d75546' + C.hex(raw));
   });
 
   test('version 1 carries XXH32 as the data checksum, and only there', () => {
@@ -185,7 +176,17 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
       C.preamble(),
       C.dataFrame(1, hello),
       C.payloadFrame(2, hello, { codec: C.Codec.lz4, stored: C.fromHex('050000005068656c6c6f') }),
-      C.metaFrame(1, C.metaRaw([{ tag: 'page', gap: 40, data: Buffer.alloc(4096) }, { tag: 'ref', gap: 2, distance: 1, checksum: 0x01234567 }, { tag: 'bytes', gap: 0, data: Buffer.alloc(5) }], Buffer.from('STRUCT'))),
+      C.metaFrame(
+        1,
+        C.metaRaw(
+          [
+            { tag: 'page', gap: 40, data: Buffer.alloc(4096) },
+            { tag: 'ref', gap: 2, distance: 1, checksum: 0x01234567 },
+            { tag: 'bytes', gap: 0, data: Buffer.alloc(5) },
+          ],
+          Buffer.from('STRUCT'),
+        ),
+      ),
       C.endFrame(2, 0x1_0000_0005, C.checksumChain([C.dataChecksum(hello)])),
     ];
     for (const bytes of examples) {
@@ -201,7 +202,7 @@ describe('exact bytes per frame kind (docs/container.md, "example bytes")', () =
   });
 });
 
-describe('the readers take the builder\'s containers', () => {
+describe("the readers take the builder's containers", () => {
   test.each([
     ['qemu mode, version 2', () => qemuContainer(2)],
     ['qemu mode, version 1', () => qemuContainer(1)],
@@ -221,11 +222,11 @@ describe('the readers take the builder\'s containers', () => {
 
   test('the rebuilt stream is the segments spliced by hand, the REF page copied in', () => {
     const built = qemuContainer();
-    expect(built.stream.equals(Buffer.concat([
-      Buffer.from('abc'), page(1), Buffer.from('de'), Buffer.from('chunk'), page(2), Buffer.from('fghij'),
-      Buffer.from('0123'), page(1), Buffer.from('456'),
-      Buffer.from('only structure'),
-    ]))).toBe(true);
+    expect(
+      built.stream.equals(
+        Buffer.concat([Buffer.from('abc'), page(1), Buffer.from('de'), Buffer.from('chunk'), page(2), Buffer.from('fghij'), Buffer.from('0123'), page(1), Buffer.from('456'), Buffer.from('only structure')]),
+      ),
+    ).toBe(true);
   });
 
   test('frames in every codec (lz4, zstd, zlib from their npm packages / node:zlib)', async () => {
@@ -292,7 +293,9 @@ function qemuStream(diskChunk = blk.chunk(5)): { stream: Buffer; payloads: { at:
   const b = new Bytes();
   header(b);
   configuration(b, 'pc-i440fx-7.2');
-  sectionStart(b, 1, 2, 'ram', 0, 4).raw(memSizeBytes([{ idstr: 'pc.ram', length: 8 * PAGE }])).raw(eosBytes());
+  sectionStart(b, 1, 2, 'ram', 0, 4)
+    .raw(memSizeBytes([{ idstr: 'pc.ram', length: 8 * PAGE }]))
+    .raw(eosBytes());
   footer(b, 2);
   sectionStart(b, 1, 3, 'block', 0, 1).raw(blk.eosBytes());
   footer(b, 3);
@@ -319,7 +322,7 @@ function qemuStream(diskChunk = blk.chunk(5)): { stream: Buffer; payloads: { at:
   return { stream: b.build(), payloads };
 }
 
-describe('the writer\'s bytes are the builder\'s', () => {
+describe("the writer's bytes are the builder's", () => {
   test('raw mode, codec none: DATA frames of frameBytes, byte for byte', async () => {
     const input = Buffer.concat([pattern(1, 65536), pattern(2, 65536), Buffer.from('tail')]);
     const { container } = await compressBuffer(input, { pool, mode: 'raw', codec: 'none', frameBytes: 65536, creator: 'builder' });
@@ -379,8 +382,7 @@ const withHeader = (...frames: Buffer[]): Buffer => Buffer.concat([C.preamble(),
 const rawInfo: C.Info = { ...INFO, mode: 'raw' };
 const withRawHeader = (...frames: Buffer[]): Buffer => Buffer.concat([C.preamble(), C.headerFrame(rawInfo), ...frames]);
 const hello = Buffer.from('hello');
-const helloEnd = (number: number, options: Parameters<typeof C.endFrame>[3] = {}): Buffer =>
-  C.endFrame(number, 5, C.checksumChain([C.dataChecksum(hello)]), options);
+const helloEnd = (number: number, options: Parameters<typeof C.endFrame>[3] = {}): Buffer => C.endFrame(number, 5, C.checksumChain([C.dataChecksum(hello)]), options);
 
 const hostile: Hostile[] = [
   ['another magic', () => Buffer.concat([C.preamble({ magic: C.fromHex('884d535a0d0a1a0a') }), C.headerFrame(INFO)]), ContainerMagicError, 'ERR_CONTAINER_MAGIC', /not a migstream container/],
@@ -389,11 +391,29 @@ const hostile: Hostile[] = [
   ['version 0', () => Buffer.concat([C.preamble({ version: 0 }), C.headerFrame(INFO)]), ContainerMagicError, 'ERR_CONTAINER_MAGIC', /container version 0/],
   ['preamble flags', () => Buffer.concat([C.preamble({ flags: 1 }), C.headerFrame(INFO)]), ContainerMagicError, 'ERR_CONTAINER_MAGIC', /preamble flags 0x1/],
   ['a wrong header checksum', () => withRawHeader(C.dataFrame(1, hello, { headerChecksum: 0 }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /frame header fails its checksum/],
-  ['a wrong stored checksum (codec none)', () => withRawHeader(C.dataFrame(1, hello, { rawChecksum: 1, storedChecksum: 1 }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /stored bytes fail their checksum/],
-  ['a wrong raw checksum (lz4)', () => withRawHeader(C.dataFrame(1, hello, { codec: C.Codec.lz4, stored: C.fromHex('050000005068656c6c6f'), rawChecksum: 1 }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /fail their checksum/],
+  [
+    'a wrong stored checksum (codec none)',
+    () => withRawHeader(C.dataFrame(1, hello, { rawChecksum: 1, storedChecksum: 1 }), helloEnd(2)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /stored bytes fail their checksum/,
+  ],
+  [
+    'a wrong raw checksum (lz4)',
+    () => withRawHeader(C.dataFrame(1, hello, { codec: C.Codec.lz4, stored: C.fromHex('050000005068656c6c6f'), rawChecksum: 1 }), helloEnd(2)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /fail their checksum/,
+  ],
   ['codec none with unequal lengths', () => withRawHeader(C.dataFrame(1, hello, { rawLength: 6 }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /raw and stored lengths or checksums differ/],
   ['a raw length past 256 MiB', () => withRawHeader(C.dataFrame(1, hello, { codec: C.Codec.zstd, rawLength: C.FRAME_LIMIT + 1 })), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /268435457 raw/],
-  ['a stored length past 256 MiB', () => withRawHeader(C.frameHeader({ kind: C.Kind.DATA, number: 1, raw: hello, codec: C.Codec.zstd, storedLength: C.FRAME_LIMIT + 1 })), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /268435457 stored/],
+  [
+    'a stored length past 256 MiB',
+    () => withRawHeader(C.frameHeader({ kind: C.Kind.DATA, number: 1, raw: hello, codec: C.Codec.zstd, storedLength: C.FRAME_LIMIT + 1 })),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /268435457 stored/,
+  ],
   ['unknown kind 6', () => withRawHeader(C.frame({ kind: 6, number: 1, raw: hello }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /unknown frame kind 6/],
   ['unknown kind 0', () => withRawHeader(C.frame({ kind: 0, number: 1, raw: hello }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /unknown frame kind 0/],
   ['unknown codec 4', () => withRawHeader(C.dataFrame(1, hello, { codec: 4 }), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /unknown codec 4/],
@@ -403,31 +423,78 @@ const hostile: Hostile[] = [
   ['a META frame in a raw-mode container', () => withRawHeader(C.metaFrame(1, C.metaRaw([], hello)), helloEnd(2)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /META frame in a raw-mode container/],
   ['HEADER that is not JSON', () => Buffer.concat([C.preamble(), C.headerFrame(Buffer.from('{mode'))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /HEADER frame is not JSON/],
   ['HEADER that is a JSON array', () => Buffer.concat([C.preamble(), C.headerFrame(Buffer.from('[]'))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /not a JSON object/],
-  ...([
-    ['mode "zip"', { mode: 'zip' as 'raw' }],
-    ['pageSize 1000', { pageSize: 1000 }],
-    ['pageSize 256', { pageSize: 256 }],
-    ['pageSize 131072', { pageSize: 131072 }],
-    ['frameBytes 0', { frameBytes: 0 }],
-    ['frameBytes past 256 MiB', { frameBytes: C.FRAME_LIMIT + 1 }],
-    ['dedupWindowPages past 2^24', { dedupWindowPages: 2 ** 24 + 1 }],
-  ] as const).map(([name, change]): Hostile => [`HEADER with ${name}`, () => Buffer.concat([C.preamble(), C.headerFrame({ ...INFO, ...change }), C.endFrame(1, 0, C.checksumChain([]))]), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /invalid mode, pageSize, frameBytes or dedupWindowPages/]),
-  ['a REF of distance 0', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 0, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /cut 0 has a zero distance/],
-  ['a BYTES cut of length 0', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: Buffer.alloc(0) }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /cut 0 has a zero length/],
+  ...(
+    [
+      ['mode "zip"', { mode: 'zip' as 'raw' }],
+      ['pageSize 1000', { pageSize: 1000 }],
+      ['pageSize 256', { pageSize: 256 }],
+      ['pageSize 131072', { pageSize: 131072 }],
+      ['frameBytes 0', { frameBytes: 0 }],
+      ['frameBytes past 256 MiB', { frameBytes: C.FRAME_LIMIT + 1 }],
+      ['dedupWindowPages past 2^24', { dedupWindowPages: 2 ** 24 + 1 }],
+    ] as const
+  ).map(([name, change]): Hostile => [
+    `HEADER with ${name}`,
+    () => Buffer.concat([C.preamble(), C.headerFrame({ ...INFO, ...change }), C.endFrame(1, 0, C.checksumChain([]))]),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /invalid mode, pageSize, frameBytes or dedupWindowPages/,
+  ]),
+  [
+    'a REF of distance 0',
+    () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 0, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /cut 0 has a zero distance/,
+  ],
+  [
+    'a BYTES cut of length 0',
+    () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: Buffer.alloc(0) }], Buffer.alloc(0))), C.endFrame(2, 0, 0)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /cut 0 has a zero length/,
+  ],
   ['a cut of unknown tag 3', () => withHeader(C.metaFrame(1, Buffer.from([1, 3])), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /unknown tag 3/],
-  ['a PAYLOAD shorter than its cuts', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: hello }], Buffer.alloc(0))), C.payloadFrame(2, Buffer.from('hell')), C.endFrame(3, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /PAYLOAD frame holds 4 bytes, the cuts of its META frame take 5/],
-  ['a REF past the window', () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 1, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /reaches 1 stored pages back/],
-  ['a REF whose page has another checksum', () => {
-    const cuts: C.Cut[] = [{ tag: 'page', gap: 0, data: page(1) }];
-    return withHeader(
-      C.metaFrame(1, C.metaRaw(cuts, Buffer.alloc(0))), C.payloadFrame(2, page(1)),
-      C.metaFrame(3, C.metaRaw([{ tag: 'ref', gap: 0, distance: 1, checksum: C.dataChecksum(page(1)) ^ 1 }], Buffer.alloc(0))),
-      C.endFrame(4, 0, 0));
-  }, CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /not the page the compressor saw/, 512],
+  [
+    'a PAYLOAD shorter than its cuts',
+    () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'bytes', gap: 0, data: hello }], Buffer.alloc(0))), C.payloadFrame(2, Buffer.from('hell')), C.endFrame(3, 0, 0)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /PAYLOAD frame holds 4 bytes, the cuts of its META frame take 5/,
+  ],
+  [
+    'a REF past the window',
+    () => withHeader(C.metaFrame(1, C.metaRaw([{ tag: 'ref', gap: 0, distance: 1, checksum: 0 }], Buffer.alloc(0))), C.endFrame(2, 0, 0)),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /reaches 1 stored pages back/,
+  ],
+  [
+    'a REF whose page has another checksum',
+    () => {
+      const cuts: C.Cut[] = [{ tag: 'page', gap: 0, data: page(1) }];
+      return withHeader(
+        C.metaFrame(1, C.metaRaw(cuts, Buffer.alloc(0))),
+        C.payloadFrame(2, page(1)),
+        C.metaFrame(3, C.metaRaw([{ tag: 'ref', gap: 0, distance: 1, checksum: C.dataChecksum(page(1)) ^ 1 }], Buffer.alloc(0))),
+        C.endFrame(4, 0, 0),
+      );
+    },
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /not the page the compressor saw/,
+    512,
+  ],
   ['an END of 15 bytes', () => withRawHeader(C.dataFrame(1, hello), C.frame({ kind: C.Kind.END, number: 2, raw: Buffer.alloc(15) })), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /END frame of 15 bytes/],
   ['an END counting another number of frames', () => withRawHeader(C.dataFrame(1, hello), helloEnd(2, { frames: 3 })), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /END frame counts 3 frames/],
   ['an END with another chain', () => withRawHeader(C.dataFrame(1, hello), C.endFrame(2, 5, 0)), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /not the ones the compressor wrote/],
-  ['an END with another stream length', () => withRawHeader(C.dataFrame(1, hello), C.endFrame(2, 6, C.checksumChain([C.dataChecksum(hello)]))), CorruptFrameError, 'ERR_CONTAINER_CORRUPT', /not the ones the compressor wrote/],
+  [
+    'an END with another stream length',
+    () => withRawHeader(C.dataFrame(1, hello), C.endFrame(2, 6, C.checksumChain([C.dataChecksum(hello)]))),
+    CorruptFrameError,
+    'ERR_CONTAINER_CORRUPT',
+    /not the ones the compressor wrote/,
+  ],
   ['a frame number out of sequence', () => withRawHeader(C.dataFrame(2, hello), helloEnd(3)), FrameOrderError, 'ERR_CONTAINER_ORDER', /found frame number 2/],
   ['a first frame that is not HEADER', () => Buffer.concat([C.preamble(), C.dataFrame(0, hello)]), FrameOrderError, 'ERR_CONTAINER_ORDER', /the first frame is DATA/],
   ['a second HEADER', () => withRawHeader(C.headerFrame(rawInfo, { number: 1 })), FrameOrderError, 'ERR_CONTAINER_ORDER', /a second HEADER frame/],
@@ -436,7 +503,7 @@ const hostile: Hostile[] = [
   ['no END', () => withRawHeader(C.dataFrame(1, hello)), TruncatedContainerError, 'ERR_CONTAINER_TRUNCATED', /without an END frame/],
 ];
 
-describe('hostile containers from the builder are refused with the doc\'s error', () => {
+describe("hostile containers from the builder are refused with the doc's error", () => {
   test('the good twin of the hostile ones decompresses', async () => {
     expect((await decompress(withRawHeader(C.dataFrame(1, hello), helloEnd(2)))).toString()).toBe('hello');
   });

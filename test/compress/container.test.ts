@@ -6,18 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { ChecksumChain, Xxh32Stream, xxh32 } from '../../src/container/checksum.js';
 import { ContainerReader } from '../../src/container/reader.js';
 import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/container/errors.js';
-import {
-  CONTAINER_MAGIC,
-  FRAME_HEADER_LENGTH,
-  FrameKind,
-  WRITTEN_CHECKSUM,
-  decodeFrameHeader,
-  encodeEnd,
-  encodeFrameHeader,
-  encodePreamble,
-  readUleb,
-  writeUleb,
-} from '../../src/container/format.js';
+import { CONTAINER_MAGIC, FRAME_HEADER_LENGTH, FrameKind, WRITTEN_CHECKSUM, decodeFrameHeader, encodeEnd, encodeFrameHeader, encodePreamble, readUleb, writeUleb } from '../../src/container/format.js';
 import { CutListBuilder, parseCutList } from '../../src/container/cut-list.js';
 import { randomPieces } from '../helpers/container.js';
 

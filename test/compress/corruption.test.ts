@@ -126,7 +126,16 @@ describe('corruption', () => {
     const metas = frames.filter((f) => f.kind === FrameKind.META && f.codec === frames[1]!.codec);
     const [a, b] = [metas[2]!, metas[3]!];
     const raw = b.stored;
-    const header = encodeFrameHeader({ kind: a.kind, codec: b.codec, flags: 0, number: a.number, rawLength: b.rawLength, storedLength: raw.length, rawChecksum: b.rawChecksum, storedChecksum: b.storedChecksum });
+    const header = encodeFrameHeader({
+      kind: a.kind,
+      codec: b.codec,
+      flags: 0,
+      number: a.number,
+      rawLength: b.rawLength,
+      storedLength: raw.length,
+      rawChecksum: b.rawChecksum,
+      storedChecksum: b.storedChecksum,
+    });
     const forged = Buffer.concat([container.subarray(0, a.offset), header, raw, container.subarray(a.offset + span(a).length)]);
     const { error, written } = await decompressUntilError(forged, { pool });
     expect(error).toBeInstanceOf(ContainerError);
@@ -170,4 +179,3 @@ describe('corruption', () => {
 async function rawBytes(frame: Frame): Promise<Buffer> {
   return decompressBytes(frame.codec as CodecId, frame.stored, frame.rawLength);
 }
-

@@ -115,7 +115,9 @@ function sparseStream(segments: number): Buffer {
   let b = new Bytes();
   header(b);
   configuration(b, 'pc-i440fx-7.2');
-  sectionStart(b, 1, 2, 'ram', 0, 4).raw(memSizeBytes([{ idstr: 'pc.ram', length: segments * PAGE }])).raw(eosBytes());
+  sectionStart(b, 1, 2, 'ram', 0, 4)
+    .raw(memSizeBytes([{ idstr: 'pc.ram', length: segments * PAGE }]))
+    .raw(eosBytes());
   footer(b, 2);
   sectionStart(b, 1, 3, 'block', 0, 1).raw(blk.eosBytes());
   footer(b, 3);
@@ -124,7 +126,10 @@ function sparseStream(segments: number): Buffer {
     parts.push(b.build(), blk.dataBytes('disk0', i * 2048, Buffer.alloc(blk.MIB, i)), blk.eosBytes());
     b = new Bytes();
     footer(b, 3);
-    b.u8(0x02).be32(2).raw(pageBytes(i === 0 ? 'pc.ram' : null, i * PAGE, pattern(i))).raw(eosBytes());
+    b.u8(0x02)
+      .be32(2)
+      .raw(pageBytes(i === 0 ? 'pc.ram' : null, i * PAGE, pattern(i)))
+      .raw(eosBytes());
     footer(b, 2);
   }
   b.u8(0x00);

@@ -129,11 +129,14 @@ describe('reportingWritten', () => {
       },
     });
     let reported = 0;
-    await pipeline(compressor.compress(pieces(busy, SMALL)), reportingWritten(dest, (chunk) => {
-      expect(pending.has(chunk)).toBe(false);
-      reported++;
-      compressor.written(chunk);
-    }));
+    await pipeline(
+      compressor.compress(pieces(busy, SMALL)),
+      reportingWritten(dest, (chunk) => {
+        expect(pending.has(chunk)).toBe(false);
+        reported++;
+        compressor.written(chunk);
+      }),
+    );
     const { container } = await compressBuffer(busy, { codec: 'zstd', threads: 2, frameBytes: SMALL, maxInFlight: 1 });
     expect(Buffer.concat(parts).equals(container)).toBe(true);
     expect(reported).toBe(parts.length);
@@ -141,6 +144,11 @@ describe('reportingWritten', () => {
 
   test("the destination's failure fails the pipeline", async () => {
     const dest = new Writable({ write: (_chunk, _encoding, done) => done(new Error('disk full')) });
-    await expect(pipeline([Buffer.from('a'), Buffer.from('b')], reportingWritten(dest, () => {}))).rejects.toThrow('disk full');
+    await expect(
+      pipeline(
+        [Buffer.from('a'), Buffer.from('b')],
+        reportingWritten(dest, () => {}),
+      ),
+    ).rejects.toThrow('disk full');
   });
 });

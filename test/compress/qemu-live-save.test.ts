@@ -65,9 +65,7 @@ describe('live save through exec:migstream compress, restore through exec:migstr
     test(`${name} guest (compress ${compress.join(' ')}): destination RAM${scenario.disk ? ' and disk' : ''} equal the source's`, async () => {
       const dir = mkdtempSync(join(scratch, `${name}-`));
       try {
-        const saved = await liveSave(name, dir, (out) =>
-          [process.execPath, BIN, 'compress', '--quiet', ...compress, '-o', out].map(shellQuote).join(' '),
-        );
+        const saved = await liveSave(name, dir, (out) => [process.execPath, BIN, 'compress', '--quiet', ...compress, '-o', out].map(shellQuote).join(' '));
         expect(saved.queryMigrate.status).toBe('completed');
 
         const report = inspectContainer(saved.outPath);

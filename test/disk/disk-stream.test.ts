@@ -38,7 +38,11 @@ const expected = Buffer.concat([
   headerBytes({ device: 'disk0', size: 200 * KIB, chunkSize: 64 * KIB }),
   blockFrame('disk0', 0, chunk0),
   zeroFrame('disk0', 64 * KIB),
-  deltaFrame(64 * KIB, 128 * KIB, [[2, sub2], [3, sub3], [15, sub15]]),
+  deltaFrame(64 * KIB, 128 * KIB, [
+    [2, sub2],
+    [3, sub3],
+    [15, sub15],
+  ]),
   deltaFrame(64 * KIB, 192 * KIB, [[1, lastSub]]),
   endFrame(4),
 ]);
@@ -75,22 +79,23 @@ describe('disk stream bytes', () => {
   test('the header is the table of docs/format.md, offset by offset', () => {
     const bytes = headerBytes({ device: 'disk0', size: 200 * KIB, chunkSize: 64 * KIB });
     expect(bytes.subarray(0, 8).toString('latin1')).toBe('MIGSDISK');
-    expect(bytes.toString('hex')).toBe(
-      '4d49475344495348'.replace('48', '4b') + '0001' + '0000' + '00010000' + '00001000' + '0000000000032000' + '05' + Buffer.from('disk0').toString('hex'),
-    );
+    expect(bytes.toString('hex')).toBe('4d49475344495348'.replace('48', '4b') + '0001' + '0000' + '00010000' + '00001000' + '0000000000032000' + '05' + Buffer.from('disk0').toString('hex'));
     expect(bytes.length).toBe(29 + 5);
   });
 
-  test('the encoder writes exactly the builder\'s bytes', () => {
+  test("the encoder writes exactly the builder's bytes", () => {
     expect(encodeAll(header, records).equals(expected)).toBe(true);
   });
 
   test('a delta frame in exact hex: offset, presence bitmap, sub-blocks', () => {
-    const frame = deltaFrame(64 * KIB, 128 * KIB, [[0, Buffer.alloc(SUB, 0xaa)], [9, Buffer.alloc(SUB, 0xbb)]]);
+    const frame = deltaFrame(64 * KIB, 128 * KIB, [
+      [0, Buffer.alloc(SUB, 0xaa)],
+      [9, Buffer.alloc(SUB, 0xbb)],
+    ]);
     expect(frame.subarray(0, 5 + 8 + 2).toString('hex')).toBe('02' + (8 + 2 + 2 * SUB).toString(16).padStart(8, '0') + '0000000000020000' + '0102');
   });
 
-  test('the BLOCK payloads, followed by an EOS, are a `block` section body QEMU\'s block_load reads (the block codec)', () => {
+  test("the BLOCK payloads, followed by an EOS, are a `block` section body QEMU's block_load reads (the block codec)", () => {
     const encoder = new DiskStreamEncoder(header);
     const blocks = records.filter((r) => r.type === 'block-data' || r.type === 'block-zero');
     const payloads = blocks.map((r) => encoder.encode(r)).map((parts) => Buffer.concat(parts).subarray(5));
@@ -116,12 +121,7 @@ describe('decoding', () => {
   });
 
   test('byte by byte over the headers and the small frames, and in 3 pieces at every pair of frame edges', () => {
-    const small = Buffer.concat([
-      headerBytes({ device: 'd', size: 8 * KIB, chunkSize: 4 * KIB }),
-      zeroFrame('d', 0),
-      deltaFrame(4 * KIB, 4 * KIB, [[0, pattern(SUB, 9)]]),
-      endFrame(2),
-    ]);
+    const small = Buffer.concat([headerBytes({ device: 'd', size: 8 * KIB, chunkSize: 4 * KIB }), zeroFrame('d', 0), deltaFrame(4 * KIB, 4 * KIB, [[0, pattern(SUB, 9)]]), endFrame(2)]);
     const pieces = [...small].map((b) => Buffer.from([b]));
     const { records: r } = decodeAll(pieces);
     expect(r).toEqual([
@@ -181,7 +181,7 @@ describe('damaged streams', () => {
     expect(error.message).toMatch(/4096 bytes after the name/);
   });
 
-  test('a delta with no sub-block, past the drive\'s end, with data of the wrong length', () => {
+  test("a delta with no sub-block, past the drive's end, with data of the wrong length", () => {
     expect(decodeError(Buffer.concat([h, deltaFrame(64 * KIB, 0, [])])).message).toMatch(/no sub-block/);
     // The last chunk (192 KiB..200 KiB) has two sub-blocks inside the drive.
     expect(decodeError(Buffer.concat([h, deltaFrame(64 * KIB, 192 * KIB, [[2, Buffer.alloc(SUB)]])])).message).toMatch(/sub-block 2 of a chunk with 2/);

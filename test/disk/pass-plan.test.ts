@@ -35,17 +35,29 @@ describe('planning', () => {
       { firstChunk: 0, chunks: 1, offset: 0, length: MIB },
       { firstChunk: 2, chunks: 3, offset: 2 * MIB, length: 3 * MIB },
     ]);
-    expect([...chunkRuns(map, size, 2)].map((r) => [r.firstChunk, r.chunks])).toEqual([[0, 1], [2, 2], [4, 1]]);
+    expect([...chunkRuns(map, size, 2)].map((r) => [r.firstChunk, r.chunks])).toEqual([
+      [0, 1],
+      [2, 2],
+      [4, 1],
+    ]);
   });
 
   test('the same extents into 64 KiB chunks read only the dirty granules', () => {
     const size = 4 * MIB;
-    const map = plan([{ offset: 0, length: 3 * MIB, flags: 0 }, { offset: 3 * MIB, length: 128 * KIB, flags: 1 }, { offset: 3 * MIB + 128 * KIB, length: MIB - 128 * KIB, flags: 0 }], size, 64 * KIB);
+    const map = plan(
+      [
+        { offset: 0, length: 3 * MIB, flags: 0 },
+        { offset: 3 * MIB, length: 128 * KIB, flags: 1 },
+        { offset: 3 * MIB + 128 * KIB, length: MIB - 128 * KIB, flags: 0 },
+      ],
+      size,
+      64 * KIB,
+    );
     expect([...map]).toEqual([48, 49]);
     expect(plannedBytes(map, size)).toBe(128 * KIB);
   });
 
-  test('base:allocation reads every extent that is not ZERO (a HOLE without ZERO reads a backing file\'s data)', () => {
+  test("base:allocation reads every extent that is not ZERO (a HOLE without ZERO reads a backing file's data)", () => {
     const size = 4 * MIB;
     const map = plan(
       [
@@ -63,7 +75,14 @@ describe('planning', () => {
 
   test('the last chunk of a drive that is not a multiple of the chunk is clipped', () => {
     const size = 2 * MIB + 8 * KIB;
-    const map = plan([{ offset: 0, length: 2 * MIB, flags: 0 }, { offset: 2 * MIB, length: 8 * KIB, flags: 1 }], size, MIB);
+    const map = plan(
+      [
+        { offset: 0, length: 2 * MIB, flags: 0 },
+        { offset: 2 * MIB, length: 8 * KIB, flags: 1 },
+      ],
+      size,
+      MIB,
+    );
     expect([...chunkRuns(map, size)]).toEqual([{ firstChunk: 2, chunks: 1, offset: 2 * MIB, length: 8 * KIB }]);
   });
 
@@ -87,10 +106,17 @@ describe('planning', () => {
 
 describe('extents that do not describe the drive', () => {
   const size = 4 * MIB;
-  test('past the drive\'s end', () => {
+  test("past the drive's end", () => {
     const error = (() => {
       try {
-        plan([{ offset: 0, length: 3 * MIB, flags: 0 }, { offset: 3 * MIB, length: 2 * MIB, flags: 1 }], size, MIB);
+        plan(
+          [
+            { offset: 0, length: 3 * MIB, flags: 0 },
+            { offset: 3 * MIB, length: 2 * MIB, flags: 1 },
+          ],
+          size,
+          MIB,
+        );
       } catch (e) {
         return e as DiskExtentError;
       }
@@ -103,8 +129,26 @@ describe('extents that do not describe the drive', () => {
   });
 
   test('a gap, an overlap, a zero length, short of the end (wrong length)', () => {
-    expect(() => plan([{ offset: 0, length: MIB, flags: 0 }, { offset: 2 * MIB, length: 2 * MIB, flags: 0 }], size, MIB)).toThrow(/at offset 1048576 .*leaves a gap/);
-    expect(() => plan([{ offset: 0, length: 2 * MIB, flags: 0 }, { offset: MIB, length: 3 * MIB, flags: 0 }], size, MIB)).toThrow(/overlaps/);
+    expect(() =>
+      plan(
+        [
+          { offset: 0, length: MIB, flags: 0 },
+          { offset: 2 * MIB, length: 2 * MIB, flags: 0 },
+        ],
+        size,
+        MIB,
+      ),
+    ).toThrow(/at offset 1048576 .*leaves a gap/);
+    expect(() =>
+      plan(
+        [
+          { offset: 0, length: 2 * MIB, flags: 0 },
+          { offset: MIB, length: 3 * MIB, flags: 0 },
+        ],
+        size,
+        MIB,
+      ),
+    ).toThrow(/overlaps/);
     expect(() => plan([{ offset: 0, length: 0, flags: 0 }], size, MIB)).toThrow(/an extent of length 0/);
     expect(() => plan([{ offset: 0, length: 3 * MIB, flags: 1 }], size, MIB)).toThrow(/the extents end at 3145728, short of the drive's 4194304 bytes/);
   });

@@ -29,7 +29,7 @@ for (const qemu of ['7.2', '10.0'] as const satisfies readonly QemuVersion[]) {
       dir = mkdtempSync(join(tmpdir(), 'msdiskf-'));
       const image = join(dir, 'disk.raw');
       const data = Buffer.alloc(8 * MIB);
-      for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) % 251 | 1;
+      for (let i = 0; i < data.length; i += 4096) data[i] = ((i / 4096) % 251) | 1;
       writeFileSync(image, data);
       execFileSync(qemuTool(qemu, 'qemu-img'), ['resize', '-q', '-f', 'raw', image, '16M']);
       vm = await launchQemu({
@@ -52,7 +52,10 @@ for (const qemu of ['7.2', '10.0'] as const satisfies readonly QemuVersion[]) {
       await vm.execute('nbd-server-start', { addr: { type: 'unix', data: { path: socketPath } } });
       await addExport(vm.qmp, { id: 'plain', nodeName: node.nodeName, writable: false });
       try {
-        const error = await NbdClient.connect({ path: socketPath, exportName: 'plain', metaContexts: ['qemu:dirty-bitmap:nope'] }).then(() => undefined, (e: unknown) => e);
+        const error = await NbdClient.connect({ path: socketPath, exportName: 'plain', metaContexts: ['qemu:dirty-bitmap:nope'] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(error).toBeInstanceOf(NbdRefusedError);
         expect((error as NbdRefusedError).message).toMatch(/export "plain".*qemu:dirty-bitmap:nope/);
       } finally {
@@ -63,10 +66,15 @@ for (const qemu of ['7.2', '10.0'] as const satisfies readonly QemuVersion[]) {
 
     test('a destination export smaller than the source drive: DiskSizeError before any write, export removed', async () => {
       const header = { device: 'disk0', size: 32 * MIB, chunkSize: MIB, subBlockSize: 4096 };
-      const error = await DiskSink.open({ qmp: vm.qmp, drive: 'disk0', socketPath: join(dir, 'b.sock'), header }).then(() => undefined, (e: unknown) => e);
+      const error = await DiskSink.open({ qmp: vm.qmp, drive: 'disk0', socketPath: join(dir, 'b.sock'), header }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(error).toBeInstanceOf(DiskSizeError);
       expect((error as DiskSizeError).code).toBe('ERR_DISK_SIZE');
-      expect((error as DiskSizeError).message).toMatch(/disk "disk0" \(nbd unix:.*b\.sock export "migstream-disk0-sink"\): the destination's export is smaller than the source drive \(16777216 bytes, expected 33554432\)/);
+      expect((error as DiskSizeError).message).toMatch(
+        /disk "disk0" \(nbd unix:.*b\.sock export "migstream-disk0-sink"\): the destination's export is smaller than the source drive \(16777216 bytes, expected 33554432\)/,
+      );
       expect(await vm.execute('query-block-exports')).toEqual([]);
     });
 
@@ -77,7 +85,10 @@ for (const qemu of ['7.2', '10.0'] as const satisfies readonly QemuVersion[]) {
         .firstCopy(async () => {
           if (records++ === 0) await vm.execute('nbd-server-stop');
         })
-        .then(() => undefined, (e: unknown) => e);
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(error).toBeInstanceOf(NbdError);
       expect(error).toBeInstanceOf(NbdConnectionError);
       expect((error as NbdError).peer).toMatch(/c\.sock export "migstream-disk0-export-0"/);

@@ -96,7 +96,10 @@ async function liveMigrationKill(victim: Victim): Promise<void> {
     outcome: `source ${sourceStatus}, destination ${destStatus}`,
   });
 
-  for (const [side, outcome, killed] of [['send', sent, victim === 'send'], ['recv', received, victim === 'recv']] as const) {
+  for (const [side, outcome, killed] of [
+    ['send', sent, victim === 'send'],
+    ['recv', received, victim === 'recv'],
+  ] as const) {
     expect(outcome, `${side} did not exit within ${EXIT_BOUND_MS + 5_000} ms of the fault`).toBeDefined();
     if (killed) {
       expect(outcome!.code).toBe(137);
@@ -149,7 +152,13 @@ describe(`kill -9 during a save and a restore (seed ${seed})`, () => {
     const fixture = loadFixture('idle');
     const container = join(scratch, 'idle.msz');
     execFileSync(process.execPath, [BIN, 'compress', fixture.stream, '-c', 'lz4', '-o', container, '--quiet']);
-    const dest = await launchQemu({ args: [...fixture.meta.machineArgs, '-S', '-incoming', 'defer'], accel: fixture.meta.accel, name: 'kill-decompress-dest', cwd: REPO_ROOT, serialLogPath: join(scratch, 'decompress-dest.log') });
+    const dest = await launchQemu({
+      args: [...fixture.meta.machineArgs, '-S', '-incoming', 'defer'],
+      accel: fixture.meta.accel,
+      name: 'kill-decompress-dest',
+      cwd: REPO_ROOT,
+      serialLogPath: join(scratch, 'decompress-dest.log'),
+    });
     vms.push(dest);
     const decompress = tracked(scratch, 'decompress', ['decompress', container, '--quiet']);
     await dest.execute('migrate-incoming', { uri: `exec:${decompress.command}` });
@@ -165,7 +174,15 @@ describe(`kill -9 during a save and a restore (seed ${seed})`, () => {
       faultAt: `${written} B written`,
       exitMs: { decompress: sinceFault(outcome, faultAt) },
       codes: { decompress: outcome?.code },
-      messages: { decompress: message(outcome?.stderr), 'destination QEMU': message(dest.stderrText().split('\n').find((l) => /load|migration/i.test(l))) },
+      messages: {
+        decompress: message(outcome?.stderr),
+        'destination QEMU': message(
+          dest
+            .stderrText()
+            .split('\n')
+            .find((l) => /load|migration/i.test(l)),
+        ),
+      },
       outcome: `destination ${destStatus}`,
     });
     expect(outcome?.code).toBe(137);
@@ -180,7 +197,9 @@ describe(`kill -9 of the source QEMU (seed ${seed})`, () => {
 });
 
 function readdirNames(dir: string): string[] {
-  return execFileSync('ls', ['-a', dir], { encoding: 'utf8' }).split('\n').filter((n) => n !== '' && n !== '.' && n !== '..');
+  return execFileSync('ls', ['-a', dir], { encoding: 'utf8' })
+    .split('\n')
+    .filter((n) => n !== '' && n !== '.' && n !== '..');
 }
 
 /** SIGKILLs the tracked process once it has written `bytes` (its /proc/PID/io wchar). */

@@ -84,48 +84,52 @@ const survivable: Cell[] = [
 ];
 
 describe(`live migration across an impaired link (seed ${seed})`, () => {
-  test.each(survivable)('$name: the migration completes and the destination RAM equals the source', async ({ name, impairment, evidence }) => {
-    const link = await createEmulatedLink({ ...impairment, seed: Math.floor(random() * 2 ** 32) });
-    try {
-      const cell = name.replace(/\W+/g, '-');
-      const dest = await bootDestination(`net-dest-${cell}`, scratch);
-      vms.push(dest);
-      const { recv, send } = migration(link, cell);
-      await dest.execute('migrate-incoming', { uri: `exec:${recv.command}` });
-      const started = Date.now();
-      await source.execute('migrate', { uri: `exec:${send.command}` });
-      const sourceStatus = await waitOutgoing(source, 180_000);
-      const destStatus = await waitIncoming(dest, 60_000);
-      const [sent, received] = await Promise.all([send.waitExit(30_000), recv.waitExit(30_000)]);
-      recordCell({
-        family: 'network',
-        cell: name,
-        seed,
-        faultAt: `${link.stats.dropped} dropped, ${link.stats.overtaken} overtaken of ${link.stats.forwarded} forwarded`,
-        exitMs: { send: sent ? sent.exitedAt - started : undefined, recv: received ? received.exitedAt - started : undefined },
-        codes: { send: sent?.code, recv: received?.code },
-        messages: { send: message(sent?.stderr), recv: message(received?.stderr) },
-        outcome: `source ${sourceStatus}, destination ${destStatus}`,
-      });
-      evidence(link);
-      expect(sourceStatus).toBe('completed');
-      expect(destStatus).toBe('completed');
-      expect(sent?.code, sent?.stderr).toBe(0);
-      expect(received?.code, received?.stderr).toBe(0);
-      const layout = await guestMemoryLayout(source);
-      await dumpGuestMemory(source, layout, join(scratch, 'source.bin'));
-      await dumpGuestMemory(dest, layout, join(scratch, 'dest.bin'));
-      expect(await firstDifference(join(scratch, 'source.bin'), join(scratch, 'dest.bin'))).toBe(-1);
-      await dest.quit();
-      // The source is paused after a completed migration; the next cell migrates it again.
-      await source.execute('cont');
-      await expectSourceRuns(source);
-    } finally {
-      rmSync(join(scratch, 'source.bin'), { force: true });
-      rmSync(join(scratch, 'dest.bin'), { force: true });
-      await link.destroy();
-    }
-  }, 300_000);
+  test.each(survivable)(
+    '$name: the migration completes and the destination RAM equals the source',
+    async ({ name, impairment, evidence }) => {
+      const link = await createEmulatedLink({ ...impairment, seed: Math.floor(random() * 2 ** 32) });
+      try {
+        const cell = name.replace(/\W+/g, '-');
+        const dest = await bootDestination(`net-dest-${cell}`, scratch);
+        vms.push(dest);
+        const { recv, send } = migration(link, cell);
+        await dest.execute('migrate-incoming', { uri: `exec:${recv.command}` });
+        const started = Date.now();
+        await source.execute('migrate', { uri: `exec:${send.command}` });
+        const sourceStatus = await waitOutgoing(source, 180_000);
+        const destStatus = await waitIncoming(dest, 60_000);
+        const [sent, received] = await Promise.all([send.waitExit(30_000), recv.waitExit(30_000)]);
+        recordCell({
+          family: 'network',
+          cell: name,
+          seed,
+          faultAt: `${link.stats.dropped} dropped, ${link.stats.overtaken} overtaken of ${link.stats.forwarded} forwarded`,
+          exitMs: { send: sent ? sent.exitedAt - started : undefined, recv: received ? received.exitedAt - started : undefined },
+          codes: { send: sent?.code, recv: received?.code },
+          messages: { send: message(sent?.stderr), recv: message(received?.stderr) },
+          outcome: `source ${sourceStatus}, destination ${destStatus}`,
+        });
+        evidence(link);
+        expect(sourceStatus).toBe('completed');
+        expect(destStatus).toBe('completed');
+        expect(sent?.code, sent?.stderr).toBe(0);
+        expect(received?.code, received?.stderr).toBe(0);
+        const layout = await guestMemoryLayout(source);
+        await dumpGuestMemory(source, layout, join(scratch, 'source.bin'));
+        await dumpGuestMemory(dest, layout, join(scratch, 'dest.bin'));
+        expect(await firstDifference(join(scratch, 'source.bin'), join(scratch, 'dest.bin'))).toBe(-1);
+        await dest.quit();
+        // The source is paused after a completed migration; the next cell migrates it again.
+        await source.execute('cont');
+        await expectSourceRuns(source);
+      } finally {
+        rmSync(join(scratch, 'source.bin'), { force: true });
+        rmSync(join(scratch, 'dest.bin'), { force: true });
+        await link.destroy();
+      }
+    },
+    300_000,
+  );
 
   test('the link goes down mid-transfer: both ends exit 1 within the timeout, the source runs on', async () => {
     const link = await createEmulatedLink({ seed: Math.floor(random() * 2 ** 32) });
@@ -152,7 +156,10 @@ describe(`live migration across an impaired link (seed ${seed})`, () => {
         messages: { send: message(sent?.stderr), recv: message(received?.stderr) },
         outcome: `source ${sourceStatus}, destination ${destStatus}`,
       });
-      for (const [side, outcome] of [['send', sent], ['recv', received]] as const) {
+      for (const [side, outcome] of [
+        ['send', sent],
+        ['recv', received],
+      ] as const) {
         expect(outcome, `${side} did not exit within ${EXIT_BOUND_MS + 10_000} ms of the fault`).toBeDefined();
         expect(outcome!.code, outcome!.stderr).toBe(1);
         expect(outcome!.exitedAt - faultAt).toBeLessThan(EXIT_BOUND_MS);

@@ -7,18 +7,7 @@
  */
 import * as blk from './block-bytes.js';
 import { Bytes, configuration, footer, header, sectionStart } from './stream-bytes.js';
-import {
-  PAGE,
-  compressedBytes,
-  delta,
-  eosBytes,
-  memSizeBytes,
-  pageBytes,
-  pattern,
-  xbzrleBytes,
-  zeroBytes,
-  zlibPage,
-} from './ram-bytes.js';
+import { PAGE, compressedBytes, delta, eosBytes, memSizeBytes, pageBytes, pattern, xbzrleBytes, zeroBytes, zlibPage } from './ram-bytes.js';
 
 export interface BusyStream {
   bytes: Buffer;
@@ -42,10 +31,14 @@ export function busyStream(options: { pages?: number; iterations?: number; disk?
   };
   header(b);
   configuration(b, 'pc-i440fx-7.2');
-  sectionStart(b, 1, 2, 'ram', 0, 4).raw(memSizeBytes([
-    { idstr: 'pc.ram', length: pages * PAGE },
-    { idstr: 'vga.vram', length: 16 * PAGE },
-  ])).raw(eosBytes());
+  sectionStart(b, 1, 2, 'ram', 0, 4)
+    .raw(
+      memSizeBytes([
+        { idstr: 'pc.ram', length: pages * PAGE },
+        { idstr: 'vga.vram', length: 16 * PAGE },
+      ]),
+    )
+    .raw(eosBytes());
   footer(b, 2);
   if (options.disk ?? true) {
     sectionStart(b, 1, 3, 'block', 0, 1);

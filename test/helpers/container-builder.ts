@@ -87,7 +87,7 @@ const le64 = (d: Uint8Array, i: number): bigint => BigInt(le32(d, i)) | (BigInt(
 /** XXH64 of `data`, as an unsigned 64-bit bigint. */
 export function xxh64(data: Uint8Array, seed = 0n): bigint {
   const round = (acc: bigint, lane: bigint): bigint => (rotl64((acc + lane * P64_2) & MASK64, 31n) * P64_1) & MASK64;
-  const merge = (acc: bigint, v: bigint): bigint => (((acc ^ round(0n, v)) * P64_1) + P64_4) & MASK64;
+  const merge = (acc: bigint, v: bigint): bigint => ((acc ^ round(0n, v)) * P64_1 + P64_4) & MASK64;
   const len = data.length;
   let i = 0;
   let h: bigint;
@@ -108,9 +108,9 @@ export function xxh64(data: Uint8Array, seed = 0n): bigint {
     h = (seed + P64_5) & MASK64;
   }
   h = (h + BigInt(len)) & MASK64;
-  for (; i + 8 <= len; i += 8) h = ((rotl64(h ^ round(0n, le64(data, i)), 27n) * P64_1) + P64_4) & MASK64;
+  for (; i + 8 <= len; i += 8) h = (rotl64(h ^ round(0n, le64(data, i)), 27n) * P64_1 + P64_4) & MASK64;
   if (i + 4 <= len) {
-    h = ((rotl64(h ^ ((BigInt(le32(data, i)) * P64_1) & MASK64), 23n) * P64_2) + P64_3) & MASK64;
+    h = (rotl64(h ^ ((BigInt(le32(data, i)) * P64_1) & MASK64), 23n) * P64_2 + P64_3) & MASK64;
     i += 4;
   }
   for (; i < len; i++) h = (rotl64(h ^ ((BigInt(data[i]!) * P64_5) & MASK64), 11n) * P64_1) & MASK64;
@@ -232,10 +232,7 @@ export function headerFrame(info: Info | Uint8Array, options: FrameOptions & { n
 }
 
 /** A cut as the builder takes it: PAGE and BYTES carry their payload, REF its distance. */
-export type Cut =
-  | { tag: 'page'; gap: number; data: Uint8Array }
-  | { tag: 'ref'; gap: number; distance: number; checksum?: number }
-  | { tag: 'bytes'; gap: number; data: Uint8Array };
+export type Cut = { tag: 'page'; gap: number; data: Uint8Array } | { tag: 'ref'; gap: number; distance: number; checksum?: number } | { tag: 'bytes'; gap: number; data: Uint8Array };
 
 /** The cut list that leads a META frame: uleb128 count, then per cut uleb128(gap × 4 + tag) and its arguments. */
 export function cutList(cuts: readonly Cut[], refChecksums: readonly number[] = []): Buffer {

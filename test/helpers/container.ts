@@ -13,7 +13,7 @@ export function* pieces(data: Buffer, size = 1 << 20): Generator<Buffer> {
 /** `data` cut at random places (seeded), to exercise every boundary of the parsers. */
 export function* randomPieces(data: Buffer, seed: number, max = 100_000): Generator<Buffer> {
   let x = seed >>> 0 || 1;
-  for (let at = 0; at < data.length; ) {
+  for (let at = 0; at < data.length;) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
@@ -23,11 +23,7 @@ export function* randomPieces(data: Buffer, seed: number, max = 100_000): Genera
   }
 }
 
-export async function compressBuffer(
-  data: Buffer,
-  options: CompressOptions = {},
-  chunks?: Iterable<Buffer> | AsyncIterable<Buffer>,
-): Promise<{ container: Buffer; compressor: Compressor }> {
+export async function compressBuffer(data: Buffer, options: CompressOptions = {}, chunks?: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<{ container: Buffer; compressor: Compressor }> {
   const compressor = new Compressor({ threads: 2, ...options });
   const out: Buffer[] = [];
   for await (const piece of compressor.compress(chunks ?? pieces(data))) out.push(piece);

@@ -72,7 +72,7 @@ export function zeroFrame(device: string, offset: number): Buffer {
  */
 export function deltaFrame(chunkSize: number, offset: number, subBlocks: ReadonlyArray<readonly [number, Buffer]>): Buffer {
   const bitmap = Buffer.alloc(Math.ceil(chunkSize / SUB / 8));
-  for (const [index] of subBlocks) bitmap[Math.floor(index / 8)]! |= 1 << index % 8;
+  for (const [index] of subBlocks) bitmap[Math.floor(index / 8)]! |= 1 << (index % 8);
   return frameBytes(0x02, Buffer.concat([be64(offset), bitmap, ...subBlocks.map(([, data]) => data)]));
 }
 

@@ -15,16 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import {
-  DiskMismatchError,
-  DiskSink,
-  DiskSource,
-  DiskStreamDecoder,
-  DiskStreamEncoder,
-  checkDiskConsistency,
-  type ChunkRecord,
-  type PassStats,
-} from '../../src/disk/index.js';
+import { DiskMismatchError, DiskSink, DiskSource, DiskStreamDecoder, DiskStreamEncoder, checkDiskConsistency, type ChunkRecord, type PassStats } from '../../src/disk/index.js';
 import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
 import { qemuTool, type QemuVersion } from '../../src/qemu/versions.js';
 import { REPO_ROOT, guestArgs } from '../fixtures/meta.js';
@@ -156,7 +147,10 @@ export async function runDiskMigration(options: DiskRunOptions): Promise<DiskRun
     await destination.flush();
     const mismatch = await main
       .withReader((nbd) => checkDiskConsistency(nbd, destination, { drive: 'disk0', size: main.header.size }))
-      .then(() => undefined, (error: unknown) => error);
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
     expect(mismatch).toBeInstanceOf(DiskMismatchError);
     expect((mismatch as DiskMismatchError).code).toBe('ERR_DISK_MISMATCH');
     expect((mismatch as DiskMismatchError).count).toBe(1);
@@ -196,7 +190,10 @@ export function printAmplification(title: string, result: DiskRunResult): void {
   const lines = [
     `${title}: guest wrote ${(result.guestBytes / MIB).toFixed(2)} MiB during the passes; ${(result.ms / 1000).toFixed(1)} s`,
     ...result.rows.map((row) => {
-      const perPass = row.passes.slice(1).map((p) => `${(p.bytes / MIB).toFixed(2)}`).join(' + ');
+      const perPass = row.passes
+        .slice(1)
+        .map((p) => `${(p.bytes / MIB).toFixed(2)}`)
+        .join(' + ');
       return `  ${row.name.padEnd(48)} ${(row.bytes / MIB).toFixed(2).padStart(8)} MiB sent (${perPass}), amplification ${row.amplification.toFixed(2)}×`;
     }),
   ];

@@ -121,12 +121,15 @@ class Lane {
 
   private arm(): void {
     if (this.timer !== undefined || this.queue.length === 0) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const now = Date.now();
-      while (this.queue.length > 0 && this.queue[0]!.due <= now) this.deliver(this.queue.shift()!);
-      this.arm();
-    }, Math.max(0, this.queue[0]!.due - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        const now = Date.now();
+        while (this.queue.length > 0 && this.queue[0]!.due <= now) this.deliver(this.queue.shift()!);
+        this.arm();
+      },
+      Math.max(0, this.queue[0]!.due - Date.now()),
+    );
   }
 
   stop(): void {
@@ -168,8 +171,22 @@ export async function createEmulatedLink(impairment: Impairment): Promise<Emulat
     const relayB = await bind(sockB);
     let portA = 0;
     let portB = 0;
-    const toA = new Lane(sockA, () => portA, { seed: impairment.seed }, mulberry32(impairment.seed + 1), { forwarded: 0, dropped: 0, overtaken: 0, bytesAtoB: 0 }, () => isDown);
-    const toB = new Lane(sockB, () => portB, impairment, random, stats, () => isDown);
+    const toA = new Lane(
+      sockA,
+      () => portA,
+      { seed: impairment.seed },
+      mulberry32(impairment.seed + 1),
+      { forwarded: 0, dropped: 0, overtaken: 0, bytesAtoB: 0 },
+      () => isDown,
+    );
+    const toB = new Lane(
+      sockB,
+      () => portB,
+      impairment,
+      random,
+      stats,
+      () => isDown,
+    );
     lanes.push(toA, toB);
     sockA.on('message', (data) => {
       if (isDown) return;
@@ -185,7 +202,10 @@ export async function createEmulatedLink(impairment: Impairment): Promise<Emulat
     });
     ip(['netns', 'add', a]);
     ip(['netns', 'add', b]);
-    for (const [ns, dev, address, relay] of [[a, `ta-${id}`, addressA, relayA], [b, `tb-${id}`, addressB, relayB]] as const) {
+    for (const [ns, dev, address, relay] of [
+      [a, `ta-${id}`, addressA, relayA],
+      [b, `tb-${id}`, addressB, relayB],
+    ] as const) {
       // socat sends from a port picked here, so the relay can send to a side that has not spoken.
       const port = await freeUdpPort();
       if (ns === a) portA = port;

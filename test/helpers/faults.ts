@@ -187,7 +187,9 @@ export function findProcess(match: (argv: string[]) => boolean): number | undefi
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((s) => s !== '');
       if (match(argv)) return Number(entry);
     } catch {}
   }
@@ -232,7 +234,10 @@ export function expectOneMessage(stderr: string, command: string, pattern: RegEx
   const errors = lines.filter((line) => line.startsWith(`migstream ${command}: error: `));
   expect(errors, stderr).toHaveLength(1);
   expect(errors[0]).toMatch(pattern);
-  expect(lines.filter((line) => !errors.includes(line) && !/^migstream recv: listening on /.test(line)), stderr).toEqual([]);
+  expect(
+    lines.filter((line) => !errors.includes(line) && !/^migstream recv: listening on /.test(line)),
+    stderr,
+  ).toEqual([]);
 }
 
 /** The error line of a migstream command, else its first line (for the matrix's table). */
@@ -240,7 +245,6 @@ export const message = (stderr: string | undefined): string => {
   const lines = (stderr ?? '').split('\n').filter((line) => line.trim() !== '');
   return lines.find((line) => / error: /.test(line)) ?? lines.find((line) => !/listening on/.test(line)) ?? '';
 };
-
 
 /** A small tmpfs at `dir` (root only); returns its unmount. */
 export function mountTmpfs(dir: string, sizeMiB: number): () => void {

@@ -12,11 +12,7 @@ export interface Fed<R> {
 }
 
 /** Pushes each chunk, reads every complete record, rewinds on NEED_MORE. */
-export function feedBody<R extends BaseRecord>(
-  decoder: SectionBodyDecoder<R>,
-  chunks: readonly Buffer[],
-  context: SectionContext,
-): Fed<R> {
+export function feedBody<R extends BaseRecord>(decoder: SectionBodyDecoder<R>, chunks: readonly Buffer[], context: SectionContext): Fed<R> {
   const reader = new ByteReader();
   const records: R[] = [];
   const ends: number[] = [];

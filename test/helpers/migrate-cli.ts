@@ -31,7 +31,10 @@ export function migstream(args: string[], prefix: readonly string[] = []): Promi
 }
 
 export const jsonLines = (text: string): Record<string, unknown>[] =>
-  text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 export interface BootOptions {
   scratch: string;
@@ -75,4 +78,3 @@ export async function runsOn(vm: QemuVm): Promise<boolean> {
   }
   return false;
 }
-

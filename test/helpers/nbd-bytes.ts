@@ -55,8 +55,7 @@ export const metaContext = (option: number, id: number, name: string): Buffer =>
 /** NBD_REP_INFO / NBD_INFO_EXPORT: u16 0, u64 size, u16 transmission flags. */
 export const infoExport = (size: number | bigint, flags: number): Buffer => optionReply(OPT.GO, REP.INFO, Buffer.concat([u16(INFO.EXPORT), u64(size), u16(flags)]));
 /** NBD_REP_INFO / NBD_INFO_BLOCK_SIZE: u16 3, u32 minimum, u32 preferred, u32 maximum. */
-export const infoBlockSize = (minimum: number, preferred: number, maximum: number): Buffer =>
-  optionReply(OPT.GO, REP.INFO, Buffer.concat([u16(INFO.BLOCK_SIZE), u32(minimum), u32(preferred), u32(maximum)]));
+export const infoBlockSize = (minimum: number, preferred: number, maximum: number): Buffer => optionReply(OPT.GO, REP.INFO, Buffer.concat([u16(INFO.BLOCK_SIZE), u32(minimum), u32(preferred), u32(maximum)]));
 /** NBD_REP_INFO / NBD_INFO_NAME: u16 1, the name. */
 export const infoName = (name: string): Buffer => optionReply(OPT.GO, REP.INFO, Buffer.concat([u16(INFO.NAME), text(name)]));
 

@@ -59,7 +59,10 @@ export function createLink(options: { rateMbit?: number } = {}): Link {
     ip(['netns', 'add', a]);
     ip(['netns', 'add', b]);
     ip(['link', 'add', `va-${id}`, 'netns', a, 'type', 'veth', 'peer', 'name', `vb-${id}`, 'netns', b]);
-    for (const [ns, dev, address] of [[a, `va-${id}`, addressA], [b, `vb-${id}`, addressB]] as const) {
+    for (const [ns, dev, address] of [
+      [a, `va-${id}`, addressA],
+      [b, `vb-${id}`, addressB],
+    ] as const) {
       ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       ip(['-n', ns, 'addr', 'add', `${address}/24`, 'dev', dev]);
       ip(['-n', ns, 'link', 'set', dev, 'up']);

@@ -57,11 +57,7 @@ export interface RestoreResult {
  * output of `incomingExecCommand` (run by /bin/sh in the repo root, e.g. `cat <stream>`),
  * waits for "completed" and dumps its RAM. The destination always quits before returning.
  */
-export async function restoreFixture(
-  name: string,
-  incomingExecCommand: string,
-  options: RestoreFixtureOptions = {},
-): Promise<RestoreResult> {
+export async function restoreFixture(name: string, incomingExecCommand: string, options: RestoreFixtureOptions = {}): Promise<RestoreResult> {
   const { meta } = loadFixture(name);
   const dir = options.outDir ?? (await mkdtemp(join(tmpdir(), `migstream-restore-${name}-`)));
   const dumpPath = join(dir, 'dest-ram.bin');
@@ -77,12 +73,10 @@ export async function restoreFixture(
   args.push('-S', '-incoming', 'defer');
 
   const removeDir = (): Promise<void> => rm(dir, { recursive: true, force: true });
-  const vm = await launchQemu({ args, accel: meta.accel, qemu: meta.qemu, name: `restore-${name}`, serialLogPath, cwd: REPO_ROOT }).catch(
-    async (err: unknown) => {
-      if (!options.outDir) await removeDir();
-      throw err;
-    },
-  );
+  const vm = await launchQemu({ args, accel: meta.accel, qemu: meta.qemu, name: `restore-${name}`, serialLogPath, cwd: REPO_ROOT }).catch(async (err: unknown) => {
+    if (!options.outDir) await removeDir();
+    throw err;
+  });
   try {
     const queryMigrate = await restoreFromExec(vm, incomingExecCommand, {
       capabilities: options.capabilities ?? meta.destinationCapabilities,
@@ -174,12 +168,7 @@ export interface RamBlockDifference {
  * RAMBlock's bytes from offset 0 (e.g. RAM decoded from a stream), over the ranges of
  * `idstr`. A block file that ends early differs where it ends. Returns null when equal.
  */
-export async function compareDumpWithRamBlock(
-  dumpPath: string,
-  layout: readonly DumpRange[],
-  idstr: string,
-  blockPath: string,
-): Promise<RamBlockDifference | null> {
+export async function compareDumpWithRamBlock(dumpPath: string, layout: readonly DumpRange[], idstr: string, blockPath: string): Promise<RamBlockDifference | null> {
   const ranges = layout.filter((range) => range.idstr === idstr);
   if (ranges.length === 0) throw new Error(`no range of RAMBlock ${idstr} in the memory layout`);
   const dump = await open(dumpPath, 'r');

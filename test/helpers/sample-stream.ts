@@ -3,20 +3,7 @@
  * record, and the guest RAM it must produce.
  */
 import { Bytes, configuration, footer, header, sectionStart } from './stream-bytes.js';
-import {
-  PAGE,
-  compressedBytes,
-  delta,
-  eosBytes,
-  memSizeBytes,
-  pageBytes,
-  pattern,
-  xbzrleBytes,
-  zeroBytes,
-  zlibPage,
-  F,
-  word,
-} from './ram-bytes.js';
+import { PAGE, compressedBytes, delta, eosBytes, memSizeBytes, pageBytes, pattern, xbzrleBytes, zeroBytes, zlibPage, F, word } from './ram-bytes.js';
 
 export interface SampleStream {
   bytes: Buffer;
@@ -68,7 +55,10 @@ export function sampleStream(): SampleStream {
   footer(b, 2);
 
   // END: the last page
-  b.u8(0x03).be32(2).raw(pageBytes('pc.ram', 7 * PAGE, pattern(7))).raw(eosBytes());
+  b.u8(0x03)
+    .be32(2)
+    .raw(pageBytes('pc.ram', 7 * PAGE, pattern(7)))
+    .raw(eosBytes());
   pattern(7).copy(pc, 7 * PAGE);
   footer(b, 2);
 
@@ -81,10 +71,17 @@ export function sampleStream(): SampleStream {
   const json = JSON.stringify({
     page_size: 4096,
     devices: [
-      { name: 'timer', instance_id: 0, vmsd_name: 'timer', version: 2, fields: [
-        { name: 'cpu_ticks_offset', type: 'int64', size: 8 }, { name: 'enabled', type: 'bool', size: 1 }] },
-      { name: 'cpu_common', instance_id: 0, vmsd_name: 'cpu_common', version: 1, fields: [
-        { name: 'data', type: 'buffer', size: 10 }] },
+      {
+        name: 'timer',
+        instance_id: 0,
+        vmsd_name: 'timer',
+        version: 2,
+        fields: [
+          { name: 'cpu_ticks_offset', type: 'int64', size: 8 },
+          { name: 'enabled', type: 'bool', size: 1 },
+        ],
+      },
+      { name: 'cpu_common', instance_id: 0, vmsd_name: 'cpu_common', version: 1, fields: [{ name: 'data', type: 'buffer', size: 10 }] },
     ],
   });
   b.u8(0x06).be32(json.length).raw(json);

@@ -38,6 +38,5 @@ export class Bytes {
 
 export const header = (b: Bytes): Bytes => b.raw('QEVM').be32(3);
 export const configuration = (b: Bytes, machine: string): Bytes => b.u8(0x07).be32(machine.length).raw(machine);
-export const sectionStart = (b: Bytes, type: 1 | 4, id: number, idstr: string, instance: number, version: number): Bytes =>
-  b.u8(type).be32(id).str(idstr).be32(instance).be32(version);
+export const sectionStart = (b: Bytes, type: 1 | 4, id: number, idstr: string, instance: number, version: number): Bytes => b.u8(type).be32(id).str(idstr).be32(instance).be32(version);
 export const footer = (b: Bytes, id: number): Bytes => b.u8(0x7e).be32(id);

@@ -44,10 +44,7 @@ export interface OpenSpec {
 /** OPEN: "MGTX", u16 version, 16 B session id, u16 channels, u16 index, u8 codec. */
 export function open(spec: OpenSpec): Buffer {
   if (spec.sessionId.length !== SESSION_ID_BYTES) throw new Error('a session id is 16 bytes');
-  return frame(
-    Type.OPEN,
-    Buffer.concat([Buffer.from(spec.magic ?? MAGIC), u16(spec.version ?? VERSION), Buffer.from(spec.sessionId), u16(spec.channels), u16(spec.index), u8(spec.codec)]),
-  );
+  return frame(Type.OPEN, Buffer.concat([Buffer.from(spec.magic ?? MAGIC), u16(spec.version ?? VERSION), Buffer.from(spec.sessionId), u16(spec.channels), u16(spec.index), u8(spec.codec)]));
 }
 
 /** ACCEPT: u16 index. */
@@ -68,15 +65,11 @@ export interface DataSpec {
 
 /** DATA: u64 seq, u32 raw length, u8 codec, payload. */
 export function data(spec: DataSpec): Buffer {
-  return frame(
-    Type.DATA,
-    Buffer.concat([u64(spec.seq), u32(spec.rawLength ?? spec.raw.length), u8(spec.codec ?? WireCodec.none), Buffer.from(spec.payload ?? spec.raw)]),
-  );
+  return frame(Type.DATA, Buffer.concat([u64(spec.seq), u32(spec.rawLength ?? spec.raw.length), u8(spec.codec ?? WireCodec.none), Buffer.from(spec.payload ?? spec.raw)]));
 }
 
 /** END: u64 frames, u64 bytes, u64 digest. */
-export const end = (frames: number | bigint, bytes: number | bigint, digest: bigint): Buffer =>
-  frame(Type.END, Buffer.concat([u64(frames), u64(bytes), u64(digest)]));
+export const end = (frames: number | bigint, bytes: number | bigint, digest: bigint): Buffer => frame(Type.END, Buffer.concat([u64(frames), u64(bytes), u64(digest)]));
 /** DONE: u64 bytes written and verified. */
 export const done = (bytes: number | bigint): Buffer => frame(Type.DONE, u64(bytes));
 /** ABORT: utf-8 reason. */

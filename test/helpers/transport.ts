@@ -32,17 +32,12 @@ export function run(args: string[], options: { stdin?: 'ignore' | 'pipe'; stdout
   const child = spawn(argv[0]!, argv.slice(1), { stdio: [options.stdin ?? 'ignore', options.stdout ?? 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  const exited = new Promise<Finished>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started })),
-  );
+  const exited = new Promise<Finished>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stderr, ms: Date.now() - started })));
   return { child, stderr: () => stderr, exited };
 }
 
 /** Starts `recv --listen HOST:0 …` and resolves with its port once it listens. */
-export async function startRecv(
-  args: string[],
-  options: { host?: string; prefix?: string[]; stdout?: 'ignore' | 'pipe' } = {},
-): Promise<Running & { port: number }> {
+export async function startRecv(args: string[], options: { host?: string; prefix?: string[]; stdout?: 'ignore' | 'pipe' } = {}): Promise<Running & { port: number }> {
   const running = run(['recv', '--listen', `${options.host ?? '127.0.0.1'}:0`, ...args], { prefix: options.prefix ?? [], stdout: options.stdout ?? 'ignore' });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recv did not listen: ${running.stderr()}`)), 20_000);

@@ -31,29 +31,73 @@ describe('levers from QMP answers', () => {
 
 describe('dirty-rate estimate', () => {
   test('a count that doubles with the window is a rate with no working-set bound', () => {
-    const e = estimateDirtyRate([{ windowMs: 2000, dirtyBytes: 200 * MiB }, { windowMs: 1000, dirtyBytes: 100 * MiB }], 'page-sampling');
+    const e = estimateDirtyRate(
+      [
+        { windowMs: 2000, dirtyBytes: 200 * MiB },
+        { windowMs: 1000, dirtyBytes: 100 * MiB },
+      ],
+      'page-sampling',
+    );
     expect(e.dirtyRate).toBe(100 * MiB);
     expect(e.workingSetBytes).toBe(Infinity);
     expect(e.windows.map((w) => w.windowMs)).toEqual([1000, 2000]);
   });
 
   test('a count that stays put is a working set of about that size', () => {
-    const e = estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 8 * MiB }, { windowMs: 2000, dirtyBytes: 6 * MiB }], 'page-sampling');
+    const e = estimateDirtyRate(
+      [
+        { windowMs: 1000, dirtyBytes: 8 * MiB },
+        { windowMs: 2000, dirtyBytes: 6 * MiB },
+      ],
+      'page-sampling',
+    );
     expect(e.workingSetBytes).toBe(8 * MiB);
   });
 
   test('noise either way of the cut: a set seen 1.9 times larger in the long window is still bounded; a writer at 0.6 of its pace in the long window is not', () => {
-    expect(estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 8 * MiB }, { windowMs: 4000, dirtyBytes: 15 * MiB }], 'page-sampling').workingSetBytes).toBe(15 * MiB);
-    expect(estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 16 * MiB }, { windowMs: 4000, dirtyBytes: 0.6 * 64 * MiB }], 'page-sampling').workingSetBytes).toBe(Infinity);
+    expect(
+      estimateDirtyRate(
+        [
+          { windowMs: 1000, dirtyBytes: 8 * MiB },
+          { windowMs: 4000, dirtyBytes: 15 * MiB },
+        ],
+        'page-sampling',
+      ).workingSetBytes,
+    ).toBe(15 * MiB);
+    expect(
+      estimateDirtyRate(
+        [
+          { windowMs: 1000, dirtyBytes: 16 * MiB },
+          { windowMs: 4000, dirtyBytes: 0.6 * 64 * MiB },
+        ],
+        'page-sampling',
+      ).workingSetBytes,
+    ).toBe(Infinity);
   });
 
   test('a guest that dirtied nothing has a working set of nothing', () => {
-    expect(estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 0 }, { windowMs: 4000, dirtyBytes: 0 }], 'page-sampling').workingSetBytes).toBe(0);
+    expect(
+      estimateDirtyRate(
+        [
+          { windowMs: 1000, dirtyBytes: 0 },
+          { windowMs: 4000, dirtyBytes: 0 },
+        ],
+        'page-sampling',
+      ).workingSetBytes,
+    ).toBe(0);
   });
 
   test('one window, or two of the same length, are argument errors', () => {
     expect(() => estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 1 }], 'page-sampling')).toThrow(ArgumentError);
-    expect(() => estimateDirtyRate([{ windowMs: 1000, dirtyBytes: 1 }, { windowMs: 1000, dirtyBytes: 2 }], 'page-sampling')).toThrow(/two lengths/);
+    expect(() =>
+      estimateDirtyRate(
+        [
+          { windowMs: 1000, dirtyBytes: 1 },
+          { windowMs: 1000, dirtyBytes: 2 },
+        ],
+        'page-sampling',
+      ),
+    ).toThrow(/two lengths/);
   });
 });
 
@@ -66,8 +110,7 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
   beforeAll(async () => {
     const accel = await chooseAccel();
     const machine = ['-machine', 'pc-i440fx-7.2', '-m', `${256 * 1024 + 8}K`, '-smp', '1'];
-    const start = (mode: 'idle' | 'dirty' | 'busy', params: string[] = []) =>
-      launchQemu({ args: [...machine, ...guestArgs(mode, params)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });
+    const start = (mode: 'idle' | 'dirty' | 'busy', params: string[] = []) => launchQemu({ args: [...machine, ...guestArgs(mode, params)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });
     // 16 MiB/s of page writes over a 96 MiB working set: the 4 s window sees 64 MiB, four times the 1 s one.
     [idle, dirty, busy] = await Promise.all([start('idle'), start('dirty'), start('busy', ['wss=96', 'rate=16'])]);
     await Promise.all([idle, dirty, busy].map((vm) => vm.waitForSerial(HEARTBEAT, 120_000)));
@@ -116,7 +159,10 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
     await actuator.set(90, 1000);
     await actuator.set(120, 2000);
     expect(await idle.execute('query-migrate-parameters')).toMatchObject({ 'max-cpu-throttle': 99, 'cpu-throttle-initial': 99, 'cpu-throttle-increment': 99, 'throttle-trigger-threshold': 1 });
-    expect(actuator.steps).toEqual([{ percent: 90, atMs: 1000 }, { percent: 99, atMs: 2000 }]);
+    expect(actuator.steps).toEqual([
+      { percent: 90, atMs: 1000 },
+      { percent: 99, atMs: 2000 },
+    ]);
   });
 });
 
@@ -144,4 +190,3 @@ describe.each(['7.2', '10.0'] as const)('levers QEMU %s offers (docs/convergence
     }
   }, 60_000);
 });
-

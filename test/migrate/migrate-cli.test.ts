@@ -89,10 +89,7 @@ describe('migrate --verify on QEMU 7.2: a planted difference', () => {
     const port = await freePort();
     const memFile = join(scratch, 'dst-ram');
     const source = await boot('plant-src', 'pc-i440fx-7.2', '7.2', []);
-    const dest = await boot('plant-dst', 'pc-i440fx-7.2,memory-backend=pc.ram', '7.2', [
-      '-object', `memory-backend-file,id=pc.ram,size=${RAM},mem-path=${memFile},share=on`,
-      '-S', '-incoming', 'defer',
-    ]);
+    const dest = await boot('plant-dst', 'pc-i440fx-7.2,memory-backend=pc.ram', '7.2', ['-object', `memory-backend-file,id=pc.ram,size=${RAM},mem-path=${memFile},share=on`, '-S', '-incoming', 'defer']);
     await source.vm.waitForSerial(/migstream-busy/, 120_000);
     const planted = 0x200000 + 7 * 4096;
     const listener = await VerdictListener.listen({ host: '127.0.0.1', port: port + 1, tls: null });
@@ -143,7 +140,7 @@ describe('migrate / incoming faults on QEMU 7.2: one clear error, exit 1, the VM
     const noProbe = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60']);
     expect(noProbe.code).toBe(1);
     expect(noProbe.stderr).toMatch(/^migstream migrate: error: cannot reach the destination's control port 127\.0\.0\.1:\d+: .*\(the source VM is running\)/);
-    expect(((await vm.execute<{ status?: string }>('query-migrate')).status)).toBeUndefined();
+    expect((await vm.execute<{ status?: string }>('query-migrate')).status).toBeUndefined();
 
     // The same without the probe: send fails, QEMU's migration fails, the source runs on.
     const noPeer = await migstream(['migrate', '--qmp', qmp, '--to', `127.0.0.1:${port}`, '--insecure', '--timeout', '60', '--no-probe']);

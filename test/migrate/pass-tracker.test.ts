@@ -24,15 +24,18 @@ function track(path: string): PassTracker {
   return tracker;
 }
 
-const page = (block: string, offset: number, type = 'ram-page'): BaseRecord =>
-  ({ type, block, offset, continued: true, data: Buffer.alloc(type === 'ram-zero' ? 0 : PAGE), fill: 0 }) as unknown as BaseRecord;
-const memSize = (blocks: [string, number][]): BaseRecord =>
-  ({ type: 'ram-mem-size', totalBytes: 0, blocks: blocks.map(([idstr, usedLength]) => ({ idstr, usedLength })) }) as unknown as BaseRecord;
+const page = (block: string, offset: number, type = 'ram-page'): BaseRecord => ({ type, block, offset, continued: true, data: Buffer.alloc(type === 'ram-zero' ? 0 : PAGE), fill: 0 }) as unknown as BaseRecord;
+const memSize = (blocks: [string, number][]): BaseRecord => ({ type: 'ram-mem-size', totalBytes: 0, blocks: blocks.map(([idstr, usedLength]) => ({ idstr, usedLength })) }) as unknown as BaseRecord;
 
 describe('pass tracker', () => {
   test('a record earlier in the walk than the one before starts the next pass', () => {
     const t = new PassTracker(PAGE, 4);
-    t.apply(memSize([['pc.ram', 16 * PAGE], ['vga', 4 * PAGE]]));
+    t.apply(
+      memSize([
+        ['pc.ram', 16 * PAGE],
+        ['vga', 4 * PAGE],
+      ]),
+    );
     for (let i = 0; i < 16; i++) t.apply(page('pc.ram', i * PAGE, i % 2 ? 'ram-zero' : 'ram-page'));
     t.apply(page('vga', 0));
     // Second round: pages 12 and 13 again, then vga 0 again; third round: page 12.
@@ -41,7 +44,11 @@ describe('pass tracker', () => {
     t.apply(page('vga', 0));
     t.apply(page('pc.ram', 12 * PAGE));
     const { passes, heat } = t.summary();
-    expect(passes.map((p) => [p.pages, p.zeroPages, p.resentPages])).toEqual([[17, 8, 0], [3, 0, 3], [1, 0, 1]]);
+    expect(passes.map((p) => [p.pages, p.zeroPages, p.resentPages])).toEqual([
+      [17, 8, 0],
+      [3, 0, 3],
+      [1, 0, 1],
+    ]);
     expect(passes[0]!.payloadBytes).toBe(9 * PAGE);
     // pc.ram in 4 segments of 4 pages: pages 12–13 are in the last one.
     expect(heat).toEqual([

@@ -94,7 +94,7 @@ describe('link probe over loopback', () => {
       expect(rate.tailMs).toBeLessThan(300);
       // The second half's rate: within a factor of the whole probe's on loopback.
       expect(rate.bytesPerSecond).toBeGreaterThan((rate.bytes * 1000) / rate.ms / 4);
-      expect(rate.bytesPerSecond).toBeLessThan((rate.bytes * 1000) / rate.ms * 4);
+      expect(rate.bytesPerSecond).toBeLessThan(((rate.bytes * 1000) / rate.ms) * 4);
     } finally {
       listener.close();
     }
@@ -115,7 +115,7 @@ describe('sampled verification (--verify-sample)', () => {
     { idstr: 'mem1', guestPhysAddr: 0x100000000, offsetInBlock: 0, length: 64 * MiB },
   ];
   // A fixed linear congruential sequence: the draw is the caller's, so tests are repeatable.
-  const seeded = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const seeded = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 
   test('pieces cover the asked share, in dump order, inside their ranges, at most 1 MiB each, no piece twice', () => {
     const pieces = chooseSample(layout, 0.1, seeded(7));

@@ -24,7 +24,7 @@ describe('progress meter', () => {
     expect(second.wireRate).toBeNull();
     // 2441 pages/s × 4096 = 10 MB/s dirtied: 300 MB left at a net 40 MB/s.
     expect(second.dirtyRate).toBe(2441 * 4096);
-    expect(second.etaMs).toBeCloseTo((300 * MB / (50 * MB - 2441 * 4096)) * 1000, 6);
+    expect(second.etaMs).toBeCloseTo(((300 * MB) / (50 * MB - 2441 * 4096)) * 1000, 6);
   });
 
   test('the wire rate comes from the transport when it reports bytes; a link behind the dirtying does not converge', () => {

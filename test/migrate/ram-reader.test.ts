@@ -37,9 +37,13 @@ describe('reading a paused VM through pmemsave into a FIFO (real QEMU)', () => {
     expect((await vm.execute<{ status: string }>('query-status')).status).toBe('paused');
   });
 
-  test("a consumer that throws stops the read with its own error, and QEMU answers after", async () => {
+  test('a consumer that throws stops the read with its own error, and QEMU answers after', async () => {
     const boom = new Error('consumer gave up');
-    await expect(readGuestMemory(vm, ranges.slice(0, 2), () => { throw boom; })).rejects.toBe(boom);
+    await expect(
+      readGuestMemory(vm, ranges.slice(0, 2), () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
     expect((await vm.execute<{ status: string }>('query-status')).status).toBe('paused');
   });
 

@@ -11,7 +11,10 @@ const result: SourceResult = {
   startedAtMs: 1000,
   completedAtMs: 16000,
   stoppedAtMs: 15900,
-  throttleSteps: [{ percent: 90, atMs: 10000 }, { percent: 99, atMs: 13000 }] as SourceResult['throttleSteps'],
+  throttleSteps: [
+    { percent: 90, atMs: 10000 },
+    { percent: 99, atMs: 13000 },
+  ] as SourceResult['throttleSteps'],
   passes: [],
   switchoverBandwidth: [],
   diskBytes: 64 * 1024 * 1024,
@@ -34,7 +37,14 @@ describe('migrate report', () => {
   test('JSON figures: time, throttle, wire ratio, disk, prediction error', () => {
     const report = buildMigrateReport(result, verify, stats, probe);
     expect(report).toMatchObject({ totalMs: 15000, qemuDowntimeMs: 20, bytesOnWire: 200e6, compressionRatio: 2, diskBytes: 64 * 1024 * 1024, passes: 11 });
-    expect(report.throttle).toEqual({ steps: [{ percent: 90, atMs: 10000 }, { percent: 99, atMs: 13000 }], maxPercent: 99, throttledMs: 5000 });
+    expect(report.throttle).toEqual({
+      steps: [
+        { percent: 90, atMs: 10000 },
+        { percent: 99, atMs: 13000 },
+      ],
+      maxPercent: 99,
+      throttledMs: 5000,
+    });
     expect(report.prediction!.totalTimeError).toBeCloseTo(0.25, 10);
     expect(report.stream!.passes).toHaveLength(10);
   });

@@ -122,25 +122,29 @@ describe('progress from send-stats', () => {
 });
 
 describe('the send command reports over --stats-socket', () => {
-  test.each([[[]], [['--hold', '8M']]])('send %j: the final line counts every byte read, left and sent, and the passes', async (extra) => {
-    const { stream, meta } = loadFixture('dirty');
-    const path = join(dir, `real-${extra.length}.sock`);
-    const listener = await SendStatsListener.listen(path);
-    try {
-      const recv = await startRecv(['--insecure', '-o', '/dev/null', '--quiet']);
-      const sent = await run(['send', `127.0.0.1:${recv.port}`, stream, '--insecure', '--quiet', '--stats-socket', path, ...extra]).exited;
-      expect(sent.code, sent.stderr).toBe(0);
-      expect((await recv.exited).code).toBe(0);
-      const final = await listener.waitForFinal(5000);
-      expect(listener.refused).toEqual([]);
-      expect(final!.streamBytes).toBe(meta.streamBytes);
-      // Every byte read left for a socket or was dropped from the hold.
-      expect(final!.leftBytes + final!.hold.droppedBytes).toBe(meta.streamBytes);
-      expect(final!.wireBytes).toBeGreaterThanOrEqual(final!.leftBytes);
-      expect(final!.passes.length).toBeGreaterThan(1);
-      expect(final!.hold.limitBytes).toBe(extra.length === 0 ? 0 : 8 * 1048576);
-    } finally {
-      listener.close();
-    }
-  }, 120_000);
+  test.each([[[]], [['--hold', '8M']]])(
+    'send %j: the final line counts every byte read, left and sent, and the passes',
+    async (extra) => {
+      const { stream, meta } = loadFixture('dirty');
+      const path = join(dir, `real-${extra.length}.sock`);
+      const listener = await SendStatsListener.listen(path);
+      try {
+        const recv = await startRecv(['--insecure', '-o', '/dev/null', '--quiet']);
+        const sent = await run(['send', `127.0.0.1:${recv.port}`, stream, '--insecure', '--quiet', '--stats-socket', path, ...extra]).exited;
+        expect(sent.code, sent.stderr).toBe(0);
+        expect((await recv.exited).code).toBe(0);
+        const final = await listener.waitForFinal(5000);
+        expect(listener.refused).toEqual([]);
+        expect(final!.streamBytes).toBe(meta.streamBytes);
+        // Every byte read left for a socket or was dropped from the hold.
+        expect(final!.leftBytes + final!.hold.droppedBytes).toBe(meta.streamBytes);
+        expect(final!.wireBytes).toBeGreaterThanOrEqual(final!.leftBytes);
+        expect(final!.passes.length).toBeGreaterThan(1);
+        expect(final!.hold.limitBytes).toBe(extra.length === 0 ? 0 : 8 * 1048576);
+      } finally {
+        listener.close();
+      }
+    },
+    120_000,
+  );
 });

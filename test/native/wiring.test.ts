@@ -161,10 +161,7 @@ describe('StreamReport re-send statistics', () => {
   test('the page size can be given for streams that do not announce it', () => {
     const summary = report([zero('b', 0), zero('b', 65536), zero('b', 65536)], { pageSize: 65536 });
     expect(summary.ram).toBeNull(); // no ram section header: no ram report
-    const withSection = report(
-      [{ type: 'section-start', kind: 'start', sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 }, zero('b', 0), zero('b', 65536), zero('b', 65536)],
-      { pageSize: 65536 },
-    );
+    const withSection = report([{ type: 'section-start', kind: 'start', sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 }, zero('b', 0), zero('b', 65536), zero('b', 65536)], { pageSize: 65536 });
     expect(withSection.ram!.resend.totals).toEqual({ pages: 2, resentPages: 1, resends: 1 });
   });
 });

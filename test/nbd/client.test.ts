@@ -123,7 +123,7 @@ async function fake(options: FakeOptions = {}, tcp = false): Promise<{ where: { 
   return { where: { path }, requests, sockets };
 }
 
-const pattern = (offset: number, length: number): Buffer => Buffer.from(Array.from({ length }, (_, i) => ((offset + i) * 31) >>> 8 & 0xff));
+const pattern = (offset: number, length: number): Buffer => Buffer.from(Array.from({ length }, (_, i) => (((offset + i) * 31) >>> 8) & 0xff));
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {
   try {
@@ -138,14 +138,7 @@ describe('against a well-behaved fake server', () => {
   test('connect reports size, flags, block sizes and contexts', async () => {
     const { where } = await fake();
     const nbd = await NbdClient.connect({ ...where, metaContexts: ['base:allocation'] });
-    expect([nbd.size, nbd.flags, nbd.blockSizes, nbd.contexts, nbd.maxPayload, nbd.readOnly]).toEqual([
-      SIZE,
-      FLAGS,
-      { minimum: 512, preferred: 4096, maximum: MAX },
-      ['base:allocation'],
-      MAX,
-      false,
-    ]);
+    expect([nbd.size, nbd.flags, nbd.blockSizes, nbd.contexts, nbd.maxPayload, nbd.readOnly]).toEqual([SIZE, FLAGS, { minimum: 512, preferred: 4096, maximum: MAX }, ['base:allocation'], MAX, false]);
     await nbd.close();
   });
 
@@ -236,7 +229,7 @@ describe('against a well-behaved fake server', () => {
     await nbd.close();
   });
 
-  test('the caller\'s mistakes are ArgumentErrors, before anything is sent', async () => {
+  test("the caller's mistakes are ArgumentErrors, before anything is sent", async () => {
     const { where, requests } = await fake({ flags: B.TFLAG.HAS_FLAGS | B.TFLAG.READ_ONLY });
     const nbd = await NbdClient.connect({ ...where, metaContexts: ['base:allocation'] });
     await expect(nbd.read(SIZE - 512, 1024)).rejects.toThrow(ArgumentError);
@@ -337,7 +330,20 @@ describe('a failing or hostile server', () => {
   });
 
   test('extents outside the request', async () => {
-    const { where } = await fake({ onRequest: (r, socket) => socket.write(B.blockStatus(r.handle, 5, [[r.length, 0], [512, 0]], true)) });
+    const { where } = await fake({
+      onRequest: (r, socket) =>
+        socket.write(
+          B.blockStatus(
+            r.handle,
+            5,
+            [
+              [r.length, 0],
+              [512, 0],
+            ],
+            true,
+          ),
+        ),
+    });
     const nbd = await NbdClient.connect({ ...where, metaContexts: ['base:allocation'] });
     const error = await rejection(nbd.blockStatus(4096, 4096, 'base:allocation'));
     expect(error).toBeInstanceOf(NbdProtocolError);

@@ -54,12 +54,7 @@ const goodServer = (): Buffer =>
   ]);
 
 const goodClient = (): Buffer =>
-  Buffer.concat([
-    B.clientFlags(0b11),
-    B.option(B.OPT.STRUCTURED_REPLY),
-    B.option(B.OPT.SET_META_CONTEXT, B.metaContextData('disk', CONTEXTS)),
-    B.option(B.OPT.GO, B.goData('disk', [B.INFO.BLOCK_SIZE])),
-  ]);
+  Buffer.concat([B.clientFlags(0b11), B.option(B.OPT.STRUCTURED_REPLY), B.option(B.OPT.SET_META_CONTEXT, B.metaContextData('disk', CONTEXTS)), B.option(B.OPT.GO, B.goData('disk', [B.INFO.BLOCK_SIZE]))]);
 
 describe('a server that grants everything', () => {
   test('the client sends exactly its flags, STRUCTURED_REPLY, SET_META_CONTEXT and GO', () => {
@@ -88,7 +83,11 @@ describe('a server that grants everything', () => {
       expect(split.negotiated, `cut at ${cut}`).toEqual(whole.negotiated);
     }
     // And one byte at a time.
-    const bytewise = run({ metaContexts: CONTEXTS }, server, Array.from({ length: server.length }, (_, i) => i));
+    const bytewise = run(
+      { metaContexts: CONTEXTS },
+      server,
+      Array.from({ length: server.length }, (_, i) => i),
+    );
     expect(bytewise.sent.equals(whole.sent)).toBe(true);
     expect(bytewise.negotiated).toEqual(whole.negotiated);
   });
@@ -187,13 +186,25 @@ describe('a hostile or refusing server', () => {
     ['an option reply past the bound', {}, Buffer.concat([B.greeting(), B.optionReply(8, 1, Buffer.alloc(0), 0xffff_fff0)]), NbdProtocolError, /4294967280 bytes, past the bound/],
     ['an ACK with a payload', {}, Buffer.concat([B.greeting(), B.optionReply(8, 1, Buffer.alloc(3))]), NbdProtocolError, /ACK with 3 bytes/],
     ['META_CONTEXT in answer to STRUCTURED_REPLY', {}, Buffer.concat([B.greeting(), B.metaContext(8, 1, 'x')]), NbdProtocolError, /NBD_REP_META_CONTEXT is not a reply to NBD_OPT_STRUCTURED_REPLY/],
-    ['structured replies refused while contexts are wanted', { metaContexts: ['base:allocation'] }, Buffer.concat([B.greeting(), B.refuse(8, B.REP_ERR.UNSUP, 'no')]), NbdRefusedError, /refused structured replies.*"no"/],
+    [
+      'structured replies refused while contexts are wanted',
+      { metaContexts: ['base:allocation'] },
+      Buffer.concat([B.greeting(), B.refuse(8, B.REP_ERR.UNSUP, 'no')]),
+      NbdRefusedError,
+      /refused structured replies.*"no"/,
+    ],
     ['a context not asked for', { metaContexts: ['base:allocation'] }, Buffer.concat([start(), B.metaContext(10, 1, 'qemu:dirty-bitmap:x')]), NbdProtocolError, /"qemu:dirty-bitmap:x", which was not asked for/],
     ['a context twice', { metaContexts: ['base:allocation'] }, Buffer.concat([start(), B.metaContext(10, 1, 'base:allocation'), B.metaContext(10, 2, 'base:allocation')]), NbdProtocolError, /twice/],
     ['two contexts sharing an id', { metaContexts: CONTEXTS }, Buffer.concat([start(), B.metaContext(10, 1, CONTEXTS[0]!), B.metaContext(10, 1, CONTEXTS[1]!)]), NbdProtocolError, /share the id 1/],
     ['a META_CONTEXT without a name', { metaContexts: CONTEXTS }, Buffer.concat([start(), B.optionReply(10, 4, B.u32(1))]), NbdProtocolError, /no name/],
     ['a wanted context missing', { metaContexts: CONTEXTS }, Buffer.concat([start(), B.metaContext(10, 1, 'base:allocation'), B.ack(10)]), NbdRefusedError, /no meta context "qemu:dirty-bitmap:b0"/],
-    ['SET_META_CONTEXT refused', { metaContexts: CONTEXTS }, Buffer.concat([start(), B.refuse(10, B.REP_ERR.INVALID, 'bad query')]), NbdRefusedError, /refused NBD_OPT_SET_META_CONTEXT \(NBD_REP_ERR_INVALID\): "bad query"/],
+    [
+      'SET_META_CONTEXT refused',
+      { metaContexts: CONTEXTS },
+      Buffer.concat([start(), B.refuse(10, B.REP_ERR.INVALID, 'bad query')]),
+      NbdRefusedError,
+      /refused NBD_OPT_SET_META_CONTEXT \(NBD_REP_ERR_INVALID\): "bad query"/,
+    ],
     ['no such export', { metaContexts: CONTEXTS }, Buffer.concat([afterSet(), B.refuse(7, B.REP_ERR.UNKNOWN, "export 'disk' not present")]), NbdRefusedError, /no export "disk" \(NBD_REP_ERR_UNKNOWN\)/],
     ['GO acknowledged without NBD_INFO_EXPORT', {}, Buffer.concat([start(), B.ack(7)]), NbdProtocolError, /no export size/],
     ['NBD_INFO_EXPORT of the wrong size', {}, Buffer.concat([start(), B.optionReply(7, 3, Buffer.concat([B.u16(0), B.u64(1)]))]), NbdProtocolError, /NBD_INFO_EXPORT of 10 bytes/],

@@ -129,7 +129,11 @@ describe.each(QEMU_VERSIONS)('QEMU %s qemu-nbd', (version) => {
       expect(extents).toEqual(qemuImgMap(version, images[format], format));
       // Every byte of data lies in an extent not marked zero; every zero-marked byte reads zero.
       for (const e of extents) {
-        if (e.flags & 2) expect(CONTENT.subarray(e.offset, e.offset + e.length).every((b) => b === 0), `zero extent at ${e.offset}`).toBe(true);
+        if (e.flags & 2)
+          expect(
+            CONTENT.subarray(e.offset, e.offset + e.length).every((b) => b === 0),
+            `zero extent at ${e.offset}`,
+          ).toBe(true);
       }
       if (format === 'raw') {
         expect(extents).toEqual([
@@ -174,7 +178,7 @@ describe.each(QEMU_VERSIONS)('QEMU %s qemu-nbd', (version) => {
     await expect(NbdClient.connect({ ...where, exportName: 'disk', metaContexts: ['qemu:dirty-bitmap:none'] })).rejects.toThrow(/no meta context "qemu:dirty-bitmap:none"/);
   });
 
-  test('qemu:dirty-bitmap: exactly the ranges written by qemu-io, then through the client, at the bitmap\'s granularity', async () => {
+  test("qemu:dirty-bitmap: exactly the ranges written by qemu-io, then through the client, at the bitmap's granularity", async () => {
     const image = join(dir, `bitmap-${version}.qcow2`);
     run(qemuTool(version, 'qemu-img'), ['create', '-q', '-f', 'qcow2', image, String(SIZE)]);
     run(qemuTool(version, 'qemu-img'), ['bitmap', '--add', '-g', String(GRANULARITY), image, 'b0']);

@@ -78,7 +78,7 @@ describe('replies', () => {
     expect((done[0] as { data: Buffer }).data).toEqual(data);
   });
 
-  test('a structured READ from data and hole chunks in any order, into the caller\'s buffer', () => {
+  test("a structured READ from data and hole chunks in any order, into the caller's buffer", () => {
     const t = machine();
     const into = Buffer.alloc(12288, 0xee);
     t.request({ type: B.CMD.READ, offset: 8192, length: 12288, into });
@@ -155,10 +155,7 @@ describe('replies', () => {
     const t = machine();
     t.request({ type: B.CMD.READ, offset: 0, length: 8192 });
     t.request({ type: B.CMD.WRITE, offset: 0, length: 512 });
-    const done = feed(
-      t,
-      Buffer.concat([B.offsetData(1, 0, pattern(4096, 0)), B.errorOffset(1, 5, 'bad sector', 4096, false), B.errorChunk(1, 22, 'later', true), B.errorChunk(2, 1, '', true)]),
-    );
+    const done = feed(t, Buffer.concat([B.offsetData(1, 0, pattern(4096, 0)), B.errorOffset(1, 5, 'bad sector', 4096, false), B.errorChunk(1, 22, 'later', true), B.errorChunk(2, 1, '', true)]));
     expect(done.map((c) => c.ok)).toEqual([false, false]);
     const [read, write] = done as (Completion & { ok: false })[];
     expect(read!.error).toMatchObject({ errno: 5, errnoName: 'EIO', serverMessage: 'bad sector (at offset 0x1000)' });
@@ -202,8 +199,7 @@ describe('interleaved replies at every split point', () => {
     B.errorChunk(1, 5, 'x', false),
     B.none(1),
   ]);
-  const summary = (done: Completion[]): unknown =>
-    done.map((c) => (c.ok ? { h: c.handle, data: c.data?.toString('hex'), extents: c.extents && [...c.extents] } : { h: c.handle, error: c.error.message }));
+  const summary = (done: Completion[]): unknown => done.map((c) => (c.ok ? { h: c.handle, data: c.data?.toString('hex'), extents: c.extents && [...c.extents] } : { h: c.handle, error: c.error.message }));
 
   test('one piece, two pieces at every cut, and byte by byte all agree', () => {
     const whole = summary(feed(t0(), transcript));
@@ -221,7 +217,15 @@ describe('interleaved replies at every split point', () => {
       { h: 1n, error: 'nbd unix:/t.sock export "": READ offset 0x0 length 600: the server failed the request with EIO: "x"' },
     ]);
     for (let cut = 0; cut <= transcript.length; cut++) expect(summary(feed(t0(), transcript, [cut])), `cut at ${cut}`).toEqual(whole);
-    expect(summary(feed(t0(), transcript, Array.from({ length: transcript.length }, (_, i) => i)))).toEqual(whole);
+    expect(
+      summary(
+        feed(
+          t0(),
+          transcript,
+          Array.from({ length: transcript.length }, (_, i) => i),
+        ),
+      ),
+    ).toEqual(whole);
   });
 
   test('lent chunks: one buffer refilled for every piece (as the socket does) gives the same, at every piece size', () => {
@@ -242,8 +246,14 @@ describe('interleaved replies at every split point', () => {
 
 describe('a hostile server', () => {
   type Setup = (t: Transmission) => void;
-  const read = (offset: number, length: number): Setup => (t) => void t.request({ type: B.CMD.READ, offset, length });
-  const status = (offset: number, length: number): Setup => (t) => void t.request({ type: B.CMD.BLOCK_STATUS, offset, length });
+  const read =
+    (offset: number, length: number): Setup =>
+    (t) =>
+      void t.request({ type: B.CMD.READ, offset, length });
+  const status =
+    (offset: number, length: number): Setup =>
+    (t) =>
+      void t.request({ type: B.CMD.BLOCK_STATUS, offset, length });
   const write: Setup = (t) => void t.request({ type: B.CMD.WRITE, offset: 0, length: 512 });
 
   const cases: [string, Setup, Buffer, RegExp][] = [
@@ -270,8 +280,24 @@ describe('a hostile server', () => {
     ['NONE without DONE', write, B.chunk(0, 0, 1), /NONE without the DONE flag/],
     ['a chunk type no one knows', write, B.chunk(1, 42, 1, Buffer.alloc(4)), /type 0x2a chunk of 4 bytes: a chunk type this client does not know/],
     ['an extent of length 0', status(0, 8192), B.blockStatus(1, 3, [[0, 0]]), /extent 0 at 0x0 has length 0: it does not advance/],
-    ['an extent past the request', status(0, 8192), B.blockStatus(1, 3, [[8192, 0], [4096, 0]]), /extent 1 starts at 0x2000, past the request's end 0x2000/],
-    ['an extent not last that runs past the request', status(0, 8192), B.blockStatus(1, 3, [[16384, 0], [4096, 0]]), /extent 0 of 16384 bytes at 0x0 runs past/],
+    [
+      'an extent past the request',
+      status(0, 8192),
+      B.blockStatus(1, 3, [
+        [8192, 0],
+        [4096, 0],
+      ]),
+      /extent 1 starts at 0x2000, past the request's end 0x2000/,
+    ],
+    [
+      'an extent not last that runs past the request',
+      status(0, 8192),
+      B.blockStatus(1, 3, [
+        [16384, 0],
+        [4096, 0],
+      ]),
+      /extent 0 of 16384 bytes at 0x0 runs past/,
+    ],
     ['extents for a context not selected', status(0, 8192), B.blockStatus(1, 9, [[4096, 0]]), /meta context id 9, which was not selected/],
     ['extents for one context twice', status(0, 8192), Buffer.concat([B.blockStatus(1, 3, [[4096, 0]]), B.blockStatus(1, 3, [[4096, 0]])]), /id 3 twice/],
     ['a reply without a selected context', status(0, 8192), B.blockStatus(1, 3, [[4096, 0]], true), /without extents for meta context "qemu:dirty-bitmap:b0"/],

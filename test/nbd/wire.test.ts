@@ -32,8 +32,7 @@ describe('handshake messages', () => {
 
   test('NBD_OPT_SET_META_CONTEXT for "d" with base:allocation and a dirty bitmap', () => {
     const bytes = encodeMetaContext(Opt.SET_META_CONTEXT, 'd', ['base:allocation', 'qemu:dirty-bitmap:b']);
-    const data =
-      '00000001' + '64' + '00000002' + '0000000f' + Buffer.from('base:allocation').toString('hex') + '00000013' + Buffer.from('qemu:dirty-bitmap:b').toString('hex');
+    const data = '00000001' + '64' + '00000002' + '0000000f' + Buffer.from('base:allocation').toString('hex') + '00000013' + Buffer.from('qemu:dirty-bitmap:b').toString('hex');
     expect(hex(bytes)).toBe('49484156454f5054' + '0000000a' + (data.length / 2).toString(16).padStart(8, '0') + data);
     expect(bytes).toEqual(B.option(B.OPT.SET_META_CONTEXT, B.metaContextData('d', ['base:allocation', 'qemu:dirty-bitmap:b'])));
   });

@@ -45,7 +45,7 @@ describe('QMP from a peer that does not speak it', () => {
     }
   });
 
-  test('a greeting that is not QMP\'s is refused', async () => {
+  test("a greeting that is not QMP's is refused", async () => {
     const path = join(dir, 'bad-greeting.sock');
     const server = createServer((socket) => socket.write('{"return": {}}\r\n'));
     await new Promise<void>((resolve) => server.listen(path, resolve));

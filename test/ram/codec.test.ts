@@ -2,19 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ramCodec } from '../../src/ram/codec.js';
 import type { RamRecord } from '../../src/ram/records.js';
 import { ByteReader, NEED_MORE } from '../../src/stream/reader.js';
-import {
-  F,
-  compressedBytes,
-  delta,
-  eosBytes,
-  memSizeBytes,
-  pageBytes,
-  pattern,
-  word,
-  xbzrleBytes,
-  zeroBytes,
-  zlibPage,
-} from '../helpers/ram-bytes.js';
+import { F, compressedBytes, delta, eosBytes, memSizeBytes, pageBytes, pattern, word, xbzrleBytes, zeroBytes, zlibPage } from '../helpers/ram-bytes.js';
 import { context, ctx, encode, feed, prng, shape, splitAt } from './feed.js';
 
 /** Decodes `bytes` in one piece, checks it was consumed whole, and that it re-encodes exactly. */
@@ -38,13 +26,14 @@ const P2 = pattern(2);
 describe('ramCodec', () => {
   it('is the "ram" section codec', () => {
     expect(ramCodec.idstr).toBe('ram');
-    expect([...ramCodec.recordTypes].sort()).toEqual(
-      ['ram-compressed', 'ram-eos', 'ram-hook', 'ram-mem-size', 'ram-multifd-flush', 'ram-page', 'ram-xbzrle', 'ram-zero'].sort(),
-    );
+    expect([...ramCodec.recordTypes].sort()).toEqual(['ram-compressed', 'ram-eos', 'ram-hook', 'ram-mem-size', 'ram-multifd-flush', 'ram-page', 'ram-xbzrle', 'ram-zero'].sort());
   });
 
   it('decodes and re-encodes every record kind', () => {
-    const d = delta([[0, Buffer.from([1, 2, 3])], [200, Buffer.from([9])]]);
+    const d = delta([
+      [0, Buffer.from([1, 2, 3])],
+      [200, Buffer.from([9])],
+    ]);
     const z = zlibPage(P2);
     const bytes = Buffer.concat([
       SETUP,
@@ -94,22 +83,13 @@ describe('ramCodec', () => {
   });
 
   it('ends the body at EOS, and at a hook word with EOS', () => {
-    const { records, ends } = feed([
-      Buffer.concat([zeroBytes('pc.ram', 0), eosBytes(), word(0, F.HOOK | F.EOS), word(0, F.HOOK)]),
-    ]);
+    const { records, ends } = feed([Buffer.concat([zeroBytes('pc.ram', 0), eosBytes(), word(0, F.HOOK | F.EOS), word(0, F.HOOK)])]);
     expect(records.map((r) => r.type)).toEqual(['ram-zero', 'ram-eos', 'ram-hook', 'ram-hook']);
     expect(ends).toEqual([1, 2]);
   });
 
   it('reads the block name of a hook word with page flags, as ram_load_precopy does', () => {
-    const bytes = Buffer.concat([
-      SETUP,
-      word(0x4000, F.HOOK | F.PAGE),
-      Buffer.from([6]),
-      Buffer.from('pc.ram'),
-      word(0x5000, F.HOOK | F.ZERO | F.CONTINUE),
-      zeroBytes(null, 0x6000),
-    ]);
+    const bytes = Buffer.concat([SETUP, word(0x4000, F.HOOK | F.PAGE), Buffer.from([6]), Buffer.from('pc.ram'), word(0x5000, F.HOOK | F.ZERO | F.CONTINUE), zeroBytes(null, 0x6000)]);
     const records = roundTrip(bytes);
     expect(records.slice(1)).toEqual([
       { type: 'ram-hook', flags: F.HOOK | F.PAGE, addr: 0x4000, block: 'pc.ram' },
@@ -138,11 +118,7 @@ describe('ramCodec', () => {
 
   it('resolves names as C strings and keeps the bytes sent', () => {
     const sent = 'pc.ram\0junk';
-    const bytes = Buffer.concat([
-      memSizeBytes([{ idstr: sent, length: 8192 }]),
-      pageBytes(sent, 0x1000, P1),
-      zeroBytes(null, 0),
-    ]);
+    const bytes = Buffer.concat([memSizeBytes([{ idstr: sent, length: 8192 }]), pageBytes(sent, 0x1000, P1), zeroBytes(null, 0)]);
     const records = roundTrip(bytes);
     expect(records[0]).toEqual({
       type: 'ram-mem-size',
@@ -161,12 +137,7 @@ describe('ramCodec', () => {
   it('works with other target page sizes', () => {
     const big = 65536;
     const page = pattern(7, big);
-    const bytes = Buffer.concat([
-      memSizeBytes([{ idstr: 'ppc.ram', length: 4 * big }]),
-      pageBytes('ppc.ram', 3 * big, page),
-      word(big, 0x400 | F.HOOK),
-      eosBytes(),
-    ]);
+    const bytes = Buffer.concat([memSizeBytes([{ idstr: 'ppc.ram', length: 4 * big }]), pageBytes('ppc.ram', 3 * big, page), word(big, 0x400 | F.HOOK), eosBytes()]);
     const records = roundTrip(bytes, { ctx: context({ pageSize: big }) });
     expect(records[1]).toMatchObject({ offset: 3 * big, continued: false });
     expect(records[2]).toEqual({ type: 'ram-hook', flags: 0x400 | F.HOOK, addr: big });
@@ -190,10 +161,7 @@ describe('MEM_SIZE', () => {
   });
 
   it('reads an empty list', () => {
-    expect(roundTrip(Buffer.concat([memSizeBytes([]), eosBytes()]))).toEqual([
-      { type: 'ram-mem-size', totalBytes: 0, blocks: [] },
-      { type: 'ram-eos' },
-    ]);
+    expect(roundTrip(Buffer.concat([memSizeBytes([]), eosBytes()]))).toEqual([{ type: 'ram-mem-size', totalBytes: 0, blocks: [] }, { type: 'ram-eos' }]);
   });
 
   it('reads mr_addr with x-ignore-shared', () => {
@@ -249,9 +217,7 @@ describe('MEM_SIZE', () => {
       expect(record).toEqual({
         type: 'ram-mem-size',
         totalBytes: blocks.reduce((s, b) => s + b.length, 0),
-        blocks: blocks.map(({ idstr, length, pageSize, mrAddr }) =>
-          pageSize === undefined ? { idstr, usedLength: length, mrAddr } : { idstr, usedLength: length, pageSize, mrAddr },
-        ),
+        blocks: blocks.map(({ idstr, length, pageSize, mrAddr }) => (pageSize === undefined ? { idstr, usedLength: length, mrAddr } : { idstr, usedLength: length, pageSize, mrAddr })),
       });
     }
   });
@@ -264,12 +230,7 @@ describe('MEM_SIZE', () => {
   });
 
   it('lets a later MEM_SIZE resize a block', () => {
-    const bytes = Buffer.concat([
-      memSizeBytes([{ idstr: 'pc.ram', length: 8192 }]),
-      zeroBytes('pc.ram', 0x1000),
-      memSizeBytes([{ idstr: 'pc.ram', length: 16384 }]),
-      zeroBytes(null, 0x3000),
-    ]);
+    const bytes = Buffer.concat([memSizeBytes([{ idstr: 'pc.ram', length: 8192 }]), zeroBytes('pc.ram', 0x1000), memSizeBytes([{ idstr: 'pc.ram', length: 16384 }]), zeroBytes(null, 0x3000)]);
     expect(roundTrip(bytes)).toHaveLength(4);
   });
 });
@@ -311,9 +272,17 @@ describe('CONTINUE tracking', () => {
 
   it('keeps the block list when a MEM_SIZE is cut short', () => {
     const decoder = ramCodec.newDecoder();
-    feed([memSizeBytes([{ idstr: 'pc.ram', length: 8192 }, { idstr: 'mem1', length: 4096 }]).subarray(0, 30)], {
-      decoder,
-    });
+    feed(
+      [
+        memSizeBytes([
+          { idstr: 'pc.ram', length: 8192 },
+          { idstr: 'mem1', length: 4096 },
+        ]).subarray(0, 30),
+      ],
+      {
+        decoder,
+      },
+    );
     // No list was committed, so any name is still accepted.
     expect(feed([zeroBytes('other', 0)], { decoder }).records).toHaveLength(1);
   });
@@ -325,9 +294,15 @@ describe('CONTINUE tracking', () => {
 });
 
 describe('chunked input', () => {
-  const d = delta([[10, Buffer.from([1, 2])], [0x100, pattern(3).subarray(0, 200)]]);
+  const d = delta([
+    [10, Buffer.from([1, 2])],
+    [0x100, pattern(3).subarray(0, 200)],
+  ]);
   const small = Buffer.concat([
-    memSizeBytes([{ idstr: 'pc.ram', length: 64 * 1024, pageSize: 2 * MB }, { idstr: 'mem1', length: 8192 }]),
+    memSizeBytes([
+      { idstr: 'pc.ram', length: 64 * 1024, pageSize: 2 * MB },
+      { idstr: 'mem1', length: 8192 },
+    ]),
     zeroBytes('pc.ram', 0),
     pageBytes(null, 0x1000, P1),
     xbzrleBytes(null, 0x1000, d),
@@ -341,16 +316,7 @@ describe('chunked input', () => {
   const whole = feed([small]).records;
 
   it('decodes the reference input whole', () => {
-    expect(whole.map((r) => r.type)).toEqual([
-      'ram-mem-size',
-      'ram-zero',
-      'ram-page',
-      'ram-xbzrle',
-      'ram-compressed',
-      'ram-zero',
-      'ram-hook',
-      'ram-eos',
-    ]);
+    expect(whole.map((r) => r.type)).toEqual(['ram-mem-size', 'ram-zero', 'ram-page', 'ram-xbzrle', 'ram-compressed', 'ram-zero', 'ram-hook', 'ram-eos']);
     expect(encode(whole).equals(small)).toBe(true);
   });
 
@@ -373,7 +339,12 @@ describe('chunked input', () => {
       const cuts = new Set<number>();
       const n = 1 + Math.floor(random() * 12);
       for (let i = 0; i < n; i++) cuts.add(Math.floor(random() * small.length));
-      const { records } = feed(splitAt(small, [...cuts].sort((a, b) => a - b)));
+      const { records } = feed(
+        splitAt(
+          small,
+          [...cuts].sort((a, b) => a - b),
+        ),
+      );
       expect(shape(records)).toEqual(shape(whole));
     }
   });

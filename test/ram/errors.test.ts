@@ -2,32 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { ramCodec } from '../../src/ram/codec.js';
 import { XbzrleError } from '../../src/ram/errors.js';
 import type { RamRecord } from '../../src/ram/records.js';
-import {
-  BadMagicError,
-  DecodeError,
-  EncodeError,
-  FramingError,
-  LimitExceededError,
-  UnknownFlagError,
-} from '../../src/stream/errors.js';
+import { BadMagicError, DecodeError, EncodeError, FramingError, LimitExceededError, UnknownFlagError } from '../../src/stream/errors.js';
 import { ByteWriter } from '../../src/stream/writer.js';
-import {
-  F,
-  PAGE,
-  be16,
-  be32,
-  be64,
-  compressedBytes,
-  eosBytes,
-  header,
-  memSizeBytes,
-  name,
-  pageBytes,
-  pattern,
-  word,
-  xbzrleBytes,
-  zeroBytes,
-} from '../helpers/ram-bytes.js';
+import { F, PAGE, be16, be32, be64, compressedBytes, eosBytes, header, memSizeBytes, name, pageBytes, pattern, word, xbzrleBytes, zeroBytes } from '../helpers/ram-bytes.js';
 import { context, feed, thrown } from './feed.js';
 
 const SETUP = memSizeBytes([
@@ -36,12 +13,7 @@ const SETUP = memSizeBytes([
 ]);
 
 /** Decodes `prefix` then `bad`, expects a DecodeError at the start of `bad`. */
-function failAt<T extends DecodeError>(
-  kind: abstract new (...args: never[]) => T,
-  bad: Buffer,
-  prefix: Buffer = SETUP,
-  ctx = context(),
-): T {
+function failAt<T extends DecodeError>(kind: abstract new (...args: never[]) => T, bad: Buffer, prefix: Buffer = SETUP, ctx = context()): T {
   const error = thrown(() => feed([Buffer.concat([prefix, bad])], { ctx }));
   expect(error).toBeInstanceOf(kind);
   const decodeError = error as T;
@@ -156,9 +128,7 @@ describe('payloads ram_load_precopy rejects', () => {
     const big = context({ pageSize: 65536 });
     const setup64 = memSizeBytes([{ idstr: 'pc.ram', length: 1 << 20 }]);
     failAt(LimitExceededError, Buffer.concat([header('pc.ram', 0, F.COMPRESS_PAGE), be32(65570)]), setup64, big);
-    expect(
-      feed([Buffer.concat([setup64, compressedBytes('pc.ram', 0, Buffer.alloc(65569))])], { ctx: big }).records,
-    ).toHaveLength(2);
+    expect(feed([Buffer.concat([setup64, compressedBytes('pc.ram', 0, Buffer.alloc(65569))])], { ctx: big }).records).toHaveLength(2);
   });
 
   it('rejects an XBZRLE length above the page size (load_xbzrle "len overflow")', () => {
@@ -206,7 +176,14 @@ describe('encoder checks', () => {
     { type: 'ram-hook', flags: F.PAGE, addr: 0 },
     { type: 'ram-hook', flags: F.HOOK | 0x400, addr: 0x400 },
     { type: 'ram-mem-size', totalBytes: 8192, blocks: [{ idstr: 'pc.ram', usedLength: 4096 }] },
-    { type: 'ram-mem-size', totalBytes: 4096, blocks: [{ idstr: 'a', usedLength: 4096 }, { idstr: 'b', usedLength: 0 }] },
+    {
+      type: 'ram-mem-size',
+      totalBytes: 4096,
+      blocks: [
+        { idstr: 'a', usedLength: 4096 },
+        { idstr: 'b', usedLength: 0 },
+      ],
+    },
     { type: 'ram-mem-size', totalBytes: 4096, blocks: [{ idstr: 'a', usedLength: 4096, pageSize: 1000 }] },
     { type: 'ram-mem-size', totalBytes: 100, blocks: [{ idstr: 'a', usedLength: 100 }] },
     { type: 'bogus' } as unknown as RamRecord,

@@ -17,10 +17,7 @@ export function context(params: { pageSize?: number; capabilities?: string[] } =
 
 export const ctx = context();
 
-export function feed(
-  chunks: readonly Buffer[],
-  options: { ctx?: SectionContext; decoder?: SectionBodyDecoder<RamRecord> } = {},
-): Fed<RamRecord> {
+export function feed(chunks: readonly Buffer[], options: { ctx?: SectionContext; decoder?: SectionBodyDecoder<RamRecord> } = {}): Fed<RamRecord> {
   return feedBody(options.decoder ?? ramCodec.newDecoder(), chunks, options.ctx ?? ctx);
 }
 

@@ -57,7 +57,9 @@ function twoPasses(second: (b: Bytes) => void): { bytes: Buffer; pass1: [number,
   const b = new Bytes();
   header(b);
   configuration(b, 'pc-i440fx-7.2');
-  sectionStart(b, 1, 2, 'ram', 0, 4).raw(memSizeBytes([{ idstr: 'pc.ram', length: 8 * PAGE }])).raw(eosBytes());
+  sectionStart(b, 1, 2, 'ram', 0, 4)
+    .raw(memSizeBytes([{ idstr: 'pc.ram', length: 8 * PAGE }]))
+    .raw(eosBytes());
   footer(b, 2);
   b.u8(0x02).be32(2);
   const pass1: [number, number][] = [];

@@ -8,18 +8,7 @@ import type { RamRecord } from '../../src/ram/records.js';
 import { SparseFileStore, blockFileName } from '../../src/ram/sparse-file-store.js';
 import { XbzrleError } from '../../src/ram/index.js';
 import { ArgumentError } from '../../src/stream/errors.js';
-import {
-  PAGE,
-  compressedBytes,
-  delta,
-  eosBytes,
-  memSizeBytes,
-  pageBytes,
-  pattern,
-  xbzrleBytes,
-  zeroBytes,
-  zlibPage,
-} from '../helpers/ram-bytes.js';
+import { PAGE, compressedBytes, delta, eosBytes, memSizeBytes, pageBytes, pattern, xbzrleBytes, zeroBytes, zlibPage } from '../helpers/ram-bytes.js';
 import { feed } from './feed.js';
 
 const KB = 1024;
@@ -59,7 +48,10 @@ describe('RamImage with a MemoryPageStore', () => {
     const store = new MemoryPageStore();
     const image = new RamImage(store, { pageSize: PAGE });
     const base = pattern(1);
-    const d = delta([[10, Buffer.from([1, 2, 3])], [100, Buffer.alloc(50, 0xee)]]);
+    const d = delta([
+      [10, Buffer.from([1, 2, 3])],
+      [100, Buffer.alloc(50, 0xee)],
+    ]);
     const expected = Buffer.from(base);
     Buffer.from([1, 2, 3]).copy(expected, 10);
     expected.fill(0xee, 113, 163);
@@ -103,7 +95,7 @@ describe('RamImage with a MemoryPageStore', () => {
 
   it('matches a naive model over random record sequences', () => {
     let seed = 1;
-    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     for (let round = 0; round < 20; round++) {
       const store = new MemoryPageStore();
       const image = new RamImage(store, { pageSize: PAGE });
@@ -176,9 +168,7 @@ describe('RamImage with a MemoryPageStore', () => {
     expect(() => image.apply(page('pc.ram', 4 * PAGE, pattern(1)))).toThrow(ArgumentError);
     expect(() => image.apply(page('pc.ram', 100, pattern(1)))).toThrow(ArgumentError);
     expect(() => image.apply(page('pc.ram', 0, Buffer.alloc(100)))).toThrow(ArgumentError);
-    expect(() =>
-      image.apply({ type: 'ram-xbzrle', block: 'pc.ram', continued: true, offset: 0, encoding: 1, data: Buffer.from([0]) }),
-    ).toThrow(XbzrleError);
+    expect(() => image.apply({ type: 'ram-xbzrle', block: 'pc.ram', continued: true, offset: 0, encoding: 1, data: Buffer.from([0]) })).toThrow(XbzrleError);
     expect(() => new RamImage(new MemoryPageStore(), { pageSize: 1000 })).toThrow(ArgumentError);
   });
 });
@@ -223,15 +213,7 @@ describe('SparseFileStore', () => {
     image.apply(page('0000:00:02.0/vga.vram', 0, pattern(2)));
     image.apply(zero('mem1', PAGE, 0x11));
     const results = image.finish();
-    expect(results.map((r) => r.file)).toEqual([
-      'pc.ram',
-      '0000:00:02.0_vga.vram',
-      'rom@etc_acpi_tables',
-      'mem1',
-      'a_b',
-      'a_b~2',
-      'index.json~2',
-    ]);
+    expect(results.map((r) => r.file)).toEqual(['pc.ram', '0000:00:02.0_vga.vram', 'rom@etc_acpi_tables', 'mem1', 'a_b', 'a_b~2', 'index.json~2']);
     for (const r of results) expect(r.path).toBe(join(dir, r.file));
     expect(readdirSync(dir).sort()).toEqual([...results.map((r) => r.file), 'index.json'].sort());
     const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as unknown;
@@ -250,7 +232,12 @@ describe('SparseFileStore', () => {
   it('coalesces contiguous page writes', () => {
     const store = new SparseFileStore(tmp(), { coalesceBytes: 16 * PAGE });
     const image = new RamImage(store, { pageSize: PAGE });
-    image.apply(memSize([['pc.ram', 64 * PAGE], ['mem1', 8 * PAGE]]));
+    image.apply(
+      memSize([
+        ['pc.ram', 64 * PAGE],
+        ['mem1', 8 * PAGE],
+      ]),
+    );
     for (let i = 0; i < 40; i++) image.apply(page('pc.ram', i * PAGE, pattern(i)));
     image.apply(page('mem1', 0, pattern(100)));
     image.apply(page('mem1', 2 * PAGE, pattern(101)));
@@ -260,7 +247,11 @@ describe('SparseFileStore', () => {
     expect(store.stats.bytesWritten).toBe(42 * PAGE);
     const data = readFileSync(ram!.path);
     for (let i = 0; i < 40; i++) expect(data.subarray(i * PAGE, (i + 1) * PAGE).equals(pattern(i))).toBe(true);
-    expect(readFileSync(mem1!.path).subarray(2 * PAGE, 3 * PAGE).equals(pattern(101))).toBe(true);
+    expect(
+      readFileSync(mem1!.path)
+        .subarray(2 * PAGE, 3 * PAGE)
+        .equals(pattern(101)),
+    ).toBe(true);
   });
 
   it('writes zeros over data, applies XBZRLE to pages read back, and skips zeros never written', () => {

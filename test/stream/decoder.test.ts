@@ -1,14 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
-import {
-  BadMagicError,
-  type DecodeError,
-  FramingError,
-  LimitExceededError,
-  TruncatedStreamError,
-  UnknownFlagError,
-} from '../../src/stream/errors.js';
+import { BadMagicError, type DecodeError, FramingError, LimitExceededError, TruncatedStreamError, UnknownFlagError } from '../../src/stream/errors.js';
 import type { FramingRecord } from '../../src/stream/records.js';
 import type { SectionCodec } from '../../src/stream/section-codec.js';
 import { Bytes, configuration, footer, header, sectionStart } from '../helpers/stream-bytes.js';
@@ -75,13 +68,29 @@ describe('StreamDecoder framing', () => {
     const records = decodeChunks([sampleStream()]);
     const types = records.map((r) => r.type);
     expect(types).toEqual([
-      'header', 'configuration', 'command',
-      'section-start', 'toy', 'toy', 'toy', 'section-footer',
-      'section-resume', 'toy', 'toy', 'section-footer',
-      'section-resume', 'toy', 'section-footer',
-      'section-start', 'device-state', 'section-footer',
-      'section-start', 'device-state', 'section-footer',
-      'eof', 'vmdesc',
+      'header',
+      'configuration',
+      'command',
+      'section-start',
+      'toy',
+      'toy',
+      'toy',
+      'section-footer',
+      'section-resume',
+      'toy',
+      'toy',
+      'section-footer',
+      'section-resume',
+      'toy',
+      'section-footer',
+      'section-start',
+      'device-state',
+      'section-footer',
+      'section-start',
+      'device-state',
+      'section-footer',
+      'eof',
+      'vmdesc',
     ]);
     expect(records[1]).toMatchObject({
       machineType: 'pc-i440fx-7.2',

@@ -34,7 +34,7 @@ async function decodeSpans(bytes: Buffer, chunkLengths: () => number): Promise<S
     ends.push(...decoder.recordEnds);
   };
   let pushes = 0;
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const next = Math.min(bytes.length, at + chunkLengths());
     take(decoder.push(bytes.subarray(at, next)));
     at = next;

@@ -78,7 +78,10 @@ describe('start-up failures end recv at once with one line', () => {
     const partial = join(scratch, 'no-server-cert');
     const mismatched = join(scratch, 'mismatched');
     const expired = join(scratch, 'expired-server');
-    for (const [dir, files] of [[partial, ['ca.pem', 'server-key.pem']], [mismatched, ['ca.pem', 'server.pem']]] as const) {
+    for (const [dir, files] of [
+      [partial, ['ca.pem', 'server-key.pem']],
+      [mismatched, ['ca.pem', 'server.pem']],
+    ] as const) {
       mkdirSync(dir, { recursive: true });
       for (const file of files) copyFileSync(join(good, file), join(dir, file));
     }
@@ -97,8 +100,7 @@ describe('start-up failures end recv at once with one line', () => {
     // The sender checks its own the same way, before dialling.
     const expiredClient = join(scratch, 'expired-client');
     issue({ caDir: good, outDir: expiredClient, name: 'client', role: 'client', validity: { start: '20200101000000Z', end: '20200102000000Z' } });
-    const sent = await run(['send', '127.0.0.1:9', fixture.stream, '--tls-ca', join(good, 'ca.pem'),
-      '--tls-cert', join(expiredClient, 'client.pem'), '--tls-key', join(expiredClient, 'client-key.pem')]).exited;
+    const sent = await run(['send', '127.0.0.1:9', fixture.stream, '--tls-ca', join(good, 'ca.pem'), '--tls-cert', join(expiredClient, 'client.pem'), '--tls-key', join(expiredClient, 'client-key.pem')]).exited;
     oneLine(sent, 2, /client\.pem expired on/);
   });
 });

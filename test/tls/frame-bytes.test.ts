@@ -13,19 +13,7 @@ import { describe, expect, test } from 'vitest';
 import { StreamDigest } from '../../src/tls/digest.js';
 import { ProtocolError } from '../../src/tls/errors.js';
 import { admit } from '../../src/tls/session.js';
-import {
-  FrameParser,
-  FrameReader,
-  encodeAbort,
-  encodeAccept,
-  encodeDataHeader,
-  encodeDone,
-  encodeEnd,
-  encodeOpen,
-  encodePing,
-  encodeRefuse,
-  type Frame,
-} from '../../src/tls/wire.js';
+import { FrameParser, FrameReader, encodeAbort, encodeAccept, encodeDataHeader, encodeDone, encodeEnd, encodeOpen, encodePing, encodeRefuse, type Frame } from '../../src/tls/wire.js';
 import * as C from '../helpers/container-builder.js';
 import * as W from '../helpers/transport-frame-builder.js';
 import { startRecv } from '../helpers/transport.js';
@@ -51,8 +39,7 @@ function everyType(): { bytes: Buffer; frames: unknown[] } {
 }
 
 /** Frames with their buffers as plain hex, so equality does not depend on buffer identity. */
-const plain = (frames: readonly Frame[]): unknown[] =>
-  frames.map((f) => Object.fromEntries(Object.entries(f).map(([k, v]) => [k, Buffer.isBuffer(v) || v instanceof Uint8Array ? hex(v) : v])));
+const plain = (frames: readonly Frame[]): unknown[] => frames.map((f) => Object.fromEntries(Object.entries(f).map(([k, v]) => [k, Buffer.isBuffer(v) || v instanceof Uint8Array ? hex(v) : v])));
 const plainExpected = (frames: readonly unknown[]): unknown[] => plain(frames as Frame[]);
 
 /** The push parser over `chunks`. */
@@ -106,8 +93,15 @@ describe('exact bytes per frame type (docs/transport.md, "example bytes")', () =
     const doc = readFileSync(join(import.meta.dirname, '../../docs/transport.md'), 'utf8').replace(/[\s`]/g, '');
     const lz4 = Buffer.from('050000005068656c6c6f', 'hex');
     const examples = [
-      W.open({ sessionId, channels: 4, index: 2, codec: 1 }), W.accept(2), W.refuse('nope'), W.data({ seq: 5, raw: hello }),
-      W.data({ seq: 5, raw: hello, codec: 1, payload: lz4 }), W.end(1, 5, W.streamDigest([hello])), W.done(5), W.abort('boom'), W.ping(),
+      W.open({ sessionId, channels: 4, index: 2, codec: 1 }),
+      W.accept(2),
+      W.refuse('nope'),
+      W.data({ seq: 5, raw: hello }),
+      W.data({ seq: 5, raw: hello, codec: 1, payload: lz4 }),
+      W.end(1, 5, W.streamDigest([hello])),
+      W.done(5),
+      W.abort('boom'),
+      W.ping(),
     ];
     for (const bytes of examples) expect(doc.includes(hex(bytes)), hex(bytes)).toBe(true);
     expect(doc.includes(C.xxh64(hello).toString(16))).toBe(true);
@@ -121,7 +115,7 @@ describe('exact bytes per frame type (docs/transport.md, "example bytes")', () =
   });
 });
 
-describe('the encoders write the builder\'s bytes', () => {
+describe("the encoders write the builder's bytes", () => {
   test('every frame type', () => {
     expect(hex(encodeOpen({ sessionId, channels: 4, index: 2, codec: 1 }))).toBe(hex(W.open({ sessionId, channels: 4, index: 2, codec: 1 })));
     expect(hex(encodeOpen({ sessionId, channels: 1, index: 0, codec: 3, version: 1 }))).toBe(hex(W.open({ sessionId, channels: 1, index: 0, codec: 3, version: 1 })));
@@ -137,7 +131,7 @@ describe('the encoders write the builder\'s bytes', () => {
     expect(hex(encodeDone(2 ** 53 - 1))).toBe(hex(W.done(2 ** 53 - 1)));
   });
 
-  test('the digest the sender and receiver compute is the builder\'s', () => {
+  test("the digest the sender and receiver compute is the builder's", () => {
     const frames = [hello, Buffer.alloc(0), Buffer.from('world'), C.fromHex('00'.repeat(4096)), Buffer.alloc(100_003, 'migstream ')];
     for (let n = 0; n <= frames.length; n++) {
       const digest = new StreamDigest();
@@ -147,7 +141,7 @@ describe('the encoders write the builder\'s bytes', () => {
   });
 });
 
-describe('the parsers take the builder\'s frames', () => {
+describe("the parsers take the builder's frames", () => {
   test('whole, split at every offset, and byte by byte: the push parser and the pull reader', () => {
     const { bytes, frames } = everyType();
     const expected = plainExpected(frames);
@@ -181,7 +175,7 @@ describe('the parsers take the builder\'s frames', () => {
 function everyTypeParts(): Buffer[] {
   const { bytes } = everyType();
   const parts: Buffer[] = [];
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const length = 4 + bytes.readUInt32BE(at);
     parts.push(bytes.subarray(at, at + length));
     at += length;
@@ -278,7 +272,7 @@ async function receiver() {
 }
 
 describe('migstream recv takes a session the builder wrote (no QEMU)', () => {
-  test('OPEN, DATA in every codec (out of order), END with the builder\'s digest: ACCEPT, the exact stream, DONE', async () => {
+  test("OPEN, DATA in every codec (out of order), END with the builder's digest: ACCEPT, the exact stream, DONE", async () => {
     const raws = [Buffer.alloc(5000, 'abc'), hello, Buffer.alloc(0), Buffer.alloc(70_000, 'migstream '), Buffer.from('the end')];
     const codecs = [W.WireCodec.lz4, W.WireCodec.none, W.WireCodec.none, W.WireCodec.zstd, W.WireCodec.zlib];
     const frames: W.DataSpec[] = [];
@@ -302,7 +296,7 @@ describe('migstream recv takes a session the builder wrote (no QEMU)', () => {
     peer.close();
   });
 
-  test('an END digest other than the builder\'s fails the session (ERR_CHECKSUM), nothing written', async () => {
+  test("an END digest other than the builder's fails the session (ERR_CHECKSUM), nothing written", async () => {
     const { recv, received } = await receiver();
     const peer = await Peer.open(recv.port);
     peer.send(W.open({ sessionId, channels: 1, index: 0, codec: 0 }));
@@ -317,7 +311,11 @@ describe('migstream recv takes a session the builder wrote (no QEMU)', () => {
   });
 
   test('a DATA frame that does not give its raw length fails the session (ERR_PROTOCOL): its channel closed unanswered, nothing written', async () => {
-    for (const bad of [W.data({ seq: 0, raw: hello, rawLength: 6 }), W.data({ seq: 0, raw: hello, codec: 9 }), W.data({ seq: 0, raw: hello, codec: W.WireCodec.lz4, payload: Buffer.from('060000005068656c6c6f', 'hex') })]) {
+    for (const bad of [
+      W.data({ seq: 0, raw: hello, rawLength: 6 }),
+      W.data({ seq: 0, raw: hello, codec: 9 }),
+      W.data({ seq: 0, raw: hello, codec: W.WireCodec.lz4, payload: Buffer.from('060000005068656c6c6f', 'hex') }),
+    ]) {
       const { recv, received } = await receiver();
       const peer = await Peer.open(recv.port);
       peer.send(W.open({ sessionId, channels: 1, index: 0, codec: W.WireCodec.lz4 }));

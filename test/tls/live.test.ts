@@ -90,9 +90,7 @@ describe('live migration over migstream send/recv', () => {
       const dest = await boot('tls-fail-dest', ['-S', '-incoming', 'defer']);
       await dest.execute('migrate-incoming', { uri: `exec:${cli(['recv', '--listen', `127.0.0.1:${port}`, '--insecure', '--quiet', '--timeout', '10'])}` });
       const started = Date.now();
-      await expect(
-        migrateToExec(source, cli(['send', `127.0.0.1:${proxy.port}`, '--channels', '2', '--insecure', '--quiet', '--timeout', '10']), { timeoutMs: 120_000 }),
-      ).rejects.toThrow(/failed/);
+      await expect(migrateToExec(source, cli(['send', `127.0.0.1:${proxy.port}`, '--channels', '2', '--insecure', '--quiet', '--timeout', '10']), { timeoutMs: 120_000 })).rejects.toThrow(/failed/);
       expect(Date.now() - started).toBeLessThan(60_000);
       expect(await waitIncoming(dest, 30_000)).not.toBe('completed');
       expect((await source.execute<{ status: string }>('query-status')).status).toBe('running');

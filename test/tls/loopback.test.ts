@@ -43,8 +43,7 @@ describe('send/recv over loopback', () => {
     const out = join(scratch, 'pinned.mig');
     const recv = await startRecv(['--tls', dir, '-o', out]);
     const pin = fingerprintOf(readFileSync(join(dir, 'server.pem'), 'utf8'));
-    const send = run(['send', `127.0.0.1:${recv.port}`, fixture.stream, '--channels', '2', '--tls-pin', pin,
-      '--tls-cert', join(dir, 'client.pem'), '--tls-key', join(dir, 'client-key.pem')]);
+    const send = run(['send', `127.0.0.1:${recv.port}`, fixture.stream, '--channels', '2', '--tls-pin', pin, '--tls-cert', join(dir, 'client.pem'), '--tls-key', join(dir, 'client-key.pem')]);
     const [sent, received] = await Promise.all([send.exited, recv.exited]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(received.code, received.stderr).toBe(0);

@@ -46,11 +46,8 @@ describe(`send/recv across two network namespaces (${RATE_MBIT} Mbit/s veth)`, (
     const fixture = loadFixture('idle');
     const certs = testCerts();
     const port = 40000 + Math.floor(Math.random() * 20000);
-    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--tls', certs, '--quiet']
-      .map(shellQuote)
-      .join(' ');
-    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '2', '-c', 'lz4', '--tls', certs, '--tls-name', '127.0.0.1', '--timeout', '120'],
-      { prefix: link.inNs(link.a, []) });
+    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--tls', certs, '--quiet'].map(shellQuote).join(' ');
+    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '2', '-c', 'lz4', '--tls', certs, '--tls-name', '127.0.0.1', '--timeout', '120'], { prefix: link.inNs(link.a, []) });
     const restored = await restoreFixture('idle', recvCommand);
     try {
       const sent = await send.exited;
@@ -64,13 +61,10 @@ describe(`send/recv across two network namespaces (${RATE_MBIT} Mbit/s veth)`, (
   test('hot-page dropping over the capped link: the hold cuts earlier copies, the destination QEMU loads the same RAM', async () => {
     const fixture = loadFixture('dirty');
     const port = 40000 + Math.floor(Math.random() * 20000);
-    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--insecure', '--quiet']
-      .map(shellQuote)
-      .join(' ');
+    const recvCommand = [...link.inNs(link.b, []), process.execPath, BIN, 'recv', '--listen', `${link.addressB}:${port}`, '--insecure', '--quiet'].map(shellQuote).join(' ');
     // The file reads faster than the link drains: the hold fills, and the passes of the
     // fixture's converging end are shorter than it.
-    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '1', '--hold', '64M', '--insecure', '--timeout', '120', '--json'],
-      { prefix: link.inNs(link.a, []), stdout: 'pipe' });
+    const send = run(['send', `${link.addressB}:${port}`, fixture.stream, '--channels', '1', '--hold', '64M', '--insecure', '--timeout', '120', '--json'], { prefix: link.inNs(link.a, []), stdout: 'pipe' });
     let json = '';
     send.child.stdout!.setEncoding('utf8').on('data', (text: string) => (json += text));
     const restored = await restoreFixture('dirty', recvCommand);

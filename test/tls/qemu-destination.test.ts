@@ -29,22 +29,26 @@ const cases = [
 ] as const;
 
 describe('real QEMU destination behind recv', () => {
-  test.each(cases)('$fixture: $channels channel(s), tls $tls, codec $codec: RAM equals the source', async ({ fixture: name, channels, tls, codec, resume }) => {
-    const fixture = loadFixture(name);
-    const port = await freePort();
-    const security = tls ? ['--tls', testCerts()] : ['--insecure'];
-    // send keeps dialling until QEMU has started recv.
-    const send = run(['send', `127.0.0.1:${port}`, fixture.stream, '--channels', String(channels), '-c', codec, ...security, '--timeout', '120']);
-    const restored = await restoreFixture(name, recvCommand(port, security), { resume });
-    try {
-      const sent = await send.exited;
-      expect(sent.code, sent.stderr).toBe(0);
-      expect(restored.queryMigrate.status).toBe('completed');
-      expect(await firstDifference(fixture.sourceDump, restored.dumpPath)).toBe(-1);
-    } finally {
-      await restored.cleanup();
-    }
-  }, 300_000);
+  test.each(cases)(
+    '$fixture: $channels channel(s), tls $tls, codec $codec: RAM equals the source',
+    async ({ fixture: name, channels, tls, codec, resume }) => {
+      const fixture = loadFixture(name);
+      const port = await freePort();
+      const security = tls ? ['--tls', testCerts()] : ['--insecure'];
+      // send keeps dialling until QEMU has started recv.
+      const send = run(['send', `127.0.0.1:${port}`, fixture.stream, '--channels', String(channels), '-c', codec, ...security, '--timeout', '120']);
+      const restored = await restoreFixture(name, recvCommand(port, security), { resume });
+      try {
+        const sent = await send.exited;
+        expect(sent.code, sent.stderr).toBe(0);
+        expect(restored.queryMigrate.status).toBe('completed');
+        expect(await firstDifference(fixture.sourceDump, restored.dumpPath)).toBe(-1);
+      } finally {
+        await restored.cleanup();
+      }
+    },
+    300_000,
+  );
 
   test('a source that stops early: QEMU reports a failed migration, the sender fails', async () => {
     const port = await freePort();

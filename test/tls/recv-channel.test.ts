@@ -18,7 +18,14 @@ function postedError(actions: RecvChannelAction[]): Error {
 }
 const peer = (...frames: Frame[]): RecvChannelEvent => ({ type: 'peer-frames', frames });
 const openFrame = (overrides: Partial<Extract<Frame, { type: 1 }>> = {}): Frame => ({
-  type: FrameType.OPEN, magic: PROTOCOL_MAGIC, version: 2, sessionId: Buffer.alloc(16, 1), channels: 2, index: 1, codec: 0, ...overrides,
+  type: FrameType.OPEN,
+  magic: PROTOCOL_MAGIC,
+  version: 2,
+  sessionId: Buffer.alloc(16, 1),
+  channels: 2,
+  index: 1,
+  codec: 0,
+  ...overrides,
 });
 const data = (seq: number, payload = Buffer.from('abc'), codec = 0, rawLength = payload.length): Frame => ({ type: FrameType.DATA, seq, rawLength, codec, payload });
 const decoded = (seq: number, length = 3): RecvChannelEvent => ({ type: 'decoded', seq, raw: new Uint8Array(new ArrayBuffer(length)), wire: length + 18 });
@@ -51,9 +58,7 @@ describe('receiving channel: admission', () => {
     const channel = make();
     channel.on({ type: 'start', peer: 'p', now: 0 });
     channel.on(peer(openFrame()));
-    expect(channel.on({ type: 'refuse', reason: 'channel 1 has already joined', now: 100 })).toEqual([
-      { type: 'close', last: encodeRefuse('channel 1 has already joined'), destroyAt: 100 + CLOSE_GRACE_MS },
-    ]);
+    expect(channel.on({ type: 'refuse', reason: 'channel 1 has already joined', now: 100 })).toEqual([{ type: 'close', last: encodeRefuse('channel 1 has already joined'), destroyAt: 100 + CLOSE_GRACE_MS }]);
     expect(channel.state).toBe('done');
     expect(channel.on({ type: 'peer-end', cutFrame: false })).toEqual([]);
   });
@@ -146,16 +151,52 @@ describe('receiving channel: hostile or failing senders', () => {
     ['another magic', () => make(), peer(openFrame({ magic: 0x12345678 })), 'ERR_PROTOCOL', /^not a migstream transport peer \(bad magic\)$/],
     ['a second OPEN', () => opened(), peer(openFrame()), 'ERR_PROTOCOL', /^channel 1: a second OPEN on one channel$/],
     ['DATA before ACCEPT', () => make(), peer(data(0)), 'ERR_PROTOCOL', /^DATA frame 0 before the channel was accepted$/],
-    ['DATA after END', () => { const c = opened(); c.on(peer({ type: FrameType.END, frames: 0, bytes: 0, digest: 0n })); return c; }, peer(data(7)), 'ERR_PROTOCOL', /DATA frame 7 after END/],
+    [
+      'DATA after END',
+      () => {
+        const c = opened();
+        c.on(peer({ type: FrameType.END, frames: 0, bytes: 0, digest: 0n }));
+        return c;
+      },
+      peer(data(7)),
+      'ERR_PROTOCOL',
+      /DATA frame 7 after END/,
+    ],
     ['a raw DATA frame shorter than announced', () => opened(), peer(data(0, Buffer.from('hello'), 0, 6)), 'ERR_PROTOCOL', /^channel 1: frame 0: 5 bytes stored, 6 announced$/],
     ['END before ACCEPT', () => make(), peer({ type: FrameType.END, frames: 0, bytes: 0, digest: 0n }), 'ERR_PROTOCOL', /END frame out of place/],
     ['ABORT', () => opened(), peer({ type: FrameType.ABORT, reason: 'stream ends inside a record' }), 'ERR_PEER_ABORT', /^channel 1: the sender failed: stream ends inside a record$/],
     ['DONE from the sender', () => opened(), peer({ type: FrameType.DONE, bytes: 0 }), 'ERR_PROTOCOL', /unexpected frame type 6 from the sender/],
     ['EOF inside a frame', () => opened(), { type: 'peer-end', cutFrame: true }, 'ERR_CHANNEL', /^channel 1: the connection closed inside a frame: truncated session$/],
     ['EOF before END', () => opened(), { type: 'peer-end', cutFrame: false }, 'ERR_CHANNEL', /the connection closed before the end frame: truncated session/],
-    ['a port scan (EOF before any byte)', () => { const c = make(); c.on({ type: 'start', peer: '10.0.0.9:1234', now: 0 }); return c; }, { type: 'peer-end', cutFrame: false }, 'ERR_CHANNEL', /^10\.0\.0\.9:1234 closed the connection during the handshake$/],
-    ['a reset', () => opened(), { type: 'socket-error', error: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) }, 'ERR_CHANNEL', /^channel 1: the sender reset the connection \(ECONNRESET\)$/],
-    ['silence during the handshake', () => { const c = make(); c.on({ type: 'start', peer: 'p', now: 0 }); return c; }, { type: 'tick', now: TIMEOUT + 1 }, 'ERR_TIMEOUT', /nothing received for 2 s/],
+    [
+      'a port scan (EOF before any byte)',
+      () => {
+        const c = make();
+        c.on({ type: 'start', peer: '10.0.0.9:1234', now: 0 });
+        return c;
+      },
+      { type: 'peer-end', cutFrame: false },
+      'ERR_CHANNEL',
+      /^10\.0\.0\.9:1234 closed the connection during the handshake$/,
+    ],
+    [
+      'a reset',
+      () => opened(),
+      { type: 'socket-error', error: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) },
+      'ERR_CHANNEL',
+      /^channel 1: the sender reset the connection \(ECONNRESET\)$/,
+    ],
+    [
+      'silence during the handshake',
+      () => {
+        const c = make();
+        c.on({ type: 'start', peer: 'p', now: 0 });
+        return c;
+      },
+      { type: 'tick', now: TIMEOUT + 1 },
+      'ERR_TIMEOUT',
+      /nothing received for 2 s/,
+    ],
     ['silence while open', () => opened(), { type: 'tick', now: TIMEOUT + 2 }, 'ERR_TIMEOUT', /^channel 1: nothing received for 2 s$/],
     ['a frame that does not decompress', () => opened(), { type: 'fail', error: new Error('bad lz4 block') }, 'ERR_CHANNEL', /bad lz4 block/],
   ];

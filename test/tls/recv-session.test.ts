@@ -6,15 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import { StreamDigest } from '../../src/tls/digest.js';
 import { ChannelError, ProtocolError, type TransportError } from '../../src/tls/errors.js';
-import {
-  InboundStream,
-  MAIN_STREAM,
-  MAX_STRANGERS,
-  OUTPUT_GONE,
-  ReceiverSession,
-  type ReceiverSessionAction,
-  type ReceiverSessionEvent,
-} from '../../src/tls/recv-session.js';
+import { InboundStream, MAIN_STREAM, MAX_STRANGERS, OUTPUT_GONE, ReceiverSession, type ReceiverSessionAction, type ReceiverSessionEvent } from '../../src/tls/recv-session.js';
 import type { OpenRequest } from '../../src/tls/session.js';
 
 const TIMEOUT = 2000;
@@ -63,7 +55,7 @@ describe('receiver session: admission', () => {
     expect(session.on({ type: 'tick', now: 10 * TIMEOUT })).toEqual([]);
   });
 
-  test('refusals answer REFUSE with admit()\'s reason, are logged, and retire the connection; the session goes on', () => {
+  test("refusals answer REFUSE with admit()'s reason, are logged, and retire the connection; the session goes on", () => {
     const session = running();
     const cases: [OpenRequest, RegExp][] = [
       [request(1), /channel 1 has already joined/],
@@ -101,7 +93,10 @@ describe('receiver session: admission', () => {
     session.on({ type: 'connection', id: 1, peer: 'p:1', now: 0 });
     session.on({ type: 'connection', id: 2, peer: 'p:2', now: 0 });
     const out = session.on({ type: 'channel-failed', id: 1, error: new ProtocolError('frame length 0 out of range') });
-    expect(out).toEqual([{ type: 'refused', peer: 'p:1', reason: 'frame length 0 out of range' }, { type: 'retire', id: 1 }]);
+    expect(out).toEqual([
+      { type: 'refused', peer: 'p:1', reason: 'frame length 0 out of range' },
+      { type: 'retire', id: 1 },
+    ]);
     expect(session.state).toBe('listening');
     const failed = session.on({ type: 'tick', now: TIMEOUT });
     expect(failure(failed)).toMatchObject({ code: 'ERR_TIMEOUT', message: expect.stringMatching(/; 1 connection\(s\) refused, the last p:1: frame length 0 out of range; 1 still unidentified$/) });
@@ -148,7 +143,11 @@ describe('receiver session: frames, END and DONE', () => {
     // Frame 1 on channel 1 first: nothing released, nothing acked.
     expect(session.on(frame(1, 1))).toEqual([]);
     // Frame 0 releases 0 and 1: 8 bytes, all within the held tail; both acked to their carriers.
-    expect(session.on(frame(0, 0))).toEqual([{ type: 'progress', bytes: 8 }, { type: 'ack', id: 0 }, { type: 'ack', id: 1 }]);
+    expect(session.on(frame(0, 0))).toEqual([
+      { type: 'progress', bytes: 8 },
+      { type: 'ack', id: 0 },
+      { type: 'ack', id: 1 },
+    ]);
     // Frame 2 pushes frame 0 out of the held tail.
     const out = session.on(frame(0, 2));
     expect(kinds(out)).toEqual(['write', 'progress', 'ack']);
@@ -162,7 +161,10 @@ describe('receiver session: frames, END and DONE', () => {
     session.on(frame(0, 2, 100));
     expect(session.on({ type: 'end', id: 1, stream: MAIN_STREAM, totals: totals(3) })).toEqual([]);
     const out = session.on({ type: 'end', id: 0, stream: MAIN_STREAM, totals: totals(3) });
-    expect(out).toEqual([{ type: 'write', stream: MAIN_STREAM, chunks: [frameBytes(1), frameBytes(2)], tail: true }, { type: 'done', id: 0, bytes: 12 }]);
+    expect(out).toEqual([
+      { type: 'write', stream: MAIN_STREAM, chunks: [frameBytes(1), frameBytes(2)], tail: true },
+      { type: 'done', id: 0, bytes: 12 },
+    ]);
     expect(session.state).toBe('confirming');
     // While confirming, failures of the channels and deadlines change nothing.
     expect(session.on({ type: 'channel-failed', id: 1, error: new ChannelError('closed') })).toEqual([]);
@@ -173,8 +175,16 @@ describe('receiver session: frames, END and DONE', () => {
       {
         type: 'completed',
         summary: {
-          bytes: 12, frames: 3, seconds: 0.599, digest: digestOf(3), codec: 'lz4', tls: true,
-          channels: [{ index: 0, frames: 2, rawBytes: 8, wireBytes: 60 }, { index: 1, frames: 1, rawBytes: 4, wireBytes: 30 }],
+          bytes: 12,
+          frames: 3,
+          seconds: 0.599,
+          digest: digestOf(3),
+          codec: 'lz4',
+          tls: true,
+          channels: [
+            { index: 0, frames: 2, rawBytes: 8, wireBytes: 60 },
+            { index: 1, frames: 1, rawBytes: 4, wireBytes: 30 },
+          ],
         },
       },
     ]);
@@ -197,7 +207,11 @@ describe('receiver session: frames, END and DONE', () => {
     session.on({ type: 'end', id: 0, stream: MAIN_STREAM, totals: totals(1) });
     const error = new ChannelError('EPIPE');
     const out = session.on({ type: 'output-failed', error });
-    expect(out).toEqual([{ type: 'abort', id: 0, reason: 'EPIPE' }, { type: 'abort', id: 1, reason: 'EPIPE' }, { type: 'failed', error }]);
+    expect(out).toEqual([
+      { type: 'abort', id: 0, reason: 'EPIPE' },
+      { type: 'abort', id: 1, reason: 'EPIPE' },
+      { type: 'failed', error },
+    ]);
     expect(session.on({ type: 'finished', id: 0, now: 5 })).toEqual([]);
   });
 
@@ -205,13 +219,23 @@ describe('receiver session: frames, END and DONE', () => {
     ['a wrong digest', (s) => ends(s, { ...totals(2), digest: totals(2).digest ^ 1n }), 'ERR_CHECKSUM', /^stream digest [0-9a-f]{16} differs from the sender's [0-9a-f]{16}$/],
     ['more bytes announced than arrived', (s) => ends(s, { ...totals(2), bytes: 9 }), 'ERR_CHECKSUM', /^received 8 bytes, the sender announced 9$/],
     ['fewer frames announced than arrived', (s) => ends(s, totals(1)), 'ERR_CHECKSUM', /^received 2 frames, the sender announced 1$/],
-    ['channels announcing different totals', (s) => {
-      s.on({ type: 'end', id: 0, stream: MAIN_STREAM, totals: totals(2) });
-      return s.on({ type: 'end', id: 1, stream: MAIN_STREAM, totals: totals(3) });
-    }, 'ERR_PROTOCOL', /^the channels announce different end totals$/],
+    [
+      'channels announcing different totals',
+      (s) => {
+        s.on({ type: 'end', id: 0, stream: MAIN_STREAM, totals: totals(2) });
+        return s.on({ type: 'end', id: 1, stream: MAIN_STREAM, totals: totals(3) });
+      },
+      'ERR_PROTOCOL',
+      /^the channels announce different end totals$/,
+    ],
     ['a frame received twice', (s) => s.on(frame(1, 0)), 'ERR_PROTOCOL', /^channel 1: frame 0 received twice$/],
     ['a frame for a stream that does not exist', (s) => s.on({ type: 'frame', id: 0, stream: 3, seq: 2, data: Buffer.alloc(1), wire: 19, now: 0 }), 'ERR_PROTOCOL', /frame 2 for unknown stream 3/],
-    ['a member channel failing', (s) => s.on({ type: 'channel-failed', id: 1, error: new ChannelError('the connection closed before the end frame: truncated session', 1) }), 'ERR_CHANNEL', /^channel 1: the connection closed/],
+    [
+      'a member channel failing',
+      (s) => s.on({ type: 'channel-failed', id: 1, error: new ChannelError('the connection closed before the end frame: truncated session', 1) }),
+      'ERR_CHANNEL',
+      /^channel 1: the connection closed/,
+    ],
     ['a member worker exiting', (s) => s.on({ type: 'worker-exit', id: 0, code: 1 }), 'ERR_CHANNEL', /^channel 0: worker exited \(1\)$/],
     ['the output reader gone', (s) => s.on({ type: 'output-gone' }), 'ERR_OUTPUT', new RegExp(`^${OUTPUT_GONE.replace(/[()?]/g, '\\$&')}$`)],
   ];

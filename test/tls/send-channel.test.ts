@@ -168,8 +168,30 @@ describe('sending channel: frames, END and DONE', () => {
 
 describe('sending channel: hostile or failing receivers', () => {
   const cases: [string, () => SendChannel, SendChannelEvent, string, RegExp][] = [
-    ['REFUSE while opening', () => { const c = make(); c.on({ type: 'start', now: 0 }); c.on({ type: 'connected', now: 0 }); return c; }, peer({ type: FrameType.REFUSE, reason: 'nope' }), 'ERR_HANDSHAKE', /^channel 0: the receiver refused the channel: nope$/],
-    ['ACCEPT for another channel', () => { const c = make(); c.on({ type: 'start', now: 0 }); c.on({ type: 'connected', now: 0 }); return c; }, peer({ type: FrameType.ACCEPT, index: 3 }), 'ERR_PROTOCOL', /unexpected ACCEPT for channel 3/],
+    [
+      'REFUSE while opening',
+      () => {
+        const c = make();
+        c.on({ type: 'start', now: 0 });
+        c.on({ type: 'connected', now: 0 });
+        return c;
+      },
+      peer({ type: FrameType.REFUSE, reason: 'nope' }),
+      'ERR_HANDSHAKE',
+      /^channel 0: the receiver refused the channel: nope$/,
+    ],
+    [
+      'ACCEPT for another channel',
+      () => {
+        const c = make();
+        c.on({ type: 'start', now: 0 });
+        c.on({ type: 'connected', now: 0 });
+        return c;
+      },
+      peer({ type: FrameType.ACCEPT, index: 3 }),
+      'ERR_PROTOCOL',
+      /unexpected ACCEPT for channel 3/,
+    ],
     ['a second ACCEPT', () => opened(), peer({ type: FrameType.ACCEPT, index: 0 }), 'ERR_PROTOCOL', /unexpected ACCEPT for channel 0/],
     ['DONE before END', () => opened(), peer({ type: FrameType.DONE, bytes: 1 }), 'ERR_PROTOCOL', /DONE before the end of the stream/],
     ['ABORT', () => opened(), peer({ type: FrameType.ABORT, reason: 'disk full' }), 'ERR_PEER_ABORT', /^channel 0: the receiver failed: disk full$/],
@@ -177,8 +199,20 @@ describe('sending channel: hostile or failing receivers', () => {
     ['a cut frame, then EOF', () => opened(), { type: 'peer-end', cutFrame: true }, 'ERR_PROTOCOL', /the receiver sent a cut frame/],
     ['EOF before the end', () => opened(), { type: 'peer-end', cutFrame: false }, 'ERR_CHANNEL', /the receiver closed the connection before the end of the stream/],
     ['a close before the end', () => opened(), { type: 'closed' }, 'ERR_CHANNEL', /the connection closed before the end of the stream/],
-    ['a reset', () => opened(), { type: 'socket-error', error: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), now: 5 }, 'ERR_CHANNEL', /^channel 0: the receiver reset the connection \(ECONNRESET\)$/],
-    ['a certificate the CA did not sign', () => make(), { type: 'socket-error', error: Object.assign(new Error('unable to verify'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), now: 0 }, 'ERR_AUTH', /the receiver's certificate was rejected/],
+    [
+      'a reset',
+      () => opened(),
+      { type: 'socket-error', error: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), now: 5 },
+      'ERR_CHANNEL',
+      /^channel 0: the receiver reset the connection \(ECONNRESET\)$/,
+    ],
+    [
+      'a certificate the CA did not sign',
+      () => make(),
+      { type: 'socket-error', error: Object.assign(new Error('unable to verify'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), now: 0 },
+      'ERR_AUTH',
+      /the receiver's certificate was rejected/,
+    ],
   ];
   test.each(cases)('%s fails the channel once, with the reason posted and the socket destroyed', (_name, setUp, event, code, message) => {
     const channel = setUp();

@@ -23,7 +23,10 @@ describe('sender session', () => {
   test('channel 0 opens the session, then the others are let join; streaming once all are open', () => {
     const session = make(3);
     expect(session.canSend).toBe(false);
-    expect(session.on({ type: 'opened', index: 0 })).toEqual([{ type: 'join', index: 1 }, { type: 'join', index: 2 }]);
+    expect(session.on({ type: 'opened', index: 0 })).toEqual([
+      { type: 'join', index: 1 },
+      { type: 'join', index: 2 },
+    ]);
     expect(session.state).toBe('joining');
     expect(session.canSend).toBe(false);
     expect(session.on({ type: 'opened', index: 2 })).toEqual([]);
@@ -67,7 +70,10 @@ describe('sender session', () => {
       session.on({ type: 'frame', data: frame(n) });
     }
     const end = { frames: 2, bytes: 8, digest: digest.value };
-    expect(session.on({ type: 'input-ended' })).toEqual([{ type: 'end', index: 0, ...end }, { type: 'end', index: 1, ...end }]);
+    expect(session.on({ type: 'input-ended' })).toEqual([
+      { type: 'end', index: 0, ...end },
+      { type: 'end', index: 1, ...end },
+    ]);
     expect(session.state).toBe('ending');
     expect(session.canSend).toBe(false);
     expect(session.on({ type: 'done', bytes: 8 })).toEqual([{ type: 'completed' }]);
@@ -91,7 +97,11 @@ describe('sender session', () => {
     const session = make(2);
     session.on({ type: 'opened', index: 0 });
     const error = new ChannelError('the receiver reset the connection (ECONNRESET)', 1);
-    expect(session.on({ type: 'fail', error })).toEqual([{ type: 'abort', index: 0, reason: error.message }, { type: 'abort', index: 1, reason: error.message }, { type: 'failed', error }]);
+    expect(session.on({ type: 'fail', error })).toEqual([
+      { type: 'abort', index: 0, reason: error.message },
+      { type: 'abort', index: 1, reason: error.message },
+      { type: 'failed', error },
+    ]);
     expect(session.state).toBe('failed');
     expect(session.on({ type: 'fail', error: new Error('second') })).toEqual([]);
     expect(session.on({ type: 'opened', index: 1 })).toEqual([]);
@@ -102,7 +112,7 @@ describe('sender session', () => {
     expect(exited.failure).toMatchObject({ code: 'ERR_CHANNEL', message: 'channel 1: worker exited (1) before the end of the stream' });
   });
 
-  test('a failure of the input (the glue\'s decoder) aborts every channel with its message', () => {
+  test("a failure of the input (the glue's decoder) aborts every channel with its message", () => {
     const session = streaming(2);
     const out = session.on({ type: 'fail', error: new Error('stream ends inside a record') });
     expect(out.filter((a) => a.type === 'abort')).toEqual([

@@ -34,7 +34,7 @@ describe('hostile transport frames', () => {
     expect(() => reader.filled(4)).toThrow(ProtocolError);
   });
 
-  test('zlib bytes that inflate past the announced length are a codec error, not node:zlib\'s RangeError', async () => {
+  test("zlib bytes that inflate past the announced length are a codec error, not node:zlib's RangeError", async () => {
     const bomb = deflateRawSync(Buffer.alloc(1 << 20));
     const error = await decompressBytes(CODEC_IDS.zlib, bomb, 4096).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Error);

@@ -49,13 +49,13 @@ describe('wire frames', () => {
 
   test('large DATA frames cut at random: payloads intact, straddling ones in buffers of their own', () => {
     let seed = 12345;
-    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const random = (n: number): number => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     const payloads = [70_000, 1, 200_000, 65_536, 13].map((n, i) => Buffer.alloc(n, i + 1).fill(i + 7, n >> 1));
     const bytes = Buffer.concat(payloads.flatMap((p, seq) => [encodeDataHeader(seq, p.length, 0, p.length), p]));
     for (let round = 0; round < 50; round++) {
       const parser = new FrameParser();
       const out = [];
-      for (let at = 0; at < bytes.length; ) {
+      for (let at = 0; at < bytes.length;) {
         const n = 1 + random(round % 2 === 0 ? 40_000 : 300);
         out.push(...parser.push(bytes.subarray(at, at + n)));
         at += n;
@@ -76,13 +76,13 @@ describe('wire frames', () => {
 
   test('the pull reader gives the same frames for reads of any size, payloads read in place', () => {
     let seed = 99;
-    const random = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const random = (n: number): number => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     const payload = Buffer.alloc(100_000, 3).fill(9, 50_000);
     const bytes = Buffer.concat([frames(), encodeDataHeader(6, payload.length, 0, payload.length), payload, encodeDataHeader(7, 0, 0, 0), encodePing()]);
     for (const maxRead of [1, 7, 4096, 1 << 20]) {
       const reader = new FrameReader();
       const out = [];
-      for (let at = 0; at < bytes.length; ) {
+      for (let at = 0; at < bytes.length;) {
         const target = reader.target();
         const n = Math.min(target.length, bytes.length - at, 1 + random(maxRead));
         bytes.copy(target, 0, at, at + n);
@@ -212,7 +212,7 @@ describe('payload buffers from a pool', () => {
 
 function readAll(reader: FrameReader, bytes: Buffer): ReturnType<FrameReader['filled']> {
   const out = [];
-  for (let at = 0; at < bytes.length; ) {
+  for (let at = 0; at < bytes.length;) {
     const target = reader.target();
     const n = Math.min(target.length, bytes.length - at);
     bytes.copy(target, 0, at, at + n);
