@@ -4,7 +4,8 @@
  * prefix. The installed command runs, and the README's library examples typecheck against the
  * installed types and run.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,8 +25,11 @@ let tarball = '';
  * fresh CI machine `--offline` failed with ENOTCACHED for @mongodb-js/zstd). Those few
  * documents come from the npm registry; every tarball comes from the cache.
  */
-function npm(args: string[], cwd: string): string {
-  return execFileSync('npm', [...args, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8', timeout: 240_000 });
+async function npm(args: string[], cwd: string): Promise<string> {
+  // Asynchronous: an install builds the addon (a minute on a loaded 2-core machine), and a
+  // worker blocked that long misses vitest's 60 s RPC deadline ("Timeout calling onTaskUpdate").
+  const { stdout } = await promisify(execFile)('npm', [...args, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8', timeout: 240_000 });
+  return stdout;
 }
 
 /** The ```ts blocks of the README's "Library" and "Native addon" sections. */
@@ -41,13 +45,13 @@ function readmeExamples(): string[] {
   return blocks;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   // --ignore-scripts: dist/ is built by pretest; a rebuild here would race the other CLI tests.
-  const packed = npm(['pack', REPO_ROOT, '--ignore-scripts', '--pack-destination', dir, '--json'], dir);
+  const packed = await npm(['pack', REPO_ROOT, '--ignore-scripts', '--pack-destination', dir, '--json'], dir);
   tarball = join(dir, (JSON.parse(packed) as { filename: string }[])[0]!.filename);
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-migstream', version: '1.0.0', private: true, type: 'module' }));
-  npm(['install', tarball], project);
+  await npm(['install', tarball], project);
 }, 300_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -109,8 +113,8 @@ describe('the packed package', () => {
     expect(ran.stdout.equals(sampleStream().bytes)).toBe(true);
   });
 
-  test('npm install -g --prefix puts a working migstream in PREFIX/bin', () => {
-    npm(['install', '-g', '--prefix', globalPrefix, tarball], dir);
+  test('npm install -g --prefix puts a working migstream in PREFIX/bin', async () => {
+    await npm(['install', '-g', '--prefix', globalPrefix, tarball], dir);
     expect(execFileSync(join(globalPrefix, 'bin', 'migstream'), ['--version'], { encoding: 'utf8' }).trim()).toBe(`migstream ${version}`);
   }, 300_000);
 });
