@@ -34,7 +34,7 @@
  * Everything runs on whatever machine this is: the figures say what it was (TCG, shared cores).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -66,6 +66,8 @@ const { values } = parseArgs({
     passes: { type: 'string', default: '5' },
     'pause-ms': { type: 'string', default: '2000' },
     'disk-mib': { type: 'string', default: '256' },
+    'blk-limit-s': { type: 'string', default: '60' },
+    'copy-window-mib': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -266,14 +268,15 @@ const CLIENT_DIR = pathToFileURL(join(REPO_ROOT, 'dist')).href;
  * source NBD socket, destination NBD socket), records through the disk stream's bytes.
  */
 const COPY_PROCESS = `
-const [srcQmp, dstQmp, srcSock, dstSock] = process.argv.slice(1);
+const [srcQmp, dstQmp, srcSock, dstSock, window] = process.argv.slice(1);
+const windowBytes = window ? Number(window) : undefined;
 const { QmpClient } = await import(${JSON.stringify(`${CLIENT_DIR}/qemu/qmp.js`)});
 const { DiskSource, DiskSink, DiskStreamEncoder, DiskStreamDecoder } = await import(${JSON.stringify(`${CLIENT_DIR}/disk/index.js`)});
 if (srcQmp === 'import-only') process.exit(0);
 const [sq, dq] = await Promise.all([QmpClient.connect(srcQmp), QmpClient.connect(dstQmp)]);
 const tag = 'proc-' + process.pid;
-const source = await DiskSource.open({ qmp: sq, drive: 'disk0', socketPath: srcSock, serverStarted: true, prefix: tag });
-const sink = await DiskSink.open({ qmp: dq, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: tag + '-sink' });
+const source = await DiskSource.open({ qmp: sq, drive: 'disk0', socketPath: srcSock, serverStarted: true, prefix: tag, windowBytes });
+const sink = await DiskSink.open({ qmp: dq, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: tag + '-sink', windowBytes });
 const encoder = new DiskStreamEncoder(source.header);
 const decoder = new DiskStreamDecoder();
 const through = async (pieces) => { for (const piece of pieces) for (const record of decoder.push(piece)) await sink.apply(record); };
@@ -330,6 +333,8 @@ interface CopyRow {
   netSeconds: number;
   mibPerSecond: number;
   runs: number[];
+  /** User + system CPU seconds of the best run (the copying process only; the QEMUs not counted). */
+  cpuSeconds: number;
   note: string;
 }
 
@@ -338,6 +343,8 @@ async function copyPart(): Promise<void> {
   const sizeMiB = Number(values['copy-mib']);
   const rounds = Number(values.rounds);
   const size = sizeMiB * MIB;
+  // Bytes in flight on each side (DiskSource and DiskSink windowBytes); default theirs, 16 MiB.
+  const windowBytes = values['copy-window-mib'] === undefined ? undefined : Number(values['copy-window-mib']) * MIB;
   const dir = mkdtempSync('/dev/shm/migstream-bench-disk-');
   const vms: QemuVm[] = [];
   try {
@@ -376,24 +383,35 @@ async function copyPart(): Promise<void> {
     const processRows: Command[] = [
       tool('qemu-img convert -n (7.2)', [qemuImg, 'convert', '-n', '-f', 'raw', '-O', 'raw', srcUri, dstUri], { before: emptyDestination }),
       tool('qemu-img convert -n --target-is-zero (7.2)', [qemuImg, 'convert', '-n', '--target-is-zero', '-f', 'raw', '-O', 'raw', srcUri, dstUri], { before: emptyDestination }),
-      { ...tool('migstream, whole process (node: QMP, open, firstCopy → disk stream → DiskSink, FLUSH, close)', node([srcQmp2, dstQmp2, srcSock, dstSock]), { before: emptyDestination }), migstream: true },
+      {
+        ...tool(
+          'migstream, whole process (node: QMP, open, firstCopy → disk stream → DiskSink, FLUSH, close)',
+          node([srcQmp2, dstQmp2, srcSock, dstSock, windowBytes === undefined ? '' : String(windowBytes)]),
+          { before: emptyDestination },
+        ),
+        migstream: true,
+      },
     ];
     const startup = tool('node start-up + import of dist/disk, dist/qemu/qmp', node(['import-only', '', '', '']));
     const processRuns = processRows.map((): ProcessRun[] => []);
     const startupRuns: ProcessRun[] = [];
     const coreRuns: number[] = [];
     const wholeRuns: number[] = [];
+    const coreCpu: number[] = [];
 
     /** In this process: the copy alone (firstCopy → apply → finish) and with open and close. */
     const inProcess = async (round: number): Promise<void> => {
       emptyDestination();
       const t0 = performance.now();
-      const source = await DiskSource.open({ qmp: src.qmp, drive: 'disk0', socketPath: srcSock, serverStarted: true, prefix: `inproc-${round}` });
-      const sink = await DiskSink.open({ qmp: dst.qmp, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: `inproc-${round}-sink` });
+      const source = await DiskSource.open({ qmp: src.qmp, drive: 'disk0', socketPath: srcSock, serverStarted: true, prefix: `inproc-${round}`, windowBytes });
+      const sink = await DiskSink.open({ qmp: dst.qmp, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: `inproc-${round}-sink`, windowBytes });
       const t1 = performance.now();
+      const cpu = process.cpuUsage();
       await source.firstCopy((record) => sink.apply(record));
       await sink.finish();
       const t2 = performance.now();
+      const used = process.cpuUsage(cpu);
+      coreCpu.push((used.user + used.system) / 1e6);
       await sink.close();
       await source.close();
       const t3 = performance.now();
@@ -417,11 +435,22 @@ async function copyPart(): Promise<void> {
 
     const best = (list: number[]): number => Math.min(...list);
     const startupSeconds = best(startupRuns.map((r) => r.seconds));
+    const startupCpu = Math.min(...startupRuns.map((r) => r.userSeconds + r.systemSeconds));
     const rows: CopyRow[] = processRows.map((command, i) => {
       const runs = processRuns[i]!.map((r) => r.seconds);
-      const bestSeconds = best(runs);
+      const bestRun = processRuns[i]!.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      const bestSeconds = bestRun.seconds;
       const netSeconds = command.migstream ? bestSeconds - startupSeconds : bestSeconds;
-      return { row: command.label, bestSeconds, netSeconds, mibPerSecond: sizeMiB / netSeconds, runs, note: command.migstream ? `net: less ${(startupSeconds * 1000).toFixed(0)} ms of start-up` : '' };
+      const cpuSeconds = bestRun.userSeconds + bestRun.systemSeconds - (command.migstream ? startupCpu : 0);
+      return {
+        row: command.label,
+        bestSeconds,
+        netSeconds,
+        mibPerSecond: sizeMiB / netSeconds,
+        runs,
+        cpuSeconds,
+        note: command.migstream ? `net: less ${(startupSeconds * 1000).toFixed(0)} ms of start-up` : '',
+      };
     });
     rows.push({
       row: 'migstream in this process: firstCopy → DiskSink.apply, FLUSH',
@@ -429,7 +458,8 @@ async function copyPart(): Promise<void> {
       netSeconds: best(coreRuns),
       mibPerSecond: sizeMiB / best(coreRuns),
       runs: coreRuns,
-      note: 'QMP and NBD set up beforehand',
+      cpuSeconds: coreCpu[coreRuns.indexOf(best(coreRuns))]!,
+      note: 'QMP and NBD set up beforehand; CPU of this whole process during the copy',
     });
     rows.push({
       row: 'migstream in this process, with DiskSource/DiskSink open and close',
@@ -437,22 +467,24 @@ async function copyPart(): Promise<void> {
       netSeconds: best(wholeRuns),
       mibPerSecond: sizeMiB / best(wholeRuns),
       runs: wholeRuns,
+      cpuSeconds: Number.NaN,
       note: 'bitmap, exports, connections',
     });
 
     const baseline = Math.max(rows[0]!.mibPerSecond, rows[1]!.mibPerSecond);
     console.log(
-      `\n### Whole-disk copy: ${sizeMiB} MiB raw (${mib(dataBytes, 0)} MiB random data in 2 MiB stretches, the rest holes), QEMU 7.2 NBD export → QEMU 7.2 writable NBD export, tmpfs, best of ${rounds}\n`,
+      `\n### Whole-disk copy: ${sizeMiB} MiB raw (${mib(dataBytes, 0)} MiB random data in 2 MiB stretches, the rest holes), QEMU 7.2 NBD export → QEMU 7.2 writable NBD export, tmpfs, migstream's window ${windowBytes === undefined ? '16 MiB (default)' : `${windowBytes / MIB} MiB`} each side, best of ${rounds}\n`,
     );
     console.log(
       markdown(
-        ['row', 'best s', 'net s', 'disk MiB/s', 'of qemu-img', 'runs s', 'note'],
+        ['row', 'best s', 'net s', 'disk MiB/s', 'of qemu-img', 'CPU s', 'runs s', 'note'],
         rows.map((r) => [
           r.row,
           r.bestSeconds.toFixed(3),
           r.netSeconds.toFixed(3),
           r.mibPerSecond.toFixed(0),
           `${((100 * r.mibPerSecond) / baseline).toFixed(0)} %`,
+          Number.isNaN(r.cpuSeconds) ? '—' : r.cpuSeconds.toFixed(2),
           r.runs.map((s) => s.toFixed(2)).join(' '),
           r.note,
         ]),
@@ -632,23 +664,41 @@ async function migstreamRows(block: number): Promise<AmpRow[]> {
 }
 
 /** Bytes of the block section's chunk records in a stream file; a chunk's first record is the bulk copy. */
-async function blockBytes(path: string): Promise<{ total: number; resent: number; records: number; resentRecords: number }> {
+async function blockBytes(path: string): Promise<{ total: number; resent: number; records: number; resentRecords: number; cut: string | null }> {
   const seen = new Set<string>();
-  const counts = { total: 0, resent: 0, records: 0, resentRecords: 0 };
-  for await (const record of decode(createReadStream(path))) {
-    if (record.type !== 'block-data' && record.type !== 'block-zero') continue;
-    const bytes = encodedLength(record);
-    const key = `${record.device}:${record.sector}`;
-    counts.total += bytes;
-    counts.records++;
-    if (seen.has(key)) {
-      counts.resent += bytes;
-      counts.resentRecords++;
-    } else {
-      seen.add(key);
+  const counts = { total: 0, resent: 0, records: 0, resentRecords: 0, cut: null as string | null };
+  try {
+    for await (const record of decode(createReadStream(path))) {
+      if (record.type !== 'block-data' && record.type !== 'block-zero') continue;
+      const bytes = encodedLength(record);
+      const key = `${record.device}:${record.sector}`;
+      counts.total += bytes;
+      counts.records++;
+      if (seen.has(key)) {
+        counts.resent += bytes;
+        counts.resentRecords++;
+      } else {
+        seen.add(key);
+      }
     }
+  } catch (error) {
+    // A cancelled migration's stream ends mid-record: what came before it counts.
+    counts.cut = error instanceof Error ? error.message.split('\n')[0]! : String(error);
   }
   return counts;
+}
+
+/** Waits until the exec: command's output is complete (renamed) or no longer grows (cancelled). */
+async function streamFile(path: string): Promise<string> {
+  let size = -1;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+    if (existsSync(path)) return path;
+    const now = existsSync(`${path}.partial`) ? statSync(`${path}.partial`).size : -1;
+    if (now >= 0 && now === size) return `${path}.partial`;
+    size = now;
+    await sleep(500);
+  }
+  throw new Error('the exec: command did not finish writing the stream');
 }
 
 /** QEMU 7.2's own block migration, `migrate -b`, through exec: tee into the destination's listener. */
@@ -666,45 +716,35 @@ async function blockMigrationRow(block: number): Promise<AmpRow> {
     const command = `tee ${shellQuote(`${stream}.partial`)} | socat -u - UNIX-CONNECT:${shellQuote(listen)} && mv ${shellQuote(`${stream}.partial`)} ${shellQuote(stream)}`;
     const written = guestWritten(src);
     await src.execute('migrate', { uri: `exec:${command}`, blk: true });
-    const deadline = Date.now() + 90_000;
+    const limitS = Number(values['blk-limit-s']);
+    const deadline = Date.now() + limitS * 1000;
     let info: MigrationInfo = {};
-    let lastDisk: MigrationInfo['disk'];
+    let converged = true;
     for (;;) {
       info = await queryMigrate(src);
-      if (info.disk) lastDisk = info.disk;
       if (info.status === 'completed' || info.status === 'failed') break;
       if (Date.now() > deadline) {
         await src.execute('migrate_cancel');
-        return {
-          block,
-          row,
-          amplification: null,
-          totalSeconds: null,
-          busySeconds: null,
-          sentBytes: lastDisk?.transferred ?? null,
-          guestBytes: guestWritten(src) - written,
-          note: `did not converge in 90 s: cancelled, ${mib(lastDisk?.remaining ?? 0, 0)} MiB of disk still dirty`,
-        };
+        converged = false;
+        break;
       }
       await sleep(100);
     }
     const guestBytes = guestWritten(src) - written;
-    if (info.status !== 'completed') throw new Error(`migrate -b failed: ${info['error-desc'] ?? '?'}`);
-    const fileDeadline = Date.now() + 60_000;
-    while (!existsSync(stream)) {
-      if (Date.now() > fileDeadline) throw new Error('the exec: command did not finish writing the stream');
-      await sleep(50);
-    }
-    const counts = await blockBytes(stream);
+    if (converged && info.status !== 'completed') throw new Error(`migrate -b failed: ${info['error-desc'] ?? '?'}`);
+    const counts = await blockBytes(await streamFile(stream));
+    const end = converged
+      ? `QEMU downtime ${info.downtime ?? '?'} ms`
+      : `did not converge in ${limitS} s: cancelled (${mib(info.disk?.remaining ?? 0, 0)} MiB of disk dirty at the last poll); the stream up to the cancel counted`;
     return {
       block,
       row,
       amplification: counts.resent / guestBytes,
-      totalSeconds: (info['total-time'] ?? Number.NaN) / 1000,
+      totalSeconds: converged ? (info['total-time'] ?? Number.NaN) / 1000 : null,
       busySeconds: null,
       sentBytes: counts.resent,
       guestBytes,
-      note: `block section ${mib(counts.total, 1)} MiB in ${counts.records} chunk records, ${counts.resentRecords} of them sent again; QEMU downtime ${info.downtime ?? '?'} ms; max-bandwidth 4 GiB/s`,
+      note: `block section ${mib(counts.total, 1)} MiB in ${counts.records} chunk records, ${counts.resentRecords} of them sent again; ${end}; max-bandwidth 4 GiB/s`,
     };
   } finally {
     await pair.quit();
