@@ -17,7 +17,9 @@
  *   opening and closing of both ends) and as a whole process (node over dist/, its own QMP
  *   connections: open, copy through the disk stream's bytes, FLUSH, close). The destination
  *   image is emptied (hole punched) before every run. Rounds run every row in turn; best of
- *   `--rounds`. Target: migstream at ≥ 90 % of qemu-img's speed.
+ *   `--rounds`. Target: migstream at ≥ 90 % of qemu-img's speed. `--copy-window-mib N` sets
+ *   DiskSource/DiskSink's windowBytes; BENCH_DISK_PROFILE=DIR has the whole-process row write a
+ *   V8 CPU profile (--cpu-prof) into DIR.
  * - amplification: a guest (128 MiB RAM, 256 MiB raw virtio disk) writing random blocks of each
  *   size at `--rate` MiB/s (guest/diskwrite) while its disk moves. Rows per block size:
  *   migstream on QEMU 7.2 (first copy, `--passes` dirty passes `--pause-ms` apart, stop, the last
@@ -378,7 +380,9 @@ async function copyPart(): Promise<void> {
     const srcUri = `nbd+unix:///img-src?socket=${srcSock}`;
     const dstUri = `nbd+unix:///img-dst?socket=${dstSock}`;
     const qemuImg = qemuTool('7.2', 'qemu-img');
-    const node = (argv: string[]): string[] => [process.execPath, '--input-type=module', '-e', COPY_PROCESS, ...argv];
+    // BENCH_DISK_PROFILE=DIR: the whole-process row writes a V8 CPU profile there (--cpu-prof).
+    const profile = process.env.BENCH_DISK_PROFILE === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_DISK_PROFILE}`];
+    const node = (argv: string[]): string[] => [process.execPath, ...profile, '--input-type=module', '-e', COPY_PROCESS, ...argv];
 
     const processRows: Command[] = [
       tool('qemu-img convert -n (7.2)', [qemuImg, 'convert', '-n', '-f', 'raw', '-O', 'raw', srcUri, dstUri], { before: emptyDestination }),
