@@ -35,7 +35,7 @@ import { launchQemu } from '../src/qemu/launcher.js';
 import { restoreFromExec, shellQuote } from '../src/qemu/migration.js';
 import { REPO_ROOT } from '../test/fixtures/meta.js';
 import { loadFixture } from '../test/helpers/qemu.js';
-import { compactMemory, evictFromPageCache, readIntoPageCache, removeThrottles, throttledReader } from './disk.js';
+import { compactMemory, evictFromPageCache, readIntoPageCache, removeThrottles, throttledReader } from './page-cache.js';
 import { FIGURE_HEADER, MIGSTREAM, ensureTools, figureCells, figuresOf, fmtMB, mark, migstream, startupLine, timeRounds, tmpfsScratch, tool, type Figures, type RoundsResult } from './process-timing.js';
 import { benchStreams, countRecords, ensureFilledStream, fixtureScenario, type BenchStream, type RestoreScenario } from './streams.js';
 

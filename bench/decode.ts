@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { createDecoder, createEncoder } from '../src/codec.js';
 import { table } from '../src/cli/format.js';
-import { readIntoPageCache } from './disk.js';
+import { readIntoPageCache } from './page-cache.js';
 import { FIGURE_HEADER, ensureTools, figureCells, figuresOf, mark, migstream, startupLine, timeRounds, tmpfsScratch, tool, type Figures } from './process-timing.js';
 import { printThroughput } from './report.js';
 import { benchStreams, countRecords, ensureFilledStream, type BenchStream } from './streams.js';

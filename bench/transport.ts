@@ -24,7 +24,7 @@ import { findScenario } from '../test/fixtures/scenarios.js';
 import { createLink, netnsAvailable, type Link } from '../test/helpers/netns.js';
 import { loadFixture } from '../test/helpers/qemu.js';
 import { BIN, startRecv, run } from '../test/helpers/transport.js';
-import { compactMemory } from './disk.js';
+import { compactMemory } from './page-cache.js';
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
