@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { BASE_ALLOCATION, DiskExtentError, chunkRuns, dirtyBitmapContext, planChunks, plannedBytes } from '../../src/disk/index.js';
+import { HBitmap } from '../../src/native/hbitmap.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -151,5 +152,24 @@ describe('extents that do not describe the drive', () => {
     ).toThrow(/overlaps/);
     expect(() => plan([{ offset: 0, length: 0, flags: 0 }], size, MIB)).toThrow(/an extent of length 0/);
     expect(() => plan([{ offset: 0, length: 3 * MIB, flags: 1 }], size, MIB)).toThrow(/the extents end at 3145728, short of the drive's 4194304 bytes/);
+  });
+});
+
+describe('chunkRuns across the native batches', () => {
+  test('thousands of runs, long ones cut at maxChunks: the same runs as HBitmap.dirtyAreas, clipped to the drive', () => {
+    const chunks = 100_000;
+    const chunkSize = 65536;
+    const size = chunks * chunkSize - 4096; // the last chunk is short
+    const map = new HBitmap(chunks, { granularity: chunkSize });
+    for (let i = 0; i < 3000; i++) map.set(i * 29, 1 + (i % 7));
+    map.set(chunks - 50, 50);
+    for (const maxChunks of [Infinity, 3]) {
+      const expected = [...map.dirtyAreas(0, maxChunks)].map(({ start, length }) => [start, length]);
+      expect(expected.length).toBeGreaterThan(2048);
+      const runs = [...chunkRuns(map, size, maxChunks)];
+      expect(runs.map((r) => [r.firstChunk, r.chunks])).toEqual(expected);
+      const last = runs.at(-1)!;
+      expect(last.offset + last.length).toBe(size);
+    }
   });
 });
