@@ -237,8 +237,11 @@ export class DiskSource {
     const pending: { index: number; read: Promise<Buffer> }[] = [];
     const start = (index: number): void => {
       const length = this.encoder.chunkLength(index);
-      // Zero padding past the drive's end: blk_send's buffer_is_zero sees the whole chunk.
-      const buffer = Buffer.alloc(chunkSize);
+      // The read writes every byte of [0, length) (the client zero-fills OFFSET_HOLE and checks
+      // the reply covered the request), so only the padding past the drive's end is zeroed here:
+      // blk_send's buffer_is_zero sees the whole chunk. (bench:disk's profile of a whole-disk
+      // copy: allocating and collecting the zero-filled chunks took 0.33 s of 1.7 s.)
+      const buffer = Buffer.allocUnsafeSlow(chunkSize).fill(0, length);
       const read = nbd.read(index * chunkSize, length, buffer.subarray(0, length)).then(() => buffer);
       read.catch(() => undefined); // awaited below, in order; a failure is not unhandled meanwhile
       pending.push({ index, read });
