@@ -10,7 +10,7 @@
  * The heat map counts re-sends per segment of each RAMBlock (fixed count of segments per
  * block, so its size does not grow with the guest). Pure: feed records, read `summary()`.
  */
-import type { RamMemSizeRecord, RamPageLikeRecord } from '../ram/records.js';
+import { isRamPageRecord, type RamMemSizeRecord } from '../ram/records.js';
 import type { BaseRecord } from '../stream/section-codec.js';
 
 export interface PassCounts {
@@ -49,8 +49,6 @@ interface TrackedBlock {
   readonly segmentBytes: number;
 }
 
-const PAGE_RECORDS = new Set(['ram-page', 'ram-zero', 'ram-xbzrle', 'ram-compressed']);
-
 export class PassTracker {
   private readonly blocks = new Map<string, TrackedBlock>();
   private readonly passes: PassCounts[] = [];
@@ -70,26 +68,25 @@ export class PassTracker {
       for (const { idstr, usedLength } of (record as RamMemSizeRecord).blocks) this.declare(idstr, usedLength);
       return;
     }
-    if (!PAGE_RECORDS.has(record.type)) return;
-    const page = record as RamPageLikeRecord;
-    const block = this.blocks.get(page.block);
+    if (!isRamPageRecord(record)) return;
+    const block = this.blocks.get(record.block);
     if (block === undefined) return;
-    if (block.index < this.lastBlock || (block.index === this.lastBlock && page.offset <= this.lastOffset) || this.current === undefined) {
+    if (block.index < this.lastBlock || (block.index === this.lastBlock && record.offset <= this.lastOffset) || this.current === undefined) {
       this.current = { index: this.passes.length, pages: 0, zeroPages: 0, resentPages: 0, payloadBytes: 0 };
       this.passes.push(this.current);
     }
     this.lastBlock = block.index;
-    this.lastOffset = page.offset;
+    this.lastOffset = record.offset;
     const pass = this.current;
     pass.pages++;
-    if (page.type === 'ram-zero') pass.zeroPages++;
-    else pass.payloadBytes += page.data.length;
-    const pageIndex = Math.floor(page.offset / this.pageSize);
+    if (record.type === 'ram-zero') pass.zeroPages++;
+    else pass.payloadBytes += record.data.length;
+    const pageIndex = Math.floor(record.offset / this.pageSize);
     if (pageIndex >= block.pages) return;
     const bit = 1 << (pageIndex & 7);
     if (block.seen[pageIndex >> 3]! & bit) {
       pass.resentPages++;
-      block.resends[Math.floor(page.offset / block.segmentBytes)]!++;
+      block.resends[Math.floor(record.offset / block.segmentBytes)]!++;
     } else {
       block.seen[pageIndex >> 3]! |= bit;
     }

@@ -17,7 +17,7 @@
  * source's XBZRLE cache held (so at most its cache-size).
  */
 import { createDecoder, createEncoder, type MigrationRecord } from '../codec.js';
-import type { RamPageLikeRecord, RamPageRecord, RamXbzrleRecord, RamZeroRecord } from './records.js';
+import { isRamPageRecord, type RamPageLikeRecord, type RamPageRecord, type RamXbzrleRecord, type RamZeroRecord } from './records.js';
 import { decodeXbzrle } from './xbzrle.js';
 import { inflatePage } from './zlib-page.js';
 import { asBuffer } from '../bytes/transfer.js';
@@ -48,10 +48,6 @@ class PageTable {
   }
 }
 
-function isPageRecord(record: MigrationRecord): record is RamPageLikeRecord {
-  return record.type === 'ram-page' || record.type === 'ram-zero' || record.type === 'ram-xbzrle' || record.type === 'ram-compressed';
-}
-
 export type ByteSource = () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 export class Compactor {
@@ -78,7 +74,7 @@ export class Compactor {
   async scan(): Promise<void> {
     let ordinal = 0;
     for await (const { record, pageSize } of decodeAll(this.open(), this.blockSize)) {
-      if (!isPageRecord(record)) continue;
+      if (!isRamPageRecord(record)) continue;
       ordinal++;
       const table = this.table(record.block);
       const index = record.offset / pageSize;
@@ -99,7 +95,7 @@ export class Compactor {
     let batch: MigrationRecord[] = [];
     for await (const { record, pageSize } of decodeAll(this.open(), this.blockSize)) {
       this.streamPageSize = pageSize;
-      if (!isPageRecord(record)) {
+      if (!isRamPageRecord(record)) {
         if (record.type === 'section-start' || record.type === 'section-resume') lastBlock = undefined;
         if (record.type === 'ram-hook' && record.block !== undefined) lastBlock = record.block;
         batch.push(record);

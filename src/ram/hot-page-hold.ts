@@ -18,7 +18,7 @@
  * are all that is left. Pure: chunks and records in, frames out; the frame's own buffer is
  * compacted in place when it leaves.
  */
-import type { RamPageLikeRecord } from './records.js';
+import { isRamPageRecord, type RamPageLikeRecord } from './records.js';
 import type { BaseRecord } from '../stream/section-codec.js';
 
 export interface HoldSavings {
@@ -58,8 +58,6 @@ export interface ReleasedFrame {
   readonly streamBytes: number;
 }
 
-const PAGE_RECORDS = new Set(['ram-page', 'ram-zero', 'ram-xbzrle', 'ram-compressed']);
-
 export class HotPageHold {
   private readonly frames: HeldFrame[] = [];
   private readonly held = new Map<string, HeldCopy>();
@@ -97,7 +95,7 @@ export class HotPageHold {
       const to = ends[i]!;
       this.recordStart = to;
       const record = records[i]!;
-      if (PAGE_RECORDS.has(record.type)) this.addPage(record as RamPageLikeRecord, from, to);
+      if (isRamPageRecord(record)) this.addPage(record, from, to);
     }
   }
 

@@ -106,4 +106,9 @@ export type RamRecord = RamMemSizeRecord | RamPageRecord | RamZeroRecord | RamXb
 
 export type RamPageLikeRecord = RamPageRecord | RamZeroRecord | RamXbzrleRecord | RamCompressedRecord;
 
+/** Whether `record` addresses one page of one RAMBlock (PAGE, ZERO, XBZRLE, COMPRESS_PAGE). */
+export function isRamPageRecord(record: { readonly type: string }): record is RamPageLikeRecord {
+  return record.type === 'ram-page' || record.type === 'ram-zero' || record.type === 'ram-xbzrle' || record.type === 'ram-compressed';
+}
+
 export const RAM_RECORD_TYPES: readonly RamRecord['type'][] = ['ram-mem-size', 'ram-page', 'ram-zero', 'ram-xbzrle', 'ram-compressed', 'ram-eos', 'ram-multifd-flush', 'ram-hook'];
