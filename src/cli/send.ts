@@ -105,7 +105,7 @@ export const sendCommand: Command = {
     const hashFile = values['page-hashes'];
     const tap = hashFile === undefined ? undefined : new StreamHashTap();
     const statsPath = values['stats-socket'];
-    const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0, droppedBytes: 0 };
+    const counters: SendCounters = { streamBytes: 0, leftBytes: 0, wireBytes: 0 };
     const reporter = statsPath === undefined ? undefined : new SendStatsReporter(statsPath);
     let tracker: PassTracker | undefined;
     const stats = (final: boolean) => {

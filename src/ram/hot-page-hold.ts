@@ -51,13 +51,6 @@ interface HeldCopy {
   readonly cuttable: boolean;
 }
 
-export interface ReleasedFrame {
-  /** The frame's bytes with the dropped copies cut out (a view of its own buffer). */
-  readonly data: Buffer;
-  /** Its length as read from the input. */
-  readonly streamBytes: number;
-}
-
 export class HotPageHold {
   private readonly frames: HeldFrame[] = [];
   private readonly held = new Map<string, HeldCopy>();
@@ -99,15 +92,14 @@ export class HotPageHold {
     }
   }
 
-  /** The oldest frame, with its dropped copies cut out; null when none is held. */
-  release(): ReleasedFrame | null {
+  /** The oldest frame, with its dropped copies cut out (a view of its own buffer); null when none is held. */
+  release(): Buffer | null {
     const frame = this.frames.shift();
     if (frame === undefined) return null;
     for (const key of frame.keys) if (this.held.get(key)?.frame === frame) this.held.delete(key);
-    const streamBytes = frame.data.length;
     const data = frame.cuts.length === 0 ? frame.data : compact(frame.data, frame.cuts);
     this.bytes -= data.length;
-    return { data, streamBytes };
+    return data;
   }
 
   result(): HoldSavings {

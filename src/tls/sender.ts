@@ -53,8 +53,9 @@ export interface SendOptions {
 }
 
 /**
- * Bytes so far. `streamBytes − leftBytes` is what sits in our frames between QEMU's pipe and
- * the kernel: at most channels × credit frames, so the pipe drains only as fast as the link.
+ * Bytes so far. `streamBytes − leftBytes` (less what a hold dropped) is what sits in our frames
+ * between QEMU's pipe and the kernel: at most channels × credit frames, and the hold, so the
+ * pipe drains only as fast as the link.
  */
 export interface SendCounters {
   /** Stream bytes read from the input. */
@@ -63,8 +64,6 @@ export interface SendCounters {
   leftBytes: number;
   /** What those frames took on the wire (compressed, with headers). */
   wireBytes: number;
-  /** Stream bytes of earlier page copies cut out of held frames (never sent). */
-  droppedBytes: number;
   /** What hot-page dropping saved so far; undefined without a hold. */
   hold?: HoldSavings;
 }
@@ -186,13 +185,9 @@ export async function send(options: SendOptions): Promise<TransferSummary> {
     };
     const sendHeld = (): void => {
       while (hold!.heldFrames > 0 && session.canSend) {
-        const frame = hold!.release()!;
-        // Counted before the frame goes: sending transfers its buffer to a worker (length 0 here after).
-        if (counters) {
-          counters.droppedBytes += frame.streamBytes - frame.data.length;
-          counters.hold = hold!.result();
-        }
-        feed({ type: 'frame', data: frame.data });
+        const data = hold!.release()!;
+        if (counters) counters.hold = hold!.result();
+        feed({ type: 'frame', data });
       }
     };
     // With a hold, the input is read while the hold has room even when no channel has; a read

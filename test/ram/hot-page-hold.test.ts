@@ -28,10 +28,10 @@ function run(frames: readonly Buffer[], lag: number): { out: Buffer; savings: Ho
     hold.addRecords(decoder.push(copy), decoder.recordEnds);
     decoder.releaseInput();
     maxHeld = Math.max(maxHeld, hold.heldBytes);
-    while (hold.heldFrames > lag) out.push(hold.release()!.data);
+    while (hold.heldFrames > lag) out.push(hold.release()!);
   }
   hold.addRecords(decoder.end(), decoder.recordEnds);
-  for (let frame = hold.release(); frame !== null; frame = hold.release()) out.push(frame.data);
+  for (let frame = hold.release(); frame !== null; frame = hold.release()) out.push(frame);
   return { out: Buffer.concat(out), savings: hold.result(), maxHeld };
 }
 
