@@ -36,7 +36,7 @@
  * Everything runs on whatever machine this is: the figures say what it was (TCG, shared cores).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, createReadStream, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -54,6 +54,7 @@ import { qemuTool, type QemuVersion } from '../src/qemu/versions.js';
 import { REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
 import { loadFixture } from '../test/helpers/qemu.js';
 import { ensureTools, runOnce, tool, type Command, type ProcessRun } from './process-timing.js';
+import { prng, writeRandomImage } from './random-data.js';
 
 const KIB = 1024;
 const MIB = 1024 * 1024;
@@ -89,19 +90,6 @@ const mib = (bytes: number, digits = 2): string => (bytes / MIB).toFixed(digits)
 function markdown(header: string[], rows: (string | number)[][]): string {
   const align = header.map((_, i) => (i === 0 ? '---' : '---:'));
   return [header, align, ...rows.map((row) => row.map(String))].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
-}
-
-/** xorshift32: the same bits on every run. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
 }
 
 const report: Record<string, unknown> = {
@@ -294,29 +282,6 @@ dq.close();
 process.exit(0);
 `;
 
-/** A raw image of `bytes`: 2 MiB of random data, 2 MiB hole, and so on (half each). */
-function makeHalfImage(path: string, bytes: number): number {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(MIB);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < block.length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    block.writeUInt32LE(x >>> 0, i);
-  }
-  let data = 0;
-  for (let at = 0; at < bytes; at += MIB) {
-    if ((at / MIB) % 4 >= 2) continue;
-    block.writeUInt32LE(at / MIB, 0); // no two MiB alike
-    writeSync(fd, block, 0, MIB, at);
-    data += MIB;
-  }
-  ftruncateSync(fd, bytes);
-  closeSync(fd);
-  return data;
-}
-
 /** QEMU 7.2 holding one raw drive (no guest), with a second QMP socket for another process. */
 async function driveHolder(name: string, image: string, qmpPath: string): Promise<QemuVm> {
   return launchQemu({
@@ -353,7 +318,7 @@ async function copyPart(): Promise<void> {
     const srcImage = join(dir, 'src.raw');
     const dstImage = join(dir, 'dst.raw');
     log(`copy: writing a ${sizeMiB} MiB raw image on tmpfs (2 MiB data, 2 MiB hole, …)`);
-    const dataBytes = makeHalfImage(srcImage, size);
+    const dataBytes = writeRandomImage(srcImage, size, (mib) => mib % 4 < 2);
     closeSync(openSync(dstImage, 'w'));
     execFileSync('truncate', ['-s', String(size), dstImage]);
     const emptyDestination = (): void => {

@@ -12,21 +12,9 @@
 import BitSet from 'bitset';
 import { Bench } from 'tinybench';
 import { HBitmap } from '../src/native.js';
+import { prng } from './random-data.js';
 
 const BITS = 16 * 1024 * 1024;
-
-/** xorshift32: the same maps on every run. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 /** The map as bytes, bit i = byte i/8 bit i%8 (HBitmap.export's format). */
 function makeMap(density: number, clustered: boolean, seed: number): Uint8Array {

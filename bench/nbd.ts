@@ -15,13 +15,14 @@
  * Rounds run every command once each, in turn; the fastest run of each counts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { qemuTool } from '../src/qemu/versions.js';
 import { REPO_ROOT } from '../test/fixtures/meta.js';
 import { runOnce, tool, type Command, type ProcessRun } from './process-timing.js';
+import { writeRandomImage } from './random-data.js';
 
 const MiB = 1024 * 1024;
 const args = process.argv.slice(2);
@@ -79,23 +80,6 @@ if (bytes !== nbd.size) { console.error('read ' + bytes + ' of ' + nbd.size); pr
 
 const nodeCommand = (label: string, argv: string[]): Command => ({ ...tool(label, [process.execPath, '--input-type=module', '-e', READER, ...argv]), migstream: true });
 
-function makeImage(path: string, bytes: number): void {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(MiB);
-  let x = 0x9e3779b9;
-  for (let i = 0; i < block.length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    block.writeUInt32LE(x >>> 0, i);
-  }
-  for (let at = 0; at < bytes; at += MiB) {
-    block.writeUInt32LE(at / MiB, 0); // no two MiB alike
-    writeSync(fd, block, 0, MiB, at);
-  }
-  closeSync(fd);
-}
-
 interface Row {
   label: string;
   seconds: number;
@@ -114,7 +98,7 @@ async function main(): Promise<void> {
   let serverPid: number | undefined;
   try {
     log(`writing a ${SIZE_MIB} MiB raw image, all allocated`);
-    makeImage(image, SIZE_MIB * MiB);
+    writeRandomImage(image, SIZE_MIB * MiB);
     // -e 8: nbdcopy opens several connections; -r: read-only, so qemu-nbd offers multi-conn.
     execFileSync(qemuTool('7.2', 'qemu-nbd'), ['--fork', '--persistent', '--pid-file', pidFile, '-r', '-e', '8', '-f', 'raw', '-x', 'disk', '-k', socket, image]);
     serverPid = Number(readFileSync(pidFile, 'utf8').trim());
