@@ -1,0 +1,498 @@
+/**
+ * Two libvirt "hosts" on one machine, for `virsh migrate --p2p --live` through a relay (issue
+ * 18). A host is a network namespace (test/helpers/netns.ts: two of them joined by a veth) plus
+ * a mount and UTS namespace of its own, in which a privileged libvirtd runs with private
+ * /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt, its
+ * own host UUID (libvirt refuses to migrate to a host with the same one) and its own hostname.
+ *
+ * The migration uses libvirt's "Migration using only UNIX sockets": every connection between
+ * the hosts (libvirt's p2p control connection, QEMU's main stream and multifd channels, NBD)
+ * goes to a unix socket path that the management application forwards. Both hosts use the
+ * same path strings (`pair.paths`, inside `host.dir`, a directory that has the same name on
+ * both hosts but different contents): the relay listens at a path in the source's view and
+ * connects to the same path in the destination's, except for the driver path, which leads to
+ * the destination libvirtd's own socket (`host.driverSocket`). `relayRoutes` spells that out
+ * for any relay; `startSocatRelay` is the plain one. docs/libvirt-testing.md explains the
+ * configuration. Needs root, scripts/setup-libvirt.sh's packages, iproute2, socat, util-linux.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLink, netnsAvailable, type Link } from './netns.js';
+
+/** The directories a privileged libvirtd (and the QEMUs it starts) keep state in. */
+const PRIVATE_DIRS = { etc: '/etc/libvirt', run: '/run/libvirt', lib: '/var/lib/libvirt', cache: '/var/cache/libvirt', log: '/var/log/libvirt' } as const;
+
+/** libvirtd's read-write socket (qemu:///system), at the same path in every host's view. */
+const DRIVER_SOCKET = '/run/libvirt/libvirt-sock';
+
+/** A daemon start includes probing QEMU's capabilities (~8 s alone here; 2 cores shared). */
+const START_TIMEOUT_MS = 90_000;
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; null when killed (e.g. by the timeout). */
+  code: number | null;
+}
+
+export interface LibvirtHost {
+  /** 'a' (starts as the source) or 'b'. */
+  name: string;
+  netns: string;
+  /** Its address on the veth link. */
+  address: string;
+  /** The libvirtd; its namespaces are the host's. */
+  pid: number;
+  /** Private directory: the same path string on both hosts, different contents. */
+  dir: string;
+  /** libvirtd's socket in this host's view: what a relay reaches for `paths.driver`. */
+  driverSocket: string;
+  /** Where `path` (under `dir` or /var/log/libvirt in this host's view) is in the test's view. */
+  outside(path: string): string;
+  /** `cmd` run inside this host's network, mount and UTS namespaces. */
+  argv(cmd: readonly string[]): string[];
+  run(cmd: readonly string[], options?: { timeoutMs?: number }): Promise<RunResult>;
+  /** `virsh -c qemu:///system ARGS` against this host's libvirtd. */
+  virsh(args: readonly string[], options?: { timeoutMs?: number }): Promise<RunResult>;
+  /** A long-running process inside the host (e.g. one end of a relay). */
+  spawn(cmd: readonly string[], options?: SpawnOptions): ChildProcess;
+  /** The last lines of libvirtd's log and of each domain's QEMU log, for error messages. */
+  logTail(lines?: number): string;
+}
+
+/** The unix socket paths of one migration, the same strings on both hosts. */
+export interface MigrationPaths {
+  /** The destination libvirtd, as the source libvirtd reaches it (`qemu+unix:///system?socket=`). */
+  driver: string;
+  /** QEMU's main migration stream and its multifd channels (`--migrateuri unix://`). */
+  qemu: string;
+  /** The destination QEMU's NBD server for --copy-storage-* (`--disks-uri unix://`). */
+  nbd: string;
+}
+
+export interface LibvirtPair {
+  source: LibvirtHost;
+  destination: LibvirtHost;
+  paths: MigrationPaths;
+  link: Link;
+  /** Kills every process of both hosts (libvirtd, QEMUs, relays), removes namespaces and dirs. */
+  destroy(): Promise<void>;
+}
+
+/** One path a relay forwards: accept at `listen` in the source's view, connect to `connect` in the destination's. */
+export interface RelayRoute {
+  name: keyof MigrationPaths;
+  listen: string;
+  connect: string;
+}
+
+export function relayRoutes(paths: MigrationPaths, destination: LibvirtHost): RelayRoute[] {
+  return [
+    { name: 'driver', listen: paths.driver, connect: destination.driverSocket },
+    { name: 'qemu', listen: paths.qemu, connect: paths.qemu },
+    { name: 'nbd', listen: paths.nbd, connect: paths.nbd },
+  ];
+}
+
+/** Why this machine cannot run the libvirt hosts, or true. */
+export function libvirtAvailable(): true | string {
+  if (process.getuid?.() !== 0) return 'the libvirt hosts need root (privileged libvirtd, namespaces)';
+  for (const tool of ['libvirtd', 'virsh', 'unshare', 'nsenter', 'socat', 'ip', 'qemu-system-x86_64']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      return `${tool} is missing: run bash scripts/setup-libvirt.sh (and scripts/setup-qemu.sh)`;
+    }
+  }
+  try {
+    execFileSync('getent', ['passwd', 'libvirt-qemu'], { stdio: 'ignore' });
+  } catch {
+    return "user libvirt-qemu is missing (libvirt's QEMU driver will not load): run bash scripts/setup-libvirt.sh";
+  }
+  if (!netnsAvailable()) return 'cannot create network namespaces (needs root, iproute2 and tc)';
+  return true;
+}
+
+function runArgv(argv: readonly string[], timeoutMs = 120_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 64 << 20, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+      resolve({ stdout, stderr, code });
+    });
+  });
+}
+
+function libvirtdConf(name: string): string {
+  return [
+    // Distinct per host: the destination refuses a migration whose source has its own UUID.
+    `host_uuid = "${randomUUID()}"`,
+    // Root clients over the unix socket only; no polkit (needs D-Bus, absent here).
+    'auth_unix_rw = "none"',
+    'auth_unix_ro = "none"',
+    'unix_sock_group = "root"',
+    'log_outputs = "2:file:/var/log/libvirt/libvirtd.log"',
+    `# host ${name}`,
+    '',
+  ].join('\n');
+}
+
+const QEMU_CONF = [
+  // No system QEMU user/group setup, no labels to apply: run QEMU as root, unconfined.
+  'user = "root"',
+  'group = "root"',
+  'security_driver = "none"',
+  // No systemd/machined here, and cgroup v1 controllers the test must not touch.
+  'cgroup_controllers = [ ]',
+  // Otherwise QEMU gets a private /dev via a mount namespace of its own, for nothing here.
+  'namespaces = [ ]',
+  // QEMU's stdout/stderr straight to /var/log/libvirt/qemu/DOM.log, without virtlogd.
+  'stdio_handler = "file"',
+  '',
+].join('\n');
+
+/** The namespaces' inode links ("mnt:[4026532240]") of a process, or undefined once it is gone. */
+function nsOf(pid: number, kind: 'mnt' | 'net'): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** SIGKILLs every process in one of the given namespaces, until none is left. */
+function killNamespaces(namespaces: ReadonlySet<string>): void {
+  if (namespaces.size === 0) return;
+  for (let round = 0; round < 50; round++) {
+    let found = 0;
+    for (const entry of readdirSync('/proc')) {
+      const pid = Number(entry);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      const mnt = nsOf(pid, 'mnt');
+      const net = nsOf(pid, 'net');
+      if ((mnt && namespaces.has(mnt)) || (net && namespaces.has(net))) {
+        try {
+          // A zombie (not yet reaped by its parent) stays listed but holds nothing.
+          if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) continue;
+          process.kill(pid, 'SIGKILL');
+          found++;
+        } catch {}
+      }
+    }
+    if (found === 0) return;
+    execFileSync('sleep', ['0.1']);
+  }
+}
+
+interface HostInternals extends LibvirtHost {
+  /** The host's mount namespace, kept after libvirtd dies so strays are still found. */
+  namespaces: Set<string>;
+  daemon: ChildProcess;
+}
+
+async function startHost(name: string, netns: string, address: string, root: string, dir: string): Promise<HostInternals> {
+  const state = join(root, name);
+  for (const sub of [...Object.keys(PRIVATE_DIRS), 'dir']) mkdirSync(join(state, sub), { recursive: true });
+  writeFileSync(join(state, 'etc', 'libvirtd.conf'), libvirtdConf(name));
+  writeFileSync(join(state, 'etc', 'qemu.conf'), QEMU_CONF);
+  // Mount points in the shared view; libvirt-daemon-system would create them, we install less.
+  for (const target of Object.values(PRIVATE_DIRS)) mkdirSync(target, { recursive: true });
+
+  // The mount namespace lives as long as libvirtd (exec'd by sh: same pid), whose namespaces
+  // nsenter then joins. --propagation private: none of these mounts leaks to the machine.
+  const mounts = Object.entries(PRIVATE_DIRS).map(([sub, target]) => `mount --bind "$1/${sub}" ${target}`);
+  const script = ['set -e', ...mounts, 'mount --bind "$1/dir" "$2"', `hostname ms-libvirt-${name}`, 'exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid'].join('\n');
+  const daemon = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', script, 'sh', state, dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  daemon.stdout!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  daemon.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));
+  let exited = false;
+  daemon.on('exit', () => (exited = true));
+  const pid = daemon.pid!;
+
+  const outside = (path: string): string => {
+    if (path === dir || path.startsWith(`${dir}/`)) return join(state, 'dir', path.slice(dir.length));
+    if (path.startsWith(`${PRIVATE_DIRS.log}/`)) return join(state, 'log', path.slice(PRIVATE_DIRS.log.length));
+    throw new Error(`${path} is not under ${dir} or ${PRIVATE_DIRS.log}`);
+  };
+  const argv = (cmd: readonly string[]): string[] => ['nsenter', `--target=${pid}`, '--mount', '--net', '--uts', '--', ...cmd];
+  const logTail = (lines = 15): string => {
+    const files = [join(state, 'log', 'libvirtd.log')];
+    const qemuLogs = join(state, 'log', 'qemu');
+    if (existsSync(qemuLogs)) files.push(...readdirSync(qemuLogs).map((file) => join(qemuLogs, file)));
+    return files
+      .filter((file) => existsSync(file))
+      .map((file) => `--- host ${name}: ${file}\n${readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n')}`)
+      .join('\n');
+  };
+  const host: HostInternals = {
+    name,
+    netns,
+    address,
+    pid,
+    dir,
+    driverSocket: DRIVER_SOCKET,
+    outside,
+    argv,
+    run: (cmd, options) => runArgv(argv(cmd), options?.timeoutMs),
+    virsh: (args, options) => runArgv(argv(['virsh', '-c', 'qemu:///system', ...args]), options?.timeoutMs),
+    spawn: (cmd, options = {}) => {
+      const full = argv(cmd);
+      return spawn(full[0]!, full.slice(1), options);
+    },
+    logTail,
+    namespaces: new Set(),
+    daemon,
+  };
+
+  // Ready once the socket exists (the namespaces are then final) and the QEMU driver answers
+  // (`virsh version` waits for the capabilities probe).
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!existsSync(join(state, 'run', 'libvirt-sock'))) {
+    if (exited || Date.now() > deadline) throw new Error(`libvirtd of host ${name} did not start: ${output}\n${logTail()}`);
+    await sleep(100);
+  }
+  for (const kind of ['mnt', 'net'] as const) {
+    const ns = nsOf(pid, kind);
+    if (ns) host.namespaces.add(ns);
+  }
+  const version = await host.virsh(['version'], { timeoutMs: Math.max(1000, deadline - Date.now()) });
+  if (version.code !== 0 || !/Running hypervisor: QEMU/.test(version.stdout)) {
+    throw new Error(`libvirtd of host ${name} has no working QEMU driver: ${version.stderr}${version.stdout}\n${logTail()}`);
+  }
+  return host;
+}
+
+/**
+ * Starts hosts a (the source) and b (the destination), each a libvirtd in its own namespaces;
+ * `rateMbit` caps the veth between them. Throws when libvirtAvailable() is not true.
+ */
+export async function createLibvirtPair(options: { rateMbit?: number } = {}): Promise<LibvirtPair> {
+  const available = libvirtAvailable();
+  if (available !== true) throw new Error(available);
+  const root = mkdtempSync(join(tmpdir(), 'ms-libvirt-'));
+  const dir = join(root, 'dir');
+  mkdirSync(dir);
+  const link = createLink(options);
+  const hosts: HostInternals[] = [];
+  let destroyed = false;
+  const destroySync = (): void => {
+    if (destroyed) return;
+    destroyed = true;
+    process.removeListener('exit', destroySync);
+    // Every process of a host is in its mount or network namespace: libvirtd, the QEMUs it
+    // daemonized (no longer its children), relay ends, anything a test started with argv().
+    const namespaces = new Set<string>();
+    for (const host of hosts) for (const ns of host.namespaces) namespaces.add(ns);
+    for (const ns of [link.a, link.b]) {
+      try {
+        namespaces.add(`net:[${statSync(`/run/netns/${ns}`).ino}]`);
+      } catch {}
+    }
+    for (const host of hosts) host.daemon.kill('SIGKILL');
+    killNamespaces(namespaces);
+    link.destroy();
+    if (!process.env.MS_LIBVIRT_KEEP) rmSync(root, { recursive: true, force: true });
+  };
+  // A test process that dies without afterAll still takes its daemons and guests along.
+  process.on('exit', destroySync);
+  try {
+    const started = await Promise.allSettled([startHost('a', link.a, link.addressA, root, dir), startHost('b', link.b, link.addressB, root, dir)]);
+    for (const result of started) if (result.status === 'fulfilled') hosts.push(result.value);
+    const failure = started.find((result) => result.status === 'rejected');
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+  } catch (error) {
+    destroySync();
+    throw error;
+  }
+  return {
+    source: hosts[0]!,
+    destination: hosts[1]!,
+    paths: { driver: join(dir, 'libvirt.sock'), qemu: join(dir, 'qemu.sock'), nbd: join(dir, 'nbd.sock') },
+    link,
+    destroy: async () => destroySync(),
+  };
+}
+
+export interface DomainOptions {
+  name: string;
+  memoryMiB: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** The guest's serial console (ttyS0), appended to, in the host's view. */
+  serialLog: string;
+  /** A raw image in the host's view: the guest's /dev/vda (virtio-blk). */
+  disk?: string;
+}
+
+function xmlEscape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+}
+
+/** TCG guest with direct kernel boot, serial console to a file, no network, no balloon. */
+export function domainXml(options: DomainOptions): string {
+  const e = xmlEscape;
+  const disk = options.disk
+    ? `
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='${e(options.disk)}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>`
+    : '';
+  return `<domain type='qemu'>
+  <name>${e(options.name)}</name>
+  <memory unit='MiB'>${options.memoryMiB}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${e(options.kernel)}</kernel>
+    <initrd>${e(options.initrd)}</initrd>
+    <cmdline>${e(options.cmdline)}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>${disk}
+    <serial type='file'>
+      <source path='${e(options.serialLog)}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`;
+}
+
+/**
+ * Starts a transient domain (`virsh create`): once migrated away it is gone from its source,
+ * and a migration back needs no definition there.
+ */
+export async function startDomain(host: LibvirtHost, xml: string): Promise<void> {
+  const name = /<name>([^<]*)<\/name>/.exec(xml)?.[1] ?? 'domain';
+  const file = join(host.dir, `${name}.xml`);
+  writeFileSync(host.outside(file), xml);
+  const created = await host.virsh(['create', file]);
+  if (created.code !== 0) throw new Error(`virsh create on host ${host.name}: ${created.stderr}\n${host.logTail()}`);
+}
+
+export interface MigrateOptions {
+  /** --copy-storage-all over `paths.nbd` (the destination needs an image of the same size at the same path). */
+  copyStorage?: boolean;
+  /** --parallel --parallel-connections N: multifd, N connections to `paths.qemu`. */
+  parallel?: number;
+  /** --suspend: leave the domain paused on the destination (e.g. to compare disks). */
+  suspend?: boolean;
+}
+
+/** The `virsh migrate` arguments of a p2p live migration over the unix-socket paths; run on the source. */
+export function migrateArgs(domain: string, paths: MigrationPaths, options: MigrateOptions = {}): string[] {
+  const args = ['migrate', domain, `qemu+unix:///system?socket=${paths.driver}`, '--p2p', '--live', '--migrateuri', `unix://${paths.qemu}`];
+  if (options.copyStorage) args.push('--copy-storage-all', '--disks-uri', `unix://${paths.nbd}`);
+  if (options.parallel !== undefined) args.push('--parallel', '--parallel-connections', String(options.parallel));
+  if (options.suspend) args.push('--suspend');
+  return args;
+}
+
+const HEARTBEAT = /migstream-heartbeat (\d+)/g;
+
+/** The last value of `pattern`'s first group in a file (e.g. a serial log), or -1. */
+export function lastCounter(file: string, pattern: RegExp = HEARTBEAT): number {
+  if (!existsSync(file)) return -1;
+  let last = -1;
+  for (const match of readFileSync(file, 'utf8').matchAll(new RegExp(pattern.source, 'g'))) last = Number(match[1]);
+  return last;
+}
+
+/**
+ * Waits until the serial log `logPath` (in the test's view: host.outside()) shows a heartbeat
+ * counter above `after`, and returns it. A guest that migrated continues its count; a fresh
+ * boot would start again from 1.
+ */
+export async function waitForHeartbeat(logPath: string, after = -1, timeoutMs = 60_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const last = lastCounter(logPath);
+    if (last > after) return last;
+    if (Date.now() > deadline) throw new Error(`no heartbeat above ${after} in ${logPath} within ${timeoutMs} ms (last: ${last})`);
+    await sleep(200);
+  }
+}
+
+export interface Relay {
+  /** Stops both ends (and the connections they forked). */
+  stop(): Promise<void>;
+}
+
+/** Waits for socat -d -d's "listening on" line; throws if it exits first. */
+function socatListening(child: ChildProcess, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    const timer = setTimeout(() => reject(new Error(`socat (${what}) is not listening after 10 s: ${stderr}`)), 10_000);
+    // Drained for as long as socat runs: -d -d logs every connection, and a full pipe blocks it.
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      if (stderr.length > 65536) return;
+      stderr += text;
+      if (/listening on/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`socat (${what}) exited with ${code}: ${stderr}`));
+    });
+  });
+}
+
+function stopGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    try {
+      // The group: socat and the children it forked per connection.
+      process.kill(-child.pid!, 'SIGTERM');
+    } catch {
+      resolve();
+    }
+    setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {}
+    }, 2_000).unref();
+  });
+}
+
+/**
+ * The plain relay: per route, `socat UNIX-LISTEN` inside `from` and `socat TCP-LISTEN` inside
+ * `to`, joined by one TCP connection across the veth per unix connection (port basePort + i).
+ */
+export async function startSocatRelay(from: LibvirtHost, to: LibvirtHost, paths: MigrationPaths, basePort = 41000): Promise<Relay> {
+  const children: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(children.map(stopGroup));
+  };
+  try {
+    for (const [index, route] of relayRoutes(paths, to).entries()) {
+      const port = basePort + index;
+      const far = to.spawn(['socat', '-d', '-d', `TCP-LISTEN:${port},bind=${to.address},fork,reuseaddr`, `UNIX-CONNECT:${route.connect}`], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+      children.push(far);
+      await socatListening(far, `${to.name} ${route.name}`);
+      // unlink-early: a socket left by an earlier migration in this direction or the other.
+      const near = from.spawn(['socat', '-d', '-d', `UNIX-LISTEN:${route.listen},fork,unlink-early`, `TCP:${to.address}:${port}`], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+      children.push(near);
+      await socatListening(near, `${from.name} ${route.name}`);
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { stop };
+}
