@@ -17,7 +17,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -154,7 +154,7 @@ const QEMU_CONF = [
   '',
 ].join('\n');
 
-/** The namespaces' inode links ("mnt:[4026532240]") of a process, or undefined once it is gone. */
+/** A namespace's inode link ("mnt:[4026532240]") of a process, or undefined once it is gone. */
 function nsOf(pid: number, kind: 'mnt' | 'net'): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/ns/${kind}`);
@@ -163,33 +163,45 @@ function nsOf(pid: number, kind: 'mnt' | 'net'): string | undefined {
   }
 }
 
-/** SIGKILLs every process in one of the given namespaces, until none is left. */
-function killNamespaces(namespaces: ReadonlySet<string>): void {
-  if (namespaces.size === 0) return;
-  for (let round = 0; round < 50; round++) {
-    let found = 0;
-    for (const entry of readdirSync('/proc')) {
-      const pid = Number(entry);
-      if (!Number.isInteger(pid) || pid === process.pid) continue;
-      const mnt = nsOf(pid, 'mnt');
-      const net = nsOf(pid, 'net');
-      if ((mnt && namespaces.has(mnt)) || (net && namespaces.has(net))) {
-        try {
-          // A zombie (not yet reaped by its parent) stays listed but holds nothing.
-          if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) continue;
-          process.kill(pid, 'SIGKILL');
-          found++;
-        } catch {}
-      }
-    }
-    if (found === 0) return;
-    execFileSync('sleep', ['0.1']);
-  }
-}
+/**
+ * `sh -c SWEEP sh ROOT NETNS...`: SIGKILLs every process whose mount or network namespace is
+ * listed in ROOT/namespaces (libvirtd, the QEMUs it daemonized, which are no longer its
+ * children, relay ends, anything started with argv()), until none is left; then deletes the
+ * network namespaces and ROOT. destroy() runs it, and so does the watchdog when the test
+ * process dies without calling destroy() (vitest ends an interrupted worker without an 'exit'
+ * event). Zombies are skipped: they hold nothing, and their parent reaps them.
+ */
+const SWEEP = `
+root=$1; shift
+list=" $(cat "$root/namespaces" 2>/dev/null | tr '\\n' ' ') "
+for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  found=0
+  for p in /proc/[0-9]*; do
+    for kind in mnt net; do
+      ns=$(readlink "$p/ns/$kind" 2>/dev/null) || continue
+      case "$list" in
+        *" $ns "*)
+          case "$(sed 's/.*) //' "$p/stat" 2>/dev/null)" in Z*|'') ;; *) kill -9 "\${p#/proc/}" 2>/dev/null && found=1 ;; esac
+          break ;;
+      esac
+    done
+  done
+  [ "$found" = 0 ] && break
+  sleep 0.2
+done
+for ns in "$@"; do ip netns del "$ns" 2>/dev/null; done
+[ -n "$MS_LIBVIRT_KEEP" ] || rm -rf "$root"
+`;
+
+/** Runs SWEEP once `pid` (the test process) is gone. */
+const WATCHDOG = `
+pid=$1; shift
+while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+${SWEEP}`;
 
 interface HostInternals extends LibvirtHost {
-  /** The host's mount namespace, kept after libvirtd dies so strays are still found. */
-  namespaces: Set<string>;
+  /** The host's mount and network namespaces, for the sweep. */
+  namespaces: string[];
   daemon: ChildProcess;
 }
 
@@ -246,7 +258,7 @@ async function startHost(name: string, netns: string, address: string, root: str
       return spawn(full[0]!, full.slice(1), options);
     },
     logTail,
-    namespaces: new Set(),
+    namespaces: [],
     daemon,
   };
 
@@ -259,7 +271,7 @@ async function startHost(name: string, netns: string, address: string, root: str
   }
   for (const kind of ['mnt', 'net'] as const) {
     const ns = nsOf(pid, kind);
-    if (ns) host.namespaces.add(ns);
+    if (ns) host.namespaces.push(ns);
   }
   const version = await host.virsh(['version'], { timeoutMs: Math.max(1000, deadline - Date.now()) });
   if (version.code !== 0 || !/Running hypervisor: QEMU/.test(version.stdout)) {
@@ -279,31 +291,26 @@ export async function createLibvirtPair(options: { rateMbit?: number } = {}): Pr
   const dir = join(root, 'dir');
   mkdirSync(dir);
   const link = createLink(options);
+  // Every process of a host is in its network namespace or (nsenter --net omitted) its mount
+  // namespace: the sweep's list starts with the former, the latter join once libvirtd runs.
+  const namespacesFile = join(root, 'namespaces');
+  const netnsIds = [link.a, link.b].map((ns) => `net:[${statSync(`/run/netns/${ns}`).ino}]`);
+  writeFileSync(namespacesFile, netnsIds.join('\n') + '\n');
+  const watchdog = spawn('sh', ['-c', WATCHDOG, 'sh', String(process.pid), root, link.a, link.b], { detached: true, stdio: 'ignore' });
+  watchdog.unref();
   const hosts: HostInternals[] = [];
   let destroyed = false;
   const destroySync = (): void => {
     if (destroyed) return;
     destroyed = true;
-    process.removeListener('exit', destroySync);
-    // Every process of a host is in its mount or network namespace: libvirtd, the QEMUs it
-    // daemonized (no longer its children), relay ends, anything a test started with argv().
-    const namespaces = new Set<string>();
-    for (const host of hosts) for (const ns of host.namespaces) namespaces.add(ns);
-    for (const ns of [link.a, link.b]) {
-      try {
-        namespaces.add(`net:[${statSync(`/run/netns/${ns}`).ino}]`);
-      } catch {}
-    }
+    watchdog.kill('SIGKILL');
     for (const host of hosts) host.daemon.kill('SIGKILL');
-    killNamespaces(namespaces);
-    link.destroy();
-    if (!process.env.MS_LIBVIRT_KEEP) rmSync(root, { recursive: true, force: true });
+    execFileSync('sh', ['-c', SWEEP, 'sh', root, link.a, link.b], { stdio: 'ignore' });
   };
-  // A test process that dies without afterAll still takes its daemons and guests along.
-  process.on('exit', destroySync);
   try {
     const started = await Promise.allSettled([startHost('a', link.a, link.addressA, root, dir), startHost('b', link.b, link.addressB, root, dir)]);
     for (const result of started) if (result.status === 'fulfilled') hosts.push(result.value);
+    for (const host of hosts) appendFileSync(namespacesFile, host.namespaces.join('\n') + '\n');
     const failure = started.find((result) => result.status === 'rejected');
     if (failure) throw (failure as PromiseRejectedResult).reason;
   } catch (error) {
@@ -426,28 +433,43 @@ export async function waitForHeartbeat(logPath: string, after = -1, timeoutMs = 
   }
 }
 
+/** Bytes received so far on the host's side of the veth (every migration byte crosses it). */
+export function receivedBytes(host: LibvirtHost): number {
+  const links = JSON.parse(execFileSync('ip', ['-n', host.netns, '-j', '-s', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string; stats64: { rx: { bytes: number } } }[];
+  return links.filter((link) => link.ifname !== 'lo').reduce((sum, link) => sum + link.stats64.rx.bytes, 0);
+}
+
 export interface Relay {
+  /** Connections accepted so far per path, on the source side. */
+  connections: Record<keyof MigrationPaths, number>;
   /** Stops both ends (and the connections they forked). */
   stop(): Promise<void>;
 }
 
-/** Waits for socat -d -d's "listening on" line; throws if it exits first. */
-function socatListening(child: ChildProcess, what: string): Promise<void> {
+/**
+ * Waits for socat -d -d's "listening on" line (throws if socat exits first), then calls
+ * `onAccept` for each "accepting connection" line.
+ */
+function socatListening(child: ChildProcess, what: string, onAccept: () => void = () => {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    let stderr = '';
-    const timer = setTimeout(() => reject(new Error(`socat (${what}) is not listening after 10 s: ${stderr}`)), 10_000);
+    let head = '';
+    let partial = '';
+    const timer = setTimeout(() => reject(new Error(`socat (${what}) is not listening after 10 s: ${head}`)), 10_000);
     // Drained for as long as socat runs: -d -d logs every connection, and a full pipe blocks it.
     child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-      if (stderr.length > 65536) return;
-      stderr += text;
-      if (/listening on/.test(stderr)) {
-        clearTimeout(timer);
-        resolve();
+      if (head.length < 8192) head += text;
+      const lines = (partial + text).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        if (/listening on/.test(line)) {
+          clearTimeout(timer);
+          resolve();
+        } else if (/accepting connection/.test(line)) onAccept();
       }
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`socat (${what}) exited with ${code}: ${stderr}`));
+      reject(new Error(`socat (${what}) exited with ${code}: ${head}`));
     });
   });
 }
@@ -476,6 +498,7 @@ function stopGroup(child: ChildProcess): Promise<void> {
  */
 export async function startSocatRelay(from: LibvirtHost, to: LibvirtHost, paths: MigrationPaths, basePort = 41000): Promise<Relay> {
   const children: ChildProcess[] = [];
+  const connections = { driver: 0, qemu: 0, nbd: 0 };
   const stop = async (): Promise<void> => {
     await Promise.all(children.map(stopGroup));
   };
@@ -488,11 +511,11 @@ export async function startSocatRelay(from: LibvirtHost, to: LibvirtHost, paths:
       // unlink-early: a socket left by an earlier migration in this direction or the other.
       const near = from.spawn(['socat', '-d', '-d', `UNIX-LISTEN:${route.listen},fork,unlink-early`, `TCP:${to.address}:${port}`], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
       children.push(near);
-      await socatListening(near, `${from.name} ${route.name}`);
+      await socatListening(near, `${from.name} ${route.name}`, () => connections[route.name]++);
     }
   } catch (error) {
     await stop();
     throw error;
   }
-  return { stop };
+  return { connections, stop };
 }

@@ -15,16 +15,20 @@ import {
   libvirtAvailable,
   migrateArgs,
   startDomain,
+  receivedBytes,
   startSocatRelay,
   waitForHeartbeat,
   type LibvirtHost,
   type LibvirtPair,
   type MigrateOptions,
+  type Relay,
 } from '../helpers/libvirt-hosts.js';
 import { firstDifference } from '../helpers/qemu.js';
 
 const MiB = 1024 * 1024;
 const DISK_MIB = 32;
+/** What guest/memfill fills with its page mix at boot (fill=). */
+const FILL_MIB = 32;
 const DISK_COUNTER = /migstream-disk (\d+)/;
 
 // CI runs as root with scripts/setup-libvirt.sh's packages: a machine without libvirt fails
@@ -46,21 +50,33 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through a socat 
   /** Boots a 256 MiB TCG guest on `host` and waits for its first heartbeat. */
   async function boot(host: LibvirtHost, name: string, extra: { cmdline?: string; disk?: string } = {}): Promise<string> {
     const serialLog = join(host.dir, `${name}.serial.log`);
-    const xml = domainXml({ name, memoryMiB: 256, kernel, initrd, cmdline: `console=ttyS0 panic=-1 mode=idle fill=32 ${extra.cmdline ?? ''}`.trim(), serialLog, disk: extra.disk });
+    const xml = domainXml({ name, memoryMiB: 256, kernel, initrd, cmdline: `console=ttyS0 panic=-1 mode=idle fill=${FILL_MIB} ${extra.cmdline ?? ''}`.trim(), serialLog, disk: extra.disk });
     await startDomain(host, xml);
     await waitForHeartbeat(host.outside(serialLog), 0, 120_000);
     return serialLog;
   }
 
   /** Migrates `name` from one host to the other through a fresh socat relay, and checks where it runs. */
-  async function migrate(from: LibvirtHost, to: LibvirtHost, name: string, options: MigrateOptions = {}): Promise<void> {
+  async function migrate(from: LibvirtHost, to: LibvirtHost, name: string, options: MigrateOptions = {}): Promise<Relay['connections']> {
     const relay = await startSocatRelay(from, to, pair.paths);
+    const bytesBefore = receivedBytes(to);
+    const started = Date.now();
     try {
       const migrated = await from.virsh(migrateArgs(name, pair.paths, options), { timeoutMs: 150_000 });
       expect(migrated.code, `${migrated.stderr}\n${from.logTail()}\n${to.logTail()}`).toBe(0);
     } finally {
       await relay.stop();
     }
+    const wireBytes = receivedBytes(to) - bytesBefore;
+    console.log(`${name} ${from.name}->${to.name} ${JSON.stringify(options)}: ${Date.now() - started} ms, ${wireBytes} bytes on the veth, relay connections ${JSON.stringify(relay.connections)}`);
+    // Everything went through the relay: libvirt's p2p control connection, QEMU's main
+    // connection plus one per multifd channel, NBD only with copy-storage; and across the
+    // link, at least the 32 MiB the guest filled.
+    expect(relay.connections.driver).toBeGreaterThanOrEqual(1);
+    expect(relay.connections.qemu).toBe(1 + (options.parallel ?? 0));
+    if (options.copyStorage) expect(relay.connections.nbd).toBeGreaterThanOrEqual(1);
+    else expect(relay.connections.nbd).toBe(0);
+    expect(wireBytes).toBeGreaterThan(FILL_MIB * MiB + (options.copyStorage ? DISK_MIB * MiB : 0));
     // A transient domain leaves its source entirely.
     const gone = await from.virsh(['domstate', name]);
     expect(gone.code, gone.stdout).not.toBe(0);
@@ -68,6 +84,7 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through a socat 
     const state = await to.virsh(['domstate', name]);
     expect(state.code, state.stderr).toBe(0);
     expect(state.stdout.trim()).toBe(options.suspend ? 'paused' : 'running');
+    return relay.connections;
   }
 
   /** Whatever happened, the guest does not keep a core busy for the next test. */
