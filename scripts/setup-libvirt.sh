@@ -31,10 +31,10 @@ else
   echo "setup-libvirt: all packages present" >&2
 fi
 
-# The QEMU driver looks these up when it loads, even though the test hosts run QEMU as root
-# (libvirt-daemon-system would normally create them).
-getent group kvm >/dev/null || "${sudo[@]}" groupadd -r kvm
+# The QEMU driver looks up its build-time default user and group (both libvirt-qemu on Debian)
+# when it loads, before reading qemu.conf, so even with user = "root" there libvirtd fails without
+# them: "Failed to parse user 'libvirt-qemu'". libvirt-daemon-system would create them.
 getent group libvirt-qemu >/dev/null || "${sudo[@]}" groupadd -r libvirt-qemu
 if ! getent passwd libvirt-qemu >/dev/null; then
-  "${sudo[@]}" useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin -c 'Libvirt Qemu' libvirt-qemu
+  "${sudo[@]}" useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin -c 'Libvirt Qemu' libvirt-qemu
 fi
