@@ -17,7 +17,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -210,7 +210,8 @@ async function startHost(name: string, netns: string, address: string, root: str
   for (const sub of [...Object.keys(PRIVATE_DIRS), 'dir']) mkdirSync(join(state, sub), { recursive: true });
   writeFileSync(join(state, 'etc', 'libvirtd.conf'), libvirtdConf(name));
   writeFileSync(join(state, 'etc', 'qemu.conf'), QEMU_CONF);
-  // Mount points in the shared view; libvirt-daemon-system would create them, we install less.
+  // The mount points must exist in the machine's view (empty there); without
+  // libvirt-daemon-system nothing else creates /var/lib/libvirt and the like.
   for (const target of Object.values(PRIVATE_DIRS)) mkdirSync(target, { recursive: true });
 
   // The mount namespace lives as long as libvirtd (exec'd by sh: same pid), whose namespaces
@@ -290,7 +291,13 @@ export async function createLibvirtPair(options: { rateMbit?: number } = {}): Pr
   const root = mkdtempSync(join(tmpdir(), 'ms-libvirt-'));
   const dir = join(root, 'dir');
   mkdirSync(dir);
-  const link = createLink(options);
+  let link: Link;
+  try {
+    link = createLink(options);
+  } catch (error) {
+    rmSync(root, { recursive: true, force: true });
+    throw error;
+  }
   // Every process of a host is in its network namespace or (nsenter --net omitted) its mount
   // namespace: the sweep's list starts with the former, the latter join once libvirtd runs.
   const namespacesFile = join(root, 'namespaces');
