@@ -94,6 +94,14 @@ export function parse<O extends Options>(argv: string[], options: O, maxPosition
   return { values: values as Parsed<O>['values'], positionals: parsed.positionals };
 }
 
+/** An integer option's value in min..max, or `fallback` when it is not given. */
+export function integerOption(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${text}"`);
+  return value;
+}
+
 export interface Command {
   readonly name: string;
   readonly usage: string;

@@ -28,6 +28,7 @@ const commands: readonly CommandEntry[] = [
   { name: 'recv', summary: 'receive a stream from "migstream send" and write it to stdout', load: async () => (await import('./recv.js')).recvCommand },
   { name: 'migrate', summary: 'move a running VM to "migstream incoming" through QMP: steer, report, verify', load: async () => (await import('./migrate.js')).migrateCommand },
   { name: 'incoming', summary: 'receive a VM into a QEMU in -incoming defer; resume only a good copy', load: async () => (await import('./incoming.js')).incomingCommand },
+  { name: 'tunnel', summary: 'forward UNIX-socket connections (libvirt migrations) over N TLS channels, both ways', load: async () => (await import('./tunnel.js')).tunnelCommand },
   { name: 'certs', summary: 'make a CA and receiver/sender certificates for TLS send/recv', load: async () => (await import('./certs.js')).certsCommand },
 ];
 

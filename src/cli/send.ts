@@ -5,7 +5,7 @@ import { formatSummary, summaryJson } from './transport-summary.js';
 import { emitSummary, progressWanted, reportUsageLines } from './conventions.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { openInputFd } from './fd-io.js';
-import { parse, UsageError, type Command } from './args.js';
+import { integerOption, parse, UsageError, type Command } from './args.js';
 import { Progress } from './progress.js';
 import { StreamHashTap, writePageHashFile } from '../migrate/stream-hashes.js';
 import { SendStatsReporter } from '../migrate/send-stats.js';
@@ -51,13 +51,6 @@ export function defaultChannels(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
 }
 
-function integer(text: string | undefined, fallback: number, name: string, min: number, max: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${text}"`);
-  return value;
-}
-
 export const sendCommand: Command = {
   name: 'send',
   usage,
@@ -81,7 +74,7 @@ export const sendCommand: Command = {
       2,
     );
     const address = parseAddress(positionals[0], 'the destination');
-    const channels = integer(values.channels, defaultChannels(), '--channels', 1, 64);
+    const channels = integerOption(values.channels, defaultChannels(), '--channels', 1, 64);
     const codec = (values.codec ?? 'none') as CodecName;
     if (!CODECS.some((c) => c.name === codec)) throw new UsageError(`unknown codec "${codec}"`);
     const tls = tlsMaterialFrom('client', values, {
@@ -125,7 +118,7 @@ export const sendCommand: Command = {
         level: values.level === undefined ? undefined : Number(values.level),
         input: input.fd,
         timeoutMs: parseSeconds(values.timeout, 30),
-        frameBytes: integer(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
+        frameBytes: integerOption(values['frame-size'], 1024, '--frame-size', 16, 32768) * 1024,
         verify: values['no-verify'] !== true,
         holdBytes,
         ...(blockSize !== undefined ? { blockSize } : {}),

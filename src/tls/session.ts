@@ -23,10 +23,16 @@ export interface SessionInfo {
 
 export const MAX_CHANNELS = 64;
 
+/** Who admits: `recv` speaks version 2, `tunnel` version 3 (src/tunnel/wire.ts). */
+export interface Admitter {
+  version: number;
+  name: string;
+}
+
 /** The session created or joined by `request`, or the reason for refusing it. */
-export function admit(session: SessionInfo | undefined, request: OpenRequest): { session: SessionInfo } | { refuse: string } {
-  if (request.version !== PROTOCOL_VERSION) {
-    return { refuse: `protocol version ${request.version}; this receiver speaks version ${PROTOCOL_VERSION}` };
+export function admit(session: SessionInfo | undefined, request: OpenRequest, admitter: Admitter = { version: PROTOCOL_VERSION, name: 'receiver' }): { session: SessionInfo } | { refuse: string } {
+  if (request.version !== admitter.version) {
+    return { refuse: `protocol version ${request.version}; this ${admitter.name} speaks version ${admitter.version}` };
   }
   if (session === undefined) {
     if (request.index !== 0) return { refuse: `channel ${request.index} arrived before channel 0 opened a session` };

@@ -63,7 +63,8 @@ export type Frame =
   | { type: typeof FrameType.ABORT; reason: string }
   | { type: typeof FrameType.PING };
 
-function frame(type: number, bodyLength: number): Buffer {
+/** A frame of `type` with room for its body at offset 5 (the tunnel's frames use it too). */
+export function frame(type: number, bodyLength: number): Buffer {
   const out = Buffer.allocUnsafe(5 + bodyLength);
   out.writeUInt32BE(1 + bodyLength, 0);
   out.writeUInt8(type, 4);
@@ -87,7 +88,8 @@ export function encodeAccept(index: number): Buffer {
   return out;
 }
 
-function encodeText(type: number, text: string): Buffer {
+/** A frame whose body is a reason: cut to 1000 characters. */
+export function encodeText(type: number, text: string): Buffer {
   const body = Buffer.from(text.slice(0, 1000), 'utf8');
   const out = frame(type, body.length);
   body.copy(out, 5);
@@ -179,13 +181,17 @@ export const DATA_HEADER_BYTES = 18;
 /** Where a DATA frame's payload is put together (BufferPool.take, to reuse buffers). */
 export type PayloadAllocator = (bytes: number) => Buffer;
 
-export class FrameParser {
+/** Turns one frame's type and body into a frame (decodeFrame; the tunnel's own, src/tunnel/wire.ts). */
+export type FrameDecoder<F> = (type: number, body: Buffer, channel: number | undefined) => F;
+
+export class FrameParser<F = Frame> {
   /** Bytes received but not yet part of a whole frame (src/bytes/chunk-cursor.ts). */
   private readonly input = new ChunkCursor();
 
   constructor(
     private readonly channel?: number,
     private readonly allocate: PayloadAllocator = Buffer.allocUnsafeSlow,
+    private readonly decode: FrameDecoder<F> = decodeFrame as FrameDecoder<F>,
   ) {}
 
   /** Bytes received but not yet part of a whole frame (non-zero at EOF means a cut frame). */
@@ -193,10 +199,10 @@ export class FrameParser {
     return this.input.available;
   }
 
-  push(chunk: Buffer): Frame[] {
+  push(chunk: Buffer): F[] {
     const input = this.input;
     input.push(chunk);
-    const frames: Frame[] = [];
+    const frames: F[] = [];
     for (;;) {
       if (input.available < 5) break;
       const length = input.peekU32();
@@ -205,16 +211,17 @@ export class FrameParser {
       }
       if (input.available < 4 + length) break;
       const type = input.peekU8(4);
-      if (type === FrameType.DATA && input.contiguous < 4 + length && length >= DATA_HEADER_BYTES - 4) {
+      // Version 2 DATA only: its payload is put together in a buffer of its own.
+      if (type === FrameType.DATA && this.decode === (decodeFrame as FrameDecoder<unknown>) && input.contiguous < 4 + length && length >= DATA_HEADER_BYTES - 4) {
         const header = input.read(DATA_HEADER_BYTES, Buffer.allocUnsafe(DATA_HEADER_BYTES));
         const payload = input.read(4 + length - DATA_HEADER_BYTES, this.allocate(4 + length - DATA_HEADER_BYTES));
         const frame = decodeFrame(type, header.subarray(5), this.channel) as DataFrame;
-        frames.push({ ...frame, payload });
+        frames.push({ ...frame, payload } as F);
         continue;
       }
       // A view of one chunk, or copied into a buffer of its own.
       const whole = input.contiguous >= 4 + length ? input.read(4 + length) : input.read(4 + length, Buffer.allocUnsafeSlow(4 + length));
-      frames.push(decodeFrame(type, whole.subarray(5), this.channel));
+      frames.push(this.decode(type, whole.subarray(5), this.channel));
     }
     input.dropConsumed();
     return frames;

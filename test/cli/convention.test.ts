@@ -62,9 +62,11 @@ const RUNS: Record<string, Run> = {
   migrate: { args: () => ['--qmp', missing, '--to', '127.0.0.1:9', '--insecure'], input: null, stdoutIsStream: false, progress: false },
   // An ephemeral transport port needs its control port named (the migrate side must know it).
   incoming: { args: () => ['--qmp', missing, '--listen', '127.0.0.1:0', '--control-port', '47999', '--insecure'], input: null, stdoutIsStream: false, progress: false },
+  // A pair of tunnels forwarding real connections: test/tunnel/.
+  tunnel: { args: () => ['--to', '127.0.0.1:9', '--unix', fresh('tunnel.sock'), '--insecure'], input: null, stdoutIsStream: false, progress: false },
 };
 
-const PAIRED = new Set(['send', 'recv', 'migrate', 'incoming']);
+const PAIRED = new Set(['send', 'recv', 'migrate', 'incoming', 'tunnel']);
 
 function commandNames(): string[] {
   const help = run(['--help']);
