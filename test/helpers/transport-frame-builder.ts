@@ -101,3 +101,23 @@ export function streamDigest(frames: readonly Uint8Array[]): bigint {
 export function senderChannel(open_: OpenSpec, frames: readonly DataSpec[], totals: { frames: number; bytes: number; digest: bigint }): Buffer {
   return Buffer.concat([open(open_), ...frames.map(data), end(totals.frames, totals.bytes, totals.digest)]);
 }
+
+/**
+ * Protocol version 3, the tunnel's frames, from docs/tunnel.md's "Frames" table alone:
+ *
+ *   STREAM 9        u32 stream, utf-8 target
+ *   STREAM_END 10   u32 stream, u64 bytes
+ *   STREAM_RESET 11 u32 stream, utf-8 reason
+ *   WINDOW 12       u32 stream, u32 bytes
+ *   STREAM_DATA 13  u32 stream, u8 codec, u32 raw length, payload
+ */
+export const TunnelType = { STREAM: 9, STREAM_END: 10, STREAM_RESET: 11, WINDOW: 12, STREAM_DATA: 13 } as const;
+export const TUNNEL_VERSION = 3;
+
+export const stream = (id: number, target: string): Buffer => frame(TunnelType.STREAM, Buffer.concat([u32(id), Buffer.from(target, 'utf8')]));
+export const streamEnd = (id: number, bytes: number | bigint): Buffer => frame(TunnelType.STREAM_END, Buffer.concat([u32(id), u64(bytes)]));
+export const streamReset = (id: number, reason: string): Buffer => frame(TunnelType.STREAM_RESET, Buffer.concat([u32(id), Buffer.from(reason, 'utf8')]));
+export const windowGrant = (id: number, bytes: number): Buffer => frame(TunnelType.WINDOW, Buffer.concat([u32(id), u32(bytes)]));
+/** STREAM_DATA with raw payload (codec 0) unless `codec`/`rawLength` say otherwise. */
+export const streamData = (id: number, payload: Uint8Array, options: { codec?: number; rawLength?: number } = {}): Buffer =>
+  frame(TunnelType.STREAM_DATA, Buffer.concat([u32(id), u8(options.codec ?? 0), u32(options.rawLength ?? payload.length), Buffer.from(payload)]));
