@@ -79,8 +79,15 @@ interface ChannelClock {
 
 export class TunnelSession {
   private readonly streams = new Map<number, StreamState>();
-  /** Highest stream id opened so far: ids at or below it that are gone were closed, and late frames for them are dropped. */
-  private highestStream = 0;
+  /**
+   * Highest stream id opened so far, per channel: an id at or below it that is gone was
+   * closed, and late frames for it are dropped. Per channel, because the dialer numbers streams
+   * in one sequence but spreads them over the channels: STREAM 7 on channel 0 may arrive before
+   * STREAM 2 on channel 1, while on one channel they arrive in order. The dialer opens them all
+   * and keeps its sequence in `nextStream`.
+   */
+  private readonly highestStream: number[];
+  private nextStream = 1;
   private readonly clocks: ChannelClock[];
   private readonly window: number;
   private readonly timeoutMs: number;
@@ -94,6 +101,7 @@ export class TunnelSession {
     this.window = config.window ?? DEFAULT_WINDOW;
     this.timeoutMs = config.timeoutMs ?? 30_000;
     this.clocks = Array.from({ length: config.channels }, () => ({ lastSent: now, lastHeard: now }));
+    this.highestStream = new Array<number>(config.channels).fill(0);
   }
 
   get failed(): TransportError | null {
@@ -114,8 +122,9 @@ export class TunnelSession {
   /** Dialer: a local connection was accepted for `target`; returns its stream id. */
   open(target: string): number {
     if (this.config.side !== 'dialer') throw new Error('only the dialer opens streams');
-    const id = ++this.highestStream;
+    const id = this.nextStream++;
     const channel = this.quietestChannel();
+    this.highestStream[channel] = id;
     this.streams.set(id, this.newStream(id, target, channel, false));
     this.send(channel, [encodeStream(id, target)]);
     this.actions.push({ kind: 'opened', stream: id, target, channel });
@@ -266,8 +275,9 @@ export class TunnelSession {
 
   private remoteOpen(channel: number, id: number, target: string): void {
     if (this.config.side !== 'listener') throw new ProtocolError(`STREAM ${id} from the listener: only the dialer opens streams`, channel);
-    if (id <= this.highestStream) throw new ProtocolError(`STREAM ${id} reuses an id (the last was ${this.highestStream})`, channel);
-    this.highestStream = id;
+    const highest = this.highestStream[channel]!;
+    if (id <= highest || this.streams.has(id)) throw new ProtocolError(`STREAM ${id} reuses an id (the last on this channel was ${highest})`, channel);
+    this.highestStream[channel] = id;
     const refusal = this.config.checkTarget?.(target) ?? null;
     if (refusal !== null) {
       // The stream never opened here; the dialer drops our reset's late frames as it would any.
@@ -283,7 +293,7 @@ export class TunnelSession {
   private streamFor(channel: number, id: number, what: string): StreamState | undefined {
     const stream = this.streams.get(id);
     if (stream === undefined) {
-      if (id >= 1 && id <= this.highestStream) return undefined;
+      if (id >= 1 && id <= this.highestStream[channel]!) return undefined;
       throw new ProtocolError(`${what} for stream ${id}, which was never opened`, channel);
     }
     if (stream.channel !== channel) throw new ProtocolError(`${what} for stream ${id} on channel ${channel}; it lives on channel ${stream.channel}`, channel);

@@ -45,7 +45,7 @@ class Pair {
   }
 
   settle(): void {
-    for (let moved = true; moved; ) {
+    for (let moved = true; moved;) {
       moved = false;
       for (const side of ['dialer', 'listener'] as const) {
         for (const action of this.sides[side].drain()) {
@@ -62,9 +62,10 @@ class Pair {
     }
   }
 
-  /** Delivers queued frames; returns whether any were. */
-  deliver(): boolean {
-    const batch = this.queue.splice(0);
+  /** Delivers queued frames (only channel `only`'s when given); returns whether any were. */
+  deliver(only?: number): boolean {
+    const batch = this.queue.filter((item) => only === undefined || item.channel === only);
+    this.queue.splice(0, this.queue.length, ...this.queue.filter((item) => !batch.includes(item)));
     for (const { to, channel, bytes } of batch) this.inject(to, channel, bytes);
     return batch.length > 0;
   }
@@ -79,7 +80,11 @@ class Pair {
 
   /** The bytes written to a stream's local socket on `side`. */
   written(side: Side, stream: number): Buffer {
-    return Buffer.concat(this.of(side, 'write').filter((a) => a.stream === stream).map((a) => a.data));
+    return Buffer.concat(
+      this.of(side, 'write')
+        .filter((a) => a.stream === stream)
+        .map((a) => a.data),
+    );
   }
 
   /** Acknowledges every write so far on `side` (its local socket took them). */
@@ -209,10 +214,23 @@ describe('TunnelSession', () => {
     expect(pair.sides.listener.failed?.message).toMatch(/STREAM_DATA for stream 1 on channel 1; it lives on channel 0/);
   });
 
+  test('streams numbered in one sequence arrive out of order across channels, in order on each', () => {
+    const pair = new Pair(2);
+    pair.autoDeliver = false;
+    pair.on('dialer', (s) => [1, 2, 3, 4].forEach(() => s.open('/t')));
+    // Channel 1 (streams 2 and 4) is slower than channel 0 (streams 1 and 3).
+    pair.deliver(0);
+    pair.settle();
+    pair.deliver(1);
+    pair.settle();
+    expect(pair.sides.listener.failed).toBeNull();
+    expect(pair.of('listener', 'connect').map((a) => a.stream)).toEqual([1, 3, 2, 4]);
+  });
+
   test.each([
     ['a frame for a stream never opened', 'listener', W.streamData(5, Buffer.from('x')), /STREAM_DATA for stream 5, which was never opened/],
     ['a STREAM from the listener', 'dialer', W.stream(9, '/x'), /only the dialer opens streams/],
-    ['a STREAM reusing an id', 'listener', W.stream(1, '/t'), /STREAM 1 reuses an id/],
+    ['a STREAM reusing an id', 'listener', W.stream(1, '/t'), /STREAM 1 reuses an id \(the last on this channel was 1\)/],
     ['STREAM_END counting other bytes', 'listener', W.streamEnd(1, 7), /STREAM_END counts 7 bytes, 0 arrived/],
     ['a codec this version does not send', 'listener', W.streamData(1, Buffer.from('x'), { codec: 1 }), /codec 1 is not supported/],
     ['raw data shorter than announced', 'listener', W.streamData(1, Buffer.from('x'), { rawLength: 2 }), /raw STREAM_DATA of 1 bytes announces 2/],
@@ -246,7 +264,12 @@ describe('TunnelSession', () => {
     pair.on('dialer', (s) => s.tick(999));
     expect(pair.of('dialer', 'send').filter((a) => a.bytes[0]![4] === W.Type.PING)).toHaveLength(0);
     pair.on('dialer', (s) => s.tick(1000));
-    expect(pair.of('dialer', 'send').filter((a) => a.bytes[0]![4] === W.Type.PING).map((a) => a.channel)).toEqual([0, 1]);
+    expect(
+      pair
+        .of('dialer', 'send')
+        .filter((a) => a.bytes[0]![4] === W.Type.PING)
+        .map((a) => a.channel),
+    ).toEqual([0, 1]);
     // Channel 0 hears its peer at 2500, channel 1 never does.
     pair.inject('dialer', 0, W.ping());
     pair.sides.dialer.frame(0, { type: 8 }, 2500);

@@ -7,17 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { ProtocolError } from '../../src/tls/errors.js';
 import { FrameParser, encodeAbort, encodeOpen, encodePing } from '../../src/tls/wire.js';
 import { classifyConnection } from '../../src/tunnel/classify.js';
-import {
-  TUNNEL_PROTOCOL_VERSION,
-  TunnelFrameType,
-  decodeTunnelFrame,
-  encodeStream,
-  encodeStreamDataHeader,
-  encodeStreamEnd,
-  encodeStreamReset,
-  encodeWindow,
-  type TunnelFrame,
-} from '../../src/tunnel/wire.js';
+import { TUNNEL_PROTOCOL_VERSION, TunnelFrameType, decodeTunnelFrame, encodeStream, encodeStreamDataHeader, encodeStreamEnd, encodeStreamReset, encodeWindow, type TunnelFrame } from '../../src/tunnel/wire.js';
 import * as W from '../helpers/transport-frame-builder.js';
 
 const parser = (): FrameParser<TunnelFrame> => new FrameParser<TunnelFrame>(0, undefined, decodeTunnelFrame);
@@ -27,11 +17,7 @@ describe('tunnel frames', () => {
   test("docs/tunnel.md's example bytes are what the builder and the encoders write", () => {
     const examples: [Buffer, Buffer, Buffer][] = [
       [hex('00000017 09 00000001 2f72756e2f6d69672f71656d752e736f636b'), W.stream(1, '/run/mig/qemu.sock'), encodeStream(1, '/run/mig/qemu.sock')],
-      [
-        hex('0000000f 0d 00000001 00 00000005 68656c6c6f'),
-        W.streamData(1, Buffer.from('hello')),
-        Buffer.concat([encodeStreamDataHeader(1, 0, 5, 5), Buffer.from('hello')]),
-      ],
+      [hex('0000000f 0d 00000001 00 00000005 68656c6c6f'), W.streamData(1, Buffer.from('hello')), Buffer.concat([encodeStreamDataHeader(1, 0, 5, 5), Buffer.from('hello')])],
       [hex('0000000d 0a 00000001 0000000000000005'), W.streamEnd(1, 5), encodeStreamEnd(1, 5)],
       [hex('00000009 0b 00000001 6e6f7065'), W.streamReset(1, 'nope'), encodeStreamReset(1, 'nope')],
       [hex('00000009 0c 00000001 00100000'), W.windowGrant(1, 1 << 20), encodeWindow(1, 1 << 20)],
@@ -40,7 +26,13 @@ describe('tunnel frames', () => {
       expect(built.toString('hex')).toBe(doc.toString('hex'));
       expect(encoded.toString('hex')).toBe(doc.toString('hex'));
     }
-    expect(W.TunnelType).toEqual({ STREAM: TunnelFrameType.STREAM, STREAM_END: TunnelFrameType.STREAM_END, STREAM_RESET: TunnelFrameType.STREAM_RESET, WINDOW: TunnelFrameType.WINDOW, STREAM_DATA: TunnelFrameType.STREAM_DATA });
+    expect(W.TunnelType).toEqual({
+      STREAM: TunnelFrameType.STREAM,
+      STREAM_END: TunnelFrameType.STREAM_END,
+      STREAM_RESET: TunnelFrameType.STREAM_RESET,
+      WINDOW: TunnelFrameType.WINDOW,
+      STREAM_DATA: TunnelFrameType.STREAM_DATA,
+    });
     expect(W.open({ sessionId: Buffer.alloc(16, 7), channels: 2, index: 1, codec: 0, version: W.TUNNEL_VERSION }).toString('hex')).toBe(
       encodeOpen({ version: TUNNEL_PROTOCOL_VERSION, sessionId: Buffer.alloc(16, 7), channels: 2, index: 1, codec: 0 }).toString('hex'),
     );
