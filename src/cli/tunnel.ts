@@ -1,10 +1,13 @@
-import { formatBytes } from './format.js';
+import { formatBytes, formatRate } from './format.js';
 import { integerOption, parse, UsageError, type Command } from './args.js';
-import { reportUsageLines } from './conventions.js';
+import { reportUsageLines, type ReportValues } from './conventions.js';
+import { LiveLine } from './live-line.js';
 import { defaultChannels } from './send.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { CONNECTION_KIND_NAMES } from '../tunnel/classify.js';
+import { MigrationFollower } from '../tunnel/follow.js';
 import { startDialer, startListener, type StreamRecord, type Tunnel } from '../tunnel/host.js';
+import type { MigrationReport } from '../tunnel/migration-watch.js';
 import type { TransportError } from '../tls/errors.js';
 
 const usage = `Usage: migstream tunnel --to HOST:PORT --unix PATH[=TARGET]… [--channels N] [TLS options]
@@ -64,7 +67,7 @@ export const tunnelCommand: Command = {
     if (unix.length === 0) throw new UsageError('give at least one --unix PATH to forward');
     if ((values.to === undefined) === (values.listen === undefined)) throw new UsageError('give either --to HOST:PORT (source side) or --listen HOST:PORT (destination side)');
     const timeoutMs = parseSeconds(values.timeout, 30);
-    const log = new TunnelLog(values.json === true, values.quiet === true);
+    const log = new TunnelLog(values);
     if (values.to !== undefined) {
       const address = parseAddress(values.to, '--to');
       const routes = unix.map((spec) => {
@@ -78,7 +81,7 @@ export const tunnelCommand: Command = {
       });
       const channels = integerOption(values.channels, defaultChannels(), '--channels', 1, 64);
       const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes });
-      log.follow(tunnel);
+      log.follow(tunnel, true);
       log.event(
         'ready',
         `session open to ${address.host}:${address.port} over ${channels} channel(s); forwarding ${routes.map((r) => (r.listen === r.target ? r.listen : `${r.listen} → ${r.target}`)).join(', ')}`,
@@ -102,7 +105,7 @@ export const tunnelCommand: Command = {
     listener.on('stranger', (peer, reason) => log.event('refused', `refused ${peer}: ${reason}`, { peer, reason }));
     listener.on('session', (session) => {
       log.event('session', 'session opened', {});
-      log.follow(session);
+      log.follow(session, false);
     });
     await new Promise<void>((resolve) => {
       const stop = (): void => {
@@ -116,31 +119,47 @@ export const tunnelCommand: Command = {
   },
 };
 
-/** What the tunnel tells its operator: one line per event on stderr, or JSON lines on stdout. */
+/** What the tunnel tells its operator: notes and a live line on stderr, or JSON lines on stdout. */
 class TunnelLog {
-  private readonly streams: StreamRecord[] = [];
+  private readonly line: LiveLine;
+  private ticker: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly json: boolean,
-    private readonly quiet: boolean,
-  ) {}
-
-  event(event: string, text: string, fields: object): void {
-    if (this.json) process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-    else if (!this.quiet) process.stderr.write(`migstream tunnel: ${text}\n`);
+  constructor(private readonly values: ReportValues) {
+    this.line = new LiveLine(values);
   }
 
-  follow(tunnel: Tunnel): void {
+  event(event: string, text: string, fields: object): void {
+    if (this.values.json === true) process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
+    else this.line.note(`migstream tunnel: ${text}`);
+  }
+
+  /** Reports `tunnel`'s streams; with `migrations` (the source side), also follows each migration and shows a live line. */
+  follow(tunnel: Tunnel, migrations: boolean): void {
     tunnel.on('classified', (record) => this.event('stream', `stream ${record.id} → ${record.target}: ${CONNECTION_KIND_NAMES[record.kind!]} (channel ${record.channel})`, streamFields(record)));
     tunnel.on('closed', (record) => {
-      this.streams.push(record);
       const how = record.reset === null ? 'closed' : `reset (${record.reset})`;
       this.event('closed', `stream ${record.id} → ${record.target} ${how}: ${formatBytes(record.clientBytes)} forward, ${formatBytes(record.serverBytes)} back`, streamFields(record));
     });
     tunnel.on('end', (error) => {
+      clearInterval(this.ticker);
+      this.line.done();
       if (error !== null) this.event('session-failed', `session failed: ${error.message}`, { code: error.code, message: error.message });
       else this.event('session-stopped', 'session stopped', {});
     });
+    if (!migrations) return;
+    const follower = new MigrationFollower(tunnel, (report, main) => {
+      const seconds = ((main.closedAt ?? Date.now()) - main.openedAt) / 1000;
+      this.event('migration', migrationText(report, main, seconds), { stream: main.id, target: main.target, seconds, ...report });
+    });
+    const started = Date.now();
+    this.ticker = setInterval(() => {
+      const now = follower.progress();
+      const seconds = (Date.now() - started) / 1000;
+      const pass = now === undefined || now.passes.length === 0 ? '' : `, pass ${now.passes.length}`;
+      const multifd = now === undefined || now.multifd.channels === 0 ? '' : `, multifd ${now.multifd.channels}× ${formatBytes(now.multifd.pageBytes)}`;
+      this.line.update(`tunnel: ${formatBytes(follower.forwardBytes)} forward, ${formatBytes(follower.backBytes)} back (${formatRate(follower.forwardBytes, seconds)})${pass}${multifd}`);
+    }, 500);
+    this.ticker.unref();
   }
 
   finish(error: TransportError | null): number {
@@ -150,6 +169,22 @@ class TunnelLog {
     }
     return 0;
   }
+}
+
+/** The few lines a person reads after a migration went through. */
+function migrationText(report: MigrationReport, main: StreamRecord, seconds: number): string {
+  const lines = [
+    `migration on stream ${main.id} → ${main.target}: ${formatBytes(report.streamBytes + report.multifdBytes)} in ${seconds.toFixed(1)} s (${formatRate(report.streamBytes + report.multifdBytes, seconds)}), return path ${formatBytes(report.returnBytes)}`,
+  ];
+  if (report.passes.length > 0) {
+    lines.push(`  passes: ${report.passes.map((p) => `${p.index + 1}: ${p.pages} pages (${p.zeroPages} zero, ${p.resentPages} re-sent)`).join(' · ')}`);
+  }
+  const m = report.multifd;
+  if (m.channels > 0) lines.push(`  multifd: ${m.channels} channels, ${m.packets} packets (${m.syncs} syncs), ${m.normalPages} pages (${formatBytes(m.pageBytes)}), ${m.zeroPages} zero pages`);
+  for (const h of report.heat.slice(0, 3)) lines.push(`  hot: ${h.block}+0x${h.offset.toString(16)} (${formatBytes(h.length)}): ${h.resends} re-sent pages`);
+  if (report.ramDigest !== null) lines.push(`  final RAM digest: ${report.ramDigest}`);
+  for (const problem of report.problems) lines.push(`  not followed: ${problem}`);
+  return lines.join('\n');
 }
 
 function streamFields(record: StreamRecord): object {

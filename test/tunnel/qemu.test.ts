@@ -75,6 +75,29 @@ async function expectSameRam(source: QemuVm, destination: QemuVm, name: string):
   expect(await firstDifference(join(scratch, `${name}-source.bin`), join(scratch, `${name}-dest.bin`))).toBe(-1);
 }
 
+interface ReportEvent {
+  passes: { pages: number; zeroPages: number }[];
+  multifd: { channels: number; normalPages: number; zeroPages: number; pageBytes: number };
+  ramDigest: string | null;
+  problems: string[];
+}
+
+/**
+ * The tunnel's migration report against QEMU's own counters: every page QEMU counted as
+ * normal or zero (query-migrate ram.normal, ram.duplicate) was seen in the main stream or a
+ * multifd packet.
+ */
+async function expectReportMatchesQemu(pair: TunnelPair, source: QemuVm): Promise<ReportEvent> {
+  const report = (await pair.source.waitFor('migration')) as unknown as ReportEvent;
+  expect(report.problems).toEqual([]);
+  const ram = (await queryMigrate(source)).ram!;
+  const mainPages = report.passes.reduce((n, p) => n + p.pages, 0);
+  const mainZero = report.passes.reduce((n, p) => n + p.zeroPages, 0);
+  expect(mainPages - mainZero + report.multifd.normalPages).toBe(ram.normal);
+  expect(mainZero + report.multifd.zeroPages).toBe(ram.duplicate);
+  return report;
+}
+
 describe('QEMU migrations through migstream tunnel', () => {
   test('QEMU 10.0, busy guest, return-path + 2 multifd channels over 2 TLS channels: RAM equal, guest runs on', async () => {
     const args = [...ramArgs('pc-i440fx-10.0'), ...guestArgs('busy', ['fill=64', 'wss=32', 'rate=8'])];
@@ -99,6 +122,10 @@ describe('QEMU migrations through migstream tunnel', () => {
     await destination.execute('cont');
     await nextHeartbeat(destination);
 
+    const report = await expectReportMatchesQemu(pair, source);
+    expect(report.multifd.channels).toBe(2);
+    expect(report.multifd.normalPages).toBeGreaterThan(0);
+    expect(report.multifd.pageBytes).toBe(report.multifd.normalPages * 4096);
     const kinds = pair.source.events.filter((e) => e.event === 'stream').map((e) => e.kind);
     expect(kinds.filter((k) => k === 'qemu-main')).toHaveLength(1);
     expect(kinds.filter((k) => k === 'multifd')).toHaveLength(2);
@@ -159,6 +186,9 @@ describe('QEMU migrations through migstream tunnel', () => {
     await expectSameRam(source, destination, 'nbd');
     await destination.execute('cont');
     await nextHeartbeat(destination);
+    const report = await expectReportMatchesQemu(pair, source);
+    expect(report.multifd.channels).toBe(0);
+    expect(report.ramDigest).toMatch(/^[0-9a-f]{64}$/);
     const kinds = pair.source.events.filter((e) => e.event === 'stream').map((e) => e.kind);
     expect(kinds).toContain('nbd');
     expect(kinds).toContain('qemu-main');

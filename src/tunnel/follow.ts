@@ -1,0 +1,71 @@
+/**
+ * Ties a tunnel's streams to the migrations they belong to: each QEMU main stream starts a
+ * MigrationWatch, multifd streams opened while it runs feed it, and when the main stream and
+ * its multifd streams have all closed, `onMigration` gets the report. Also keeps the running
+ * totals a progress line shows.
+ */
+import type { StreamRecord, Tunnel } from './host.js';
+import { MigrationWatch, type MigrationReport } from './migration-watch.js';
+
+interface Following {
+  watch: MigrationWatch;
+  main: StreamRecord;
+  multifd: Set<number>;
+  mainClosed: boolean;
+}
+
+/** How long a migration's report waits for its multifd streams once the main stream closed. */
+const MULTIFD_GRACE_MS = 2000;
+
+export class MigrationFollower {
+  private current: Following | undefined;
+  /** Bytes forwarded, each way, over every stream of the session. */
+  forwardBytes = 0;
+  backBytes = 0;
+
+  constructor(
+    tunnel: Tunnel,
+    private readonly onMigration: (report: MigrationReport, main: StreamRecord) => void,
+  ) {
+    tunnel.on('classified', (record) => {
+      if (record.kind === 'qemu-main') {
+        this.finish();
+        this.current = { watch: new MigrationWatch(), main: record, multifd: new Set(), mainClosed: false };
+      } else if (record.kind === 'multifd') {
+        this.current?.multifd.add(record.id);
+      }
+    });
+    tunnel.on('bytes', (record, fromClient, data) => {
+      if (fromClient) this.forwardBytes += data.length;
+      else this.backBytes += data.length;
+      const current = this.current;
+      if (current === undefined) return;
+      if (record.id === current.main.id) current.watch.main(data, fromClient);
+      else if (fromClient && current.multifd.has(record.id)) current.watch.multifd(record.id, data);
+    });
+    tunnel.on('closed', (record) => {
+      const current = this.current;
+      if (current === undefined) return;
+      if (record.id === current.main.id) {
+        current.watch.endMain();
+        current.mainClosed = true;
+        setTimeout(() => this.current === current && this.finish(), MULTIFD_GRACE_MS).unref();
+      }
+      current.multifd.delete(record.id);
+      if (current.mainClosed && current.multifd.size === 0) this.finish();
+    });
+    tunnel.on('end', () => this.finish());
+  }
+
+  /** The migration in progress: its report so far. */
+  progress(): MigrationReport | undefined {
+    return this.current?.watch.report();
+  }
+
+  private finish(): void {
+    const current = this.current;
+    if (current === undefined) return;
+    this.current = undefined;
+    this.onMigration(current.watch.report(), current.main);
+  }
+}
