@@ -9,6 +9,7 @@ import { MigrationFollower } from '../tunnel/follow.js';
 import { startDialer, startListener, type StreamRecord, type Tunnel } from '../tunnel/host.js';
 import type { MigrationReport } from '../tunnel/migration-watch.js';
 import type { TransportError } from '../tls/errors.js';
+import type { CodecName } from '../codecs/registry.js';
 
 const usage = `Usage: migstream tunnel --to HOST:PORT --unix PATH[=TARGET]… [--channels N] [TLS options]
        migstream tunnel --listen HOST:PORT --unix PATH… [TLS options]
@@ -37,6 +38,9 @@ Options:
   --unix PATH[=TARGET] a socket to forward (repeat); TARGET only on the source side
   --channels N         source side: parallel connections; forwarded connections are spread
                        over them (default: cores - 1, from 1 to 4)
+  -c, --codec C        source side: compress each forwarded chunk both ways with lz4 or zstd
+                       (default none); a chunk that does not shrink goes raw
+  --level N            source side: the codec's level (zstd -7..22, default 3)
   --tls-name NAME      name the destination's certificate must carry (default: HOST)
   --tls-pin SHA256     accept the destination's certificate by fingerprint instead of the CA
   --no-client-auth     destination side: do not require a client certificate
@@ -57,6 +61,8 @@ export const tunnelCommand: Command = {
         listen: { type: 'string' },
         unix: { type: 'string', multiple: true },
         channels: { type: 'string' },
+        codec: { type: 'string', short: 'c' },
+        level: { type: 'string' },
         'tls-name': { type: 'string' },
         'tls-pin': { type: 'string' },
         'no-client-auth': { type: 'boolean' },
@@ -80,7 +86,10 @@ export const tunnelCommand: Command = {
         ...(values['tls-pin'] !== undefined ? { pin: values['tls-pin'] } : {}),
       });
       const channels = integerOption(values.channels, defaultChannels(), '--channels', 1, 64);
-      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes });
+      const codec = values.codec ?? 'none';
+      if (!['none', 'lz4', 'zstd'].includes(codec)) throw new UsageError(`-c must be lz4, zstd or none, got "${codec}"`);
+      const level = values.level === undefined ? undefined : Number(values.level);
+      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes, codec: codec as CodecName, level });
       log.follow(tunnel, true);
       log.event(
         'ready',
@@ -96,7 +105,9 @@ export const tunnelCommand: Command = {
       const error = await tunnel.ended;
       return log.finish(error);
     }
-    if (values.channels !== undefined || values['tls-pin'] !== undefined || values['tls-name'] !== undefined) throw new UsageError('--channels, --tls-name and --tls-pin belong to the source side (--to)');
+    if (values.channels !== undefined || values.codec !== undefined || values.level !== undefined || values['tls-pin'] !== undefined || values['tls-name'] !== undefined) {
+      throw new UsageError('--channels, -c, --level, --tls-name and --tls-pin belong to the source side (--to)');
+    }
     if (unix.some((spec) => spec.includes('='))) throw new UsageError('--unix PATH=TARGET belongs to the source side; the destination names the paths it may connect to');
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
@@ -172,9 +183,10 @@ class TunnelLog {
 }
 
 /** The few lines a person reads after a migration went through. */
-function migrationText(report: MigrationReport, main: StreamRecord, seconds: number): string {
+function migrationText(report: MigrationReport & { wireBytes: number }, main: StreamRecord, seconds: number): string {
+  const carried = report.streamBytes + report.multifdBytes;
   const lines = [
-    `migration on stream ${main.id} → ${main.target}: ${formatBytes(report.streamBytes + report.multifdBytes)} in ${seconds.toFixed(1)} s (${formatRate(report.streamBytes + report.multifdBytes, seconds)}), return path ${formatBytes(report.returnBytes)}`,
+    `migration on stream ${main.id} → ${main.target}: ${formatBytes(carried)} in ${seconds.toFixed(1)} s (${formatRate(carried, seconds)}), return path ${formatBytes(report.returnBytes)}, ${formatBytes(report.wireBytes)} on the wire`,
   ];
   if (report.passes.length > 0) {
     lines.push(`  passes: ${report.passes.map((p) => `${p.index + 1}: ${p.pages} pages (${p.zeroPages} zero, ${p.resentPages} re-sent)`).join(' · ')}`);

@@ -40,6 +40,8 @@ export interface DialOptions {
   tls: TlsMaterial | null;
   /** Give up when the listener cannot be reached or answered for this long. */
   timeoutMs: number;
+  /** The session's codec (src/codecs/registry.ts numbering), announced in OPEN. */
+  codec: number;
 }
 
 /** Dialer: connects every channel and waits for each one's ACCEPT. */
@@ -115,7 +117,7 @@ function attempt(options: DialOptions, sessionId: Buffer, index: number, deadlin
           return;
         }
       }
-      socket.write(encodeOpen({ version: TUNNEL_PROTOCOL_VERSION, sessionId, channels: options.channels, index, codec: 0 }));
+      socket.write(encodeOpen({ version: TUNNEL_PROTOCOL_VERSION, sessionId, channels: options.channels, index, codec: options.codec }));
     });
     socket.on('data', onData);
     socket.on('error', (error) => finish(socketError(error, index, 'receiver')));
@@ -127,8 +129,8 @@ export interface ListenOptions {
   host: string;
   port: number;
   tls: TlsMaterial | null;
-  /** A complete session: all its channels joined. */
-  onSession(channels: Channel[]): void;
+  /** A complete session: all its channels joined; `codec` is the one its OPEN announced. */
+  onSession(channels: Channel[], codec: number): void;
   /** A connection that was refused or failed before joining (logged; listening goes on). */
   onStranger(address: string, reason: string): void;
   /** While a session runs, new sessions are refused. */
@@ -170,7 +172,10 @@ export function listenForChannels(options: ListenOptions): Promise<{ server: Ser
       const complete = pending;
       pending = undefined;
       clearTimeout(complete.timer);
-      options.onSession(complete.channels.sort((a, b) => a.index - b.index));
+      options.onSession(
+        complete.channels.sort((a, b) => a.index - b.index),
+        complete.info.codec,
+      );
     }
   };
   const onConnection = (socket: Socket): void => {

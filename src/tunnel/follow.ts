@@ -9,6 +9,8 @@ import { MigrationWatch, type MigrationReport } from './migration-watch.js';
 
 interface Following {
   watch: MigrationWatch;
+  /** The channels' frame bytes when the migration began. */
+  wireAtStart: { sent: number; received: number };
   main: StreamRecord;
   multifd: Set<number>;
   mainClosed: boolean;
@@ -24,13 +26,13 @@ export class MigrationFollower {
   backBytes = 0;
 
   constructor(
-    tunnel: Tunnel,
-    private readonly onMigration: (report: MigrationReport, main: StreamRecord) => void,
+    private readonly tunnel: Tunnel,
+    private readonly onMigration: (report: MigrationReport & { wireBytes: number }, main: StreamRecord) => void,
   ) {
     tunnel.on('classified', (record) => {
       if (record.kind === 'qemu-main') {
         this.finish();
-        this.current = { watch: new MigrationWatch(), main: record, multifd: new Set(), mainClosed: false };
+        this.current = { watch: new MigrationWatch(), wireAtStart: tunnel.wireBytes(), main: record, multifd: new Set(), mainClosed: false };
       } else if (record.kind === 'multifd') {
         this.current?.multifd.add(record.id);
       }
@@ -66,6 +68,9 @@ export class MigrationFollower {
     const current = this.current;
     if (current === undefined) return;
     this.current = undefined;
-    this.onMigration(current.watch.report(), current.main);
+    // Both ways: the tunnel's frames, for the migration and whatever else crossed meanwhile.
+    const wire = this.tunnel.wireBytes();
+    const wireBytes = wire.sent - current.wireAtStart.sent + wire.received - current.wireAtStart.received;
+    this.onMigration({ ...current.watch.report(), wireBytes }, current.main);
   }
 }

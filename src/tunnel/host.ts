@@ -10,6 +10,9 @@ import { connect as netConnect, createServer as netServer, type Server, type Soc
 import type { TlsMaterial } from '../tls/credentials.js';
 import { ChannelError, ListenError, type TransportError } from '../tls/errors.js';
 import { socketError } from '../tls/socket-errors.js';
+import { codecById, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
+import { ArgumentError } from '../stream/errors.js';
+import { frameCodec, type FrameCodec } from './frame-codec.js';
 import { dialChannels, closeSocket, listenForChannels, type Channel } from './channels.js';
 import { classifyConnection, type ConnectionKind } from './classify.js';
 import { TunnelSession, type TunnelAction, type TunnelSide } from './session.js';
@@ -53,18 +56,28 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
   private readonly firstBytes = new Map<number, { client: Buffer; server: Buffer }>();
   private readonly timer: NodeJS.Timeout;
   private finished = false;
+  /** Bytes of frames sent and received over the channels (before TLS). */
+  private wire = { sent: 0, received: 0 };
 
   constructor(
     private readonly side: TunnelSide,
     private readonly channels: Channel[],
-    options: { timeoutMs: number; window?: number | undefined; checkTarget?: (target: string) => string | null },
+    options: { timeoutMs: number; window?: number | undefined; checkTarget?: (target: string) => string | null; codec: FrameCodec },
   ) {
     super();
     this.ended = new Promise((resolve) => this.once('end', resolve));
-    this.session = new TunnelSession({ side, channels: channels.length, timeoutMs: options.timeoutMs, window: options.window, checkTarget: options.checkTarget }, Date.now());
+    this.session = new TunnelSession(
+      { side, channels: channels.length, timeoutMs: options.timeoutMs, window: options.window, checkTarget: options.checkTarget, compress: options.codec.compress, decompress: options.codec.decompress },
+      Date.now(),
+    );
     for (const channel of channels) this.attachChannel(channel);
     this.timer = setInterval(() => this.step(() => this.session.tick(Date.now())), TICK_MS);
     this.timer.unref();
+  }
+
+  /** Frame bytes over the channels so far, each way (TLS adds its own few per record). */
+  wireBytes(): { sent: number; received: number } {
+    return { ...this.wire };
   }
 
   get active(): boolean {
@@ -92,6 +105,7 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
     this.step(() => deliver(channel.early));
     socket.on('data', (chunk: Buffer) =>
       this.step(() => {
+        this.wire.received += chunk.length;
         try {
           deliver(parser.push(chunk));
         } catch (error) {
@@ -108,6 +122,7 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
     this.sockets.set(id, socket);
     socket.on('data', (chunk: Buffer) =>
       this.step(() => {
+        this.wire.received += chunk.length;
         this.observe(id, this.side === 'dialer', chunk);
         this.session.localData(id, chunk);
       }),
@@ -130,7 +145,10 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
         const socket = this.channels[action.channel]?.socket;
         if (socket === undefined || socket.destroyed) return;
         if (action.bytes.length > 1) socket.cork();
-        for (const bytes of action.bytes) socket.write(bytes);
+        for (const bytes of action.bytes) {
+          this.wire.sent += bytes.length;
+          socket.write(bytes);
+        }
         if (action.bytes.length > 1) socket.uncork();
         this.session.sentAt(action.channel, Date.now());
         return;
@@ -224,6 +242,9 @@ export interface DialerOptions {
   /** Local UNIX sockets to listen on, each forwarded to `target` on the far side. */
   routes: { listen: string; target: string }[];
   window?: number;
+  /** Compression of what goes both ways (default none); the destination follows the source's choice. */
+  codec?: CodecName;
+  level?: number | undefined;
 }
 
 export interface Tunnel extends EventEmitter<TunnelEvents> {
@@ -231,13 +252,16 @@ export interface Tunnel extends EventEmitter<TunnelEvents> {
   readonly ended: Promise<TransportError | null>;
   /** Every stream of the session so far, by id. */
   readonly records: ReadonlyMap<number, StreamRecord>;
+  /** Frame bytes over the channels so far, each way (before TLS). */
+  wireBytes(): { sent: number; received: number };
   stop(reason?: string): void;
 }
 
 /** Source side: connects the session, then listens on the routes' sockets until it ends. */
 export async function startDialer(options: DialerOptions): Promise<Tunnel> {
-  const channels = await dialChannels(options);
-  const runner = new SessionRunner('dialer', channels, { timeoutMs: options.timeoutMs, window: options.window });
+  const codec = tunnelCodec(options.codec ?? 'none', options.level);
+  const channels = await dialChannels({ ...options, codec: codecByName(options.codec ?? 'none').id });
+  const runner = new SessionRunner('dialer', channels, { timeoutMs: options.timeoutMs, window: options.window, codec });
   const servers: Server[] = [];
   void runner.ended.then(() => {
     for (const server of servers) server.close();
@@ -279,8 +303,17 @@ export async function startListener(options: ListenerOptions): Promise<TunnelLis
     joinTimeoutMs: options.timeoutMs,
     busy: () => current?.active === true,
     onStranger: (address, reason) => emitter.emit('stranger', address, reason),
-    onSession: (channels) => {
+    onSession: (channels, codecId) => {
+      let codec: FrameCodec;
+      try {
+        codec = tunnelCodec(codecById(codecId)!.name);
+      } catch (error) {
+        emitter.emit('stranger', 'a session', `refused: ${(error as Error).message}`);
+        for (const channel of channels) channel.socket.destroy();
+        return;
+      }
       const runner = new SessionRunner('listener', channels, {
+        codec,
         timeoutMs: options.timeoutMs,
         window: options.window,
         checkTarget: (target) => (allowed.has(target) ? null : `${target} is not a target of this tunnel (--unix)`),
@@ -299,6 +332,14 @@ export async function startListener(options: ListenerOptions): Promise<TunnelLis
       current?.stop();
     },
   });
+}
+
+/** The frame codec for `name`; a codec this machine cannot run is a start-up failure. */
+function tunnelCodec(name: CodecName, level?: number): FrameCodec {
+  const info = codecByName(name);
+  const codec = frameCodec(info, resolveLevel(info, level));
+  if (typeof codec === 'string') throw new ArgumentError(codec);
+  return codec;
 }
 
 /** Listens on a UNIX socket path; a stale socket file there (not another file) is replaced. */

@@ -28,6 +28,10 @@ export interface TunnelSessionConfig {
   timeoutMs?: number;
   /** Listener: null when a stream may connect to `target`, else why not. */
   checkTarget?: (target: string) => string | null;
+  /** Compresses what we send (frame-codec.ts); without it every STREAM_DATA goes raw. */
+  compress?: ((raw: Buffer) => { codec: number; payload: Buffer }) | undefined;
+  /** Decompresses a STREAM_DATA of another codec than 0 into exactly `rawLength` bytes, or throws. */
+  decompress?: ((codec: number, payload: Buffer, rawLength: number) => Buffer) | undefined;
 }
 
 export const DEFAULT_WINDOW = 4 * 1024 * 1024;
@@ -232,15 +236,14 @@ export class TunnelSession {
       case TunnelFrameType.STREAM_DATA: {
         const stream = this.streamFor(channel, frame.stream, 'STREAM_DATA');
         if (stream === undefined) return;
-        if (frame.codec !== 0) throw new ProtocolError(`stream ${frame.stream}: codec ${frame.codec} is not supported by this tunnel`, channel);
-        if (frame.payload.length !== frame.rawLength) throw new ProtocolError(`stream ${frame.stream}: raw STREAM_DATA of ${frame.payload.length} bytes announces ${frame.rawLength}`, channel);
         if (stream.remoteEnded) throw new ProtocolError(`stream ${frame.stream}: data after its STREAM_END`, channel);
         if (stream.received + frame.rawLength > stream.granted) {
           throw new ProtocolError(`stream ${frame.stream}: ${stream.received + frame.rawLength} bytes sent against ${stream.granted} granted`, channel);
         }
+        const data = this.unpack(channel, frame);
         stream.received += frame.rawLength;
-        if (stream.connecting) stream.held.push(frame.payload);
-        else this.actions.push({ kind: 'write', stream: stream.id, data: frame.payload });
+        if (stream.connecting) stream.held.push(data);
+        else this.actions.push({ kind: 'write', stream: stream.id, data });
         return;
       }
       case TunnelFrameType.STREAM_END: {
@@ -270,6 +273,20 @@ export class TunnelSession {
       }
       default:
         throw new ProtocolError(`unexpected frame type ${frame.type} in an open session`, channel);
+    }
+  }
+
+  /** A STREAM_DATA's raw bytes: its payload, or what the payload decompresses to. */
+  private unpack(channel: number, frame: Extract<TunnelFrame, { type: typeof TunnelFrameType.STREAM_DATA }>): Buffer {
+    if (frame.codec === 0) {
+      if (frame.payload.length !== frame.rawLength) throw new ProtocolError(`stream ${frame.stream}: raw STREAM_DATA of ${frame.payload.length} bytes announces ${frame.rawLength}`, channel);
+      return frame.payload;
+    }
+    if (this.config.decompress === undefined) throw new ProtocolError(`stream ${frame.stream}: codec ${frame.codec} is not supported by this tunnel`, channel);
+    try {
+      return this.config.decompress(frame.codec, frame.payload, frame.rawLength);
+    } catch (error) {
+      throw new ProtocolError(`stream ${frame.stream}: a STREAM_DATA of codec ${frame.codec} does not decompress to its ${frame.rawLength} bytes: ${(error as Error).message}`, channel);
     }
   }
 
@@ -332,7 +349,8 @@ export class TunnelSession {
       }
       stream.credit -= data.length;
       stream.sent += data.length;
-      this.send(stream.channel, [encodeStreamDataHeader(stream.id, 0, data.length, data.length), data]);
+      const { codec, payload } = this.config.compress?.(data) ?? { codec: 0, payload: data };
+      this.send(stream.channel, [encodeStreamDataHeader(stream.id, codec, data.length, payload.length), payload]);
     }
     const waiting = stream.queued.length > 0;
     if (waiting && !stream.paused) {

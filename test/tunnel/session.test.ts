@@ -3,11 +3,14 @@
  * joined in memory, every frame going through the real encoders and parser, the local sockets
  * played by the test.
  */
+import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { ChannelError } from '../../src/tls/errors.js';
 import { FrameParser } from '../../src/tls/wire.js';
 import { TunnelSession, type TunnelAction, type TunnelSessionConfig } from '../../src/tunnel/session.js';
 import { decodeTunnelFrame, type TunnelFrame } from '../../src/tunnel/wire.js';
+import { codecByName } from '../../src/codecs/registry.js';
+import { frameCodec } from '../../src/tunnel/frame-codec.js';
 import * as W from '../helpers/transport-frame-builder.js';
 
 type Side = 'dialer' | 'listener';
@@ -225,6 +228,23 @@ describe('TunnelSession', () => {
     pair.settle();
     expect(pair.sides.listener.failed).toBeNull();
     expect(pair.of('listener', 'connect').map((a) => a.stream)).toEqual([1, 3, 2, 4]);
+  });
+
+  test('with a codec: compressible chunks go compressed, others raw, every byte arrives; a payload that does not decompress fails the session', () => {
+    const lz4 = frameCodec(codecByName('lz4'), 1);
+    if (typeof lz4 === 'string') throw new Error(lz4);
+    const pair = new Pair(1, { compress: lz4.compress, decompress: lz4.decompress });
+    pair.on('dialer', (s) => s.open('/t'));
+    pair.on('listener', (s) => s.connected(1));
+    const text = Buffer.from('migration '.repeat(6000));
+    const noise = randomBytes(5000);
+    pair.on('dialer', (s) => (s.localData(1, text), s.localData(1, noise), s.localData(1, Buffer.from('tiny'))));
+    expect(pair.written('listener', 1).equals(Buffer.concat([text, noise, Buffer.from('tiny')]))).toBe(true);
+    const codecs = pair.wire.dialer[0]!.filter((f) => f[4] === W.TunnelType.STREAM_DATA).map((f) => f[9]);
+    expect(codecs).toEqual([1, 0, 0]);
+    pair.inject('listener', 0, W.streamData(1, Buffer.from('not lz4 at all'), { codec: 1, rawLength: 100 }));
+    pair.settle();
+    expect(pair.sides.listener.failed?.message).toMatch(/stream 1: a STREAM_DATA of codec 1 does not decompress to its 100 bytes/);
   });
 
   test.each([

@@ -1,0 +1,156 @@
+/**
+ * QEMU migrations over UNIX sockets (what libvirt's UNIX-socket migration hands a forwarder)
+ * through `migstream tunnel`, against the same migration with no forwarder at all and through a
+ * plain socat relay (UNIX → TCP → UNIX, what the libvirt issue measured with). A busy guest,
+ * return-path on (libvirt always sets it); QEMU 7.2 with the main stream only, QEMU 10.0 with 2
+ * multifd channels.
+ *
+ *   npm run bench:tunnel [-- --rounds N]
+ *
+ * Every row: a fresh source and destination QEMU, the forwarder started, `migrate unix:…`,
+ * wall time until both QEMUs report completed; QEMU's total-time and downtime; the bytes QEMU
+ * wrote (ram.transferred, multifd included) and, for the tunnel, its frame bytes (both ways,
+ * before TLS) from its migration report. Best round by wall time. Everything shares this
+ * machine's cores: two TCG QEMUs, the guest's writer and the forwarder's two ends.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { table } from '../src/cli/format.js';
+import { launchQemu, type QemuVm } from '../src/qemu/launcher.js';
+import { queryMigrate, setCapabilities, setParameters, type MigrationInfo } from '../src/qemu/migration.js';
+import type { QemuVersion } from '../src/qemu/versions.js';
+import { makeQuickStart } from '../src/tls/certs.js';
+import { REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
+import { freePort } from '../test/helpers/transport.js';
+import { startTunnelPair, type TunnelPair } from '../test/helpers/tunnel.js';
+
+const { values } = parseArgs({ options: { rounds: { type: 'string' } } });
+const ROUNDS = Number(values.rounds ?? 2);
+const MiB = 1024 * 1024;
+const scratch = mkdtempSync(join(tmpdir(), 'migstream-bench-tunnel-'));
+const certs = join(scratch, 'certs');
+makeQuickStart({ dir: certs, names: ['localhost', '127.0.0.1'], days: 2 });
+
+interface Scenario {
+  name: string;
+  qemu: QemuVersion;
+  machine: string;
+  multifd: number;
+}
+const SCENARIOS: Scenario[] = [
+  { name: 'QEMU 7.2, main stream', qemu: '7.2', machine: 'pc-i440fx-7.2', multifd: 0 },
+  { name: 'QEMU 10.0, 2 multifd channels', qemu: '10.0', machine: 'pc-i440fx-10.0', multifd: 2 },
+];
+
+type Forwarder = { kind: 'direct' } | { kind: 'socat' } | { kind: 'tunnel'; tls: boolean; channels: number; codec: string };
+const ROWS: [string, Forwarder][] = [
+  ['QEMU to QEMU, no forwarder', { kind: 'direct' }],
+  ['socat relay (plaintext)', { kind: 'socat' }],
+  ['tunnel, plaintext, 1 channel', { kind: 'tunnel', tls: false, channels: 1, codec: 'none' }],
+  ['tunnel, TLS, 1 channel', { kind: 'tunnel', tls: true, channels: 1, codec: 'none' }],
+  ['tunnel, TLS, 2 channels', { kind: 'tunnel', tls: true, channels: 2, codec: 'none' }],
+  ['tunnel, TLS, 2 channels, lz4', { kind: 'tunnel', tls: true, channels: 2, codec: 'lz4' }],
+  ['tunnel, TLS, 2 channels, zstd', { kind: 'tunnel', tls: true, channels: 2, codec: 'zstd' }],
+];
+
+interface Run {
+  wallS: number;
+  totalMs: number;
+  downtimeMs: number;
+  qemuMB: number;
+  wireMB: number | null;
+}
+
+async function until(vm: QemuVm, timeoutMs: number): Promise<MigrationInfo> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await queryMigrate(vm);
+    if (info.status === 'completed' || info.status === 'failed') return info;
+    if (Date.now() > deadline) throw new Error(`migration still ${info.status} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function once(scenario: Scenario, forwarder: Forwarder, round: number): Promise<Run> {
+  const dir = mkdtempSync(join(scratch, 'run-'));
+  const args = ['-machine', scenario.machine, '-m', `${256 * 1024 + 8}K`, '-smp', '1', ...guestArgs('busy', ['fill=160', 'wss=32', 'rate=16'])];
+  const vms: QemuVm[] = [];
+  const helpers: ChildProcess[] = [];
+  let pair: TunnelPair | undefined;
+  try {
+    const source = await launchQemu({ args, qemu: scenario.qemu, accel: 'tcg', name: `bt-src-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'src.log') });
+    vms.push(source);
+    const destination = await launchQemu({ args: [...args, '-S', '-incoming', 'defer'], qemu: scenario.qemu, accel: 'tcg', name: `bt-dst-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'dst.log') });
+    vms.push(destination);
+    await source.waitForSerial(/migstream-busy/, 120_000);
+    for (const vm of [source, destination]) {
+      await setCapabilities(vm, { 'return-path': true, ...(scenario.multifd > 0 ? { multifd: true } : {}) });
+      if (scenario.multifd > 0) await setParameters(vm, { 'multifd-channels': scenario.multifd });
+    }
+    await setParameters(source, { 'downtime-limit': 300, 'max-bandwidth': 4096 * MiB });
+    const target = join(dir, 'dst.sock');
+    let listen = target;
+    await destination.execute('migrate-incoming', { uri: `unix:${target}` });
+    if (forwarder.kind === 'socat') {
+      listen = join(dir, 'src.sock');
+      const port = await freePort();
+      helpers.push(spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${target}`], { stdio: 'ignore' }));
+      helpers.push(spawn('socat', [`UNIX-LISTEN:${listen},fork`, `TCP:127.0.0.1:${port}`], { stdio: 'ignore' }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } else if (forwarder.kind === 'tunnel') {
+      listen = join(dir, 'src.sock');
+      pair = await startTunnelPair({
+        routes: [`${listen}=${target}`],
+        targets: [target],
+        channels: forwarder.channels,
+        ...(forwarder.tls ? { tls: certs } : {}),
+        extra: { source: ['-c', forwarder.codec] },
+      });
+    }
+    const started = Date.now();
+    await source.execute('migrate', { uri: `unix:${listen}` });
+    const info = await until(source, 300_000);
+    if (info.status !== 'completed') throw new Error(`migration ${info.status}: ${info['error-desc'] ?? ''}`);
+    const incoming = await until(destination, 60_000);
+    if (incoming.status !== 'completed') throw new Error(`destination ${incoming.status}`);
+    const wallS = (Date.now() - started) / 1000;
+    const report = pair === undefined ? undefined : await pair.source.waitFor('migration');
+    return {
+      wallS,
+      totalMs: info['total-time'] ?? 0,
+      downtimeMs: info.downtime ?? 0,
+      qemuMB: (info.ram?.transferred ?? 0) / 1e6,
+      wireMB: report === undefined ? null : (report.wireBytes as number) / 1e6,
+    };
+  } finally {
+    await pair?.stop();
+    for (const helper of helpers) helper.kill();
+    await Promise.all(vms.map((vm) => vm.quit()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`cores: ${cpus().length}, node ${process.version}; busy guest: 256 MiB, 160 MiB filled, 32 MiB rewritten at 16 MiB/s; downtime limit 300 ms; best of ${ROUNDS}`);
+for (const scenario of SCENARIOS) {
+  const rows: (string | number)[][] = [];
+  for (const [name, forwarder] of ROWS) {
+    const runs: Run[] = [];
+    for (let round = 0; round < ROUNDS; round++) runs.push(await once(scenario, forwarder, round));
+    const best = runs.reduce((a, b) => (b.wallS < a.wallS ? b : a));
+    rows.push([
+      name,
+      best.wallS.toFixed(2),
+      runs.map((r) => r.wallS.toFixed(2)).join(' / '),
+      (best.totalMs / 1000).toFixed(2),
+      best.downtimeMs,
+      best.qemuMB.toFixed(0),
+      best.wireMB === null ? '—' : best.wireMB.toFixed(0),
+    ]);
+  }
+  console.log(`\n${scenario.name}`);
+  console.log(table(['path', 'wall s', 'runs', 'QEMU total s', 'downtime ms', 'QEMU MB', 'tunnel wire MB'], rows));
+}
+rmSync(scratch, { recursive: true, force: true });
