@@ -76,7 +76,7 @@ async function until(vm: QemuVm, timeoutMs: number): Promise<MigrationInfo> {
 
 async function once(scenario: Scenario, forwarder: Forwarder, round: number): Promise<Run> {
   const dir = mkdtempSync(join(scratch, 'run-'));
-  const args = ['-machine', scenario.machine, '-m', `${256 * 1024 + 8}K`, '-smp', '1', ...guestArgs('busy', ['fill=160', 'wss=32', 'rate=16'])];
+  const args = ['-machine', scenario.machine, '-m', `${256 * 1024 + 8}K`, '-smp', '1', ...guestArgs('busy', ['fill=96', 'wss=32', 'rate=16'])];
   const vms: QemuVm[] = [];
   const helpers: ChildProcess[] = [];
   let pair: TunnelPair | undefined;
@@ -133,7 +133,7 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
   }
 }
 
-console.log(`cores: ${cpus().length}, node ${process.version}; busy guest: 256 MiB, 160 MiB filled, 32 MiB rewritten at 16 MiB/s; downtime limit 300 ms; best of ${ROUNDS}`);
+console.log(`cores: ${cpus().length}, node ${process.version}; busy guest: 256 MiB, 96 MiB filled, 32 MiB rewritten at 16 MiB/s; downtime limit 300 ms; best of ${ROUNDS}`);
 for (const scenario of SCENARIOS) {
   const rows: (string | number)[][] = [];
   for (const [name, forwarder] of ROWS) {

@@ -122,7 +122,6 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
     this.sockets.set(id, socket);
     socket.on('data', (chunk: Buffer) =>
       this.step(() => {
-        this.wire.received += chunk.length;
         this.observe(id, this.side === 'dialer', chunk);
         this.session.localData(id, chunk);
       }),

@@ -76,6 +76,9 @@ async function expectSameRam(source: QemuVm, destination: QemuVm, name: string):
 }
 
 interface ReportEvent {
+  streamBytes: number;
+  multifdBytes: number;
+  wireBytes: number;
   passes: { pages: number; zeroPages: number }[];
   multifd: { channels: number; normalPages: number; zeroPages: number; pageBytes: number };
   ramDigest: string | null;
@@ -95,6 +98,10 @@ async function expectReportMatchesQemu(pair: TunnelPair, source: QemuVm): Promis
   const mainZero = report.passes.reduce((n, p) => n + p.zeroPages, 0);
   expect(mainPages - mainZero + report.multifd.normalPages).toBe(ram.normal);
   expect(mainZero + report.multifd.zeroPages).toBe(ram.duplicate);
+  // Uncompressed, the tunnel's frames are what QEMU wrote plus a few bytes per chunk.
+  const carried = report.streamBytes + report.multifdBytes;
+  expect(report.wireBytes).toBeGreaterThan(carried);
+  expect(report.wireBytes).toBeLessThan(carried * 1.01 + 100_000);
   return report;
 }
 
