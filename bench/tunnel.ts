@@ -14,7 +14,7 @@
  * machine's cores: two TCG QEMUs, the guest's writer and the forwarder's two ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +33,17 @@ const MiB = 1024 * 1024;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-bench-tunnel-'));
 const certs = join(scratch, 'certs');
 makeQuickStart({ dir: certs, names: ['localhost', '127.0.0.1'], days: 2 });
+// The same certificates under the names QEMU's tls-creds-x509 looks for (what libvirt's --tls sets up).
+const qemuCreds = join(scratch, 'qemu-creds');
+for (const [from, to] of [
+  ['ca.pem', 'ca-cert.pem'],
+  ['server.pem', 'server-cert.pem'],
+  ['server-key.pem', 'server-key.pem'],
+  ['client.pem', 'client-cert.pem'],
+  ['client-key.pem', 'client-key.pem'],
+]) {
+  cpSync(join(certs, from!), join(qemuCreds, to!));
+}
 
 interface Scenario {
   name: string;
@@ -45,9 +56,10 @@ const SCENARIOS: Scenario[] = [
   { name: 'QEMU 10.0, 2 multifd channels', qemu: '10.0', machine: 'pc-i440fx-10.0', multifd: 2 },
 ];
 
-type Forwarder = { kind: 'direct' } | { kind: 'socat' } | { kind: 'tunnel'; tls: boolean; channels: number; codec: string };
+type Forwarder = { kind: 'direct' } | { kind: 'qemu-tls' } | { kind: 'socat' } | { kind: 'tunnel'; tls: boolean; channels: number; codec: string };
 const ROWS: [string, Forwarder][] = [
-  ['QEMU to QEMU, no forwarder', { kind: 'direct' }],
+  ['QEMU to QEMU, unix:, no forwarder', { kind: 'direct' }],
+  ["QEMU's own TLS, tcp: (libvirt --tls)", { kind: 'qemu-tls' }],
   ['socat relay (plaintext)', { kind: 'socat' }],
   ['tunnel, plaintext, 1 channel', { kind: 'tunnel', tls: false, channels: 1, codec: 'none' }],
   ['tunnel, TLS, 1 channel', { kind: 'tunnel', tls: true, channels: 1, codec: 'none' }],
@@ -81,9 +93,10 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
   const helpers: ChildProcess[] = [];
   let pair: TunnelPair | undefined;
   try {
-    const source = await launchQemu({ args, qemu: scenario.qemu, accel: 'tcg', name: `bt-src-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'src.log') });
+    const creds = (endpoint: string): string[] => (forwarder.kind === 'qemu-tls' ? ['-object', `tls-creds-x509,id=tls0,dir=${qemuCreds},endpoint=${endpoint},verify-peer=on`] : []);
+    const source = await launchQemu({ args: [...args, ...creds('client')], qemu: scenario.qemu, accel: 'tcg', name: `bt-src-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'src.log') });
     vms.push(source);
-    const destination = await launchQemu({ args: [...args, '-S', '-incoming', 'defer'], qemu: scenario.qemu, accel: 'tcg', name: `bt-dst-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'dst.log') });
+    const destination = await launchQemu({ args: [...args, ...creds('server'), '-S', '-incoming', 'defer'], qemu: scenario.qemu, accel: 'tcg', name: `bt-dst-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'dst.log') });
     vms.push(destination);
     await source.waitForSerial(/migstream-busy/, 120_000);
     for (const vm of [source, destination]) {
@@ -92,16 +105,23 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
     }
     await setParameters(source, { 'downtime-limit': 300, 'max-bandwidth': 4096 * MiB });
     const target = join(dir, 'dst.sock');
-    let listen = target;
-    await destination.execute('migrate-incoming', { uri: `unix:${target}` });
+    let uri = `unix:${target}`;
+    if (forwarder.kind === 'qemu-tls') {
+      await setParameters(source, { 'tls-creds': 'tls0', 'tls-hostname': '127.0.0.1' });
+      await setParameters(destination, { 'tls-creds': 'tls0' });
+      uri = `tcp:127.0.0.1:${await freePort()}`;
+    }
+    await destination.execute('migrate-incoming', { uri });
     if (forwarder.kind === 'socat') {
-      listen = join(dir, 'src.sock');
+      const listen = join(dir, 'src.sock');
+      uri = `unix:${listen}`;
       const port = await freePort();
       helpers.push(spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${target}`], { stdio: 'ignore' }));
       helpers.push(spawn('socat', [`UNIX-LISTEN:${listen},fork`, `TCP:127.0.0.1:${port}`], { stdio: 'ignore' }));
       await new Promise((resolve) => setTimeout(resolve, 300));
     } else if (forwarder.kind === 'tunnel') {
-      listen = join(dir, 'src.sock');
+      const listen = join(dir, 'src.sock');
+      uri = `unix:${listen}`;
       pair = await startTunnelPair({
         routes: [`${listen}=${target}`],
         targets: [target],
@@ -111,7 +131,7 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
       });
     }
     const started = Date.now();
-    await source.execute('migrate', { uri: `unix:${listen}` });
+    await source.execute('migrate', { uri });
     const info = await until(source, 300_000);
     if (info.status !== 'completed') throw new Error(`migration ${info.status}: ${info['error-desc'] ?? ''}`);
     const incoming = await until(destination, 60_000);
