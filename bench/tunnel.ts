@@ -96,7 +96,14 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
     const creds = (endpoint: string): string[] => (forwarder.kind === 'qemu-tls' ? ['-object', `tls-creds-x509,id=tls0,dir=${qemuCreds},endpoint=${endpoint},verify-peer=on`] : []);
     const source = await launchQemu({ args: [...args, ...creds('client')], qemu: scenario.qemu, accel: 'tcg', name: `bt-src-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'src.log') });
     vms.push(source);
-    const destination = await launchQemu({ args: [...args, ...creds('server'), '-S', '-incoming', 'defer'], qemu: scenario.qemu, accel: 'tcg', name: `bt-dst-${round}`, cwd: REPO_ROOT, serialLogPath: join(dir, 'dst.log') });
+    const destination = await launchQemu({
+      args: [...args, ...creds('server'), '-S', '-incoming', 'defer'],
+      qemu: scenario.qemu,
+      accel: 'tcg',
+      name: `bt-dst-${round}`,
+      cwd: REPO_ROOT,
+      serialLogPath: join(dir, 'dst.log'),
+    });
     vms.push(destination);
     await source.waitForSerial(/migstream-busy/, 120_000);
     for (const vm of [source, destination]) {

@@ -12,7 +12,7 @@ import { checkPin, clientTlsOptions, serverTlsOptions, type TlsMaterial } from '
 import { ChannelError, HandshakeError, ListenError, ProtocolError, TimeoutError, type TransportError } from '../tls/errors.js';
 import { admit, type SessionInfo } from '../tls/session.js';
 import { socketError } from '../tls/socket-errors.js';
-import { FrameParser, PROTOCOL_MAGIC, encodeAccept, encodeOpen, encodeRefuse } from '../tls/wire.js';
+import { CLOSE_GRACE_MS, FrameParser, PROTOCOL_MAGIC, encodeAccept, encodeOpen, encodeRefuse } from '../tls/wire.js';
 import { TUNNEL_PROTOCOL_VERSION, TunnelFrameType, decodeTunnelFrame, type TunnelFrame } from './wire.js';
 
 /** One admitted channel: its socket and a parser that has already read the handshake. */
@@ -25,7 +25,6 @@ export interface Channel {
 }
 
 const REDIAL_MS = 200;
-const CLOSE_GRACE_MS = 500;
 
 /** Ends a socket after what was written, and destroys it if it will not flush. */
 export function closeSocket(socket: Socket): void {

@@ -64,6 +64,16 @@ export async function bootDestination(name: string, dir: string): Promise<QemuVm
 
 const heartbeats = (vm: QemuVm): number => vm.serialText().match(new RegExp(HEARTBEAT.source, 'g'))?.length ?? 0;
 
+/** Waits for the guest to print a heartbeat after the ones already on its console. */
+export async function nextHeartbeat(vm: QemuVm, timeoutMs = 60_000): Promise<void> {
+  const seen = heartbeats(vm);
+  const deadline = Date.now() + timeoutMs;
+  while (heartbeats(vm) <= seen) {
+    if (Date.now() > deadline) throw new Error(`no new heartbeat on ${vm.name} within ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
+
 /** The source survived the fault: QMP says running and the guest prints a new heartbeat. */
 export async function expectSourceRuns(vm: QemuVm, timeoutMs = 60_000): Promise<void> {
   expect(vm.hasExited, `${vm.name} exited: ${vm.stderrText()}`).toBe(false);
@@ -76,11 +86,7 @@ export async function expectSourceRuns(vm: QemuVm, timeoutMs = 60_000): Promise<
     await sleep(100);
   }
   expect(status).toBe('running');
-  const seen = heartbeats(vm);
-  while (heartbeats(vm) <= seen) {
-    if (Date.now() > deadline) throw new Error(`no new heartbeat on ${vm.name} within ${timeoutMs} ms`);
-    await sleep(200);
-  }
+  await nextHeartbeat(vm, Math.max(1000, deadline - Date.now()));
 }
 
 /**

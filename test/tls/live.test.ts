@@ -13,6 +13,7 @@ import { dumpGuestMemory, guestMemoryLayout } from '../../src/qemu/memory.js';
 import { migrateToExec, queryMigrate, shellQuote } from '../../src/qemu/migration.js';
 import { HEARTBEAT, REPO_ROOT, guestArgs } from '../fixtures/meta.js';
 import { findScenario } from '../fixtures/scenarios.js';
+import { nextHeartbeat } from '../helpers/faults.js';
 import { firstDifference, loadFixture } from '../helpers/qemu.js';
 import { BIN, freePort, startProxy, testCerts } from '../helpers/transport.js';
 
@@ -32,17 +33,6 @@ async function boot(name: string, extra: string[] = []): Promise<QemuVm> {
   const vm = await launchQemu({ args: [...machineArgs, ...extra], accel, name, cwd: REPO_ROOT, serialLogPath: join(scratch, `${name}.log`) });
   vms.push(vm);
   return vm;
-}
-
-const heartbeats = (vm: QemuVm): number => vm.serialText().match(new RegExp(HEARTBEAT.source, 'g'))?.length ?? 0;
-
-async function nextHeartbeat(vm: QemuVm, timeoutMs: number): Promise<void> {
-  const seen = heartbeats(vm);
-  const deadline = Date.now() + timeoutMs;
-  while (heartbeats(vm) <= seen) {
-    if (Date.now() > deadline) throw new Error(`no new heartbeat on ${vm.name} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 async function waitIncoming(vm: QemuVm, timeoutMs: number): Promise<string> {

@@ -23,6 +23,7 @@ import { queryMigrate, setCapabilities, setParameters } from '../../src/qemu/mig
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { HEARTBEAT, REPO_ROOT, guestArgs } from '../fixtures/meta.js';
 import { diskArgs } from '../fixtures/scenarios.js';
+import { nextHeartbeat } from '../helpers/faults.js';
 import { firstDifference } from '../helpers/qemu.js';
 import { testCerts } from '../helpers/transport.js';
 import { startTunnelPair, type TunnelPair } from '../helpers/tunnel.js';
@@ -44,17 +45,6 @@ async function boot(name: string, qemu: QemuVersion, args: string[]): Promise<Qe
   const vm = await launchQemu({ args, qemu, accel: 'tcg', name, cwd: REPO_ROOT, serialLogPath: join(scratch, `${name}.log`) });
   vms.push(vm);
   return vm;
-}
-
-const heartbeats = (vm: QemuVm): number => vm.serialText().match(new RegExp(HEARTBEAT.source, 'g'))?.length ?? 0;
-
-async function nextHeartbeat(vm: QemuVm, timeoutMs = 60_000): Promise<void> {
-  const seen = heartbeats(vm);
-  const deadline = Date.now() + timeoutMs;
-  while (heartbeats(vm) <= seen) {
-    if (Date.now() > deadline) throw new Error(`no new heartbeat on ${vm.name} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /** Polls query-migrate until completed or failed (or the VM is gone). */
