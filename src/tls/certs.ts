@@ -116,7 +116,9 @@ export function issue(input: IssueOptions): void {
       join(work, 'ext.cnf'),
       [
         'basicConstraints = critical,CA:FALSE',
-        'keyUsage = critical,digitalSignature',
+        // keyEncipherment as well: QEMU's tls-creds-x509 (10.0's, with its gnutls) refuses a
+        // client or server certificate without it, so the same files serve QEMU's own TLS too.
+        'keyUsage = critical,digitalSignature,keyEncipherment',
         `extendedKeyUsage = ${options.role === 'server' ? 'serverAuth' : 'clientAuth'}`,
         ...(alt.length > 0 ? [`subjectAltName = ${alt.join(',')}`] : []),
         '',
