@@ -1,8 +1,9 @@
 /**
- * Ties a tunnel's streams to the migrations they belong to: each QEMU main stream starts a
- * MigrationWatch, multifd streams opened while it runs feed it, and when the main stream and
- * its multifd streams have all closed, `onMigration` gets the report. Also keeps the running
- * totals a progress line shows.
+ * Ties a tunnel's streams to the migrations they belong to: a QEMU main stream or a multifd
+ * channel, whichever shows its magic first (QEMU opens the main channel first, but a multifd
+ * channel may say its first bytes before the main stream does), starts a MigrationWatch; the
+ * others of that migration feed it; when the main stream and its multifd streams have all
+ * closed, `onMigration` gets the report. Also keeps the running totals a progress line shows.
  */
 import type { StreamRecord, Tunnel } from './host.js';
 import { MigrationWatch, type MigrationReport } from './migration-watch.js';
@@ -11,7 +12,8 @@ interface Following {
   watch: MigrationWatch;
   /** The channels' frame bytes when the migration began. */
   wireAtStart: { sent: number; received: number };
-  main: StreamRecord;
+  /** Undefined while only multifd channels have shown up. */
+  main: StreamRecord | undefined;
   multifd: Set<number>;
   mainClosed: boolean;
 }
@@ -27,28 +29,29 @@ export class MigrationFollower {
 
   constructor(
     private readonly tunnel: Tunnel,
-    private readonly onMigration: (report: MigrationReport & { wireBytes: number }, main: StreamRecord) => void,
+    private readonly onMigration: (report: MigrationReport & { wireBytes: number }, main: StreamRecord, watch: MigrationWatch) => void,
+    private readonly options: { pageHashes?: boolean } = {},
   ) {
     tunnel.on('classified', (record) => {
-      if (record.kind === 'qemu-main') {
-        this.finish();
-        this.current = { watch: new MigrationWatch(), wireAtStart: tunnel.wireBytes(), main: record, multifd: new Set(), mainClosed: false };
-      } else if (record.kind === 'multifd') {
-        this.current?.multifd.add(record.id);
-      }
+      if (record.kind !== 'qemu-main' && record.kind !== 'multifd') return;
+      // A second main stream, or a channel after the main stream closed, is the next migration.
+      if (this.current !== undefined && (this.current.mainClosed || (record.kind === 'qemu-main' && this.current.main !== undefined))) this.finish();
+      const current = (this.current ??= { watch: new MigrationWatch(this.options), wireAtStart: tunnel.wireBytes(), main: undefined, multifd: new Set(), mainClosed: false });
+      if (record.kind === 'qemu-main') current.main = record;
+      else current.multifd.add(record.id);
     });
     tunnel.on('bytes', (record, fromClient, data) => {
       if (fromClient) this.forwardBytes += data.length;
       else this.backBytes += data.length;
       const current = this.current;
       if (current === undefined) return;
-      if (record.id === current.main.id) current.watch.main(data, fromClient);
+      if (record.id === current.main?.id) current.watch.main(data, fromClient);
       else if (fromClient && current.multifd.has(record.id)) current.watch.multifd(record.id, data);
     });
     tunnel.on('closed', (record) => {
       const current = this.current;
       if (current === undefined) return;
-      if (record.id === current.main.id) {
+      if (record.id === current.main?.id) {
         current.watch.endMain();
         current.mainClosed = true;
         setTimeout(() => this.current === current && this.finish(), MULTIFD_GRACE_MS).unref();
@@ -68,9 +71,11 @@ export class MigrationFollower {
     const current = this.current;
     if (current === undefined) return;
     this.current = undefined;
+    // Multifd channels whose main stream never came (a refused migration): nothing to report.
+    if (current.main === undefined) return;
     // Both ways: the tunnel's frames, for the migration and whatever else crossed meanwhile.
     const wire = this.tunnel.wireBytes();
     const wireBytes = wire.sent - current.wireAtStart.sent + wire.received - current.wireAtStart.received;
-    this.onMigration({ ...current.watch.report(), wireBytes }, current.main);
+    this.onMigration({ ...current.watch.report(), wireBytes }, current.main, current.watch);
   }
 }

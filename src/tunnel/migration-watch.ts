@@ -7,7 +7,7 @@
  */
 import { createDecoder } from '../codec.js';
 import { PassTracker, type PassSummary } from '../migrate/pass-tracker.js';
-import { StreamHashTap } from '../migrate/stream-hashes.js';
+import { StreamHashTap, type StreamHashes } from '../migrate/stream-hashes.js';
 import { MULTIFD_FLAG_SYNC, MultifdChannelReader } from '../ram/multifd.js';
 
 export interface MultifdCounts {
@@ -29,7 +29,7 @@ export interface MigrationReport {
   passes: PassSummary['passes'];
   heat: PassSummary['heat'];
   multifd: MultifdCounts;
-  /** SHA-256 over the final RAM's page hashes (as `incoming --verify` compares), when the main stream carried every page. */
+  /** SHA-256 over the final RAM's page hashes (as `incoming --verify` compares), when asked for and the main stream carried every page. */
   ramDigest: string | null;
   /** Why part of the migration could not be followed, if so. */
   problems: string[];
@@ -38,7 +38,8 @@ export interface MigrationReport {
 export class MigrationWatch {
   private readonly decoder = createDecoder();
   private tracker: PassTracker | undefined;
-  private readonly hashes = new StreamHashTap();
+  /** Page hashes of the final RAM: only when asked for (a quarter of following's CPU). */
+  private readonly hashes: StreamHashTap | undefined;
   private mainBroken = false;
   private mainEnded = false;
   private readonly channels = new Map<number, { reader: MultifdChannelReader; broken: boolean }>();
@@ -47,6 +48,10 @@ export class MigrationWatch {
   private streamBytes = 0;
   private returnBytes = 0;
   private multifdBytes = 0;
+
+  constructor(options: { pageHashes?: boolean } = {}) {
+    this.hashes = options.pageHashes === true ? new StreamHashTap() : undefined;
+  }
 
   /** Bytes of the main stream: `forward` from the source QEMU, else the return path. */
   main(data: Buffer, forward: boolean): void {
@@ -63,7 +68,7 @@ export class MigrationWatch {
         if (record.type === 'ram-mem-size') this.tracker ??= new PassTracker(pageSize());
         this.tracker?.apply(record);
       }
-      this.hashes.apply(records, pageSize);
+      this.hashes?.apply(records, pageSize);
       this.decoder.releaseInput();
     } catch (error) {
       this.mainBroken = true;
@@ -103,7 +108,7 @@ export class MigrationWatch {
     try {
       const records = this.decoder.end();
       for (const record of records) this.tracker?.apply(record);
-      this.hashes.apply(records, () => this.decoder.parameters.pageSize);
+      this.hashes?.apply(records, () => this.decoder.parameters.pageSize);
     } catch (error) {
       this.mainBroken = true;
       this.problem(`the main stream did not decode to its end: ${(error as Error).message}`);
@@ -112,7 +117,7 @@ export class MigrationWatch {
 
   report(): MigrationReport {
     const summary = this.tracker?.summary() ?? { passes: [], heat: [] };
-    const hashes = this.mainBroken || this.counts.channels > 0 ? undefined : this.hashes.result();
+    const hashes = this.pageHashes();
     return {
       streamBytes: this.streamBytes,
       returnBytes: this.returnBytes,
@@ -124,6 +129,17 @@ export class MigrationWatch {
       ramDigest: hashes !== undefined && 'digest' in hashes ? hashes.digest : null,
       problems: [...this.problems],
     };
+  }
+
+  /**
+   * The final RAM's page hashes (the file `send --page-hashes` writes), or why there are none:
+   * with multifd most pages never cross the main stream. Undefined when not asked for.
+   */
+  pageHashes(): StreamHashes | { error: string } | undefined {
+    if (this.hashes === undefined) return undefined;
+    if (this.counts.channels > 0) return { error: 'pages went over multifd channels, which are counted, not followed page by page' };
+    if (this.mainBroken) return { error: this.problems[0] ?? 'the main stream did not decode' };
+    return this.hashes.result();
   }
 
   private pageSizeOr4k(): number {
