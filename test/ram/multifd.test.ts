@@ -27,7 +27,15 @@ describe('MultifdChannelReader', () => {
     multifdInit(3),
     // QEMU 7.2's first SYNC: no pages, next_packet_size stale (it is not read without pages).
     multifdPacket({ flags: 1, nextPacketSize: 524288 }),
-    multifdPacket({ normal: [{ offset: 0x1000, data: page(1) }, { offset: 0x3000, data: page(2) }], zeroOffsets: [0x2000], packetNum: 7n, ramblock: 'pc.ram' }),
+    multifdPacket({
+      normal: [
+        { offset: 0x1000, data: page(1) },
+        { offset: 0x3000, data: page(2) },
+      ],
+      zeroOffsets: [0x2000],
+      packetNum: 7n,
+      ramblock: 'pc.ram',
+    }),
     // QEMU 10.0's SYNC: pages_alloc 0, still a whole packet.
     multifdPacket({ flags: 1, pagesAlloc: 0, nextPacketSize: 0 }),
     multifdPacket({ zeroOffsets: [0, 0x1000, 0x5000], ramblock: 'mem1' }),
@@ -49,7 +57,12 @@ describe('MultifdChannelReader', () => {
     expect((whole[0] as { uuid: Buffer }).uuid.equals(Buffer.alloc(16, 0xab))).toBe(true);
     expect((whole[2] as MultifdPacket).at).toBe(64 + 1344);
     for (let at = 1; at < channel.length; at += 997) expect(readAll(channel, [at])).toMatchObject(expected);
-    expect(readAll(channel, Array.from({ length: 40 }, (_, i) => i * 7 + 1))).toMatchObject(expected);
+    expect(
+      readAll(
+        channel,
+        Array.from({ length: 40 }, (_, i) => i * 7 + 1),
+      ),
+    ).toMatchObject(expected);
   });
 
   test('a cut channel leaves bytes pending; bad magic, version or page counts are framing errors naming the offset', () => {
