@@ -526,3 +526,158 @@ export async function startSocatRelay(from: LibvirtHost, to: LibvirtHost, paths:
   }
   return { connections, stop };
 }
+
+/** One JSON line of `migstream tunnel --json` (stdout). */
+export interface TunnelEvent {
+  event: string;
+  kind?: string | null;
+  target?: string;
+  stream?: number;
+  channel?: number;
+  clientBytes?: number;
+  serverBytes?: number;
+  reset?: string | null;
+  [field: string]: unknown;
+}
+
+/** One `migstream tunnel --json` process inside a host. */
+export interface TunnelEnd {
+  child: ChildProcess;
+  /** Its JSON lines so far. */
+  events: TunnelEvent[];
+  /** Its stderr so far. */
+  stderr(): string;
+  /** Its exit: code (null when killed by a signal) and signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The first event named `event` (already seen or to come); rejects if the process exits first. */
+  waitFor(event: string, timeoutMs?: number): Promise<TunnelEvent>;
+}
+
+/** `bin/migstream` of the checkout these helpers belong to. */
+export const MIGSTREAM_BIN = join(import.meta.dirname, '../../bin/migstream');
+
+/** Runs `migstream tunnel ARGS --json` inside `host` (`node bin/migstream`, this test's node). */
+export function spawnTunnel(host: LibvirtHost, args: readonly string[]): TunnelEnd {
+  const child = host.spawn([process.execPath, MIGSTREAM_BIN, 'tunnel', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: TunnelEvent[] = [];
+  let stderr = '';
+  let partial = '';
+  const waiters: (() => void)[] = [];
+  const wake = (): void => {
+    for (const waiter of waiters.splice(0)) waiter();
+  };
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      try {
+        events.push(JSON.parse(line) as TunnelEvent);
+      } catch {
+        stderr += `(stdout, not JSON) ${line}\n`;
+      }
+    }
+    wake();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    if (stderr.length < 65536) stderr += text;
+  });
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => {
+      done = true;
+      wake();
+      resolve({ code, signal });
+    });
+  });
+  const waitFor = (event: string, timeoutMs = 30_000): Promise<TunnelEvent> =>
+    new Promise((resolve, reject) => {
+      const deadline = Date.now() + timeoutMs;
+      const check = (): void => {
+        const found = events.find((e) => e.event === event);
+        if (found) return resolve(found);
+        if (done) return reject(new Error(`migstream tunnel in host ${host.name} exited (${child.exitCode ?? child.signalCode}) before "${event}": ${stderr}`));
+        if (Date.now() > deadline) return reject(new Error(`migstream tunnel in host ${host.name}: no "${event}" within ${timeoutMs} ms: ${stderr}`));
+        waiters.push(check);
+        setTimeout(check, Math.max(0, deadline - Date.now()) + 10).unref();
+      };
+      check();
+    });
+  return { child, events, stderr: () => stderr, exited, waitFor };
+}
+
+export interface TunnelRelayOptions {
+  /** The destination tunnel's TCP port on `to.address`. */
+  port?: number;
+  /** --channels N of the source side. */
+  channels?: number;
+  /**
+   * `migstream certs` directories (outside both hosts' private dirs, so visible to both):
+   * the destination uses `destination` (server.pem), the source `source` (client.pem). Without
+   * it, --insecure.
+   */
+  tls?: { source: string; destination: string };
+  /** --timeout S of both sides. */
+  timeoutSeconds?: number;
+}
+
+export interface TunnelRelay {
+  /** The source side (--to), inside `from`; its "ready" event has been seen. */
+  source: TunnelEnd;
+  /** The destination side (--listen), inside `to`. */
+  destination: TunnelEnd;
+  /** SIGTERM to both (SIGKILL after 5 s); resolves with their exits. */
+  stop(): Promise<{ source: number | null; destination: number | null }>;
+}
+
+async function stopTunnel(end: TunnelEnd): Promise<number | null> {
+  if (end.child.exitCode === null && end.child.signalCode === null) {
+    end.child.kill('SIGTERM');
+    const timer = setTimeout(() => end.child.kill('SIGKILL'), 5_000);
+    const { code } = await end.exited;
+    clearTimeout(timer);
+    return code;
+  }
+  return (await end.exited).code;
+}
+
+/**
+ * `migstream tunnel` as the relay: `--listen to.address:PORT --unix CONNECT…` inside `to`, then
+ * `--to to.address:PORT --unix LISTEN=CONNECT…` inside `from` (relayRoutes); resolves once the
+ * source side reports "ready", i.e. listens on the paths virsh migrate will use.
+ */
+export async function startTunnelRelay(from: LibvirtHost, to: LibvirtHost, paths: MigrationPaths, options: TunnelRelayOptions = {}): Promise<TunnelRelay> {
+  const port = options.port ?? 44500;
+  const routes = relayRoutes(paths, to);
+  const security = (side: 'source' | 'destination'): string[] => (options.tls ? ['--tls', options.tls[side]] : ['--insecure']);
+  const timeout = options.timeoutSeconds !== undefined ? ['--timeout', String(options.timeoutSeconds)] : [];
+  const destination = spawnTunnel(to, ['--listen', `${to.address}:${port}`, ...routes.flatMap((route) => ['--unix', route.connect]), ...security('destination'), ...timeout]);
+  let source: TunnelEnd | undefined;
+  try {
+    await destination.waitFor('listening');
+    source = spawnTunnel(from, [
+      '--to',
+      `${to.address}:${port}`,
+      ...routes.flatMap((route) => ['--unix', `${route.listen}=${route.connect}`]),
+      '--channels',
+      String(options.channels ?? 1),
+      ...security('source'),
+      ...timeout,
+    ]);
+    await source.waitFor('ready');
+  } catch (error) {
+    if (source) await stopTunnel(source);
+    await stopTunnel(destination);
+    throw error;
+  }
+  const started = source;
+  return {
+    source: started,
+    destination,
+    stop: async () => {
+      // The source first: the destination then sees its session end, not a lost peer mid-stream.
+      const sourceCode = await stopTunnel(started);
+      return { source: sourceCode, destination: await stopTunnel(destination) };
+    },
+  };
+}
