@@ -126,7 +126,7 @@ function runArgv(argv: readonly string[], timeoutMs = 120_000): Promise<RunResul
   });
 }
 
-function libvirtdConf(name: string): string {
+function libvirtdConf(name: string, tcp: boolean): string {
   return [
     // Distinct per host: the destination refuses a migration whose source has its own UUID.
     `host_uuid = "${randomUUID()}"`,
@@ -135,6 +135,9 @@ function libvirtdConf(name: string): string {
     'auth_unix_ro = "none"',
     'unix_sock_group = "root"',
     'log_outputs = "2:file:/var/log/libvirt/libvirtd.log"',
+    // Only with `tcp`: qemu+tcp://ADDRESS/system, unauthenticated and unencrypted, for libvirt's
+    // native migration (bench/libvirt.ts). Nothing but the other host can reach the address.
+    ...(tcp ? ['listen_tcp = 1', 'listen_tls = 0', 'auth_tcp = "none"'] : []),
     `# host ${name}`,
     '',
   ].join('\n');
@@ -205,11 +208,17 @@ interface HostInternals extends LibvirtHost {
   daemon: ChildProcess;
 }
 
-async function startHost(name: string, netns: string, address: string, root: string, dir: string): Promise<HostInternals> {
+/** Per-pair choices beyond the defaults (see createLibvirtPair). */
+interface HostSettings {
+  tcp: boolean;
+  qemuConf: readonly string[];
+}
+
+async function startHost(name: string, netns: string, address: string, root: string, dir: string, settings: HostSettings): Promise<HostInternals> {
   const state = join(root, name);
   for (const sub of [...Object.keys(PRIVATE_DIRS), 'dir']) mkdirSync(join(state, sub), { recursive: true });
-  writeFileSync(join(state, 'etc', 'libvirtd.conf'), libvirtdConf(name));
-  writeFileSync(join(state, 'etc', 'qemu.conf'), QEMU_CONF);
+  writeFileSync(join(state, 'etc', 'libvirtd.conf'), libvirtdConf(name, settings.tcp));
+  writeFileSync(join(state, 'etc', 'qemu.conf'), QEMU_CONF + settings.qemuConf.map((line) => `${line}\n`).join(''));
   // The mount points must exist in the machine's view (empty there); without
   // libvirt-daemon-system nothing else creates /var/lib/libvirt and the like.
   for (const target of Object.values(PRIVATE_DIRS)) mkdirSync(target, { recursive: true });
@@ -217,7 +226,13 @@ async function startHost(name: string, netns: string, address: string, root: str
   // The mount namespace lives as long as libvirtd (exec'd by sh: same pid), whose namespaces
   // nsenter then joins. --propagation private: none of these mounts leaks to the machine.
   const mounts = Object.entries(PRIVATE_DIRS).map(([sub, target]) => `mount --bind "$1/${sub}" ${target}`);
-  const script = ['set -e', ...mounts, 'mount --bind "$1/dir" "$2"', `hostname ms-libvirt-${name}`, 'exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid'].join('\n');
+  const script = [
+    'set -e',
+    ...mounts,
+    'mount --bind "$1/dir" "$2"',
+    `hostname ms-libvirt-${name}`,
+    `exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid${settings.tcp ? ' --listen' : ''}`,
+  ].join('\n');
   const daemon = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', script, 'sh', state, dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -281,11 +296,23 @@ async function startHost(name: string, netns: string, address: string, root: str
   return host;
 }
 
+export interface LibvirtPairOptions {
+  /** Caps the veth between the hosts (both directions). */
+  rateMbit?: number;
+  /**
+   * libvirtd also listens on TCP port 16509 (`--listen`, `listen_tcp = 1`, `auth_tcp = "none"`):
+   * `qemu+tcp://ADDRESS/system` reaches it, for libvirt's native migration over TCP.
+   */
+  tcp?: boolean;
+  /** Lines appended to both hosts' qemu.conf (e.g. `default_tls_x509_cert_dir` for `--tls`). */
+  qemuConf?: readonly string[];
+}
+
 /**
  * Starts hosts a (the source) and b (the destination), each a libvirtd in its own namespaces;
  * `rateMbit` caps the veth between them. Throws when libvirtAvailable() is not true.
  */
-export async function createLibvirtPair(options: { rateMbit?: number } = {}): Promise<LibvirtPair> {
+export async function createLibvirtPair(options: LibvirtPairOptions = {}): Promise<LibvirtPair> {
   const available = libvirtAvailable();
   if (available !== true) throw new Error(available);
   const root = mkdtempSync(join(tmpdir(), 'ms-libvirt-'));
@@ -315,7 +342,8 @@ export async function createLibvirtPair(options: { rateMbit?: number } = {}): Pr
     execFileSync('sh', ['-c', SWEEP, 'sh', root, link.a, link.b], { stdio: 'ignore' });
   };
   try {
-    const started = await Promise.allSettled([startHost('a', link.a, link.addressA, root, dir), startHost('b', link.b, link.addressB, root, dir)]);
+    const settings: HostSettings = { tcp: options.tcp ?? false, qemuConf: options.qemuConf ?? [] };
+    const started = await Promise.allSettled([startHost('a', link.a, link.addressA, root, dir, settings), startHost('b', link.b, link.addressB, root, dir, settings)]);
     for (const result of started) if (result.status === 'fulfilled') hosts.push(result.value);
     for (const host of hosts) appendFileSync(namespacesFile, host.namespaces.join('\n') + '\n');
     const failure = started.find((result) => result.status === 'rejected');
