@@ -142,8 +142,10 @@ function qemuErrors(host: LibvirtHost): string {
   }
 }
 
+/** Of the numbers known (a lost guest has no downtime: NaN); NaN when none is. */
 function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((x, y) => x - y);
+  const sorted = numbers.filter((n) => !Number.isNaN(n)).sort((x, y) => x - y);
+  if (sorted.length === 0) return NaN;
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
@@ -238,7 +240,7 @@ async function bench(rateMbit: number): Promise<string> {
       const all = runs.get(path.name)!;
       const list = all.filter((r) => r.failed === null);
       if (list.length === 0) return [path.name, '-', '', '-', '', '-', '-', `0/${all.length}`, 0];
-      const fixed = (numbers: number[], digits: number): string => numbers.map((n) => n.toFixed(digits)).join(' ');
+      const fixed = (numbers: number[], digits: number): string => numbers.map((n) => (Number.isNaN(n) ? '-' : n.toFixed(digits))).join(' ');
       return [
         path.name,
         median(list.map((r) => r.seconds)).toFixed(2),
