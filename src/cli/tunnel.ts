@@ -42,6 +42,8 @@ Options:
   -c, --codec C        source side: compress each forwarded chunk both ways with lz4 or zstd
                        (default none); a chunk that does not shrink goes raw
   --level N            source side: the codec's level (zstd -7..22, default 3)
+  --socket-mode MODE   source side: permissions of the sockets it listens on (octal, e.g. 660
+                       for a QEMU that runs as libvirt-qemu); default the umask's
   --page-hashes FILE   source side: after each migration, write the hashes of the final RAM it
                        carried to FILE (send's format; its digest is in the report); not when
                        pages go over multifd channels. Costs about a quarter more CPU
@@ -71,6 +73,7 @@ export const tunnelCommand: Command = {
         'tls-pin': { type: 'string' },
         'no-client-auth': { type: 'boolean' },
         'page-hashes': { type: 'string' },
+        'socket-mode': { type: 'string' },
       },
       0,
     );
@@ -94,7 +97,10 @@ export const tunnelCommand: Command = {
       const codec = values.codec ?? 'none';
       if (!['none', 'lz4', 'zstd'].includes(codec)) throw new UsageError(`-c must be lz4, zstd or none, got "${codec}"`);
       const level = values.level === undefined ? undefined : Number(values.level);
-      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes, codec: codec as CodecName, level });
+      const modeText = values['socket-mode'];
+      if (modeText !== undefined && !/^0?[0-7]{3}$/.test(modeText)) throw new UsageError(`--socket-mode must be octal permissions like 660, got "${modeText}"`);
+      const socketMode = modeText === undefined ? undefined : parseInt(modeText, 8);
+      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes, codec: codec as CodecName, level, socketMode });
       log.follow(tunnel, true);
       log.event(
         'ready',
@@ -110,8 +116,16 @@ export const tunnelCommand: Command = {
       const error = await tunnel.ended;
       return log.finish(error);
     }
-    if (values.channels !== undefined || values.codec !== undefined || values.level !== undefined || values['tls-pin'] !== undefined || values['tls-name'] !== undefined || values['page-hashes'] !== undefined) {
-      throw new UsageError('--channels, -c, --level, --tls-name, --tls-pin and --page-hashes belong to the source side (--to)');
+    if (
+      values.channels !== undefined ||
+      values.codec !== undefined ||
+      values.level !== undefined ||
+      values['tls-pin'] !== undefined ||
+      values['tls-name'] !== undefined ||
+      values['page-hashes'] !== undefined ||
+      values['socket-mode'] !== undefined
+    ) {
+      throw new UsageError('--channels, -c, --level, --tls-name, --tls-pin, --page-hashes and --socket-mode belong to the source side (--to)');
     }
     if (unix.some((spec) => spec.includes('='))) throw new UsageError('--unix PATH=TARGET belongs to the source side; the destination names the paths it may connect to');
     const address = parseAddress(values.listen, '--listen');

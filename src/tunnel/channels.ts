@@ -120,7 +120,9 @@ function attempt(options: DialOptions, sessionId: Buffer, index: number, deadlin
     });
     socket.on('data', onData);
     socket.on('error', (error) => finish(socketError(error, index, 'receiver')));
-    socket.on('close', () => finish(new ChannelError('the listener closed the connection during the handshake', index)));
+    // TLS 1.3: the client's handshake completes before the server checked its certificate, so a
+    // refused certificate shows only as this close (the listener logs the reason).
+    socket.on('close', () => finish(new ChannelError('the listener closed the connection during the handshake (does it accept this client certificate?)', index)));
   });
 }
 

@@ -5,7 +5,7 @@
  * Everything that decides lives in the session; this file only moves bytes and events.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect as netConnect, createServer as netServer, type Server, type Socket } from 'node:net';
 import type { TlsMaterial } from '../tls/credentials.js';
 import { ChannelError, ListenError, type TransportError } from '../tls/errors.js';
@@ -241,6 +241,8 @@ export interface DialerOptions {
   /** Local UNIX sockets to listen on, each forwarded to `target` on the far side. */
   routes: { listen: string; target: string }[];
   window?: number;
+  /** Permissions of the listening sockets (e.g. 0o660 for a QEMU running as another user); default the umask's. */
+  socketMode?: number | undefined;
   /** Compression of what goes both ways (default none); the destination follows the source's choice. */
   codec?: CodecName;
   level?: number | undefined;
@@ -267,7 +269,10 @@ export async function startDialer(options: DialerOptions): Promise<Tunnel> {
     for (const route of options.routes) removeSocketFile(route.listen);
   });
   try {
-    for (const route of options.routes) servers.push(await listenUnix(route.listen, (socket) => runner.accept(socket, route.target)));
+    for (const route of options.routes) {
+      servers.push(await listenUnix(route.listen, (socket) => runner.accept(socket, route.target)));
+      if (options.socketMode !== undefined) chmodSync(route.listen, options.socketMode);
+    }
   } catch (error) {
     runner.stop('the tunnel could not listen on its sockets');
     throw error;

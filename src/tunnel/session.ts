@@ -92,6 +92,17 @@ export class TunnelSession {
    */
   private readonly highestStream: number[];
   private nextStream = 1;
+  /**
+   * Listener: streams are connected one at a time in id order, the order the dialer accepted
+   * them. QEMU before 8.0 takes the first connection to its socket as the main stream (it does
+   * not peek at the magic), and with several channels a multifd stream's STREAM may arrive
+   * before the main one's. `nextConnect` is the next id to connect, `connectingNow` the one
+   * whose connect is out, `settledIds` ids that arrived and need no connect (refused, or reset
+   * before their turn).
+   */
+  private nextConnect = 1;
+  private connectingNow: number | null = null;
+  private readonly settledIds = new Set<number>();
   private readonly clocks: ChannelClock[];
   private readonly window: number;
   private readonly timeoutMs: number;
@@ -144,6 +155,7 @@ export class TunnelSession {
     stream.held = [];
     if (stream.remoteEnded) this.actions.push({ kind: 'end', stream: id });
     this.closeIfDone(stream);
+    this.connectDone(id);
   }
 
   /** Bytes read from a stream's local socket. */
@@ -300,10 +312,39 @@ export class TunnelSession {
       // The stream never opened here; the dialer drops our reset's late frames as it would any.
       this.send(channel, [encodeStreamReset(id, refusal)]);
       this.actions.push({ kind: 'closed', stream: id, sent: 0, received: 0, reset: refusal });
-      return;
+      this.settledIds.add(id);
+    } else {
+      this.streams.set(id, this.newStream(id, target, channel, true));
+      this.actions.push({ kind: 'opened', stream: id, target, channel });
     }
-    this.streams.set(id, this.newStream(id, target, channel, true));
-    this.actions.push({ kind: 'opened', stream: id, target, channel }, { kind: 'connect', stream: id, target });
+    this.connectNext();
+  }
+
+  /** Issues the next connect in id order, if its STREAM arrived and no connect is out. */
+  private connectNext(): void {
+    while (this.connectingNow === null && this.failure === null) {
+      const id = this.nextConnect;
+      if (this.settledIds.delete(id)) {
+        this.nextConnect++;
+        continue;
+      }
+      const stream = this.streams.get(id);
+      if (stream === undefined) return;
+      this.connectingNow = id;
+      this.actions.push({ kind: 'connect', stream: id, target: stream.target });
+    }
+  }
+
+  /** Stream `id` connected, failed to, or went away: the next one may connect. */
+  private connectDone(id: number): void {
+    if (this.config.side !== 'listener' || id < this.nextConnect) return;
+    if (id === this.connectingNow) {
+      this.connectingNow = null;
+      this.nextConnect++;
+    } else {
+      this.settledIds.add(id);
+    }
+    this.connectNext();
   }
 
   /** The stream a frame names, or undefined for a stream closed before (late frames are dropped). */
@@ -375,6 +416,7 @@ export class TunnelSession {
   private remove(stream: StreamState, reset: string | null): void {
     this.streams.delete(stream.id);
     this.actions.push({ kind: 'closed', stream: stream.id, sent: stream.sent, received: stream.received, reset });
+    if (stream.connecting) this.connectDone(stream.id);
   }
 
   private quietestChannel(): number {

@@ -2,6 +2,12 @@
  * The libvirt test environment of issue 18, proven with the plainest relay: `virsh migrate
  * --p2p --live` between two libvirt hosts (test/helpers/libvirt-hosts.ts), every connection
  * forwarded by a socat pair. A relay under test (`migstream tunnel`) takes socat's place.
+ *
+ * Not `--parallel` here: socat connects each forwarded connection on its own, so the
+ * destination QEMU may see a multifd connection before the main one, and QEMU 7.2 (which does
+ * not peek at the magic before 8.0) takes the first connection as its main stream and fails
+ * ("received packet magic 5145564d expected 11223344"). test/libvirt/tunnel.test.ts runs
+ * --parallel through migstream tunnel, which connects streams in the order they arrived.
  */
 import { randomBytes } from 'node:crypto';
 import { realpathSync, truncateSync, writeFileSync } from 'node:fs';
@@ -133,19 +139,6 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through a socat 
       expect(await firstDifference(image, b.outside(disk))).toBe(-1);
       const resumed = await b.virsh(['resume', name]);
       expect(resumed.code, resumed.stderr).toBe(0);
-      await waitForHeartbeat(b.outside(serialLog), heartbeat);
-    } finally {
-      await destroyDomain(name);
-    }
-  }, 300_000);
-
-  test('--parallel --parallel-connections 2 (multifd) through the same relay', async () => {
-    const { source: a, destination: b } = pair;
-    const name = 'parallel';
-    const serialLog = await boot(a, name);
-    try {
-      const heartbeat = lastCounter(a.outside(serialLog));
-      await migrate(a, b, name, { parallel: 2 });
       await waitForHeartbeat(b.outside(serialLog), heartbeat);
     } finally {
       await destroyDomain(name);

@@ -4,7 +4,7 @@
  * and without the right certificate, and how each side ends.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,8 +62,9 @@ describe('migstream tunnel', () => {
     const target = join(dir, 'qemu.sock');
     await hashServer(target);
     const listen = join(dir, 'src-qemu.sock');
-    const pair = await startTunnelPair({ routes: [`${listen}=${target}`], targets: [target], channels: 2, tls: testCerts(), extra: { source: ['-c', 'lz4'] } });
+    const pair = await startTunnelPair({ routes: [`${listen}=${target}`], targets: [target], channels: 2, tls: testCerts(), extra: { source: ['-c', 'lz4', '--socket-mode', '660'] } });
     pairs.push(pair);
+    expect(statSync(listen).mode & 0o777).toBe(0o660);
     // Random (sent raw: it does not shrink) and compressible inputs.
     const inputs = Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? randomBytes(i === 0 ? 24 * 1024 * 1024 : 200_000 + i) : Buffer.from(`page ${i} `.repeat(300_000))));
     const answers = await Promise.all(inputs.map((data) => exchange(listen, data)));
