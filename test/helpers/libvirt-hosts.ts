@@ -647,6 +647,8 @@ export interface TunnelRelayOptions {
   tls?: { source: string; destination: string };
   /** --timeout S of both sides. */
   timeoutSeconds?: number;
+  /** More options for the source side (e.g. -c lz4). */
+  sourceArgs?: string[];
 }
 
 export interface TunnelRelay {
@@ -691,6 +693,7 @@ export async function startTunnelRelay(from: LibvirtHost, to: LibvirtHost, paths
       String(options.channels ?? 1),
       ...security('source'),
       ...timeout,
+      ...(options.sourceArgs ?? []),
     ]);
     await source.waitFor('ready');
   } catch (error) {
