@@ -67,6 +67,8 @@ export { WorkerPool, defaultThreads } from './workers/pool.js';
 export { WorkerError } from './workers/errors.js';
 export { Compactor, compactedBytes, type CompactStats, type ByteSource } from './ram/compact.js';
 export * from './migrate/index.js';
+export * from './tunnel/index.js';
+export { MultifdChannelReader, MULTIFD_MAGIC, type MultifdEvent, type MultifdInit, type MultifdPacket } from './ram/multifd.js';
 // The error classes the folders above do not export (docs/errors.md lists every code).
 export { OutputError, ListenError } from './tls/errors.js';
 export { QemuError, QemuLaunchError, QemuExitedError, QemuTimeoutError, QmpConnectionError, QmpError, MigrationFailedError } from './qemu/errors.js';

@@ -323,7 +323,8 @@ export async function startListener(options: ListenerOptions): Promise<TunnelLis
         checkTarget: (target) => (allowed.has(target) ? null : `${target} is not a target of this tunnel (--unix)`),
       });
       current = runner;
-      for (const name of ['stream', 'classified', 'bytes', 'closed', 'end'] as const) {
+      // Not 'bytes': a listener there would make every chunk an event; subscribe on the session.
+      for (const name of ['stream', 'classified', 'closed', 'end'] as const) {
         runner.on(name, (...args: unknown[]) => (emitter.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
       }
       emitter.emit('session', runner);
