@@ -29,6 +29,8 @@ import {
   type MigrateOptions,
   type TunnelEvent,
 } from '../helpers/libvirt-hosts.js';
+import { checkVmAgainstImage } from '../../src/migrate/verify.js';
+import type { QmpExecutor } from '../../src/qemu/qmp.js';
 import { firstDifference } from '../helpers/qemu.js';
 
 const MiB = 1024 * 1024;
@@ -87,8 +89,8 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
    * `from`), checks where the domain runs and what the tunnel reported; returns the source
    * side's --json events.
    */
-  async function migrate(from: LibvirtHost, to: LibvirtHost, name: string, options: MigrateOptions & { channels?: number } = {}): Promise<TunnelEvent[]> {
-    const tunnel = await startTunnelRelay(from, to, pair.paths, { channels: options.channels ?? 1, tls: { source: certs, destination: certs } });
+  async function migrate(from: LibvirtHost, to: LibvirtHost, name: string, options: MigrateOptions & { channels?: number; sourceArgs?: string[] } = {}): Promise<TunnelEvent[]> {
+    const tunnel = await startTunnelRelay(from, to, pair.paths, { channels: options.channels ?? 1, tls: { source: certs, destination: certs }, sourceArgs: options.sourceArgs ?? [] });
     const bytesBefore = receivedBytes(to);
     const started = Date.now();
     let exits: { source: number | null; destination: number | null };
@@ -141,6 +143,17 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
     return events;
   }
 
+  /** QMP of a libvirt domain through `virsh qemu-monitor-command`. */
+  function domainQmp(host: LibvirtHost, name: string): QmpExecutor {
+    return {
+      async execute<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+        const result = await host.virsh(['qemu-monitor-command', name, JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })], { timeoutMs: 120_000 });
+        if (result.code !== 0) throw new Error(`virsh qemu-monitor-command ${command}: ${result.stderr}`);
+        return (JSON.parse(result.stdout) as { return: T }).return;
+      },
+    };
+  }
+
   /** Whatever happened, the guest does not keep a core busy for the next test. */
   async function destroyDomain(name: string): Promise<void> {
     for (const host of [pair.source, pair.destination]) await host.virsh(['destroy', name]);
@@ -177,8 +190,15 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
       await waitForHeartbeat(a.outside(serialLog), 1);
       const writtenBefore = lastCounter(a.outside(serialLog), DISK_COUNTER);
       const heartbeat = lastCounter(a.outside(serialLog));
-      // --suspend: neither guest writes while the images are compared.
-      const events = await migrate(a, b, name, { copyStorage: true, suspend: true, channels: 2 });
+      // --suspend: neither guest writes while the images (and RAM) are compared.
+      const hashFile = join(certs, `${name}.hashes`);
+      const events = await migrate(a, b, name, { copyStorage: true, suspend: true, channels: 2, sourceArgs: ['--page-hashes', hashFile] });
+      // RAM checked as `migrate --verify` does: the paused destination's every page against the
+      // page hashes the source-side tunnel took from the stream as it passed.
+      const report = events.find((e) => e.event === 'migration')!;
+      const check = await checkVmAgainstImage(domainQmp(b, name), hashFile);
+      expect(check).toMatchObject({ error: null, mismatches: 0, digest: report.ramDigest });
+      expect(check.pagesCompared).toBeGreaterThan((FILL_MIB * MiB) / 4096);
       const nbd = events.find((e) => e.event === 'closed' && e.kind === 'nbd')!;
       expect(nbd.clientBytes).toBeGreaterThan(DISK_MIB * MiB);
       expect(lastCounter(a.outside(serialLog), DISK_COUNTER)).toBeGreaterThan(writtenBefore);
