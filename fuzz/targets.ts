@@ -6,7 +6,7 @@
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDecoder, encodeBuffer, encodedLength, type MigrationRecord } from '../src/codec.js';
-import { CODEC_IDS, compressBytes, decompressFrame, type CodecId } from '../src/codecs/registry.js';
+import { CODEC_IDS, codecByName, compressBytes, decompressFrame, type CodecId } from '../src/codecs/registry.js';
 import { Compressor, type CompressOptions } from '../src/compress/compressor.js';
 import { ContainerReader } from '../src/container/reader.js';
 import { Decompressor } from '../src/decompress/piped.js';
@@ -15,10 +15,13 @@ import { ContainerError } from '../src/container/errors.js';
 import { WorkerPool } from '../src/workers/pool.js';
 import { DeviceFieldCollector } from '../src/report/device-fields.js';
 import { DecodeError } from '../src/stream/errors.js';
-import { ProtocolError } from '../src/tls/errors.js';
+import { PeerAbortError, ProtocolError } from '../src/tls/errors.js';
 import { admit, type SessionInfo } from '../src/tls/session.js';
 import { FrameParser, FrameReader, FrameType, encodeAbort, encodeDataHeader, encodeEnd, encodeOpen, encodePing, type Frame } from '../src/tls/wire.js';
 import { FIXTURES_DIR, META_FILE, type FixtureMeta } from '../test/fixtures/meta.js';
+import { frameCodec } from '../src/tunnel/frame-codec.js';
+import { TunnelSession } from '../src/tunnel/session.js';
+import { TUNNEL_PROTOCOL_VERSION, TunnelFrameType, decodeTunnelFrame, encodeStream, encodeStreamDataHeader, encodeStreamEnd, encodeStreamReset, encodeWindow, type TunnelFrame } from '../src/tunnel/wire.js';
 import { QmpConnectionError } from '../src/qemu/errors.js';
 import { QmpLineSplitter, parseQmpLine } from '../src/qemu/qmp-wire.js';
 import { SEED_FIXTURES, streamSeeds, type StreamSeed } from './corpus.js';
@@ -388,6 +391,64 @@ export const qmpTarget: Target = {
   },
 };
 
+/**
+ * The tunnel's wire (protocol version 3) as the destination side reads it: the frames a source
+ * side sends for a real stream (STREAM, STREAM_DATA raw and lz4, WINDOW, STREAM_END,
+ * STREAM_RESET, PING) through the version 3 parser into a listener's session machine. A
+ * refusal is a ProtocolError from the parser or the session; a session that failed on its own
+ * rules (credit, ids, byte counts, codecs) reports one too.
+ */
+export const tunnelTarget: Target = {
+  name: 'tunnel',
+  layer: 'tunnel wire and session machine (src/tunnel/wire.ts, session.ts)',
+  refusal: 'ProtocolError, PeerAbortError (an ABORT frame)',
+  isRefusal: (error) => error instanceof ProtocolError || error instanceof PeerAbortError,
+  async seeds() {
+    const streams = await loadStreamSeeds();
+    const lz4 = frameCodec(codecByName('lz4'), 1);
+    const out: TargetSeed[] = [];
+    for (const [i, stream] of streams.entries()) {
+      const raw = stream.bytes.subarray(0, 256 * 1024);
+      const frames: Buffer[] = [
+        encodeOpen({ version: TUNNEL_PROTOCOL_VERSION, sessionId: SESSION_ID, channels: 1, index: 0, codec: 1 }),
+        encodeStream(1, '/run/mig/qemu.sock'),
+        encodeStream(2, '/run/mig/nbd.sock'),
+      ];
+      for (let at = 0; at < raw.length; at += 16 * 1024) {
+        const chunk = raw.subarray(at, at + 16 * 1024);
+        const { codec, payload } = i % 2 === 0 && typeof lz4 !== 'string' ? lz4.compress(chunk) : { codec: 0, payload: chunk };
+        frames.push(Buffer.concat([encodeStreamDataHeader(1, codec, chunk.length, payload.length), payload]));
+      }
+      frames.push(encodeWindow(1, 65536), encodeStreamEnd(1, raw.length), encodeStreamReset(2, 'fuzz'), encodePing());
+      out.push({ name: `${stream.name}.tunnel`, bytes: Buffer.concat(frames), boundaries: startOffsets(frames.map((frame) => frame.length)) });
+    }
+    return out;
+  },
+  async run(input, chunks) {
+    const parser = new FrameParser<TunnelFrame>(0, undefined, decodeTunnelFrame);
+    const lz4 = frameCodec(codecByName('lz4'), 1);
+    const codec = typeof lz4 === 'string' ? {} : { compress: lz4.compress, decompress: lz4.decompress };
+    const session = new TunnelSession({ side: 'listener', channels: 1, window: 1 << 20, ...codec }, 0);
+    let opened = false;
+    for (const chunk of inChunks(input, chunks)) {
+      for (const frame of parser.push(chunk)) {
+        if (!opened && frame.type === TunnelFrameType.OPEN) {
+          opened = true;
+          continue;
+        }
+        session.frame(0, frame, 0);
+        // Connect whatever the session asks for at once, as the I/O edge would.
+        for (const action of session.drain()) {
+          if (action.kind === 'connect') session.connected(action.stream);
+          else if (action.kind === 'write') session.localWritten(action.stream, action.data.length);
+        }
+        if (session.failed !== null) throw session.failed;
+      }
+    }
+    return 'accepted';
+  },
+};
+
 export function allTargets(scratch: string): Target[] {
-  return [streamTarget, vmdescTarget, containerTarget, decompressTarget(scratch), wireTarget, qmpTarget];
+  return [streamTarget, vmdescTarget, containerTarget, decompressTarget(scratch), wireTarget, tunnelTarget, qmpTarget];
 }
