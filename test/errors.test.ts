@@ -10,7 +10,8 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from './helpers/before-all.js';
 import * as pkg from '../src/index.js';
 import { ERROR_CLASSES } from '../src/error-classes.js';
 import { ERRORS, ERROR_FAMILIES, MigstreamError, reviveError, serializeError, type ErrorCode, type SerializedError } from '../src/errors.js';
@@ -223,7 +224,7 @@ describe('across a worker_threads boundary', () => {
       worker.postMessage(serialized);
     });
 
-  beforeAll(() => {
+  beforeAllOrFail(() => {
     const index = join(ROOT, 'dist/index.js');
     if (!existsSync(join(ROOT, 'dist/errors.js'))) throw new Error('dist/ is missing: run "npm run build" first');
     worker = new Worker(ECHO, { eval: true, workerData: { index: pathToFileURL(index).href } });

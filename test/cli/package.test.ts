@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { REPO_ROOT } from '../fixtures/meta.js';
 import { sampleStream } from '../helpers/sample-stream.js';
 
@@ -45,7 +46,7 @@ function readmeExamples(): string[] {
   return blocks;
 }
 
-beforeAll(async () => {
+beforeAllOrFail(async () => {
   // --ignore-scripts: dist/ is built by pretest; a rebuild here would race the other CLI tests.
   const packed = await npm(['pack', REPO_ROOT, '--ignore-scripts', '--pack-destination', dir, '--json'], dir);
   tarball = join(dir, (JSON.parse(packed) as { filename: string }[])[0]!.filename);

@@ -7,7 +7,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { ContainerReader, type Frame } from '../../src/container/reader.js';
 import { decompressBytes } from '../../src/codecs/registry.js';
 import { ContainerMagicError, CorruptFrameError, FrameOrderError, TruncatedContainerError } from '../../src/container/errors.js';
@@ -21,7 +22,7 @@ import { Bytes, configuration, footer, header, sectionStart } from '../helpers/s
 
 let pool: WorkerPool;
 let dir: string;
-beforeAll(() => {
+beforeAllOrFail(() => {
   pool = new WorkerPool(2);
   dir = mkdtempSync(join(tmpdir(), 'container-bytes-'));
 });

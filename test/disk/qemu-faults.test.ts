@@ -10,7 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { DiskSink, DiskSizeError, DiskSource, addExport, deleteExport, findDriveNode } from '../../src/disk/index.js';
 import { NbdClient, NbdConnectionError, NbdError, NbdRefusedError } from '../../src/nbd/index.js';
 import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
@@ -25,7 +26,7 @@ for (const qemu of ['7.2', '10.0'] as const satisfies readonly QemuVersion[]) {
     let dir: string;
     let vm: QemuVm;
 
-    beforeAll(async () => {
+    beforeAllOrFail(async () => {
       dir = mkdtempSync(join(tmpdir(), 'msdiskf-'));
       const image = join(dir, 'disk.raw');
       const data = Buffer.alloc(8 * MIB);

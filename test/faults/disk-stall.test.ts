@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import type { QemuVm } from '../../src/qemu/launcher.js';
 import {
   bootCappedSource,
@@ -50,7 +51,7 @@ function smallDisk(name: string): string {
   return dir;
 }
 
-beforeAll(async () => {
+beforeAllOrFail(async () => {
   source = await bootCappedSource('disk-source', scratch, MAX_BANDWIDTH);
   vms.push(source);
 }, 240_000);

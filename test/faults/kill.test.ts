@@ -10,7 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import type { QemuVm } from '../../src/qemu/launcher.js';
 import { REPO_ROOT } from '../fixtures/meta.js';
 import {
@@ -50,7 +51,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'migstream-faults-kill-'));
 const vms: QemuVm[] = [];
 let source: QemuVm;
 
-beforeAll(async () => {
+beforeAllOrFail(async () => {
   source = await bootCappedSource('kill-source', scratch, MAX_BANDWIDTH);
   vms.push(source);
 }, 240_000);

@@ -10,7 +10,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import type { QemuVm } from '../../src/qemu/launcher.js';
 import { dumpGuestMemory, guestMemoryLayout } from '../../src/qemu/memory.js';
 import { setParameters } from '../../src/qemu/migration.js';
@@ -43,7 +44,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'migstream-faults-net-'));
 const vms: QemuVm[] = [];
 let source: QemuVm;
 
-beforeAll(async () => {
+beforeAllOrFail(async () => {
   // CI runs as root: a machine that cannot make namespaces fails here rather than skipping.
   if (!netnsAvailable()) throw new Error('cannot create network namespaces (needs root, iproute2 and tc)');
   source = await bootGuest('net-source', scratch);

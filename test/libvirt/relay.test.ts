@@ -12,7 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import { realpathSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { GUEST_DIR } from '../fixtures/meta.js';
 import {
   createLibvirtPair,
@@ -44,7 +45,7 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through a socat 
   const kernel = realpathSync(join(GUEST_DIR, 'vmlinuz'));
   const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
 
-  beforeAll(async () => {
+  beforeAllOrFail(async () => {
     const available = libvirtAvailable();
     if (available !== true) throw new Error(available);
     pair = await createLibvirtPair();

@@ -10,7 +10,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { GUEST_DIR } from '../fixtures/meta.js';
 import {
   MIGSTREAM_BIN,
@@ -56,7 +57,7 @@ describe('virsh migrate through migstream tunnel: failures leave the domain runn
   const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
   const serialLog = (host: LibvirtHost): string => host.outside(join(host.dir, `${NAME}.serial.log`));
 
-  beforeAll(async () => {
+  beforeAllOrFail(async () => {
     const available = libvirtAvailable();
     if (available !== true) throw new Error(available);
     pair = await createLibvirtPair({ rateMbit: RATE_MBIT });

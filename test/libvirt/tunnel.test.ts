@@ -11,7 +11,8 @@ import { mkdtempSync, realpathSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { GUEST_DIR } from '../fixtures/meta.js';
 import {
   MIGSTREAM_BIN,
@@ -60,7 +61,7 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
   const kernel = realpathSync(join(GUEST_DIR, 'vmlinuz'));
   const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
 
-  beforeAll(async () => {
+  beforeAllOrFail(async () => {
     // A machine without libvirt fails here instead of silently skipping (as relay.test.ts).
     const available = libvirtAvailable();
     if (available !== true) throw new Error(available);

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { estimateDirtyRate, measureDirtyRate } from '../../src/migrate/dirty-rate.js';
 import { leversFrom, readLevers, type Levers } from '../../src/migrate/levers.js';
 import { ThrottleActuator } from '../../src/migrate/throttle-actuator.js';
@@ -107,7 +108,7 @@ describe('levers, dirty rate and throttle parameters on a real QEMU', () => {
   let busy: QemuVm;
   let levers: Levers;
 
-  beforeAll(async () => {
+  beforeAllOrFail(async () => {
     const accel = await chooseAccel();
     const machine = ['-machine', 'pc-i440fx-7.2', '-m', `${256 * 1024 + 8}K`, '-smp', '1'];
     const start = (mode: 'idle' | 'dirty' | 'busy', params: string[] = []) => launchQemu({ args: [...machine, ...guestArgs(mode, params)], accel, name: `levers-${mode}`, cwd: REPO_ROOT });

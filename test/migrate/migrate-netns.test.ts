@@ -6,7 +6,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import type { QemuVm } from '../../src/qemu/launcher.js';
 import type { QemuVersion } from '../../src/qemu/versions.js';
 import { guestArgs } from '../fixtures/meta.js';
@@ -22,7 +23,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-netns-'));
 const vms: QemuVm[] = [];
 let link: Link;
 // CI runs as root with iproute2: a machine that cannot make namespaces fails here, it does not skip.
-beforeAll(() => {
+beforeAllOrFail(() => {
   if (!netnsAvailable()) throw new Error('cannot create network namespaces (needs root, iproute2 and tc)');
   link = createLink({ rateMbit: RATE_MBIT });
 });

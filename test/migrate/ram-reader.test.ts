@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { GuestMemoryReadError, readGuestMemory } from '../../src/migrate/ram-reader.js';
 import { launchQemu, type QemuVm } from '../../src/qemu/launcher.js';
 import type { MemoryRange } from '../../src/qemu/memory.js';
@@ -17,7 +18,7 @@ describe('reading a paused VM through pmemsave into a FIFO (real QEMU)', () => {
   const ranges: MemoryRange[] = fixture.meta.memoryLayout.map(({ dumpOffset: _, ...range }) => range);
   let vm: QemuVm;
 
-  beforeAll(async () => {
+  beforeAllOrFail(async () => {
     vm = await launchQemu({ args: [...fixture.meta.machineArgs, '-S', '-incoming', 'defer'], accel: fixture.meta.accel, name: 'pmem-fifo', cwd: REPO_ROOT });
     await restoreFromExec(vm, `cat ${shellQuote(fixture.stream)}`, { capabilities: fixture.meta.destinationCapabilities });
   }, 180_000);

@@ -6,7 +6,8 @@
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { beforeAllOrFail } from '../helpers/before-all.js';
 import { createLink, netnsAvailable, type Link } from '../helpers/netns.js';
 import { firstDifference, loadFixture, restoreFixture, shellQuote } from '../helpers/qemu.js';
 import { BIN, run, startRecv, testCerts } from '../helpers/transport.js';
@@ -18,7 +19,7 @@ const RATE_MBIT = 800;
 describe(`send/recv across two network namespaces (${RATE_MBIT} Mbit/s veth)`, () => {
   let link: Link;
   const scratch = mkdtempSync(join(tmpdir(), 'migstream-netns-'));
-  beforeAll(() => {
+  beforeAllOrFail(() => {
     if (!netnsAvailable()) throw new Error('cannot create network namespaces (needs root, iproute2 and tc)');
     link = createLink({ rateMbit: RATE_MBIT });
   });
