@@ -21,17 +21,18 @@
  * successes/runs; the guest stays on its source) and the medians are of the successful runs.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { table } from '../src/cli/format.js';
-import { GUEST_DIR } from '../test/fixtures/meta.js';
+import { copyForQemu } from '../src/tls/certs.js';
 import {
   MIGSTREAM_BIN,
   createLibvirtPair,
   domainXml,
+  guestBootFiles,
   lastCounter,
   libvirtAvailable,
   migrateArgs,
@@ -161,22 +162,13 @@ async function bench(rateMbit: number): Promise<string> {
     const { source: a, destination: b } = pair;
     certs = join(scratch, 'migstream');
     execFileSync(process.execPath, [MIGSTREAM_BIN, 'certs', '-o', certs, '--name', a.address, '--name', b.address, '--days', '2', '--quiet']);
-    const qemuNames: [string, string][] = [
-      ['ca.pem', 'ca-cert.pem'],
-      ['server.pem', 'server-cert.pem'],
-      ['server-key.pem', 'server-key.pem'],
-      ['client.pem', 'client-cert.pem'],
-      ['client-key.pem', 'client-key.pem'],
-    ];
-    for (const [from, to] of qemuNames) copyFileSync(join(certs, from), join(pki, to));
+    copyForQemu(certs, pki);
 
-    const kernel = realpathSync(join(GUEST_DIR, 'vmlinuz'));
-    const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
     const serial = join(a.dir, `${NAME}.serial.log`);
     const boot = async (host: LibvirtHost): Promise<void> => {
       for (const h of [a, b]) await h.virsh(['destroy', NAME]);
       rmSync(host.outside(serial), { force: true });
-      await startDomain(host, domainXml({ name: NAME, memoryMiB: MEMORY_MIB, kernel, initrd, cmdline: CMDLINE, serialLog: serial }));
+      await startDomain(host, domainXml({ name: NAME, memoryMiB: MEMORY_MIB, ...guestBootFiles(), cmdline: CMDLINE, serialLog: serial }));
       await waitForHeartbeat(host.outside(serial), 2, 120_000);
     };
     let here = a;

@@ -11,14 +11,14 @@
  * spawning the sender to both ends exiting, so process and worker start-up are included.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { table } from '../src/cli/format.js';
 import { launchQemu, type QemuVm } from '../src/qemu/launcher.js';
 import { migrateToExec, queryMigrate, setParameters, shellQuote, type MigrationInfo } from '../src/qemu/migration.js';
-import { makeQuickStart } from '../src/tls/certs.js';
+import { copyForQemu, makeQuickStart } from '../src/tls/certs.js';
 import { REPO_ROOT, guestArgs, HEARTBEAT } from '../test/fixtures/meta.js';
 import { findScenario } from '../test/fixtures/scenarios.js';
 import { createLink, netnsAvailable, type Link } from '../test/helpers/netns.js';
@@ -163,11 +163,7 @@ const guests: readonly BenchGuest[] = [
 ];
 const accel = loadFixture('idle').meta.accel;
 const qemuCreds = join(scratch, 'qemu-creds');
-cpSync(join(certs, 'ca.pem'), join(qemuCreds, 'ca-cert.pem'));
-cpSync(join(certs, 'server.pem'), join(qemuCreds, 'server-cert.pem'));
-cpSync(join(certs, 'server-key.pem'), join(qemuCreds, 'server-key.pem'));
-cpSync(join(certs, 'client.pem'), join(qemuCreds, 'client-cert.pem'));
-cpSync(join(certs, 'client-key.pem'), join(qemuCreds, 'client-key.pem'));
+copyForQemu(certs, qemuCreds);
 const FAST = { 'max-bandwidth': 100 * 1024 * 1024 * 1024, 'downtime-limit': 300 };
 
 async function waitDone(vm: QemuVm): Promise<MigrationInfo> {

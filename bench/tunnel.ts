@@ -14,7 +14,7 @@
  * machine's cores: two TCG QEMUs, the guest's writer and the forwarder's two ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ import { table } from '../src/cli/format.js';
 import { launchQemu, type QemuVm } from '../src/qemu/launcher.js';
 import { queryMigrate, setCapabilities, setParameters, type MigrationInfo } from '../src/qemu/migration.js';
 import type { QemuVersion } from '../src/qemu/versions.js';
-import { makeQuickStart } from '../src/tls/certs.js';
+import { copyForQemu, makeQuickStart } from '../src/tls/certs.js';
 import { REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
 import { freePort } from '../test/helpers/transport.js';
 import { startTunnelPair, type TunnelPair } from '../test/helpers/tunnel.js';
@@ -35,15 +35,7 @@ const certs = join(scratch, 'certs');
 makeQuickStart({ dir: certs, names: ['localhost', '127.0.0.1'], days: 2 });
 // The same certificates under the names QEMU's tls-creds-x509 looks for (what libvirt's --tls sets up).
 const qemuCreds = join(scratch, 'qemu-creds');
-for (const [from, to] of [
-  ['ca.pem', 'ca-cert.pem'],
-  ['server.pem', 'server-cert.pem'],
-  ['server-key.pem', 'server-key.pem'],
-  ['client.pem', 'client-cert.pem'],
-  ['client-key.pem', 'client-key.pem'],
-]) {
-  cpSync(join(certs, from!), join(qemuCreds, to!));
-}
+copyForQemu(certs, qemuCreds);
 
 interface Scenario {
   name: string;

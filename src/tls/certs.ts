@@ -5,7 +5,7 @@
  * validity dates (the tests need an expired certificate).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -171,4 +171,23 @@ export function makeQuickStart(options: QuickStartOptions): string[] {
   issue({ caDir: options.dir, outDir: options.dir, name: 'server', role: 'server', altNames: names, validity });
   issue({ caDir: options.dir, outDir: options.dir, name: 'client', role: 'client', validity });
   return Object.values(CERT_FILES).map((f) => join(options.dir, f));
+}
+
+/**
+ * The certificates of a `migstream certs` directory under the names QEMU's tls-creds-x509
+ * (`dir=`) and libvirt's `default_tls_x509_cert_dir` look for, copied into `qemuDir`: the same
+ * CA and certificates then serve QEMU's own TLS (its leaf certificates allow keyEncipherment,
+ * which QEMU 10.0 requires).
+ */
+export const QEMU_CERT_NAMES: readonly (readonly [string, string])[] = [
+  [CERT_FILES.ca, 'ca-cert.pem'],
+  [CERT_FILES.server, 'server-cert.pem'],
+  [CERT_FILES.serverKey, 'server-key.pem'],
+  [CERT_FILES.client, 'client-cert.pem'],
+  [CERT_FILES.clientKey, 'client-key.pem'],
+];
+
+export function copyForQemu(certsDir: string, qemuDir: string): void {
+  mkdirSync(qemuDir, { recursive: true });
+  for (const [ours, qemus] of QEMU_CERT_NAMES) copyFileSync(join(certsDir, ours), join(qemuDir, qemus));
 }

@@ -16,11 +16,13 @@
  * configuration. Needs root, scripts/setup-libvirt.sh's packages, iproute2, socat, util-linux.
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import assert from 'node:assert/strict';
+import { GUEST_DIR } from '../fixtures/meta.js';
 import { createLink, netnsAvailable, type Link } from './netns.js';
 
 /** The directories a privileged libvirtd (and the QEMUs it starts) keep state in. */
@@ -458,6 +460,66 @@ export function lastCounter(file: string, pattern: RegExp = HEARTBEAT): number {
  * counter above `after`, and returns it. A guest that migrated continues its count; a fresh
  * boot would start again from 1.
  */
+/** The line the guest's disk writer prints per block written (guest/diskwrite.c). */
+export const DISK_COUNTER = /migstream-disk (\d+)/;
+
+/** The test guest's kernel and initramfs (real paths: both hosts see the repository there). */
+export function guestBootFiles(): { kernel: string; initrd: string } {
+  return { kernel: realpathSync(join(GUEST_DIR, 'vmlinuz')), initrd: realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz')) };
+}
+
+export interface TestGuestOptions {
+  /** guest/memfill's page mix filled at boot (fill=). */
+  fillMiB: number;
+  mode?: 'idle' | 'dirty';
+  /** More kernel arguments (e.g. disk=4096:1). */
+  cmdline?: string;
+  disk?: string | undefined;
+}
+
+/**
+ * Starts the test guest as a transient 256 MiB domain `name` on `host` and waits for its first
+ * heartbeat; returns its serial log's path as the host sees it (`host.outside()` for ours).
+ */
+export async function bootTestGuest(host: LibvirtHost, name: string, options: TestGuestOptions): Promise<string> {
+  const serialLog = join(host.dir, `${name}.serial.log`);
+  const cmdline = `console=ttyS0 panic=-1 mode=${options.mode ?? 'idle'} fill=${options.fillMiB} ${options.cmdline ?? ''}`.trim();
+  await startDomain(host, domainXml({ name, memoryMiB: 256, ...guestBootFiles(), cmdline, serialLog, disk: options.disk }));
+  await waitForHeartbeat(host.outside(serialLog), 0, 120_000);
+  return serialLog;
+}
+
+/**
+ * A disk for --copy-storage-all at the same path on both hosts (each in its own view): random
+ * on `source`, so a copy that skipped anything shows; empty of the same size on `destination`,
+ * as libvirt requires.
+ */
+export function copyStorageDisk(source: LibvirtHost, destination: LibvirtHost, name: string, sizeMiB: number): { disk: string; image: string; copy: string } {
+  const disk = join(source.dir, `${name}.raw`);
+  const image = source.outside(disk);
+  const copy = destination.outside(disk);
+  writeFileSync(image, randomBytes(sizeMiB * 1024 * 1024));
+  writeFileSync(copy, '');
+  truncateSync(copy, sizeMiB * 1024 * 1024);
+  return { disk, image, copy };
+}
+
+/** Destroys domain `name` on both hosts of `pair`, wherever it is: a guest left running would keep a core busy for the next test. */
+export async function destroyEverywhere(pair: LibvirtPair, name: string): Promise<void> {
+  for (const host of [pair.source, pair.destination]) await host.virsh(['destroy', name]);
+}
+
+/** After a migration: the transient domain left `from` entirely and is `state` on `to`. */
+export async function expectMoved(from: LibvirtHost, to: LibvirtHost, name: string, state: 'running' | 'paused'): Promise<void> {
+  // node:assert rather than vitest's expect: bench/libvirt.ts loads this file outside vitest.
+  const gone = await from.virsh(['domstate', name]);
+  assert.notEqual(gone.code, 0, `${name} is still on ${from.name}: ${gone.stdout}`);
+  assert.match(gone.stderr, /failed to get domain/);
+  const there = await to.virsh(['domstate', name]);
+  assert.equal(there.code, 0, there.stderr);
+  assert.equal(there.stdout.trim(), state);
+}
+
 export async function waitForHeartbeat(logPath: string, after = -1, timeoutMs = 60_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -5,25 +5,23 @@
  * it was), on a link capped at 200 Mbit/s so that a migration lasts long enough to be cut.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, copyFileSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, copyFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, test } from 'vitest';
 import { beforeAllOrFail } from '../helpers/before-all.js';
-import { GUEST_DIR } from '../fixtures/meta.js';
 import {
   MIGSTREAM_BIN,
+  bootTestGuest,
   createLibvirtPair,
-  domainXml,
   lastCounter,
   libvirtAvailable,
   migrateArgs,
   receivedBytes,
   relayRoutes,
   spawnTunnel,
-  startDomain,
   startTunnelRelay,
   waitForHeartbeat,
   type LibvirtHost,
@@ -53,8 +51,6 @@ describe('virsh migrate through migstream tunnel: failures leave the domain runn
   let pair: LibvirtPair;
   let scratch: string;
   let certs: string;
-  const kernel = realpathSync(join(GUEST_DIR, 'vmlinuz'));
-  const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
   const serialLog = (host: LibvirtHost): string => host.outside(join(host.dir, `${NAME}.serial.log`));
 
   beforeAllOrFail(async () => {
@@ -65,9 +61,7 @@ describe('virsh migrate through migstream tunnel: failures leave the domain runn
     certs = join(scratch, 'good');
     execFileSync(process.execPath, [MIGSTREAM_BIN, 'certs', '-o', certs, '--name', pair.source.address, '--name', pair.destination.address, '--days', '2', '--quiet']);
     const { source: a } = pair;
-    const xml = domainXml({ name: NAME, memoryMiB: 256, kernel, initrd, cmdline: `console=ttyS0 panic=-1 mode=idle fill=${FILL_MIB}`, serialLog: join(a.dir, `${NAME}.serial.log`) });
-    await startDomain(a, xml);
-    await waitForHeartbeat(serialLog(a), 0, 120_000);
+    await bootTestGuest(a, NAME, { fillMiB: FILL_MIB });
   }, 240_000);
   afterAll(async () => {
     await pair?.destroy();

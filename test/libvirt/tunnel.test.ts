@@ -6,23 +6,24 @@
  * what the tunnel reported about each stream (--json). The failures are in tunnel-faults.test.ts.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, realpathSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, test } from 'vitest';
 import { beforeAllOrFail } from '../helpers/before-all.js';
-import { GUEST_DIR } from '../fixtures/meta.js';
 import {
-  MIGSTREAM_BIN,
+  bootTestGuest,
+  copyStorageDisk,
   createLibvirtPair,
-  domainXml,
+  destroyEverywhere,
+  DISK_COUNTER,
+  expectMoved,
   lastCounter,
   libvirtAvailable,
   migrateArgs,
+  MIGSTREAM_BIN,
   receivedBytes,
-  startDomain,
   startTunnelRelay,
   waitForHeartbeat,
   type LibvirtHost,
@@ -38,7 +39,6 @@ const MiB = 1024 * 1024;
 const DISK_MIB = 32;
 /** What guest/memfill fills with its page mix at boot (fill=). */
 const FILL_MIB = 32;
-const DISK_COUNTER = /migstream-disk (\d+)/;
 
 /** Streams the tunnel saw close, by kind (the `closed` events of its --json output). */
 function closedKinds(events: readonly TunnelEvent[]): Record<string, number> {
@@ -58,8 +58,6 @@ async function allClosed(events: readonly TunnelEvent[], timeoutMs = 15_000): Pr
 describe('virsh migrate --p2p --live between two libvirt hosts, through migstream tunnel', () => {
   let pair: LibvirtPair;
   let certs: string;
-  const kernel = realpathSync(join(GUEST_DIR, 'vmlinuz'));
-  const initrd = realpathSync(join(GUEST_DIR, 'initramfs.cpio.gz'));
 
   beforeAllOrFail(async () => {
     // A machine without libvirt fails here instead of silently skipping (as relay.test.ts).
@@ -75,15 +73,6 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
     await pair?.destroy();
     if (certs) rmSync(certs, { recursive: true, force: true });
   });
-
-  /** Boots a 256 MiB TCG guest on `host` and waits for its first heartbeat. */
-  async function boot(host: LibvirtHost, name: string, extra: { cmdline?: string; disk?: string } = {}): Promise<string> {
-    const serialLog = join(host.dir, `${name}.serial.log`);
-    const xml = domainXml({ name, memoryMiB: 256, kernel, initrd, cmdline: `console=ttyS0 panic=-1 mode=idle fill=${FILL_MIB} ${extra.cmdline ?? ''}`.trim(), serialLog, disk: extra.disk });
-    await startDomain(host, xml);
-    await waitForHeartbeat(host.outside(serialLog), 0, 120_000);
-    return serialLog;
-  }
 
   /**
    * Migrates `name` through a fresh tunnel pair (destination side in `to`, source side in
@@ -134,13 +123,7 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
     expect(ramOnMain).toBeGreaterThan(FILL_MIB * MiB);
     expect(wireBytes).toBeGreaterThan(ramOnMain + (options.copyStorage ? DISK_MIB * MiB : 0));
     if (options.channels !== undefined && options.channels > 1) expect(new Set(events.filter((e) => e.event === 'stream').map((e) => e.channel)).size).toBeGreaterThan(1);
-    // A transient domain leaves its source entirely.
-    const gone = await from.virsh(['domstate', name]);
-    expect(gone.code, gone.stdout).not.toBe(0);
-    expect(gone.stderr).toMatch(/failed to get domain/);
-    const state = await to.virsh(['domstate', name]);
-    expect(state.code, state.stderr).toBe(0);
-    expect(state.stdout.trim()).toBe(options.suspend ? 'paused' : 'running');
+    await expectMoved(from, to, name, options.suspend ? 'paused' : 'running');
     return events;
   }
 
@@ -155,15 +138,10 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
     };
   }
 
-  /** Whatever happened, the guest does not keep a core busy for the next test. */
-  async function destroyDomain(name: string): Promise<void> {
-    for (const host of [pair.source, pair.destination]) await host.virsh(['destroy', name]);
-  }
-
   test('a running guest moves to the destination and back (tunnel roles swapped), its heartbeat counting on', async () => {
     const { source: a, destination: b } = pair;
     const name = 'plain';
-    const serialLog = await boot(a, name);
+    const serialLog = await bootTestGuest(a, name, { fillMiB: FILL_MIB });
     try {
       const beforeThere = lastCounter(a.outside(serialLog));
       await migrate(a, b, name);
@@ -173,20 +151,16 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
       const back = await waitForHeartbeat(a.outside(serialLog), Math.max(there, lastCounter(b.outside(serialLog))));
       expect(back).toBeGreaterThan(there);
     } finally {
-      await destroyDomain(name);
+      await destroyEverywhere(pair, name);
     }
   }, 300_000);
 
   test('--copy-storage-all over 2 channels moves the disk the guest is writing: both images equal, byte for byte', async () => {
     const { source: a, destination: b } = pair;
     const name = 'storage';
-    const disk = join(a.dir, `${name}.raw`);
-    const image = a.outside(disk);
-    writeFileSync(image, randomBytes(DISK_MIB * MiB));
-    writeFileSync(b.outside(disk), '');
-    truncateSync(b.outside(disk), DISK_MIB * MiB);
+    const { disk, image, copy } = copyStorageDisk(a, b, name, DISK_MIB);
     // The guest writes random 4 KiB blocks at 1 MiB/s throughout: the mirror carries them too.
-    const serialLog = await boot(a, name, { cmdline: 'disk=4096:1', disk });
+    const serialLog = await bootTestGuest(a, name, { fillMiB: FILL_MIB, cmdline: 'disk=4096:1', disk });
     try {
       await waitForHeartbeat(a.outside(serialLog), 1);
       const writtenBefore = lastCounter(a.outside(serialLog), DISK_COUNTER);
@@ -203,12 +177,12 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
       const nbd = events.find((e) => e.event === 'closed' && e.kind === 'nbd')!;
       expect(nbd.clientBytes).toBeGreaterThan(DISK_MIB * MiB);
       expect(lastCounter(a.outside(serialLog), DISK_COUNTER)).toBeGreaterThan(writtenBefore);
-      expect(await firstDifference(image, b.outside(disk))).toBe(-1);
+      expect(await firstDifference(image, copy)).toBe(-1);
       const resumed = await b.virsh(['resume', name]);
       expect(resumed.code, resumed.stderr).toBe(0);
       await waitForHeartbeat(b.outside(serialLog), heartbeat);
     } finally {
-      await destroyDomain(name);
+      await destroyEverywhere(pair, name);
     }
   }, 300_000);
 
@@ -219,13 +193,13 @@ describe('virsh migrate --p2p --live between two libvirt hosts, through migstrea
   test('--parallel --parallel-connections 2 (multifd) over 2 channels', async () => {
     const { source: a, destination: b } = pair;
     const name = 'parallel';
-    const serialLog = await boot(a, name);
+    const serialLog = await bootTestGuest(a, name, { fillMiB: FILL_MIB });
     try {
       const heartbeat = lastCounter(a.outside(serialLog));
       await migrate(a, b, name, { parallel: 2, channels: 2 });
       await waitForHeartbeat(b.outside(serialLog), heartbeat);
     } finally {
-      await destroyDomain(name);
+      await destroyEverywhere(pair, name);
     }
   }, 300_000);
 });
