@@ -194,8 +194,8 @@ class TunnelLog {
     this.ticker = setInterval(() => {
       const now = follower.progress();
       const seconds = (Date.now() - started) / 1000;
-      const pass = now === undefined || now.passes.length === 0 ? '' : `, pass ${now.passes.length}`;
-      const multifd = now === undefined || now.multifd.channels === 0 ? '' : `, multifd ${now.multifd.channels}× ${formatBytes(now.multifd.pageBytes)}`;
+      const pass = now === undefined || now.passes === 0 ? '' : `, pass ${now.passes}`;
+      const multifd = now === undefined || now.multifdChannels === 0 ? '' : `, multifd ${now.multifdChannels}× ${formatBytes(now.multifdPageBytes)}`;
       this.line.update(`tunnel: ${formatBytes(follower.forwardBytes)} forward, ${formatBytes(follower.backBytes)} back (${formatRate(follower.forwardBytes, seconds)})${pass}${multifd}`);
     }, 500);
     this.ticker.unref();

@@ -92,6 +92,11 @@ export class PassTracker {
     }
   }
 
+  /** Passes begun so far. */
+  get passCount(): number {
+    return this.passes.length;
+  }
+
   summary(): PassSummary {
     const heat: HeatSegment[] = [];
     for (const [name, block] of this.blocks) {

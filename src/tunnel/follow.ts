@@ -62,9 +62,9 @@ export class MigrationFollower {
     tunnel.on('end', () => this.finish());
   }
 
-  /** The migration in progress: its report so far. */
-  progress(): MigrationReport | undefined {
-    return this.current?.watch.report();
+  /** The migration in progress, as a live line shows it. */
+  progress(): ReturnType<MigrationWatch['progress']> | undefined {
+    return this.current?.watch.progress();
   }
 
   private finish(): void {

@@ -52,12 +52,13 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
   /** Resolves when the session ends: null when stopped, else why it failed. */
   readonly ended: Promise<TransportError | null>;
   private readonly sockets = new Map<number, Socket>();
-  readonly records = new Map<number, StreamRecord>();
+  /** The open streams' records: removed once reported closed (a long-lived tunnel sees many). */
+  private readonly records = new Map<number, StreamRecord>();
   private readonly firstBytes = new Map<number, { client: Buffer; server: Buffer }>();
   private readonly timer: NodeJS.Timeout;
   private finished = false;
   /** Bytes of frames sent and received over the channels (before TLS). */
-  private wire = { sent: 0, received: 0 };
+  private readonly wire = { sent: 0, received: 0 };
 
   constructor(
     private readonly side: TunnelSide,
@@ -190,7 +191,9 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
       case 'closed': {
         this.sockets.delete(action.stream);
         this.firstBytes.delete(action.stream);
-        const record = this.records.get(action.stream) ?? { id: action.stream, target: '', channel: -1, kind: null, clientBytes: 0, serverBytes: 0, openedAt: Date.now(), closedAt: null, reset: null };
+        // The session reports every stream 'opened' before 'closed', refused ones included.
+        const record = this.records.get(action.stream)!;
+        this.records.delete(action.stream);
         record.closedAt = Date.now();
         record.reset = action.reset;
         this.emit('closed', record);
@@ -251,8 +254,6 @@ export interface DialerOptions {
 export interface Tunnel extends EventEmitter<TunnelEvents> {
   /** Resolves when the session ends: null when stopped, else why it failed. */
   readonly ended: Promise<TransportError | null>;
-  /** Every stream of the session so far, by id. */
-  readonly records: ReadonlyMap<number, StreamRecord>;
   /** Frame bytes over the channels so far, each way (before TLS). */
   wireBytes(): { sent: number; received: number };
   stop(reason?: string): void;

@@ -115,6 +115,14 @@ export class MigrationWatch {
     }
   }
 
+  /**
+   * What a live line shows, without building the report: the report sorts the heat map and
+   * would finish the page-hash store (`pageHashes()`), which only the end of a stream may do.
+   */
+  progress(): { passes: number; multifdChannels: number; multifdPageBytes: number } {
+    return { passes: this.tracker?.passCount ?? 0, multifdChannels: this.counts.channels, multifdPageBytes: this.counts.pageBytes };
+  }
+
   report(): MigrationReport {
     const summary = this.tracker?.summary() ?? { passes: [], heat: [] };
     const hashes = this.pageHashes();

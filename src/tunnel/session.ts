@@ -311,7 +311,7 @@ export class TunnelSession {
     if (refusal !== null) {
       // The stream never opened here; the dialer drops our reset's late frames as it would any.
       this.send(channel, [encodeStreamReset(id, refusal)]);
-      this.actions.push({ kind: 'closed', stream: id, sent: 0, received: 0, reset: refusal });
+      this.actions.push({ kind: 'opened', stream: id, target, channel }, { kind: 'closed', stream: id, sent: 0, received: 0, reset: refusal });
       this.settledIds.add(id);
     } else {
       this.streams.set(id, this.newStream(id, target, channel, true));
