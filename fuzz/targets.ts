@@ -405,7 +405,8 @@ export const tunnelTarget: Target = {
   isRefusal: (error) => error instanceof ProtocolError || error instanceof PeerAbortError,
   async seeds() {
     const streams = await loadStreamSeeds();
-    const lz4 = frameCodec(codecByName('lz4'), 1);
+    // Page-aware: the seeds carry page tables (a 1 MiB cache of 256 slots) for the parser to mutate.
+    const lz4 = frameCodec(codecByName('lz4'), 1, { pageCacheBytes: 1 << 20 });
     const out: TargetSeed[] = [];
     for (const [i, stream] of streams.entries()) {
       const raw = stream.bytes.subarray(0, 256 * 1024);
@@ -416,7 +417,7 @@ export const tunnelTarget: Target = {
       ];
       for (let at = 0; at < raw.length; at += 16 * 1024) {
         const chunk = raw.subarray(at, at + 16 * 1024);
-        const { codec, payload } = i % 2 === 0 && typeof lz4 !== 'string' ? lz4.compress(chunk) : { codec: 0, payload: chunk };
+        const { codec, payload } = i % 2 === 0 && typeof lz4 !== 'string' ? lz4.compress(1, chunk) : { codec: 0, payload: chunk };
         frames.push(Buffer.concat([encodeStreamDataHeader(1, codec, chunk.length, payload.length), payload]));
       }
       frames.push(encodeWindow(1, 65536), encodeStreamEnd(1, raw.length), encodeStreamReset(2, 'fuzz'), encodePing());
@@ -427,8 +428,7 @@ export const tunnelTarget: Target = {
   async run(input, chunks) {
     const parser = new FrameParser<TunnelFrame>(0, undefined, decodeTunnelFrame);
     const lz4 = frameCodec(codecByName('lz4'), 1);
-    const codec = typeof lz4 === 'string' ? {} : { compress: lz4.compress, decompress: lz4.decompress };
-    const session = new TunnelSession({ side: 'listener', channels: 1, window: 1 << 20, ...codec }, 0);
+    const session = new TunnelSession({ side: 'listener', channels: 1, window: 1 << 20, ...(typeof lz4 === 'string' ? {} : { codec: lz4 }) }, 0);
     let opened = false;
     for (const chunk of inChunks(input, chunks)) {
       for (const frame of parser.push(chunk)) {

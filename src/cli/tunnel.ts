@@ -3,11 +3,11 @@ import { integerOption, parse, UsageError, type Command } from './args.js';
 import { reportUsageLines, type ReportValues } from './conventions.js';
 import { LiveLine } from './live-line.js';
 import { defaultChannels } from './send.js';
+import { parseSize } from './transfer-progress.js';
 import { parseAddress, parseSeconds, tlsMaterialFrom, tlsOptionSpec, tlsUsage } from './transport-options.js';
 import { CONNECTION_KIND_NAMES } from '../tunnel/classify.js';
-import { MigrationFollower } from '../tunnel/follow.js';
+import { MigrationFollower, type FollowedMigration } from '../tunnel/follow.js';
 import { startDialer, startListener, type StreamRecord, type Tunnel } from '../tunnel/host.js';
-import type { MigrationReport } from '../tunnel/migration-watch.js';
 import { writePageHashFile } from '../migrate/stream-hashes.js';
 import type { TransportError } from '../tls/errors.js';
 import type { CodecName } from '../codecs/registry.js';
@@ -42,6 +42,11 @@ Options:
   -c, --codec C        source side: compress each forwarded chunk both ways with lz4 or zstd
                        (default none); a chunk that does not shrink goes raw
   --level N            source side: the codec's level (zstd -7..22, default 3)
+  --page-cache SIZE    source side, with -c: page-aware compression; each QEMU migration stream
+                       and multifd channel keeps SIZE of pages on both hosts, and a page sent
+                       again goes as its difference from the copy sent before (default 64M;
+                       0: off). Destination side: the most a source may ask for, per stream
+                       (default 256M)
   --socket-mode MODE   source side: permissions of the sockets it listens on (octal, e.g. 660
                        for a QEMU that runs as libvirt-qemu); default the umask's
   --page-hashes FILE   source side: after each migration, write the hashes of the final RAM it
@@ -74,6 +79,7 @@ export const tunnelCommand: Command = {
         'no-client-auth': { type: 'boolean' },
         'page-hashes': { type: 'string' },
         'socket-mode': { type: 'string' },
+        'page-cache': { type: 'string' },
       },
       0,
     );
@@ -82,6 +88,7 @@ export const tunnelCommand: Command = {
     if ((values.to === undefined) === (values.listen === undefined)) throw new UsageError('give either --to HOST:PORT (source side) or --listen HOST:PORT (destination side)');
     const timeoutMs = parseSeconds(values.timeout, 30);
     const log = new TunnelLog(values, values['page-hashes']);
+    const pageCache = pageCacheOption(values['page-cache']);
     if (values.to !== undefined) {
       const address = parseAddress(values.to, '--to');
       const routes = unix.map((spec) => {
@@ -100,7 +107,7 @@ export const tunnelCommand: Command = {
       const modeText = values['socket-mode'];
       if (modeText !== undefined && !/^0?[0-7]{3}$/.test(modeText)) throw new UsageError(`--socket-mode must be octal permissions like 660, got "${modeText}"`);
       const socketMode = modeText === undefined ? undefined : parseInt(modeText, 8);
-      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes, codec: codec as CodecName, level, socketMode });
+      const tunnel = await startDialer({ host: address.host, port: address.port, channels, tls, timeoutMs, routes, codec: codec as CodecName, level, socketMode, pageCacheBytes: pageCache });
       log.follow(tunnel, true);
       log.event(
         'ready',
@@ -130,7 +137,7 @@ export const tunnelCommand: Command = {
     if (unix.some((spec) => spec.includes('='))) throw new UsageError('--unix PATH=TARGET belongs to the source side; the destination names the paths it may connect to');
     const address = parseAddress(values.listen, '--listen');
     const tls = tlsMaterialFrom('server', values, values['no-client-auth'] === true ? { noClientAuth: true } : {});
-    const listener = await startListener({ host: address.host, port: address.port, tls, timeoutMs, targets: unix });
+    const listener = await startListener({ host: address.host, port: address.port, tls, timeoutMs, targets: unix, pageCacheLimitBytes: pageCache });
     log.event('listening', `listening on ${address.host}:${listener.port}; may connect to ${unix.join(', ')}`, { port: listener.port, targets: unix });
     listener.on('stranger', (peer, reason) => log.event('refused', `refused ${peer}: ${reason}`, { peer, reason }));
     listener.on('session', (session) => {
@@ -148,6 +155,14 @@ export const tunnelCommand: Command = {
     return 0;
   },
 };
+
+/** --page-cache SIZE in bytes (whole pages), or undefined for the side's default. */
+export function pageCacheOption(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const bytes = parseSize(text);
+  if (bytes === undefined || bytes > 64 * 1024 ** 3) throw new UsageError(`--page-cache must be a size like 64M (0 to turn it off, at most 64G), got "${text}"`);
+  return bytes;
+}
 
 /** What the tunnel tells its operator: notes and a live line on stderr, or JSON lines on stdout. */
 class TunnelLog {
@@ -211,11 +226,12 @@ class TunnelLog {
 }
 
 /** The few lines a person reads after a migration went through. */
-function migrationText(report: MigrationReport & { wireBytes: number }, main: StreamRecord, seconds: number): string {
+function migrationText(report: FollowedMigration, main: StreamRecord, seconds: number): string {
   const carried = report.streamBytes + report.multifdBytes;
   const lines = [
     `migration on stream ${main.id} → ${main.target}: ${formatBytes(carried)} in ${seconds.toFixed(1)} s (${formatRate(carried, seconds)}), return path ${formatBytes(report.returnBytes)}, ${formatBytes(report.wireBytes)} on the wire`,
   ];
+  if (report.deltaPages > 0) lines.push(`  page-aware: ${report.deltaPages} pages sent as their difference from the copy sent before`);
   if (report.passes.length > 0) {
     lines.push(`  passes: ${report.passes.map((p) => `${p.index + 1}: ${p.pages} pages (${p.zeroPages} zero, ${p.resentPages} re-sent)`).join(' · ')}`);
   }

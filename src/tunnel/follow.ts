@@ -8,10 +8,19 @@
 import type { StreamRecord, Tunnel } from './host.js';
 import { MigrationWatch, type MigrationReport } from './migration-watch.js';
 
+/** A migration's report, with what the tunnel's own compression did for it. */
+export type FollowedMigration = MigrationReport & {
+  /** Frame bytes both ways over the channels while it ran. */
+  wireBytes: number;
+  /** Pages this side sent as their difference from an earlier copy (page-aware compression). */
+  deltaPages: number;
+};
+
 interface Following {
   watch: MigrationWatch;
-  /** The channels' frame bytes when the migration began. */
+  /** The channels' frame bytes, and the pages sent as deltas, when the migration began. */
   wireAtStart: { sent: number; received: number };
+  deltaPagesAtStart: number;
   /** Undefined while only multifd channels have shown up. */
   main: StreamRecord | undefined;
   multifd: Set<number>;
@@ -29,14 +38,21 @@ export class MigrationFollower {
 
   constructor(
     private readonly tunnel: Tunnel,
-    private readonly onMigration: (report: MigrationReport & { wireBytes: number }, main: StreamRecord, watch: MigrationWatch) => void,
+    private readonly onMigration: (report: FollowedMigration, main: StreamRecord, watch: MigrationWatch) => void,
     private readonly options: { pageHashes?: boolean } = {},
   ) {
     tunnel.on('classified', (record) => {
       if (record.kind !== 'qemu-main' && record.kind !== 'multifd') return;
       // A second main stream, or a channel after the main stream closed, is the next migration.
       if (this.current !== undefined && (this.current.mainClosed || (record.kind === 'qemu-main' && this.current.main !== undefined))) this.finish();
-      const current = (this.current ??= { watch: new MigrationWatch(this.options), wireAtStart: tunnel.wireBytes(), main: undefined, multifd: new Set(), mainClosed: false });
+      const current = (this.current ??= {
+        watch: new MigrationWatch(this.options),
+        wireAtStart: tunnel.wireBytes(),
+        deltaPagesAtStart: tunnel.pageDelta().deltaPages,
+        main: undefined,
+        multifd: new Set(),
+        mainClosed: false,
+      });
       if (record.kind === 'qemu-main') current.main = record;
       else current.multifd.add(record.id);
     });
@@ -76,6 +92,7 @@ export class MigrationFollower {
     // Both ways: the tunnel's frames, for the migration and whatever else crossed meanwhile.
     const wire = this.tunnel.wireBytes();
     const wireBytes = wire.sent - current.wireAtStart.sent + wire.received - current.wireAtStart.received;
-    this.onMigration({ ...current.watch.report(), wireBytes }, current.main, current.watch);
+    const deltaPages = this.tunnel.pageDelta().deltaPages - current.deltaPagesAtStart;
+    this.onMigration({ ...current.watch.report(), wireBytes, deltaPages }, current.main, current.watch);
   }
 }

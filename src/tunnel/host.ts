@@ -12,7 +12,7 @@ import { ChannelError, ListenError, type TransportError } from '../tls/errors.js
 import { socketError } from '../tls/socket-errors.js';
 import { codecById, codecByName, resolveLevel, type CodecName } from '../codecs/registry.js';
 import { ArgumentError } from '../stream/errors.js';
-import { frameCodec, type FrameCodec } from './frame-codec.js';
+import { DEFAULT_PAGE_CACHE_BYTES, frameCodec, type FrameCodec, type FrameCodecOptions, type PageDeltaCounts } from './frame-codec.js';
 import { dialChannels, closeSocket, listenForChannels, type Channel } from './channels.js';
 import { classifyConnection, type ConnectionKind } from './classify.js';
 import { TunnelSession, type TunnelAction, type TunnelSide } from './session.js';
@@ -59,6 +59,7 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
   private finished = false;
   /** Bytes of frames sent and received over the channels (before TLS). */
   private readonly wire = { sent: 0, received: 0 };
+  private readonly codec: FrameCodec;
 
   constructor(
     private readonly side: TunnelSide,
@@ -66,14 +67,17 @@ class SessionRunner extends EventEmitter<TunnelEvents> implements Tunnel {
     options: { timeoutMs: number; window?: number | undefined; checkTarget?: (target: string) => string | null; codec: FrameCodec },
   ) {
     super();
+    this.codec = options.codec;
     this.ended = new Promise((resolve) => this.once('end', resolve));
-    this.session = new TunnelSession(
-      { side, channels: channels.length, timeoutMs: options.timeoutMs, window: options.window, checkTarget: options.checkTarget, compress: options.codec.compress, decompress: options.codec.decompress },
-      Date.now(),
-    );
+    this.session = new TunnelSession({ side, channels: channels.length, timeoutMs: options.timeoutMs, window: options.window, checkTarget: options.checkTarget, codec: options.codec }, Date.now());
     for (const channel of channels) this.attachChannel(channel);
     this.timer = setInterval(() => this.step(() => this.session.tick(Date.now())), TICK_MS);
     this.timer.unref();
+  }
+
+  /** Pages this side sent as deltas against their earlier copy (-c with --page-cache). */
+  pageDelta(): PageDeltaCounts {
+    return this.codec.pageDelta();
   }
 
   /** Frame bytes over the channels so far, each way (TLS adds its own few per record). */
@@ -249,6 +253,12 @@ export interface DialerOptions {
   /** Compression of what goes both ways (default none); the destination follows the source's choice. */
   codec?: CodecName;
   level?: number | undefined;
+  /**
+   * Page-aware compression (with a codec): bytes of page cache each QEMU main stream or
+   * multifd channel keeps on both hosts, so a page sent again goes as a delta; 0 turns it off.
+   * Default DEFAULT_PAGE_CACHE_BYTES (64 MiB).
+   */
+  pageCacheBytes?: number | undefined;
 }
 
 export interface Tunnel extends EventEmitter<TunnelEvents> {
@@ -256,12 +266,14 @@ export interface Tunnel extends EventEmitter<TunnelEvents> {
   readonly ended: Promise<TransportError | null>;
   /** Frame bytes over the channels so far, each way (before TLS). */
   wireBytes(): { sent: number; received: number };
+  /** Pages this side sent as deltas against their earlier copy, and pages it kept for that. */
+  pageDelta(): PageDeltaCounts;
   stop(reason?: string): void;
 }
 
 /** Source side: connects the session, then listens on the routes' sockets until it ends. */
 export async function startDialer(options: DialerOptions): Promise<Tunnel> {
-  const codec = tunnelCodec(options.codec ?? 'none', options.level);
+  const codec = tunnelCodec(options.codec ?? 'none', options.level, { pageCacheBytes: options.pageCacheBytes ?? DEFAULT_PAGE_CACHE_BYTES });
   const channels = await dialChannels({ ...options, codec: codecByName(options.codec ?? 'none').id });
   const runner = new SessionRunner('dialer', channels, { timeoutMs: options.timeoutMs, window: options.window, codec });
   const servers: Server[] = [];
@@ -289,6 +301,8 @@ export interface ListenerOptions {
   /** The only UNIX sockets a stream may connect to. */
   targets: string[];
   window?: number;
+  /** The most page cache a source may make this side keep per stream (default 256 MiB). */
+  pageCacheLimitBytes?: number | undefined;
 }
 
 export interface TunnelListener extends EventEmitter<TunnelEvents & { session: [Tunnel]; stranger: [string, string] }> {
@@ -311,7 +325,7 @@ export async function startListener(options: ListenerOptions): Promise<TunnelLis
     onSession: (channels, codecId) => {
       let codec: FrameCodec;
       try {
-        codec = tunnelCodec(codecById(codecId)!.name);
+        codec = tunnelCodec(codecById(codecId)!.name, undefined, { pageCacheLimitBytes: options.pageCacheLimitBytes });
       } catch (error) {
         emitter.emit('stranger', 'a session', `refused: ${(error as Error).message}`);
         for (const channel of channels) channel.socket.destroy();
@@ -341,9 +355,9 @@ export async function startListener(options: ListenerOptions): Promise<TunnelLis
 }
 
 /** The frame codec for `name`; a codec this machine cannot run is a start-up failure. */
-function tunnelCodec(name: CodecName, level?: number): FrameCodec {
+function tunnelCodec(name: CodecName, level: number | undefined, options: FrameCodecOptions): FrameCodec {
   const info = codecByName(name);
-  const codec = frameCodec(info, resolveLevel(info, level));
+  const codec = frameCodec(info, resolveLevel(info, level), options);
   if (typeof codec === 'string') throw new ArgumentError(codec);
   return codec;
 }

@@ -15,6 +15,7 @@
  */
 import { ChannelError, PeerAbortError, ProtocolError, TimeoutError, type TransportError } from '../tls/errors.js';
 import { encodeAbort, encodePing } from '../tls/wire.js';
+import type { StreamCodec } from './frame-codec.js';
 import { TunnelFrameType, encodeStream, encodeStreamDataHeader, encodeStreamEnd, encodeStreamReset, encodeWindow, type TunnelFrame } from './wire.js';
 
 export type TunnelSide = 'dialer' | 'listener';
@@ -28,10 +29,11 @@ export interface TunnelSessionConfig {
   timeoutMs?: number;
   /** Listener: null when a stream may connect to `target`, else why not. */
   checkTarget?: (target: string) => string | null;
-  /** Compresses what we send (frame-codec.ts); without it every STREAM_DATA goes raw. */
-  compress?: ((raw: Buffer) => { codec: number; payload: Buffer }) | undefined;
-  /** Decompresses a STREAM_DATA of another codec than 0 into exactly `rawLength` bytes, or throws. */
-  decompress?: ((codec: number, payload: Buffer, rawLength: number) => Buffer) | undefined;
+  /**
+   * Compresses what we send and decompresses STREAM_DATA of another codec than 0, stream by
+   * stream (frame-codec.ts); without it every STREAM_DATA goes raw and a compressed one fails.
+   */
+  codec?: StreamCodec | undefined;
 }
 
 export const DEFAULT_WINDOW = 4 * 1024 * 1024;
@@ -294,11 +296,11 @@ export class TunnelSession {
       if (frame.payload.length !== frame.rawLength) throw new ProtocolError(`stream ${frame.stream}: raw STREAM_DATA of ${frame.payload.length} bytes announces ${frame.rawLength}`, channel);
       return frame.payload;
     }
-    if (this.config.decompress === undefined) throw new ProtocolError(`stream ${frame.stream}: codec ${frame.codec} is not supported by this tunnel`, channel);
+    if (this.config.codec === undefined) throw new ProtocolError(`stream ${frame.stream}: codec ${frame.codec} is not supported by this tunnel`, channel);
     try {
-      return this.config.decompress(frame.codec, frame.payload, frame.rawLength);
+      return this.config.codec.decompress(frame.stream, frame.codec, frame.payload, frame.rawLength);
     } catch (error) {
-      throw new ProtocolError(`stream ${frame.stream}: a STREAM_DATA of codec ${frame.codec} does not decompress to its ${frame.rawLength} bytes: ${(error as Error).message}`, channel);
+      throw new ProtocolError(`stream ${frame.stream}: a STREAM_DATA of codec 0x${frame.codec.toString(16)} does not decode to its ${frame.rawLength} bytes: ${(error as Error).message}`, channel);
     }
   }
 
@@ -390,7 +392,7 @@ export class TunnelSession {
       }
       stream.credit -= data.length;
       stream.sent += data.length;
-      const { codec, payload } = this.config.compress?.(data) ?? { codec: 0, payload: data };
+      const { codec, payload } = this.config.codec?.compress(stream.id, data) ?? { codec: 0, payload: data };
       this.send(stream.channel, [encodeStreamDataHeader(stream.id, codec, data.length, payload.length), payload]);
     }
     const waiting = stream.queued.length > 0;
@@ -415,6 +417,7 @@ export class TunnelSession {
 
   private remove(stream: StreamState, reset: string | null): void {
     this.streams.delete(stream.id);
+    this.config.codec?.forget(stream.id);
     this.actions.push({ kind: 'closed', stream: stream.id, sent: stream.sent, received: stream.received, reset });
     if (stream.connecting) this.connectDone(stream.id);
   }

@@ -121,3 +121,13 @@ export const windowGrant = (id: number, bytes: number): Buffer => frame(TunnelTy
 /** STREAM_DATA with raw payload (codec 0) unless `codec`/`rawLength` say otherwise. */
 export const streamData = (id: number, payload: Uint8Array, options: { codec?: number; rawLength?: number } = {}): Buffer =>
   frame(TunnelType.STREAM_DATA, Buffer.concat([u32(id), u8(options.codec ?? 0), u32(options.rawLength ?? payload.length), Buffer.from(payload)]));
+
+/**
+ * A page table (docs/tunnel.md "Page-aware compression"), the start of a STREAM_DATA payload
+ * whose codec byte has 0x10: u32 cache slots, u32 entries, entries × (u32 offset in the raw
+ * chunk, u32 slot, u8 op: 1 store, 2 delta); the body follows.
+ */
+export const PAGE_TABLE_FLAG = 0x10;
+export const PageOp = { store: 1, delta: 2 } as const;
+export const pageTable = (slots: number, entries: readonly (readonly [offset: number, slot: number, op: number])[]): Buffer =>
+  Buffer.concat([u32(slots), u32(entries.length), ...entries.map(([offset, slot, op]) => Buffer.concat([u32(offset), u32(slot), u8(op)]))]);

@@ -9,6 +9,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { pageCacheOption } from '../../src/cli/tunnel.js';
 import { makeQuickStart } from '../../src/tls/certs.js';
 import { startTunnelPair, type TunnelPair } from '../helpers/tunnel.js';
 import { run, testCerts } from '../helpers/transport.js';
@@ -146,4 +147,13 @@ describe('migstream tunnel', () => {
     const data = randomBytes(100_000);
     expect(await exchange(join(dir, 'src-tls.sock'), data)).toBe(`hello from the destination\n${sha(data)}`);
   }, 60_000);
+});
+
+describe('tunnel options', () => {
+  test('--page-cache takes a size (0 turns page-aware compression off), nothing else', () => {
+    expect(pageCacheOption(undefined)).toBeUndefined();
+    expect(pageCacheOption('64M')).toBe(64 * 1024 * 1024);
+    expect(pageCacheOption('0')).toBe(0);
+    for (const bad of ['lots', '-1', '1T', '100G']) expect(() => pageCacheOption(bad)).toThrow(/--page-cache must be a size like 64M/);
+  });
 });

@@ -6,15 +6,18 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import type { StreamRecord, Tunnel, TunnelEvents } from '../../src/tunnel/host.js';
-import { MigrationFollower } from '../../src/tunnel/follow.js';
-import type { MigrationReport } from '../../src/tunnel/migration-watch.js';
+import { MigrationFollower, type FollowedMigration } from '../../src/tunnel/follow.js';
 import { multifdInit, multifdPacket } from '../helpers/multifd-bytes.js';
 import { loadFixture } from '../helpers/qemu.js';
 
 class FakeTunnel extends EventEmitter<TunnelEvents> {
   wire = { sent: 0, received: 0 };
+  deltaPages = 0;
   wireBytes(): { sent: number; received: number } {
     return { ...this.wire };
+  }
+  pageDelta(): { deltaPages: number; storedPages: number } {
+    return { deltaPages: this.deltaPages, storedPages: 0 };
   }
   stream(id: number, kind: StreamRecord['kind']): StreamRecord {
     const record: StreamRecord = { id, target: '/q', channel: 0, kind, clientBytes: 0, serverBytes: 0, openedAt: 0, closedAt: null, reset: null };
@@ -26,7 +29,8 @@ class FakeTunnel extends EventEmitter<TunnelEvents> {
 describe('MigrationFollower', () => {
   test('multifd channels that speak before the main stream still count; the report waits for every stream to close', () => {
     const tunnel = new FakeTunnel();
-    const reports: MigrationReport[] = [];
+    const reports: FollowedMigration[] = [];
+    tunnel.deltaPages = 5;
     new MigrationFollower(tunnel as unknown as Tunnel, (report) => reports.push(report));
     const page = Buffer.alloc(4096, 7);
     const channel = Buffer.concat([multifdInit(0), multifdPacket({ normal: [{ offset: 0, data: page }], zeroOffsets: [4096, 8192] })]);
@@ -37,6 +41,7 @@ describe('MigrationFollower', () => {
     tunnel.emit('bytes', main, true, stream);
     tunnel.emit('bytes', main, false, Buffer.alloc(10));
     tunnel.wire.sent += 1234;
+    tunnel.deltaPages += 40;
     tunnel.emit('closed', main);
     expect(reports).toHaveLength(0);
     tunnel.emit('closed', m1);
@@ -47,6 +52,7 @@ describe('MigrationFollower', () => {
       multifdBytes: channel.length,
       multifd: { channels: 1, packets: 1, normalPages: 1, zeroPages: 2, pageBytes: 4096 },
       wireBytes: 1234,
+      deltaPages: 40,
       problems: [],
     });
     expect(reports[0]!.passes.length).toBeGreaterThan(0);

@@ -255,7 +255,7 @@ describe('TunnelSession', () => {
   test('with a codec: compressible chunks go compressed, others raw, every byte arrives; a payload that does not decompress fails the session', () => {
     const lz4 = frameCodec(codecByName('lz4'), 1);
     if (typeof lz4 === 'string') throw new Error(lz4);
-    const pair = new Pair(1, { compress: lz4.compress, decompress: lz4.decompress });
+    const pair = new Pair(1, { codec: lz4 });
     pair.on('dialer', (s) => s.open('/t'));
     pair.on('listener', (s) => s.connected(1));
     const text = Buffer.from('migration '.repeat(6000));
@@ -266,7 +266,7 @@ describe('TunnelSession', () => {
     expect(codecs).toEqual([1, 0, 0]);
     pair.inject('listener', 0, W.streamData(1, Buffer.from('not lz4 at all'), { codec: 1, rawLength: 100 }));
     pair.settle();
-    expect(pair.sides.listener.failed?.message).toMatch(/stream 1: a STREAM_DATA of codec 1 does not decompress to its 100 bytes/);
+    expect(pair.sides.listener.failed?.message).toMatch(/stream 1: a STREAM_DATA of codec 0x1 does not decode to its 100 bytes/);
   });
 
   test.each([
