@@ -2,7 +2,7 @@
  * `virsh migrate --p2p --live` of one busy guest between the two libvirt hosts of
  * test/helpers/libvirt-hosts.ts, through every path libvirt offers and through `migstream tunnel`:
  *
- *   npm run bench:libvirt [-- --runs 3] [--rates 1000,0] [--only SUBSTRING]
+ *   npm run bench:libvirt [-- --runs 3] [--rates 1000,0] [--only SUBSTRING[|SUBSTRING…]] [--guest dirty|busy]
  *                                    (root, scripts/setup-libvirt.sh; rate 0 = uncapped link)
  *
  * Rows: libvirt's native transport (qemu+tcp:// to the destination libvirtd, QEMU's stream on
@@ -45,13 +45,20 @@ import {
   type LibvirtPair,
 } from '../test/helpers/libvirt-hosts.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string' }, rates: { type: 'string' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { runs: { type: 'string' }, rates: { type: 'string' }, only: { type: 'string' }, guest: { type: 'string' } } });
 const RUNS = Number(values.runs ?? 3);
 const RATES = (values.rates ?? '1000,0').split(',').map(Number);
 const NAME = 'bench';
 const MEMORY_MIB = 256;
-/** The guest fills 128 MiB at boot, then rewrites 8 MiB continuously (guest/memfill.c). */
-const CMDLINE = 'console=ttyS0 panic=-1 mode=dirty fill=128';
+/**
+ * The guest (guest/memfill.c): "dirty" fills 128 MiB at boot, then rewrites 8 MiB continuously;
+ * "busy" fills 64 MiB, then writes 16 bytes into each page of a 64 MiB working set in turn, 32
+ * MiB/s of pages: more than a 200 Mbit/s link carries, so only a compressed migration converges.
+ */
+const GUESTS: Record<string, string> = { dirty: 'mode=dirty fill=128', busy: 'mode=busy fill=64 wss=64 rate=32' };
+const GUEST = GUESTS[values.guest ?? 'dirty'];
+if (GUEST === undefined) throw new Error(`--guest must be one of ${Object.keys(GUESTS).join(', ')}`);
+const CMDLINE = `console=ttyS0 panic=-1 ${GUEST}`;
 /** A healthy run takes ~5 s; a hung one (multifd channels reordered by a relay) is aborted. */
 const MIGRATE_TIMEOUT_MS = 60_000;
 
@@ -114,9 +121,15 @@ const ALL_PATHS: Path[] = [
   tunnelPath('migstream tunnel TLS, 2 channels, --parallel 2', 2, true, parallel),
   tunnelPath('migstream tunnel TLS, 2 channels, -c lz4', 2, true, [], ['-c', 'lz4']),
   tunnelPath('migstream tunnel TLS, 2 channels, -c zstd', 2, true, [], ['-c', 'zstd']),
+  // Page-aware compression (on with -c by default) against chunk-by-chunk compression alone.
+  tunnelPath('migstream tunnel TLS, 2 channels, -c lz4 --page-cache 0', 2, true, [], ['-c', 'lz4', '--page-cache', '0']),
+  tunnelPath('migstream tunnel TLS, 2 channels, -c zstd --page-cache 0', 2, true, [], ['-c', 'zstd', '--page-cache', '0']),
+  tunnelPath('migstream tunnel TLS, 2 channels, --parallel 2, -c lz4', 2, true, parallel, ['-c', 'lz4']),
+  tunnelPath('migstream tunnel TLS, 2 channels, --parallel 2, -c lz4 --page-cache 0', 2, true, parallel, ['-c', 'lz4', '--page-cache', '0']),
   tunnelPath('migstream tunnel --insecure, 1 channel', 1, false, []),
 ];
-const PATHS = ALL_PATHS.filter((path) => values.only === undefined || path.name.includes(values.only));
+/** --only A|B: the rows whose name contains A or B. */
+const PATHS = ALL_PATHS.filter((path) => values.only === undefined || values.only.split('|').some((part) => path.name.includes(part)));
 
 interface Run {
   seconds: number;
@@ -199,7 +212,11 @@ async function bench(rateMbit: number): Promise<string> {
           const qemuLog = qemuErrors(to);
           runs.get(path.name)!.push({ seconds, setupSeconds, downtimeMs: NaN, wireBytes, ok: false, failed: error });
           console.error(`${rateMbit || 'uncapped'} ${path.name} ${from.name}->${to.name}: FAILED after ${seconds.toFixed(2)} s: ${error}; destination QEMU: ${qemuLog}`);
-          if (migrated.code === null) await from.virsh(['domjobabort', NAME]);
+          if (migrated.code === null) {
+            // Timed out: the job runs on until aborted, and the next migration must not find it.
+            await from.virsh(['domjobabort', NAME]);
+            for (let i = 0; i < 150 && !/Job type:\s+None/.test((await from.virsh(['domjobinfo', NAME])).stdout); i++) await sleep(200);
+          }
           for (let i = 0; i < 50 && (await from.virsh(['domstate', NAME])).stdout.trim() !== 'running'; i++) await sleep(200);
           if ((await from.virsh(['domstate', NAME])).stdout.trim() !== 'running') await boot(from);
           await sleep(500);

@@ -5,12 +5,13 @@
  * return-path on (libvirt always sets it); QEMU 7.2 with the main stream only, QEMU 10.0 with 2
  * multifd channels.
  *
- *   npm run bench:tunnel [-- --rounds N]
+ *   npm run bench:tunnel [-- --rounds N] [--only SUBSTRING[|SUBSTRING…]]
  *
  * Every row: a fresh source and destination QEMU, the forwarder started, `migrate unix:…`,
  * wall time until both QEMUs report completed; QEMU's total-time and downtime; the bytes QEMU
  * wrote (ram.transferred, multifd included) and, for the tunnel, its frame bytes (both ways,
- * before TLS) from its migration report. Best round by wall time. Everything shares this
+ * before TLS) and the pages it sent as deltas (page-aware compression, on with -c unless
+ * --page-cache 0) from its migration report. Best round by wall time. Everything shares this
  * machine's cores: two TCG QEMUs, the guest's writer and the forwarder's two ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,7 +28,7 @@ import { REPO_ROOT, guestArgs } from '../test/fixtures/meta.js';
 import { freePort } from '../test/helpers/transport.js';
 import { startTunnelPair, type TunnelPair } from '../test/helpers/tunnel.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string' }, only: { type: 'string' } } });
 const ROUNDS = Number(values.rounds ?? 2);
 const MiB = 1024 * 1024;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-bench-tunnel-'));
@@ -48,7 +49,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'QEMU 10.0, 2 multifd channels', qemu: '10.0', machine: 'pc-i440fx-10.0', multifd: 2 },
 ];
 
-type Forwarder = { kind: 'direct' } | { kind: 'qemu-tls' } | { kind: 'socat' } | { kind: 'tunnel'; tls: boolean; channels: number; codec: string };
+type Forwarder = { kind: 'direct' } | { kind: 'qemu-tls' } | { kind: 'socat' } | { kind: 'tunnel'; tls: boolean; channels: number; codec: string; extra?: string[] };
 const ROWS: [string, Forwarder][] = [
   ['QEMU to QEMU, unix:, no forwarder', { kind: 'direct' }],
   ["QEMU's own TLS, tcp: (libvirt --tls)", { kind: 'qemu-tls' }],
@@ -58,7 +59,12 @@ const ROWS: [string, Forwarder][] = [
   ['tunnel, TLS, 2 channels', { kind: 'tunnel', tls: true, channels: 2, codec: 'none' }],
   ['tunnel, TLS, 2 channels, lz4', { kind: 'tunnel', tls: true, channels: 2, codec: 'lz4' }],
   ['tunnel, TLS, 2 channels, zstd', { kind: 'tunnel', tls: true, channels: 2, codec: 'zstd' }],
+  // Chunk-by-chunk compression alone, without the page-aware deltas.
+  ['tunnel, TLS, 2 channels, lz4, --page-cache 0', { kind: 'tunnel', tls: true, channels: 2, codec: 'lz4', extra: ['--page-cache', '0'] }],
+  ['tunnel, TLS, 2 channels, zstd, --page-cache 0', { kind: 'tunnel', tls: true, channels: 2, codec: 'zstd', extra: ['--page-cache', '0'] }],
 ];
+/** --only A|B: the rows whose name contains A or B. */
+const SELECTED = ROWS.filter(([name]) => values.only === undefined || values.only.split('|').some((part) => name.includes(part)));
 
 interface Run {
   wallS: number;
@@ -66,6 +72,7 @@ interface Run {
   downtimeMs: number;
   qemuMB: number;
   wireMB: number | null;
+  deltaPages: number | null;
 }
 
 async function until(vm: QemuVm, timeoutMs: number): Promise<MigrationInfo> {
@@ -126,7 +133,7 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
         targets: [target],
         channels: forwarder.channels,
         ...(forwarder.tls ? { tls: certs } : {}),
-        extra: { source: ['-c', forwarder.codec] },
+        extra: { source: ['-c', forwarder.codec, ...(forwarder.extra ?? [])] },
       });
     }
     const started = Date.now();
@@ -143,6 +150,7 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
       downtimeMs: info.downtime ?? 0,
       qemuMB: (info.ram?.transferred ?? 0) / 1e6,
       wireMB: report === undefined ? null : (report.wireBytes as number) / 1e6,
+      deltaPages: report === undefined ? null : (report.deltaPages as number),
     };
   } finally {
     await pair?.stop();
@@ -155,7 +163,7 @@ async function once(scenario: Scenario, forwarder: Forwarder, round: number): Pr
 console.log(`cores: ${cpus().length}, node ${process.version}; busy guest: 256 MiB, 96 MiB filled, 32 MiB rewritten at 16 MiB/s; downtime limit 300 ms; best of ${ROUNDS}`);
 for (const scenario of SCENARIOS) {
   const rows: (string | number)[][] = [];
-  for (const [name, forwarder] of ROWS) {
+  for (const [name, forwarder] of SELECTED) {
     const runs: Run[] = [];
     for (let round = 0; round < ROUNDS; round++) runs.push(await once(scenario, forwarder, round));
     const best = runs.reduce((a, b) => (b.wallS < a.wallS ? b : a));
@@ -167,9 +175,10 @@ for (const scenario of SCENARIOS) {
       best.downtimeMs,
       best.qemuMB.toFixed(0),
       best.wireMB === null ? '—' : best.wireMB.toFixed(0),
+      best.deltaPages ?? '—',
     ]);
   }
   console.log(`\n${scenario.name}`);
-  console.log(table(['path', 'wall s', 'runs', 'QEMU total s', 'downtime ms', 'QEMU MB', 'tunnel wire MB'], rows));
+  console.log(table(['path', 'wall s', 'runs', 'QEMU total s', 'downtime ms', 'QEMU MB', 'tunnel wire MB', 'delta pages'], rows));
 }
 rmSync(scratch, { recursive: true, force: true });
