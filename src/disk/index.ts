@@ -13,7 +13,7 @@ export {
   presenceBytes,
   type DiskStreamDecoderOptions,
 } from './disk-stream.js';
-export { BASE_ALLOCATION, chunkCount, chunkRuns, dirtyBitmapContext, extentSelector, planChunks, plannedBytes, type ChunkRun, type PlanOptions } from './pass-plan.js';
+export { BASE_ALLOCATION, chunkCount, chunkRunBatches, chunkRuns, dirtyBitmapContext, extentSelector, planChunks, plannedBytes, type ChunkRun, type PlanOptions } from './pass-plan.js';
 export { ChunkEncoder, recordBytes, type ChunkEncoderOptions, type ChunkRecord } from './chunk-encoder.js';
 export { DiskSource, type DiskSourceOptions, type EmitRecord, type PassStats } from './source.js';
 export { DiskSink, type DiskSinkOptions, type SinkStats } from './sink.js';

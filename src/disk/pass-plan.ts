@@ -101,25 +101,33 @@ export interface ChunkRun {
 }
 
 /**
- * The runs of set chunks, in order, each at most `maxChunks` long (hbitmap_next_dirty_area
- * through HBitmap.dirtyAreas), clipped to the drive's `size`.
+ * The runs of set chunks, in order, each at most `maxChunks` long, as the addon's
+ * next-dirty-area search finds them (hbitmap_next_dirty_area through HBitmap.fillDirtyAreas):
+ * batches of (first chunk, chunk count) pairs, up to RUNS_PER_BATCH runs a batch. A batch is a
+ * view the next one overwrites. What a dirty pass walks: no object per run (over a 2^24-chunk
+ * map at 0.1 % dirty, 16,777 runs, one object per run took the walk from 0.25 to 0.7–1 ms).
  */
-export function* chunkRuns(map: HBitmap, size: number, maxChunks = Infinity): Generator<ChunkRun, void, undefined> {
-  const chunkSize = map.granularity;
-  // Areas in native batches (fillDirtyAreas), not through dirtyAreas()'s own generator: over a
-  // 2^24-chunk map at 0.1 % dirty the nested generators took 1.35 ms, the batch walk 0.25.
+export function* chunkRunBatches(map: HBitmap, maxChunks = Infinity): Generator<Float64Array, void, undefined> {
   const batch = new Float64Array(2 * RUNS_PER_BATCH);
   for (let from = 0; ;) {
     const found = map.fillDirtyAreas(batch, from, maxChunks);
-    for (let i = 0; i < found; i++) {
-      const start = batch[2 * i]!;
-      const chunks = batch[2 * i + 1]!;
-      const offset = start * chunkSize;
-      yield { firstChunk: start, chunks, offset, length: Math.min((start + chunks) * chunkSize, size) - offset };
-    }
+    if (found > 0) yield batch.subarray(0, 2 * found);
     if (found < RUNS_PER_BATCH) return;
     from = batch[2 * found - 2]! + batch[2 * found - 1]!;
     if (from >= map.size) return;
+  }
+}
+
+/** The runs of set chunks as objects, clipped to the drive's `size` (chunkRunBatches, one object a run). */
+export function* chunkRuns(map: HBitmap, size: number, maxChunks = Infinity): Generator<ChunkRun, void, undefined> {
+  const chunkSize = map.granularity;
+  for (const batch of chunkRunBatches(map, maxChunks)) {
+    for (let i = 0; i < batch.length; i += 2) {
+      const start = batch[i]!;
+      const chunks = batch[i + 1]!;
+      const offset = start * chunkSize;
+      yield { firstChunk: start, chunks, offset, length: Math.min((start + chunks) * chunkSize, size) - offset };
+    }
   }
 }
 

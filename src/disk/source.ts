@@ -23,7 +23,7 @@ import { ArgumentError } from '../stream/errors.js';
 import { ChunkEncoder, recordBytes, type ChunkRecord } from './chunk-encoder.js';
 import { SUB_BLOCK_SIZE } from './disk-stream.js';
 import { DiskSizeError } from './errors.js';
-import { BASE_ALLOCATION, chunkRuns, dirtyBitmapContext, extentSelector, planChunks } from './pass-plan.js';
+import { BASE_ALLOCATION, chunkRunBatches, dirtyBitmapContext, extentSelector, planChunks } from './pass-plan.js';
 import { addBitmap, addExport, deleteExport, findDriveNode, removeBitmap, rotateBitmap, startNbdServer, stopNbdServer, type DriveNode } from './qmp-block.js';
 import type { DiskStreamHeader } from './records.js';
 
@@ -202,7 +202,7 @@ export class DiskSource {
       const stats = { pass, metaContext, selectedBytes, chunks: 0, dataRecords: 0, zeroRecords: 0, deltaRecords: 0, subBlocks: 0, bytes: 0, ms: 0 };
       await this.readChunks(
         nbd,
-        chunkRuns(plan, this.header.size),
+        chunkRunBatches(plan),
         pass > 0,
         async (record) => {
           if (record.type === 'block-data') stats.dataRecords++;
@@ -229,10 +229,10 @@ export class DiskSource {
   }
 
   /**
-   * Reads every chunk of `runs` with up to `window` reads in flight, and encodes and emits them
+   * Reads every chunk of `runs` (chunkRunBatches) with up to `window` reads in flight, and encodes and emits them
    * in drive order: memory stays at `window` chunks whatever the pass's size.
    */
-  private async readChunks(nbd: NbdClient, runs: Iterable<{ firstChunk: number; chunks: number }>, delta: boolean, emit: (record: ChunkRecord) => Promise<void>, counted: () => void): Promise<void> {
+  private async readChunks(nbd: NbdClient, runs: Iterable<Float64Array>, delta: boolean, emit: (record: ChunkRecord) => Promise<void>, counted: () => void): Promise<void> {
     const { chunkSize } = this.header;
     const pending: { index: number; read: Promise<Buffer> }[] = [];
     const start = (index: number): void => {
@@ -254,10 +254,15 @@ export class DiskSource {
       if (record !== undefined) await emit(record);
     };
     try {
-      for (const run of runs) {
-        for (let index = run.firstChunk; index < run.firstChunk + run.chunks; index++) {
-          if (pending.length >= this.window) await finishOldest();
-          start(index);
+      // Each batch holds (first chunk, chunk count) pairs and stays as it is until the loop asks
+      // for the next one.
+      for (const batch of runs) {
+        for (let i = 0; i < batch.length; i += 2) {
+          const end = batch[i]! + batch[i + 1]!;
+          for (let index = batch[i]!; index < end; index++) {
+            if (pending.length >= this.window) await finishOldest();
+            start(index);
+          }
         }
       }
       while (pending.length > 0) await finishOldest();

@@ -4,7 +4,7 @@
  * drive are DiskExtentErrors naming the offset.
  */
 import { describe, expect, test } from 'vitest';
-import { BASE_ALLOCATION, DiskExtentError, chunkRuns, dirtyBitmapContext, planChunks, plannedBytes } from '../../src/disk/index.js';
+import { BASE_ALLOCATION, DiskExtentError, chunkRunBatches, chunkRuns, dirtyBitmapContext, planChunks, plannedBytes } from '../../src/disk/index.js';
 import { HBitmap } from '../../src/native/hbitmap.js';
 
 const KIB = 1024;
@@ -170,6 +170,14 @@ describe('chunkRuns across the native batches', () => {
       expect(runs.map((r) => [r.firstChunk, r.chunks])).toEqual(expected);
       const last = runs.at(-1)!;
       expect(last.offset + last.length).toBe(size);
+      // The batches a dirty pass walks: the same pairs, at most 1024 a batch, none empty. Each
+      // batch is a view the next one overwrites: copied as it comes.
+      const batches: number[][] = [];
+      for (const batch of chunkRunBatches(map, maxChunks)) batches.push(Array.from(batch));
+      expect(batches.every((pairs) => pairs.length > 0 && pairs.length <= 2048)).toBe(true);
+      const pairs = batches.flat();
+      expect(Array.from({ length: pairs.length / 2 }, (_, i) => [pairs[2 * i], pairs[2 * i + 1]])).toEqual(expected);
     }
+    expect([...chunkRunBatches(new HBitmap(chunks, { granularity: chunkSize }))]).toEqual([]);
   });
 });
