@@ -45,8 +45,8 @@ Options:
   --page-cache SIZE    source side, with -c: page-aware compression; each QEMU migration stream
                        and multifd channel keeps SIZE of pages on both hosts, and a page sent
                        again goes as its difference from the copy sent before (default 64M;
-                       0: off). Destination side: the most a source may ask for, per stream
-                       (default 256M)
+                       0: off). Destination side: the most all streams' caches may take
+                       together (default 1G)
   --socket-mode MODE   source side: permissions of the sockets it listens on (octal, e.g. 660
                        for a QEMU that runs as libvirt-qemu); default the umask's
   --page-hashes FILE   source side: after each migration, write the hashes of the final RAM it

@@ -8,7 +8,8 @@
  * Page-aware on the source side (`pageCacheBytes` > 0): in a QEMU main stream or multifd
  * channel, a guest page sent again goes as its XOR against its earlier copy (page-delta.ts),
  * found by page-finder.ts; the codec byte then carries PAGE_TABLE_FLAG and the payload starts
- * with the page table. Every receiver undoes it, within its own `pageCacheLimitBytes` per stream.
+ * with the page table. Every receiver undoes it, keeping at most `pageCacheLimitBytes` of pages
+ * for all streams together.
  */
 import { CODEC_IDS, compressInto, decompressInto, hasNativeCodec, type CodecId, type CodecInfo } from '../codecs/registry.js';
 import { PAGE_DELTA_BYTES, PAGE_TABLE_FLAG, PageDeltaDecoder, PageDeltaEncoder, decodePageTable, encodePageTable } from './page-delta.js';
@@ -37,14 +38,15 @@ export interface FrameCodec extends StreamCodec {
 export interface FrameCodecOptions {
   /** Sending: the page cache each migration stream keeps (0: not page-aware). */
   pageCacheBytes?: number;
-  /** Receiving: the most page cache a peer may make this side keep per stream. */
+  /** Receiving: the most page cache a peer may make this side keep, all streams together. */
   pageCacheLimitBytes?: number;
 }
 
 /** Chunks below this are sent raw: a return-path message or an RPC reply gains nothing. */
 const MIN_COMPRESS_BYTES = 512;
 export const DEFAULT_PAGE_CACHE_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_PAGE_CACHE_LIMIT_BYTES = 256 * 1024 * 1024;
+/** Room for a migration with 8 multifd channels at the default cache, and a second one starting. */
+export const DEFAULT_PAGE_CACHE_LIMIT_BYTES = 1024 * 1024 * 1024;
 
 interface SendState {
   finder: PageFinder;
@@ -58,6 +60,9 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
   const maxSlots = Math.floor((options.pageCacheLimitBytes ?? DEFAULT_PAGE_CACHE_LIMIT_BYTES) / PAGE_DELTA_BYTES);
   const sending = new Map<number, SendState>();
   const receiving = new Map<number, PageDeltaDecoder>();
+  /** Slots the open streams' caches may take here, of maxSlots: reserved at a stream's first table. */
+  const reserved = new Map<number, number>();
+  let reservedSlots = 0;
   const closed: PageDeltaCounts = { deltaPages: 0, storedPages: 0 };
   let scratch = Buffer.allocUnsafe(0);
 
@@ -102,7 +107,18 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
       if ((id & PAGE_TABLE_FLAG) === 0) return decompressBase(id, payload, rawLength);
       const { table, body } = decodePageTable(payload, rawLength);
       let decoder = receiving.get(stream);
-      if (decoder === undefined) receiving.set(stream, (decoder = new PageDeltaDecoder(maxSlots)));
+      if (decoder === undefined) {
+        // A peer could open many streams: the limit is for all of them together.
+        const mib = (slots: number): number => (slots * PAGE_DELTA_BYTES) / 1048576;
+        if (table.slots > maxSlots - reservedSlots) {
+          throw new RangeError(
+            `a page cache of ${table.slots} slots (${mib(table.slots)} MiB) would take this side's page caches to ${mib(reservedSlots + table.slots)} MiB, over its ${mib(maxSlots)} MiB for all streams together (--page-cache)`,
+          );
+        }
+        reserved.set(stream, table.slots);
+        reservedSlots += table.slots;
+        receiving.set(stream, (decoder = new PageDeltaDecoder(table.slots)));
+      }
       return decoder.apply(table, decompressBase(id & ~PAGE_TABLE_FLAG, body, rawLength));
     },
     forget(stream) {
@@ -113,6 +129,8 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
       }
       sending.delete(stream);
       receiving.delete(stream);
+      reservedSlots -= reserved.get(stream) ?? 0;
+      reserved.delete(stream);
     },
     pageDelta() {
       const counts = { ...closed };

@@ -301,7 +301,7 @@ export interface ListenerOptions {
   /** The only UNIX sockets a stream may connect to. */
   targets: string[];
   window?: number;
-  /** The most page cache a source may make this side keep per stream (default 256 MiB). */
+  /** The most page cache a source may make this side keep, all streams together (default 1 GiB). */
   pageCacheLimitBytes?: number | undefined;
 }
 

@@ -237,7 +237,7 @@ export class PageDeltaDecoder {
   private cacheFor(slots: number): PageSlots {
     if (this.cache === undefined) {
       if (slots < 1 || slots > this.maxSlots) {
-        throw new RangeError(`a page cache of ${slots} slots (${(slots * PAGE_DELTA_BYTES) / 1048576} MiB) is over this side's ${(this.maxSlots * PAGE_DELTA_BYTES) / 1048576} MiB (--page-cache)`);
+        throw new RangeError(`a page cache of ${slots} slots (${(slots * PAGE_DELTA_BYTES) / 1048576} MiB) is over the ${(this.maxSlots * PAGE_DELTA_BYTES) / 1048576} MiB this stream may keep`);
       }
       this.cache = new PageSlots(slots);
     } else if (slots !== this.cache.slots) {

@@ -249,13 +249,28 @@ describe('page tables from the wire (hand-built)', () => {
       /page at 100 overlaps/,
     ],
     ['a slot beyond the cache', pageTable(8, [[0, 8, 1]]), PAGE, /names slot 8 of a 8-slot cache/],
-    ['a cache over the receiver’s limit', pageTable(1 << 20, [[0, 0, 1]]), PAGE, /a page cache of 1048576 slots \(4096 MiB\) is over this side's 1 MiB/],
+    [
+      'a cache over the receiver’s limit',
+      pageTable(1 << 20, [[0, 0, 1]]),
+      PAGE,
+      /a page cache of 1048576 slots \(4096 MiB\) would take this side's page caches to 4096 MiB, over its 1 MiB for all streams together/,
+    ],
     ['a cache of no slots', pageTable(0, [[0, 0, 1]]), PAGE, /a page cache of 0 slots/],
   ])('refused: %s', (_name, table, bodyLength, message) => {
     const receiver = codec({ pageCacheLimitBytes: MIB });
     // The raw length a STREAM_DATA announces: the body's, or a page for a table without one.
     const rawLength = bodyLength || PAGE;
     expect(() => receiver.decompress(1, PAGE_TABLE_FLAG, Buffer.concat([table, Buffer.alloc(bodyLength)]), rawLength)).toThrow(message);
+  });
+
+  test('the limit is for all streams together: a stream over what the others left is refused, and a closed stream gives its share back', () => {
+    const receiver = codec({ pageCacheLimitBytes: MIB });
+    const table = (stream: number): Buffer => receiver.decompress(stream, PAGE_TABLE_FLAG, Buffer.concat([pageTable(128, [[0, 0, 1]]), page(stream)]), PAGE);
+    expect(table(1).equals(page(1))).toBe(true);
+    expect(table(2).equals(page(2))).toBe(true);
+    expect(() => table(3)).toThrow(/would take this side's page caches to 1.5 MiB, over its 1 MiB for all streams together/);
+    receiver.forget(1);
+    expect(table(3).equals(page(3))).toBe(true);
   });
 
   test('refused: the cache size changing within a stream; a base codec this side lacks', () => {
