@@ -31,7 +31,8 @@ export const MULTIFD_PACKET_DATA_BYTES = 512 * 1024;
 /** The packet before its offsets. */
 export const MULTIFD_PACKET_HEADER_BYTES = 320;
 export const MULTIFD_FLAG_SYNC = 1;
-const COMPRESSION_MASK = 0xf << 1;
+/** Flags bits 1..3 (and 4): zlib, zstd, qpl, uadk compression of the packet's pages. */
+export const MULTIFD_COMPRESSION_MASK = 0xf << 1;
 
 export interface MultifdInit {
   kind: 'init';
@@ -134,7 +135,7 @@ export class MultifdChannelReader {
         expected: `at most ${this.pageCount} pages (${this.pageSize}-byte pages)`,
       });
     }
-    const compressed = (flags & COMPRESSION_MASK) !== 0;
+    const compressed = (flags & MULTIFD_COMPRESSION_MASK) !== 0;
     if (compressed && nextPacketSize > MULTIFD_PACKET_DATA_BYTES * 2) {
       throw new FramingError(`next_packet_size ${nextPacketSize}`, { ...details, expected: `at most ${MULTIFD_PACKET_DATA_BYTES * 2}` });
     }

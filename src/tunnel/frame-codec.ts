@@ -59,10 +59,8 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
   const slots = codec.id === CODEC_IDS.none ? 0 : Math.floor((options.pageCacheBytes ?? 0) / PAGE_DELTA_BYTES);
   const maxSlots = Math.floor((options.pageCacheLimitBytes ?? DEFAULT_PAGE_CACHE_LIMIT_BYTES) / PAGE_DELTA_BYTES);
   const sending = new Map<number, SendState>();
+  /** Each stream's decoder holds the slots its first table reserved (maxSlots of the decoder). */
   const receiving = new Map<number, PageDeltaDecoder>();
-  /** Slots the open streams' caches may take here, of maxSlots: reserved at a stream's first table. */
-  const reserved = new Map<number, number>();
-  let reservedSlots = 0;
   const closed: PageDeltaCounts = { deltaPages: 0, storedPages: 0 };
   let scratch = Buffer.allocUnsafe(0);
 
@@ -110,13 +108,13 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
       if (decoder === undefined) {
         // A peer could open many streams: the limit is for all of them together.
         const mib = (slots: number): number => (slots * PAGE_DELTA_BYTES) / 1048576;
+        let reservedSlots = 0;
+        for (const other of receiving.values()) reservedSlots += other.maxSlots;
         if (table.slots > maxSlots - reservedSlots) {
           throw new RangeError(
             `a page cache of ${table.slots} slots (${mib(table.slots)} MiB) would take this side's page caches to ${mib(reservedSlots + table.slots)} MiB, over its ${mib(maxSlots)} MiB for all streams together (--page-cache)`,
           );
         }
-        reserved.set(stream, table.slots);
-        reservedSlots += table.slots;
         receiving.set(stream, (decoder = new PageDeltaDecoder(table.slots)));
       }
       return decoder.apply(table, decompressBase(id & ~PAGE_TABLE_FLAG, body, rawLength));
@@ -129,8 +127,6 @@ export function frameCodec(codec: CodecInfo, level: number, options: FrameCodecO
       }
       sending.delete(stream);
       receiving.delete(stream);
-      reservedSlots -= reserved.get(stream) ?? 0;
-      reserved.delete(stream);
     },
     pageDelta() {
       const counts = { ...closed };

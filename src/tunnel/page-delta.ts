@@ -209,7 +209,7 @@ export class PageDeltaDecoder {
   private readonly scratch = new Scratch();
 
   /** `maxSlots`: the most cache the source may make this side keep for the stream. */
-  constructor(private readonly maxSlots: number) {}
+  constructor(readonly maxSlots: number) {}
 
   /** Turns `body` (the decompressed chunk, changed in place) back into the raw chunk. */
   apply(table: PageTable, body: Buffer): Buffer {

@@ -9,11 +9,12 @@
  * left to the codec as it is. Pure: no I/O.
  */
 import { createDecoder } from '../codec.js';
-import { MULTIFD_MAGIC, MULTIFD_PACKET_DATA_BYTES, MULTIFD_PACKET_HEADER_BYTES, MultifdChannelReader } from '../ram/multifd.js';
+import { MULTIFD_COMPRESSION_MASK, MULTIFD_PACKET_DATA_BYTES, MULTIFD_PACKET_HEADER_BYTES, MultifdChannelReader } from '../ram/multifd.js';
+import { classifyConnection, type ConnectionKind } from './classify.js';
 import { PAGE_DELTA_BYTES, type PageSpan } from './page-delta.js';
 
-const QEMU_VM_FILE_MAGIC = 0x5145564d;
-const COMPRESSION_FLAGS = 0xf << 1;
+/** A multifd packet before its pages, for 4 KiB pages. */
+const PACKET_BYTES = MULTIFD_PACKET_HEADER_BYTES + 8 * (MULTIFD_PACKET_DATA_BYTES / PAGE_DELTA_BYTES);
 
 interface PendingPage {
   /** Stream offset of the page's first byte. */
@@ -42,10 +43,11 @@ export class PageFinder {
     let bytes = chunk;
     let from = start;
     if (this.mode === 'undecided') {
-      // The stream's first four bytes say what it is; they may come in more than one chunk.
+      // The stream's first bytes say what it is (classify.ts); they may come in more than one chunk.
       this.head = Buffer.concat([this.head, chunk]);
-      if (this.head.length < 4) return [];
-      const mode = this.decide(this.head.readUInt32BE(0));
+      const kind = classifyConnection(this.head, Buffer.alloc(0));
+      if (kind === null) return [];
+      const mode = this.decide(kind);
       this.mode = mode;
       bytes = this.head;
       from = 0;
@@ -62,13 +64,12 @@ export class PageFinder {
     }
   }
 
-  /** What the stream is, from its magic (as classify.ts tells connections apart). */
-  private decide(magic: number): 'main' | 'multifd' | 'none' {
-    if (magic === QEMU_VM_FILE_MAGIC) {
+  private decide(kind: ConnectionKind): 'main' | 'multifd' | 'none' {
+    if (kind === 'qemu-main') {
       this.decoder = createDecoder();
       return 'main';
     }
-    if (magic === MULTIFD_MAGIC) {
+    if (kind === 'multifd') {
       this.multifd = new MultifdChannelReader(PAGE_DELTA_BYTES);
       return 'multifd';
     }
@@ -93,10 +94,9 @@ export class PageFinder {
   }
 
   private multifdPages(chunk: Buffer, start: number): PageSpan[] {
-    const packetBytes = MULTIFD_PACKET_HEADER_BYTES + 8 * (MULTIFD_PACKET_DATA_BYTES / PAGE_DELTA_BYTES);
     for (const event of this.multifd!.push(chunk)) {
-      if (event.kind !== 'packet' || (event.flags & COMPRESSION_FLAGS) !== 0) continue;
-      const first = event.at + packetBytes;
+      if (event.kind !== 'packet' || (event.flags & MULTIFD_COMPRESSION_MASK) !== 0) continue;
+      const first = event.at + PACKET_BYTES;
       event.normalOffsets.forEach((offset, i) => this.pending.push({ from: first + i * PAGE_DELTA_BYTES, block: event.ramblock, offset }));
     }
     const end = start + chunk.length;
