@@ -15,7 +15,7 @@ import { UsageError } from './cli/args.js';
 import { CONTAINER_ERROR_CLASSES } from './container/errors.js';
 import { WorkerError } from './workers/errors.js';
 import { DirtyRateError } from './migrate/dirty-rate.js';
-import { ConvergenceError, LeverMissingError, VerifyError, VmStateError } from './migrate/errors.js';
+import { ConvergenceError, DiskStreamMissingError, LeverMissingError, VerifyError, VmStateError } from './migrate/errors.js';
 import { GuestMemoryReadError } from './migrate/ram-reader.js';
 import { SendStatsProtocolError } from './migrate/send-stats-wire.js';
 import { PageHashFileError } from './migrate/stream-hashes.js';
@@ -40,6 +40,7 @@ export const ERROR_CLASSES = {
   LeverMissingError,
   ConvergenceError,
   VerifyError,
+  DiskStreamMissingError,
   VerdictChannelError,
   VerdictProtocolError,
   DirtyRateError,

@@ -123,6 +123,7 @@ export const ERRORS = {
   ERR_LEVER_MISSING: { class: 'LeverMissingError', extends: 'MigrateError', folder: 'migrate', meaning: 'this QEMU lacks an option that was asked for', exit: 1 },
   ERR_NOT_CONVERGED: { class: 'ConvergenceError', extends: 'MigrateError', folder: 'migrate', meaning: 'pre-copy did not converge in time', exit: 1 },
   ERR_VERIFY: { class: 'VerifyError', extends: 'MigrateError', folder: 'migrate', meaning: 'the copy did not check out; keeps the mismatch count and the first mismatches', exit: 1 },
+  ERR_DISK_MISSING: { class: 'DiskStreamMissingError', extends: 'MigrateError', folder: 'migrate', meaning: "incoming --disk: a drive's disk stream never came, or did not finish arriving", exit: 1 },
   ERR_VERDICT_CHANNEL: { class: 'VerdictChannelError', extends: 'MigrateError', folder: 'migrate', meaning: 'the control port to the other side failed', exit: 1 },
   ERR_VERDICT_PROTOCOL: { class: 'VerdictProtocolError', extends: 'MigstreamError', folder: 'migrate', meaning: 'a control-port message that is not ours', exit: 1 },
   ERR_DIRTY_RATE: { class: 'DirtyRateError', extends: 'MigstreamError', folder: 'migrate', meaning: 'the dirty-rate probe failed', exit: 1 },

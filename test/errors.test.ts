@@ -24,7 +24,7 @@ import { WorkerError } from '../src/workers/errors.js';
 import { dataChecksum } from '../src/container/checksum.js';
 import { failure } from '../src/decompress/frame-failure.js';
 import { DirtyRateError } from '../src/migrate/dirty-rate.js';
-import { ConvergenceError, LeverMissingError, VerifyError, VmStateError } from '../src/migrate/errors.js';
+import { ConvergenceError, DiskStreamMissingError, LeverMissingError, VerifyError, VmStateError } from '../src/migrate/errors.js';
 import { GuestMemoryReadError } from '../src/migrate/ram-reader.js';
 import { SendStatsProtocolError } from '../src/migrate/send-stats-wire.js';
 import { PageHashFileError } from '../src/migrate/stream-hashes.js';
@@ -96,6 +96,7 @@ const SAMPLES: { readonly [C in ErrorCode]: () => MigstreamError } = {
   ERR_LEVER_MISSING: () => new LeverMissingError('this QEMU has no block migration'),
   ERR_NOT_CONVERGED: () => new ConvergenceError('pre-copy did not converge in 60 s'),
   ERR_VERIFY: () => new VerifyError('2 pages differ', 2, [{ idstr: 'pc.ram', offset: 4096, guestPhysAddr: 4096 }]),
+  ERR_DISK_MISSING: () => new DiskStreamMissingError('no disk stream came for drive disk0'),
   ERR_VERDICT_CHANNEL: () => new VerdictChannelError('the control port closed', { cause: new Error('ECONNRESET') }),
   ERR_VERDICT_PROTOCOL: () => new VerdictProtocolError('not a verdict: {"x":1}'),
   ERR_DIRTY_RATE: () => new DirtyRateError('calc-dirty-rate never finished', { cause: new Error('timeout') }),

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { receiveMigration, type IncomingEvent } from '../migrate/destination.js';
 import { VerdictListener } from '../migrate/verdict-channel.js';
+import { DiskReceiver, type DriveArrival } from '../migrate/disk-receiver.js';
+import { DiskStreamMissingError } from '../migrate/errors.js';
 import { verifyDestination, type VerifyOutcome } from '../migrate/verify.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { parse, UsageError, type Command } from './args.js';
@@ -30,6 +32,12 @@ Options:
 ${verifySampleUsage}
   --control-port PORT     where migrate probes the link and, with --verify, sends its
                           verdict (default: PORT + 1)
+  --disk DRIVE            take this drive (its -drive id, qdev id or node name; a blank image
+                          of at least the source drive's size) from "migrate --disk", through
+                          this QEMU's NBD server; repeat in the order migrate names its drives.
+                          The guest resumes only when every drive arrived and checked equal to
+                          the source's. RAM arriving without the disk stops this QEMU (quit), so
+                          the source's migration fails and the source runs on
   --no-client-auth        do not require a client certificate
   --no-resume             leave the guest paused after a good migration
   --timeout S             give up when no migration completed after S seconds
@@ -47,6 +55,7 @@ export const incomingCommand: Command = {
         listen: { type: 'string' },
         'no-client-auth': { type: 'boolean' },
         'no-resume': { type: 'boolean' },
+        disk: { type: 'string', multiple: true },
       },
       0,
     );
@@ -63,19 +72,38 @@ export const incomingCommand: Command = {
     if (values['no-client-auth'] === true) recvArgs.push('--no-client-auth');
     const verifyShare = verifyFraction(values);
     if (verifyShare !== undefined) recvArgs.push('--page-hashes', hashFile);
+    // parse() types a multiple option as its single form.
+    const disks = (values.disk as string[] | undefined) ?? [];
+    if (new Set(disks).size !== disks.length) throw new UsageError('--disk names a drive twice');
     const line = new LiveLine(values);
     let qmp: QmpClient | undefined;
     let listener: VerdictListener | undefined;
+    let receiver: DiskReceiver | undefined;
     try {
       qmp = await QmpClient.connect(values.qmp);
+      if (disks.length > 0) {
+        receiver = await DiskReceiver.prepare({
+          qmp,
+          drives: disks,
+          scratch,
+          onEvent: (event) => {
+            if (values.json === true) process.stdout.write(`${JSON.stringify(event)}\n`);
+            else if (event.type === 'disk-failed') line.note(`migstream incoming: ${event.message}`);
+            else line.update(`migstream incoming: disk ${event.drive}: ${event.type.slice(5)}`);
+          },
+        });
+      }
+      const disk = receiver;
       listener = await VerdictListener.listen({
         ...control,
         tls,
         onStray: (peer, reason) => line.note(`migstream incoming: ignored a connection from ${peer} on the control port: ${reason}`),
+        ...(disk !== undefined ? { onDiskStream: disk.accept } : {}),
       });
       const client = qmp;
       const verdictListener = listener;
       let verify: VerifyOutcome | null = null;
+      let arrivals: DriveArrival[] | null = null;
       const onEvent = (event: IncomingEvent): void => {
         if (values.json === true) process.stdout.write(`${JSON.stringify(event)}\n`);
         else line.update(`migstream incoming: ${event.type} (${(event.elapsedMs / 1000).toFixed(1)} s)`);
@@ -85,14 +113,23 @@ export const incomingCommand: Command = {
         transport: selfCommand(recvArgs),
         resume: values['no-resume'] !== true,
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        ...(verifyShare !== undefined
+        ...(verifyShare !== undefined || disk !== undefined
           ? {
               check: async () => {
-                verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener, sampleFraction: verifyShare });
+                // The source checked its drives against ours before it let QEMU switch over; this
+                // side compared them too, on its own.
+                if (disk !== undefined) arrivals = await disk.waitAll(60_000);
+                if (verifyShare !== undefined) verify = await verifyDestination({ qmp: client, hashFile, listener: verdictListener, sampleFraction: verifyShare });
               },
             }
           : {}),
+        ...(disk !== undefined ? { watchLoad: () => disk.watch() } : {}),
         onEvent,
+      }).catch(async (error: unknown) => {
+        // RAM came without its disk: this QEMU must not complete the load, and the source must see
+        // its migration fail (and run on), so this QEMU goes.
+        if (error instanceof DiskStreamMissingError && !client.closed) await client.execute('quit').catch(() => undefined);
+        throw error;
       });
       line.done();
       const summary = {
@@ -105,12 +142,14 @@ export const incomingCommand: Command = {
         checkMs: result.resumedAtMs === undefined ? null : Math.max(0, result.resumedAtMs - result.loadedAtMs),
         resumedAtMs: result.resumedAtMs ?? null,
         verify,
+        disk: arrivals,
       };
       if (values.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else if (values.quiet !== true) {
         const v = verify as VerifyOutcome | null;
         process.stderr.write(
           `migstream incoming: migration completed${summary.resumed ? ', guest resumed' : ', guest left paused'}` +
+            (summary.disk !== null ? `; ${(summary.disk as DriveArrival[]).map((d) => `disk ${d.drive}: ${d.records} records, ${d.chunksChecked} MiB checked equal`).join(', ')}` : '') +
             (v ? `; verified ${v.destination.pagesCompared} pages here and ${v.source.pagesCompared} on the source, none differ (${v.local.ms} ms here)` : '') +
             '\n',
         );
@@ -123,6 +162,7 @@ export const incomingCommand: Command = {
     } finally {
       line.done();
       listener?.close();
+      await receiver?.close();
       qmp?.close();
       rmSync(scratch, { recursive: true, force: true });
     }

@@ -11,6 +11,8 @@ import { downtimeBudget, handoverMs } from '../migrate/handover.js';
 import { formatProbe, probeSource, type ProbeReport } from '../migrate/probe.js';
 import { readLevers } from '../migrate/levers.js';
 import { probeLink } from '../migrate/verdict-channel.js';
+import { DiskMover, type DiskEvent } from '../migrate/disk-mover.js';
+import { parseSize } from './transfer-progress.js';
 import { defaultChannels } from './send.js';
 import { CODECS, codecByName, resolveLevel } from '../codecs/registry.js';
 import { parse, UsageError, type Command } from './args.js';
@@ -47,6 +49,16 @@ Options:
   --with-disk             carry the VM's writable disks in the stream (QEMU's block migration,
                           QEMU ≤ 9.0; the destination QEMU needs blank disks of the same size
                           and drive ids)
+  --disk DRIVE            move this drive (its -drive id, qdev id or node name) through QEMU's
+                          NBD server and dirty bitmaps, on any QEMU; repeat for more drives,
+                          in the order "incoming --disk" names the destination's. RAM starts
+                          once a dirty pass is small; the guest's write limit is lowered while
+                          passes do not shrink; the last pass and a check of both drives run
+                          with the source paused, before QEMU switches over
+  --disk-block-size SIZE  chunk size of the disk records, 4K to 16M (default 1M); chunks dirtied
+                          again go as their changed 4 KiB sub-blocks
+  --disk-granularity SIZE dirty bitmap granularity (default 64K)
+  --no-disk-throttle      never lower the guest's write limit
   --force-downtime MS     with --converge auto: when throttling is exhausted, raise
                           downtime-limit to MS to force the switch-over
   --verify                before the destination resumes, compare the paused source's RAM
@@ -62,6 +74,16 @@ ${verifySampleUsage}
   --tls-name NAME         name the receiver's certificate must carry (default: HOST)
 ${reportUsageLines('  ', 22)}
 ${tlsUsage}`;
+
+/** A power-of-two size option within [min, max], or undefined when absent. */
+function diskSizeOption(text: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const size = parseSize(text) ?? NaN;
+  if (!(Number.isInteger(size) && size >= min && size <= max && (size & (size - 1)) === 0)) {
+    throw new UsageError(`${name} must be a power of two from ${min} to ${max} bytes (K, M, G allowed), got "${text}"`);
+  }
+  return size;
+}
 
 /** send's hold in bytes: `ms` of a link of `bytesPerSecond`, at least one 64 KiB frame. */
 function holdBytesFor(bytesPerSecond: number, ms: number): number {
@@ -88,6 +110,10 @@ export const migrateCommand: Command = {
         'tls-name': { type: 'string' },
         probe: { type: 'boolean' },
         'with-disk': { type: 'boolean' },
+        disk: { type: 'string', multiple: true },
+        'disk-block-size': { type: 'string' },
+        'disk-granularity': { type: 'string' },
+        'no-disk-throttle': { type: 'boolean' },
         'no-probe': { type: 'boolean' },
       },
       0,
@@ -105,6 +131,12 @@ export const migrateCommand: Command = {
     if (holdMs > 0 && values['no-probe'] === true && values['max-bandwidth'] === undefined) {
       throw new UsageError("--hold needs a link rate to size the hold: the probe's (drop --no-probe) or --max-bandwidth");
     }
+    // parse() types a multiple option as its single form.
+    const disks = (values.disk as string[] | undefined) ?? [];
+    if (disks.length > 0 && values['with-disk'] === true) throw new UsageError('--disk and --with-disk exclude each other: one moves the drives through NBD, the other in the stream');
+    if (new Set(disks).size !== disks.length) throw new UsageError('--disk names a drive twice');
+    const diskChunk = diskSizeOption(values['disk-block-size'], '--disk-block-size', 4096, 16 * 1024 * 1024);
+    const diskGranularity = diskSizeOption(values['disk-granularity'], '--disk-granularity', 512, 2 ** 31);
     const forceDowntimeLimitMs = values['force-downtime'] === undefined ? undefined : parseMs(values['force-downtime'], '--force-downtime');
     const maxBandwidth = values['max-bandwidth'] === undefined ? undefined : parseRate(values['max-bandwidth']);
     const timeoutMs = values.timeout === undefined ? undefined : parseSeconds(values.timeout, 0);
@@ -130,9 +162,10 @@ export const migrateCommand: Command = {
       });
     const sendStats = stats!;
     const line = new LiveLine(values);
+    let mover: DiskMover | undefined;
     try {
       let lastJson = 0;
-      const onEvent = (event: MigrateEvent): void => {
+      const onEvent = (event: MigrateEvent | DiskEvent): void => {
         if (values.json === true) {
           if (event.type !== 'progress' || event.elapsedMs - lastJson >= 1000) {
             if (event.type === 'progress') lastJson = event.elapsedMs;
@@ -141,6 +174,9 @@ export const migrateCommand: Command = {
         } else if (event.type === 'progress') line.update(formatProgressLine(event as ProgressEvent));
         else if (event.type === 'throttle') line.note(`throttle ${event.percent} %: ${event.reason}`);
         else if (event.type === 'notice') line.note(event.message);
+        else if (event.type === 'disk-pass') line.update(`disk ${event.drive}: ${event.phase} pass ${event.pass}, ${(event.bytes / 1e6).toFixed(1)} MB in ${(event.ms / 1000).toFixed(1)} s`);
+        else if (event.type === 'disk-throttle') line.note(`disk ${event.drive}: write limit ${(event.bytesPerSecond / 1e6).toFixed(1)} MB/s: ${event.reason}`);
+        else if (event.type === 'disk-ready') line.note(`disk ready, RAM starts: ${event.reason}`);
       };
       let probe: ProbeReport | null = null;
       if (values['no-probe'] !== true) {
@@ -168,6 +204,24 @@ export const migrateCommand: Command = {
         if (values.probe === true) return 0;
       }
       if (holdMs > 0 && probe === null) sendArgs.push('--hold', String(holdBytesFor(maxBandwidth!, holdMs)));
+      if (disks.length > 0) {
+        line.update(`disk: opening ${disks.join(', ')} …`);
+        mover = await DiskMover.start({
+          qmp,
+          drives: disks,
+          scratch,
+          control: controlAddress(to, values['control-port']),
+          tls,
+          ...(diskChunk !== undefined ? { chunkSize: diskChunk } : {}),
+          ...(diskGranularity !== undefined ? { granularity: diskGranularity } : {}),
+          ...(probe !== null ? { linkBytesPerSecond: probe.rate } : {}),
+          throttle: values['no-disk-throttle'] !== true,
+          onEvent,
+        });
+        await mover.converge();
+        mover.startBesideRam();
+      }
+      const disk = mover;
       const result = await migrateSource({
         qmp,
         transport: selfCommand(sendArgs),
@@ -179,6 +233,7 @@ export const migrateCommand: Command = {
         withDisk: values['with-disk'] === true,
         onEvent,
         transportBytes: () => sendStats.latest,
+        ...(disk !== undefined ? { beforeSwitchover: () => disk.switchover(), watch: () => disk.watch() } : {}),
       });
       line.done();
       // send reports its last figures once the receiver confirmed the stream's end.
@@ -187,12 +242,14 @@ export const migrateCommand: Command = {
       if (verifyShare !== undefined) {
         verify = await verifySource({ qmp, hashFile, control: controlAddress(to, values['control-port']), tls, sampleFraction: verifyShare });
       }
-      const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null, probe);
+      const report = buildMigrateReport(result, verify, finalStats ?? sendStats.latest ?? null, probe, mover?.report() ?? null);
       if (values.json === true) process.stdout.write(`${JSON.stringify({ type: 'summary', ...report })}\n`);
       else if (values.quiet !== true) process.stderr.write(formatMigrateReport(report));
       return 0;
     } catch (error) {
       line.done();
+      // The RAM migration was cancelled (the source resumed); the drives' bitmaps, exports and write limits go too.
+      await mover?.abort();
       if (error instanceof Error) error.message += await vmStateSuffix(qmp, 'source');
       throw error;
     } finally {

@@ -18,12 +18,14 @@ export interface DriveNode {
   readonly nodeName: string;
   /** `image.virtual-size`: the drive's size in bytes. */
   readonly size: number;
+  /** How block_set_io_throttle names the drive: its BlockBackend (`device`) or, for -blockdev, the device's qdev id. */
+  readonly throttleTarget: { readonly device: string } | { readonly id: string };
 }
 
 interface QueryBlockEntry {
   device: string;
   qdev?: string;
-  inserted?: { 'node-name': string; image: { 'virtual-size': number } };
+  inserted?: { 'node-name': string; image: { 'virtual-size': number } } & Partial<Record<string, unknown>>;
 }
 
 /**
@@ -38,7 +40,53 @@ export async function findDriveNode(qmp: QmpExecutor, drive: string): Promise<Dr
     const known = entries.filter((e) => e.inserted !== undefined).map((e) => e.device || e.inserted!['node-name']);
     throw new ArgumentError(`QEMU has no drive ${JSON.stringify(drive)} with a medium (drives: ${known.join(', ') || 'none'})`);
   }
-  return { drive, nodeName: entry.inserted['node-name'], size: entry.inserted.image['virtual-size'] };
+  const throttleTarget = entry.device !== '' ? { device: entry.device } : { id: entry.qdev ?? drive };
+  return { drive, nodeName: entry.inserted['node-name'], size: entry.inserted.image['virtual-size'], throttleTarget };
+}
+
+/**
+ * The I/O limits block_set_io_throttle takes (bytes/s and requests/s; 0 = no limit), as
+ * query-block reports them in `inserted`: the six required ones and the burst settings.
+ */
+export type IoLimits = Readonly<Record<string, number | string>>;
+
+/** The required fields of block_set_io_throttle (qapi/block.json BlockIOThrottle). */
+const REQUIRED_LIMITS = ['bps', 'bps_rd', 'bps_wr', 'iops', 'iops_rd', 'iops_wr'] as const;
+/** Its optional ones that query-block echoes (blockdev.c qmp_block_set_io_throttle builds the config from scratch: a field left out is reset). */
+const OPTIONAL_LIMITS = [
+  'bps_max',
+  'bps_rd_max',
+  'bps_wr_max',
+  'iops_max',
+  'iops_rd_max',
+  'iops_wr_max',
+  'bps_max_length',
+  'bps_rd_max_length',
+  'bps_wr_max_length',
+  'iops_max_length',
+  'iops_rd_max_length',
+  'iops_wr_max_length',
+  'iops_size',
+  'group',
+] as const;
+
+/** The drive's current I/O limits, to set one and put them all back afterwards. */
+export async function readIoLimits(qmp: QmpExecutor, node: DriveNode): Promise<IoLimits> {
+  const entries = await qmp.execute<QueryBlockEntry[]>('query-block');
+  const entry = entries.find((e) => e.inserted !== undefined && e.inserted['node-name'] === node.nodeName);
+  if (entry?.inserted === undefined) throw new ArgumentError(`QEMU no longer has drive ${JSON.stringify(node.drive)} (node ${node.nodeName})`);
+  const limits: Record<string, number | string> = {};
+  for (const key of [...REQUIRED_LIMITS, ...OPTIONAL_LIMITS]) {
+    const value = entry.inserted[key];
+    if (typeof value === 'number' || (typeof value === 'string' && key === 'group')) limits[key] = value;
+  }
+  for (const key of REQUIRED_LIMITS) limits[key] ??= 0;
+  return limits;
+}
+
+/** block_set_io_throttle with `limits` (read with readIoLimits, changed where wanted). */
+export async function setIoLimits(qmp: QmpExecutor, node: DriveNode, limits: IoLimits): Promise<void> {
+  await qmp.execute('block_set_io_throttle', { ...node.throttleTarget, ...limits });
 }
 
 /** nbd-server-start on a Unix socket (one server per QEMU: blockdev-nbd.c refuses a second). */

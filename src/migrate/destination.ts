@@ -34,6 +34,8 @@ export interface DestinationOptions {
   pollMs?: number;
   /** Give up when no migration completed by then (counted from migrate-incoming). */
   timeoutMs?: number;
+  /** Called at every poll while the load runs; a throw fails the wait (e.g. a disk that never came). */
+  watchLoad?: () => void;
   onEvent?: (event: IncomingEvent) => void;
   signal?: AbortSignal;
 }
@@ -120,6 +122,7 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
         loadStartedAtMs = Date.now();
         emit({ type: 'loading', elapsedMs: elapsed() });
       }
+      if (info.status === 'active') options.watchLoad?.();
       if (options.timeoutMs !== undefined && elapsed() > options.timeoutMs) {
         throw new MigrationFailedError(`no migration completed within ${options.timeoutMs / 1000} s (incoming status ${info.status ?? 'none'})`, info);
       }

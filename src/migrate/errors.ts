@@ -6,10 +6,13 @@
  *       ├── VmStateError               the VM is not in the state the step needs  (ERR_VM_STATE)
  *       ├── LeverMissingError          this QEMU lacks an option that was asked for (ERR_LEVER_MISSING)
  *       ├── ConvergenceError           pre-copy did not converge in time          (ERR_NOT_CONVERGED)
- *       └── VerifyError                the copy did not check out                 (ERR_VERIFY)
+ *       ├── VerifyError                the copy did not check out                 (ERR_VERIFY)
+ *       └── DiskStreamMissingError     incoming --disk: a drive's disk stream never came or
+ *                                      did not finish                             (ERR_DISK_MISSING)
+ *   VerdictProtocolError               a control-port line that is not ours       (ERR_VERDICT_PROTOCOL)
  * QEMU's own failures stay QemuError subclasses (src/qemu/errors.ts).
  */
-import { MigstreamErrorWithStringCode } from '../errors.js';
+import { MigstreamError, MigstreamErrorWithStringCode } from '../errors.js';
 import type { RamMismatch } from './ram-compare.js';
 
 export class MigrateError extends MigstreamErrorWithStringCode {
@@ -45,5 +48,18 @@ export class VerifyError extends MigrateError {
     super('ERR_VERIFY', message);
     this.mismatches = mismatches;
     this.first = first;
+  }
+}
+
+export class DiskStreamMissingError extends MigrateError {
+  constructor(message: string) {
+    super('ERR_DISK_MISSING', message);
+  }
+}
+
+/** A control-port line (verdict, link probe, disk) that is not one of ours. */
+export class VerdictProtocolError extends MigstreamError {
+  constructor(message: string) {
+    super('ERR_VERDICT_PROTOCOL', message);
   }
 }

@@ -8,6 +8,7 @@ import type { HeatSegment, PassCounts } from './pass-tracker.js';
 import type { SendStats } from './send-stats-wire.js';
 import type { DowntimeBudget } from './handover.js';
 import type { ProbeReport } from './probe.js';
+import type { DiskMoveReport } from './disk-mover.js';
 
 /** Heat segments the text report names (the JSON has send's top 16). */
 const HEAT_LINES = 5;
@@ -44,9 +45,11 @@ export interface MigrateReport {
   prediction: { converges: boolean; totalMs: number; downtimeMs: number; streamBytes: number; totalTimeError: number | null } | null;
   /** The downtime limit asked for, QEMU's part and the hand-over (null: not probed). */
   budget: DowntimeBudget | null;
+  /** The drives moved with --disk (null: none). */
+  disk: DiskMoveReport | null;
 }
 
-export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null, probe: ProbeReport | null = null): MigrateReport {
+export function buildMigrateReport(result: SourceResult, verify: unknown = null, sendStats: SendStats | null = null, probe: ProbeReport | null = null, disk: DiskMoveReport | null = null): MigrateReport {
   const { info } = result;
   const totalMs = result.completedAtMs - result.startedAtMs;
   const ram = info.ram;
@@ -87,6 +90,7 @@ export function buildMigrateReport(result: SourceResult, verify: unknown = null,
             totalTimeError: Number.isFinite(probe.prediction.totalMs) && probe.prediction.totalMs > 0 ? (totalMs - probe.prediction.totalMs) / probe.prediction.totalMs : null,
           },
     budget: probe?.budget ?? null,
+    disk,
   };
 }
 
@@ -140,6 +144,7 @@ export function formatMigrateReport(report: MigrateReport): string {
     ]);
   }
   if (report.verify !== null) lines.push(['Verify', describeVerify(report.verify)]);
+  if (report.disk !== null) lines.push(...diskLines(report.disk));
   return `${lines.map(([k, v]) => `${`${k}:`.padEnd(18)}${v}`).join('\n')}\n`;
 }
 
@@ -167,5 +172,19 @@ function passLines(passes: readonly PassCounts[]): [string, string][] {
     const sum = rest.reduce((a, p) => ({ pages: a.pages + p.pages, zeroPages: a.zeroPages + p.zeroPages, resentPages: a.resentPages + p.resentPages }), { pages: 0, zeroPages: 0, resentPages: 0 });
     lines.push([`Passes ${PASS_LINES}-${passes.length - 1}`, line(sum)]);
   }
+  return lines;
+}
+
+/** A line per drive: passes and bytes, the write limits set, the check; and the switch-over's share. */
+function diskLines(disk: DiskMoveReport): [string, string][] {
+  const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+  const lines: [string, string][] = disk.drives.map((d) => {
+    const last = d.passes.filter((p) => p.phase === 'last').at(-1);
+    const throttle = d.throttle.length === 0 ? 'no write limit' : `write limit down to ${mb(d.throttle.at(-1)!.bytesPerSecond)}/s in ${d.throttle.length} step(s)`;
+    const check = d.check === null ? 'not checked' : `${d.check.chunks} MiB checked equal in ${d.check.ms} ms`;
+    return [`Disk ${d.drive}`, `${mb(d.bytesSent)} in ${d.passes.length} passes (last: ${last === undefined ? 'n/a' : `${mb(last.bytes)} in ${last.ms} ms`}); ${throttle}; ${check}`];
+  });
+  lines.push(['Disk before RAM', `${(disk.beforeRamMs / 1000).toFixed(1)} s; paused source's last pass and check ${disk.switchoverMs === null ? 'n/a' : `${disk.switchoverMs} ms`}`]);
+  for (const notice of disk.notices) lines.push(['Notice', `disk ${notice}`]);
   return lines;
 }

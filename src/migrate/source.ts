@@ -4,6 +4,7 @@
  * runs on whatever goes wrong. The `migrate` command is a thin shell over this.
  *
  *   check ─▶ arm ─▶ migrate ─▶ poll ┬─ completed ─▶ result (source stays paused: postmigrate)
+ *                                   ├─ pre-switchover ─▶ beforeSwitchover() ─▶ migrate-continue ─▶ poll
  *                                   ├─ failed / cancelled ─▶ resume source ─▶ throw
  *                                   └─ timeout / abort ─▶ migrate_cancel ─▶ resume ─▶ throw
  */
@@ -34,6 +35,14 @@ export interface SourceOptions {
   parameters?: Readonly<Record<string, unknown>>;
   /** Carry the VM's writable disks in the stream (QEMU's block migration, QEMU ≤ 9.0). */
   withDisk?: boolean;
+  /**
+   * Runs with the source paused, before QEMU sends its device state (QEMU's
+   * pause-before-switchover: state `pre-switchover` until `migrate-continue`), e.g. the disk's
+   * last pass and check. A throw cancels the migration and the source resumes.
+   */
+  beforeSwitchover?: () => Promise<void>;
+  /** Called at every poll; a throw (e.g. a disk pass running beside RAM failed) fails the migration. */
+  watch?: () => void;
   pollMs?: number;
   /** Cancel (and resume the source) when the migration has not completed by then. */
   timeoutMs?: number;
@@ -63,6 +72,8 @@ export interface SourceResult {
   switchoverBandwidth: { atMs: number; bytesPerSecond: number }[];
   /** Bytes of disk the block migration carried (QEMU drops `disk` from query-migrate once done: the size last seen). */
   diskBytes: number | null;
+  /** How long beforeSwitchover held the paused source at pre-switchover (null: not asked for). */
+  switchoverMs: number | null;
   notices: string[];
 }
 
@@ -99,7 +110,13 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
 
   const downtimeLimitMs = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_MS;
   const actuator = new ThrottleActuator(qmp);
-  const wanted = { ...(options.capabilities ?? {}), ...(options.withDisk === true ? { block: true } : {}) };
+  const pausing = options.beforeSwitchover !== undefined;
+  const wanted = {
+    ...(options.capabilities ?? {}),
+    ...(options.withDisk === true ? { block: true } : {}),
+    // events: a MIGRATION event wakes the poll at pre-switchover, where the guest is already down.
+    ...(pausing ? { 'pause-before-switchover': true, events: true } : {}),
+  };
   const capabilities = Object.entries(wanted).map(([capability, state]) => ({ capability, state }));
   if (capabilities.length) await qmp.execute('migrate-set-capabilities', { capabilities });
   if (converge === 'auto') await actuator.arm();
@@ -112,9 +129,12 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   const passes: PassSample[] = [];
   const switchoverBandwidth: SourceResult['switchoverBandwidth'] = [];
   let stoppedAtMs: number | undefined;
+  let wakePoll: (() => void) | undefined;
   const stopListener = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'STOP') stoppedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
+    if (event.event === 'MIGRATION') wakePoll?.();
   });
+  let switchoverMs: number | null = null;
 
   const startedAtMs = Date.now();
   const emit = options.onEvent ?? (() => undefined);
@@ -130,8 +150,16 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
       const atMs = Date.now();
       if (info.status === 'completed') {
         stopListener();
-        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, switchoverBandwidth, diskBytes, notices };
+        return { info, levers, startedAtMs, completedAtMs: atMs, stoppedAtMs, throttleSteps: actuator.steps, passes, switchoverBandwidth, diskBytes, switchoverMs, notices };
       }
+      if (info.status === 'pre-switchover' && options.beforeSwitchover !== undefined && switchoverMs === null) {
+        const paused = Date.now();
+        await options.beforeSwitchover();
+        switchoverMs = Date.now() - paused;
+        await qmp.execute('migrate-continue', { state: 'pre-switchover' });
+        continue;
+      }
+      options.watch?.();
       if (info.status === 'failed' || info.status === 'cancelled') {
         throw new MigrationFailedError(`the migration ${info.status}: ${info['error-desc'] ?? 'QEMU gave no reason'}`, info);
       }
@@ -161,7 +189,15 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
       if (options.timeoutMs !== undefined && atMs - startedAtMs > options.timeoutMs) {
         throw new ConvergenceError(`the migration did not complete within ${options.timeoutMs / 1000} s (pass ${progress.pass}, ${(progress.remaining / 1e6).toFixed(1)} MB still dirty)`);
       }
-      await sleep(options.pollMs ?? 250);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, options.pollMs ?? 250);
+        function wake(): void {
+          clearTimeout(timer);
+          wakePoll = undefined;
+          resolve();
+        }
+        wakePoll = wake;
+      });
     }
   } catch (error) {
     stopListener();
@@ -172,6 +208,8 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
     if (switchoverBandwidth.length > 0 && !qmp.closed) await qmp.execute('migrate-set-parameters', { 'avail-switchover-bandwidth': 0 }).catch(() => undefined);
     // Likewise the block capability: a later migration must not carry the disks unasked.
     if (options.withDisk === true && !qmp.closed) await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'block', state: false }] }).catch(() => undefined);
+    // And the pause: a later plain `migrate` would otherwise wait at pre-switchover for nobody.
+    if (pausing && !qmp.closed) await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'pause-before-switchover', state: false }] }).catch(() => undefined);
   }
 
   /**

@@ -10,6 +10,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket 
 import { limitUnsent, socketDescriptor } from '../native/fd.js';
 import { checkPin, clientTlsOptions, serverTlsOptions, type TlsMaterial } from '../tls/credentials.js';
 import { MigrateError } from './errors.js';
+import { encodeDiskMessage, type DiskOpenMessage } from './disk-wire.js';
 import { decodeVerdict, encodeVerdict, VerdictLineSplitter, type ControlMessage, type Verdict, type VerdictMessage } from './verdict-wire.js';
 
 const FIRST_LINE_MS = 10_000;
@@ -43,6 +44,8 @@ function firstLine(socket: Socket, timeoutMs: number, peer: string): Promise<Fir
     const timer = setTimeout(() => finish(new VerdictChannelError(`${peer} sent no verdict within ${timeoutMs / 1000} s`)), timeoutMs);
     const finish = (error: Error | null, line?: string): void => {
       clearTimeout(timer);
+      // Paused, so nothing that follows the line is lost before the next reader attaches (and resumes).
+      socket.pause();
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('end', onEnd);
@@ -66,6 +69,12 @@ function firstLine(socket: Socket, timeoutMs: number, peer: string): Promise<Fir
   });
 }
 
+/**
+ * Takes a drive's disk connection (disk-wire.ts) once its first line arrived; the socket is
+ * paused and nothing followed the line.
+ */
+export type DiskStreamHandler = (socket: Socket, open: DiskOpenMessage, peer: string) => void;
+
 export class VerdictListener {
   private waiting: ((contact: SourceContact) => void) | undefined;
   private arrived: SourceContact | undefined;
@@ -73,16 +82,17 @@ export class VerdictListener {
   private constructor(
     private readonly server: Server,
     private readonly onStray: (peer: string, reason: string) => void,
+    private readonly onDiskStream: DiskStreamHandler | undefined,
   ) {}
 
-  static async listen(options: { host: string; port: number; tls: TlsMaterial | null; onStray?: (peer: string, reason: string) => void }): Promise<VerdictListener> {
+  static async listen(options: { host: string; port: number; tls: TlsMaterial | null; onStray?: (peer: string, reason: string) => void; onDiskStream?: DiskStreamHandler }): Promise<VerdictListener> {
     const onStray = options.onStray ?? (() => undefined);
     // accept runs only once the server listens, after `listener` below exists.
     const accept = (socket: Socket): void => listener.accept(socket);
     const server = options.tls === null ? createServer(accept) : createTlsServer(serverTlsOptions(options.tls), accept);
     // A client that fails the TLS handshake (no or wrong certificate) never reaches accept.
     server.on('tlsClientError', (error: Error, socket: TLSSocket) => onStray(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, `TLS: ${error.message}`));
-    const listener = new VerdictListener(server, onStray);
+    const listener = new VerdictListener(server, onStray, options.onDiskStream);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(new VerdictChannelError(`cannot listen for the verdict on ${options.host}:${options.port}: ${error.message}`, { cause: error })));
       server.listen(options.port, options.host, () => resolve());
@@ -112,6 +122,16 @@ export class VerdictListener {
         } catch (error) {
           this.onStray(peer, (error as Error).message);
           socket.destroy();
+          return;
+        }
+        if (message.type === 'disk-stream') {
+          if (this.onDiskStream === undefined || extraBytes > 0) {
+            this.onStray(peer, extraBytes > 0 ? 'sent disk bytes before it was told to' : `sent a disk stream for drive ${JSON.stringify(message.drive)}, and this side takes none (incoming --disk)`);
+            if (extraBytes === 0) socket.end(encodeDiskMessage({ type: 'disk-refused', reason: 'the destination takes no disk (start migstream incoming with --disk DRIVE)' }));
+            else socket.destroy();
+            return;
+          }
+          this.onDiskStream(socket, message, peer);
           return;
         }
         if (message.type === 'link-probe') {
@@ -205,6 +225,7 @@ function answerLinkProbe(socket: Socket, maxBytes: number, alreadyBytes: number)
       reject(tooMuch());
       return;
     }
+    socket.resume();
     let bytes = alreadyBytes;
     // Arrivals (time, bytes so far), for the rate over the probe's second half.
     const arrivals: { at: number; bytes: number }[] = alreadyBytes > 0 ? [{ at: performance.now(), bytes }] : [];
@@ -292,7 +313,8 @@ export async function probeLink(options: { host: string; port: number; tls: TlsM
   return { bytesPerSecond: steady ?? (bytes * 1000) / ms, bytes, ms, connections: options.connections, tailMs };
 }
 
-async function openWithRetry(host: string, port: number, tls: TlsMaterial | null, deadline: number, peer: string): Promise<Socket> {
+/** Connects to the control port, retrying while the destination comes up (until `deadline`). */
+export async function openWithRetry(host: string, port: number, tls: TlsMaterial | null, deadline: number, peer: string): Promise<Socket> {
   for (;;) {
     try {
       return await open(host, port, tls);

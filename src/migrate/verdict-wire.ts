@@ -9,8 +9,11 @@
  *   send, then that many bytes at most and a half-close; the destination answers
  *   `link-probe-result` with the bytes it counted and the ms from the first to the last, and
  *   the same over the second half of that time (`steadyBytes`, `steadyMs`; optional).
+ * - A drive's disk stream (`migrate --disk`): `disk-stream`, then the connection is the disk
+ *   protocol's (disk-wire.ts).
  */
-import { MigstreamError } from '../stream/errors.js';
+import { decodeDiskOpen, type DiskOpenMessage } from './disk-wire.js';
+import { VerdictProtocolError } from './errors.js';
 import { BoundedLineSplitter } from './line-splitter.js';
 import type { RamMismatch } from './ram-compare.js';
 
@@ -31,16 +34,12 @@ export type VerdictMessage = ({ type: 'source-verdict' } & Verdict) | ({ type: '
 
 export type LinkProbeMessage = { type: 'link-probe'; maxBytes: number } | { type: 'link-probe-result'; bytes: number; ms: number; steadyBytes?: number; steadyMs?: number };
 
-export type ControlMessage = VerdictMessage | LinkProbeMessage;
+export type ControlMessage = VerdictMessage | LinkProbeMessage | DiskOpenMessage;
 
 /** The most a link probe may send: a few seconds of a fast link, bounded for the listener. */
 export const MAX_LINK_PROBE_BYTES = 1024 * 1024 * 1024;
 
-export class VerdictProtocolError extends MigstreamError {
-  constructor(message: string) {
-    super('ERR_VERDICT_PROTOCOL', message);
-  }
-}
+export { VerdictProtocolError };
 
 export function encodeVerdict(message: ControlMessage): Buffer {
   return Buffer.from(`${JSON.stringify(message)}\n`);
@@ -62,6 +61,7 @@ export function decodeVerdict(line: string): ControlMessage {
   const v = value as Partial<VerdictMessage> & Record<string, unknown>;
   if (typeof v !== 'object' || v === null) throw new VerdictProtocolError('a verdict is not a JSON object');
   if ((v.type as string) === 'link-probe' || (v.type as string) === 'link-probe-result') return decodeLinkProbe(v);
+  if ((v.type as string) === 'disk-stream') return decodeDiskOpen(v);
   if (v.type !== 'source-verdict' && v.type !== 'destination-verdict') throw new VerdictProtocolError(`unknown verdict type ${JSON.stringify(v.type)}`);
   const counts = Number.isSafeInteger(v.pagesCompared) && Number.isSafeInteger(v.mismatches) && (v.pagesCompared as number) >= 0 && (v.mismatches as number) >= 0;
   if (!counts) throw new VerdictProtocolError('a verdict has no page counts');

@@ -18,6 +18,7 @@ const result: SourceResult = {
   passes: [],
   switchoverBandwidth: [],
   diskBytes: 64 * 1024 * 1024,
+  switchoverMs: null,
   notices: [],
 };
 
