@@ -209,6 +209,77 @@ describe('migrate --disk faults (QEMU 7.2, one host): the source runs on, the de
   }, 240_000);
 });
 
+describe('migrate --disk QoS and a drive resized mid-run (QEMU 7.2)', () => {
+  test('a guest writing faster than a 40 Mbit/s link: passes stop shrinking, the write limit falls step by step, and it is lifted after the switch-over', async () => {
+    const slow = createLink({ rateMbit: 40 });
+    try {
+      const p = port();
+      const srcImage = image('7.2', 'qos-src', 'raw', 16);
+      const dstImage = image('7.2', 'qos-dst', 'raw', 16);
+      const args = guestArgs('idle', ['disk=65536:16:5']);
+      const [source, dest] = await Promise.all([
+        bootGuest({ scratch, name: 'qos-src', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: SMALL_RAM, guest: args, extra: driveArgs(srcImage, 'raw'), netns: slow.a }),
+        bootGuest({ scratch, name: 'qos-dst', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: SMALL_RAM, guest: args, extra: [...driveArgs(dstImage, 'raw'), '-S', '-incoming', 'defer'], netns: slow.b }),
+      ]);
+      vms.push(source.vm, dest.vm);
+      await source.vm.waitForSerial(/migstream-disk \d+/, 120_000);
+      const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `${slow.addressB}:${p}`, '--insecure', '--disk', 'disk0', '--no-resume', '--json', '--timeout', '300'], slow.inNs(slow.b, []));
+      const migrate = migstream(
+        ['migrate', '--qmp', source.qmp, '--to', `${slow.addressB}:${p}`, '--insecure', '--disk', 'disk0', '-c', 'lz4', '--no-probe', '--json', '--timeout', '280'],
+        slow.inNs(slow.a, []),
+      );
+      const [src, dst] = await Promise.all([migrate, incoming]);
+      expect(src.code, src.stderr).toBe(0);
+      expect(dst.code, dst.stderr).toBe(0);
+      const limits = jsonLines(src.stdout)
+        .filter((e) => e.type === 'disk-throttle')
+        .map((e) => e.bytesPerSecond as number);
+      expect(limits.length).toBeGreaterThan(0);
+      // Each step halves the one before (the first: half the guest's measured write rate).
+      for (let i = 1; i < limits.length; i++) expect(limits[i]).toBeLessThan(limits[i - 1]!);
+      const summary = jsonLines(src.stdout).find((e) => e.type === 'summary')!;
+      const drive = (summary.disk as { drives: { throttle: unknown[]; check: { chunks: number } }[] }).drives[0]!;
+      expect(drive.throttle).toHaveLength(limits.length);
+      expect(drive.check.chunks).toBe(16);
+      // Lifted: the source drive has no write limit left.
+      const blocks = await source.vm.execute<{ device: string; inserted?: { bps_wr: number } }[]>('query-block');
+      expect(blocks.find((b) => b.device === 'disk0')!.inserted!.bps_wr).toBe(0);
+      execFileSync(qemuTool('7.2', 'qemu-img'), ['compare', '-q', '-U', '-f', 'raw', '-F', 'raw', srcImage, dstImage]);
+    } finally {
+      slow.destroy();
+    }
+  }, 420_000);
+
+  test('the source drive is resized while RAM moves: the next pass fails naming the sizes, the migration is cancelled, the source runs on', async () => {
+    const p = port();
+    const srcImage = image('7.2', 'resize-src', 'raw');
+    const args = guestArgs('busy', ['wss=16', 'rate=4', 'disk=4096:1:3']);
+    const [source, dest] = await Promise.all([
+      bootGuest({ scratch, name: 'resize-src', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: RAM, guest: args, extra: driveArgs(srcImage, 'raw') }),
+      bootGuest({ scratch, name: 'resize-dst', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: RAM, guest: args, extra: [...driveArgs(image('7.2', 'resize-dst', 'raw'), 'raw'), '-S', '-incoming', 'defer'] }),
+    ]);
+    vms.push(source.vm, dest.vm);
+    await source.vm.waitForSerial(/migstream-disk \d+/, 120_000);
+    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--timeout', '120']);
+    // RAM capped at 8 MiB/s: it takes long enough to resize the drive while it moves.
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--no-probe', '--max-bandwidth', '8M', '--timeout', '120']);
+    for (let i = 0; i < 300; i++) {
+      const info = await source.vm.execute<{ status?: string }>('query-migrate');
+      if (info.status === 'active') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await source.vm.execute('block_resize', { device: 'disk0', size: (DISK_MIB + 1) * MIB });
+    const [src, dst] = await Promise.all([migrate, incoming]);
+    expect(src.code, src.stderr).toBe(1);
+    expect(src.stderr).toMatch(/disk "disk0".*the drive changed size since the run started \(68157440 bytes, expected 67108864\).*\(the source VM is running\)/);
+    expect(dst.code).toBe(1);
+    expect(await status(source.vm)).toBe('running');
+    expect(await runsOn(source.vm)).toBe(true);
+    expect(await status(dest.vm).catch(() => 'gone')).not.toBe('running');
+    expect(await source.vm.execute<unknown[]>('query-block-exports')).toEqual([]);
+  }, 300_000);
+});
+
 describe('migrate --disk usage', () => {
   test('--disk with --with-disk, a drive named twice, a bad block size: usage errors before QEMU is touched', async () => {
     writeFileSync(join(scratch, 'not-a-socket'), '');
