@@ -9,8 +9,9 @@
  *  5. compress the save (`migstream compress -c zstd`) and restore that too:
  *     `-incoming "exec:migstream decompress vm.msz"`;
  *  6. compare each destination's RAM with the source's (all paused) and resume the guest;
- *  7. move a busy guest with its disk between two QEMUs: `migstream incoming --verify` on the
- *     destination, `migstream migrate --with-disk --verify --converge auto` on the source
+ *  7. move a busy guest with its disk between two QEMUs: `migstream incoming --disk disk0 --verify`
+ *     on the destination, `migstream migrate --disk disk0 --verify --converge auto` on the source
+ *     (the disk through each QEMU's NBD server and dirty bitmaps, while the guest writes to it)
  *     (probe, progress, throttle, RAM check on both sides before the destination resumes),
  *     then compare RAM and disk byte for byte and see the guest run on.
  *
@@ -175,14 +176,15 @@ function freePort(): Promise<number> {
 }
 
 async function moveBusyGuestWithDisk(accel: Awaited<ReturnType<typeof chooseAccel>>): Promise<boolean> {
-  step('Moving a busy guest with its disk: migstream incoming --verify / migstream migrate --with-disk --verify --converge auto');
+  step('Moving a busy guest with its disk: migstream incoming --disk disk0 --verify / migstream migrate --disk disk0 --verify --converge auto');
   const disk = { driveId: 'disk0', sizeMiB: 64 };
   const srcDisk = join(work, 'move-src.raw');
   const dstDisk = join(work, 'move-dst.raw');
   writeFileSync(srcDisk, randomBytes(disk.sizeMiB * 1024 * 1024));
   writeFileSync(dstDisk, Buffer.alloc(disk.sizeMiB * 1024 * 1024));
-  // The guest rewrites a 32 MiB working set at 48 MiB/s, faster than the 24 MiB/s cap.
-  const busy = guestArgs('busy', ['wss=32', 'rate=48']);
+  // The guest rewrites a 32 MiB working set at 48 MiB/s, faster than the 24 MiB/s cap, and
+  // writes random 4 KiB blocks to its disk at 2 MiB/s.
+  const busy = guestArgs('busy', ['wss=32', 'rate=48', 'disk=4096:2:7']);
   const srcQmp = join(work, 'move-src.qmp');
   const dstQmp = join(work, 'move-dst.qmp');
   const qmpArg = (path: string): string[] => ['-qmp', `unix:${path},server=on,wait=off`];
@@ -191,12 +193,12 @@ async function moveBusyGuestWithDisk(accel: Awaited<ReturnType<typeof chooseAcce
     launchQemu({ args: [...machine, ...busy, ...diskArgs(dstDisk, disk), ...qmpArg(dstQmp), '-S', '-incoming', 'defer'], accel, name: 'move-destination', cwd: REPO_ROOT }),
   ]);
   try {
-    await source.waitForSerial(/migstream-busy/, 180_000);
+    await source.waitForSerial(/migstream-disk \d+/, 180_000);
     const port = await freePort();
     const to = `127.0.0.1:${port}`;
     const [migrated, received] = await Promise.all([
-      runLive(['migrate', '--qmp', srcQmp, '--to', to, '--insecure', '--with-disk', '--verify', '--converge', 'auto', '--max-bandwidth', '24M', '--timeout', '300']),
-      runLive(['incoming', '--qmp', dstQmp, '--listen', to, '--insecure', '--verify', '--no-resume', '--timeout', '400']),
+      runLive(['migrate', '--qmp', srcQmp, '--to', to, '--insecure', '--disk', 'disk0', '--verify', '--converge', 'auto', '--max-bandwidth', '24M', '--timeout', '300']),
+      runLive(['incoming', '--qmp', dstQmp, '--listen', to, '--insecure', '--disk', 'disk0', '--verify', '--no-resume', '--timeout', '400']),
     ]);
     if (migrated !== 0 || received !== 0) {
       process.stdout.write(`  migrate exited ${migrated}, incoming ${received}\n`);

@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import { hashDrive, compareChunkHashes } from '../disk/consistency.js';
 import { DiskStreamEncoder } from '../disk/disk-stream.js';
-import { DiskMismatchError } from '../disk/errors.js';
+import { DiskError, DiskMismatchError } from '../disk/errors.js';
 import { readIoLimits, setIoLimits, startNbdServer, stopNbdServer, type IoLimits } from '../disk/qmp-block.js';
 import { DiskSource, type PassStats } from '../disk/source.js';
 import type { QmpClient } from '../qemu/qmp.js';
@@ -176,7 +176,11 @@ export class DiskMover {
   private async pass(drive: Drive, phase: DiskPhase): Promise<PassStats> {
     const emit = (record: Parameters<DiskStreamEncoder['encode']>[0]): Promise<void> => drive.channel.write(drive.encoder.encode(record));
     drive.lastPassStartMs = Date.now();
-    const stats = phase === 'first-copy' ? await drive.source.firstCopy(emit) : await drive.source.pass(emit);
+    const stats = await (phase === 'first-copy' ? drive.source.firstCopy(emit) : drive.source.pass(emit)).catch((error: unknown) => {
+      // QMP's and the connection's errors do not say which drive they were about (DiskErrors do).
+      if (error instanceof Error && !(error instanceof DiskError)) error.message = `disk ${JSON.stringify(drive.name)}, ${phase} pass: ${error.message}`;
+      throw error;
+    });
     drive.report.bytesSent += stats.bytes;
     const entry = { pass: stats.pass, phase, bytes: stats.bytes, selectedBytes: stats.selectedBytes, chunks: stats.chunks, ms: stats.ms };
     drive.report.passes.push(entry);

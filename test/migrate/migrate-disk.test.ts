@@ -209,7 +209,7 @@ describe('migrate --disk faults (QEMU 7.2, one host): the source runs on, the de
   }, 240_000);
 });
 
-describe('migrate --disk QoS and a drive resized mid-run (QEMU 7.2)', () => {
+describe('migrate --disk QoS, and a drive resized or removed mid-run (QEMU 7.2)', () => {
   test('a guest writing faster than a 40 Mbit/s link: passes stop shrinking, the write limit falls step by step, and it is lifted after the switch-over', async () => {
     const slow = createLink({ rateMbit: 40 });
     try {
@@ -250,34 +250,59 @@ describe('migrate --disk QoS and a drive resized mid-run (QEMU 7.2)', () => {
     }
   }, 420_000);
 
-  test('the source drive is resized while RAM moves: the next pass fails naming the sizes, the migration is cancelled, the source runs on', async () => {
-    const p = port();
-    const srcImage = image('7.2', 'resize-src', 'raw');
-    const args = guestArgs('busy', ['wss=16', 'rate=4', 'disk=4096:1:3']);
-    const [source, dest] = await Promise.all([
-      bootGuest({ scratch, name: 'resize-src', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: RAM, guest: args, extra: driveArgs(srcImage, 'raw') }),
-      bootGuest({ scratch, name: 'resize-dst', machine: 'pc-i440fx-7.2', qemu: '7.2', ram: RAM, guest: args, extra: [...driveArgs(image('7.2', 'resize-dst', 'raw'), 'raw'), '-S', '-incoming', 'defer'] }),
-    ]);
-    vms.push(source.vm, dest.vm);
-    await source.vm.waitForSerial(/migstream-disk \d+/, 120_000);
-    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--timeout', '120']);
-    // RAM capped at 8 MiB/s: it takes long enough to resize the drive while it moves.
-    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--no-probe', '--max-bandwidth', '8M', '--timeout', '120']);
-    for (let i = 0; i < 300; i++) {
-      const info = await source.vm.execute<{ status?: string }>('query-migrate');
-      if (info.status === 'active') break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    await source.vm.execute('block_resize', { device: 'disk0', size: (DISK_MIB + 1) * MIB });
-    const [src, dst] = await Promise.all([migrate, incoming]);
-    expect(src.code, src.stderr).toBe(1);
-    expect(src.stderr).toMatch(/disk "disk0".*the drive changed size since the run started \(68157440 bytes, expected 67108864\).*\(the source VM is running\)/);
-    expect(dst.code).toBe(1);
-    expect(await status(source.vm)).toBe('running');
-    expect(await runsOn(source.vm)).toBe(true);
-    expect(await status(dest.vm).catch(() => 'gone')).not.toBe('running');
-    expect(await source.vm.execute<unknown[]>('query-block-exports')).toEqual([]);
-  }, 300_000);
+  test.each([
+    {
+      change: 'resized',
+      // The next pass's export is larger than the drive the run started with.
+      act: (vm: QemuVm) => vm.execute('block_resize', { device: 'disk0', size: (DISK_MIB + 1) * MIB }),
+      message: /disk "disk0".*the drive changed size since the run started \(68157440 bytes, expected 67108864\).*\(the source VM is running\)/,
+    },
+    {
+      change: 'removed',
+      // drive_del (HMP only) takes the medium away under the device, as an operator may.
+      act: (vm: QemuVm) => vm.execute('human-monitor-command', { 'command-line': 'drive_del disk0' }),
+      message: /disk "disk0", beside-ram pass: .*Cannot find device=.*\(the source VM is running\)/,
+    },
+  ])(
+    'the source drive is $change while RAM moves: the next pass fails and says why, the migration is cancelled, the source runs on',
+    async ({ change, act, message }) => {
+      const p = port();
+      const srcImage = image('7.2', `${change}-src`, 'raw');
+      const args = guestArgs('busy', ['wss=16', 'rate=4', 'disk=4096:1:3']);
+      const [source, dest] = await Promise.all([
+        bootGuest({ scratch, name: `${change}-src`, machine: 'pc-i440fx-7.2', qemu: '7.2', ram: RAM, guest: args, extra: driveArgs(srcImage, 'raw') }),
+        bootGuest({
+          scratch,
+          name: `${change}-dst`,
+          machine: 'pc-i440fx-7.2',
+          qemu: '7.2',
+          ram: RAM,
+          guest: args,
+          extra: [...driveArgs(image('7.2', `${change}-dst`, 'raw'), 'raw'), '-S', '-incoming', 'defer'],
+        }),
+      ]);
+      vms.push(source.vm, dest.vm);
+      await source.vm.waitForSerial(/migstream-disk \d+/, 120_000);
+      const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--timeout', '120']);
+      // RAM capped at 8 MiB/s: it takes long enough to change the drive while it moves.
+      const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--no-probe', '--max-bandwidth', '8M', '--timeout', '120']);
+      for (let i = 0; i < 300; i++) {
+        const info = await source.vm.execute<{ status?: string }>('query-migrate');
+        if (info.status === 'active') break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await act(source.vm);
+      const [src, dst] = await Promise.all([migrate, incoming]);
+      expect(src.code, src.stderr).toBe(1);
+      expect(src.stderr).toMatch(message);
+      expect(dst.code).toBe(1);
+      expect(await status(source.vm)).toBe('running');
+      expect(await runsOn(source.vm)).toBe(true);
+      expect(await status(dest.vm).catch(() => 'gone')).not.toBe('running');
+      expect(await source.vm.execute<unknown[]>('query-block-exports')).toEqual([]);
+    },
+    300_000,
+  );
 });
 
 describe('migrate --disk usage', () => {
