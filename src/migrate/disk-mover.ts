@@ -100,12 +100,11 @@ interface Drive {
   report: DriveReport;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 export class DiskMover {
   private readonly startedAtMs = Date.now();
   private beside: Promise<void> | undefined;
   private stopBeside = false;
+  private wakeBeside: (() => void) | undefined;
   private besideFailure: unknown;
   private readyAtMs: number | undefined;
   private switchoverMs: number | null = null;
@@ -243,7 +242,15 @@ export class DiskMover {
           if (this.stopBeside) return;
           await this.pass(drive, 'beside-ram');
         }
-        await sleep(pauseMs);
+        // Cut short by switchover(): the guest is paused and waiting for the last pass.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pauseMs);
+          this.wakeBeside = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeBeside = undefined;
       }
     })().catch((error: unknown) => {
       this.besideFailure = error;
@@ -263,6 +270,7 @@ export class DiskMover {
   async switchover(): Promise<void> {
     const started = Date.now();
     this.stopBeside = true;
+    this.wakeBeside?.();
     await this.beside;
     this.watch();
     for (const drive of this.drives) {
@@ -312,6 +320,7 @@ export class DiskMover {
   /** After a failure: connections cut, limits put back, bitmaps, exports and the server gone. */
   async abort(): Promise<void> {
     this.stopBeside = true;
+    this.wakeBeside?.();
     for (const drive of this.drives) drive.channel.destroy();
     await this.beside;
     if (this.options.qmp.closed) return;
