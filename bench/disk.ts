@@ -49,15 +49,20 @@ import {
   DiskSource,
   DiskStreamDecoder,
   DiskStreamEncoder,
+  BASE_ALLOCATION,
   checkDiskConsistency,
   chunkRunBatches,
+  compareChunkHashes,
+  hashDrive,
   chunkRuns,
   dirtyBitmapContext,
   planChunks,
   type ChunkRecord,
+  type EmitRecord,
   type PassStats,
 } from '../src/disk/index.js';
 import { addExport, findDriveNode, startNbdServer } from '../src/disk/qmp-block.js';
+import { NbdClient } from '../src/nbd/client.js';
 import { NBD_STATE_DIRTY } from '../src/nbd/constants.js';
 import type { Extent } from '../src/nbd/transmission.js';
 import { detectAccel, launchQemu, type Accel, type QemuVm } from '../src/qemu/launcher.js';
@@ -281,7 +286,7 @@ const encoder = new DiskStreamEncoder(source.header);
 const decoder = new DiskStreamDecoder();
 const through = async (pieces) => { for (const piece of pieces) for (const record of decoder.push(piece)) await sink.apply(record); };
 await through([encoder.start()]);
-await source.firstCopy((record) => through(encoder.encode(record)));
+await source.firstCopy(async (record, done) => { await through(encoder.encode(record)); done(); });
 await through(encoder.end());
 if (!decoder.complete) { console.error('the disk stream did not end'); process.exit(3); }
 await sink.finish();
@@ -386,7 +391,7 @@ async function copyPart(): Promise<void> {
       const sink = await DiskSink.open({ qmp: dst.qmp, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: `inproc-${round}-sink`, windowBytes });
       const t1 = performance.now();
       const cpu = process.cpuUsage();
-      await source.firstCopy((record) => sink.apply(record));
+      await source.firstCopy((record, done) => sink.apply(record, done));
       await sink.finish();
       const t2 = performance.now();
       const used = process.cpuUsage(cpu);
@@ -469,6 +474,39 @@ async function copyPart(): Promise<void> {
         ]),
       ),
     );
+    // The switch-over's disk check (migrate --disk): both drives hashed per MiB through their
+    // own exports at once, as disk-mover.ts and disk-receiver.ts do, against qemu-img compare of
+    // the same two exports. It runs with the guest paused, so its time is downtime.
+    const checkRuns: number[] = [];
+    const compareRuns: ProcessRun[] = [];
+    const compare = tool('qemu-img compare (7.2), the two exports', [qemuImg, 'compare', '-f', 'raw', '-F', 'raw', srcUri, dstUri]);
+    for (let round = 0; round < rounds; round++) {
+      log(`copy: round ${round + 1}/${rounds}: the switch-over's check, and qemu-img compare`);
+      // base:allocation, as the switch-over's connections select it: what reads as zeros is not read.
+      const contexts = [BASE_ALLOCATION];
+      const [a, b] = await Promise.all([
+        NbdClient.connect({ path: srcSock, exportName: 'img-src', metaContexts: contexts }),
+        NbdClient.connect({ path: dstSock, exportName: 'img-dst', metaContexts: contexts }),
+      ]);
+      const t0 = performance.now();
+      const [ha, hb] = await Promise.all([hashDrive(a, { size, chunkSize: MIB }), hashDrive(b, { size, chunkSize: MIB })]);
+      checkRuns.push((performance.now() - t0) / 1000);
+      await Promise.all([a.close(), b.close()]);
+      if (compareChunkHashes(ha, hb, MIB).count !== 0) throw new Error('copy: the check found the copied drive different');
+      compareRuns.push(runOnce(compare, dir));
+    }
+    const checkBest = best(checkRuns);
+    const compareBest = best(compareRuns.map((r) => r.seconds));
+    console.log(`\n### The switch-over's disk check: both ${sizeMiB} MiB drives hashed per MiB at once (migrate --disk), best of ${rounds}\n`);
+    console.log(
+      markdown(
+        ['row', 'best s', 'ms per GiB of drive', 'runs s'],
+        [
+          ['migstream: hashDrive of both exports, in parallel', checkBest.toFixed(3), ((checkBest * 1000 * 1024) / sizeMiB).toFixed(0), checkRuns.map((x) => x.toFixed(2)).join(' ')],
+          ['qemu-img compare of the two exports (baseline)', compareBest.toFixed(3), ((compareBest * 1000 * 1024) / sizeMiB).toFixed(0), compareRuns.map((r) => r.seconds.toFixed(2)).join(' ')],
+        ],
+      ),
+    );
     const processRow = rows[2]!;
     const coreRow = rows[3]!;
     verdict(
@@ -476,7 +514,7 @@ async function copyPart(): Promise<void> {
       `copy: migstream as a whole process (net of start-up) at ${((100 * processRow.mibPerSecond) / baseline).toFixed(0)} % of qemu-img convert's best (target ≥ 90 %)`,
     );
     verdict(coreRow.mibPerSecond >= 0.9 * baseline, `copy: migstream's firstCopy → DiskSink in process at ${((100 * coreRow.mibPerSecond) / baseline).toFixed(0)} % of qemu-img convert's best (target ≥ 90 %)`);
-    report.copy = { sizeMiB, dataMiB: dataBytes / MIB, rounds, startupSeconds, rows };
+    report.copy = { sizeMiB, dataMiB: dataBytes / MIB, rounds, startupSeconds, rows, check: { seconds: checkRuns, qemuImgCompareSeconds: compareRuns.map((r) => r.seconds) } };
   } finally {
     await Promise.all(vms.map((vm) => vm.quit()));
     rmSync(dir, { recursive: true, force: true });
@@ -583,9 +621,12 @@ async function migstreamRows(block: number): Promise<AmpRow[]> {
       for (const piece of pieces) for (const record of decoder.push(piece)) await sink!.apply(record);
     };
     await through([encoder.start()]);
-    const apply = (record: ChunkRecord): Promise<void> => through(encoder.encode(record));
+    const apply = async (record: ChunkRecord, done: () => void): Promise<void> => {
+      await through(encoder.encode(record));
+      done();
+    };
     const discard = (): void => undefined;
-    const emitOf = (i: number): ((record: ChunkRecord) => void | Promise<void>) => (i === 0 ? apply : discard);
+    const emitOf = (i: number): EmitRecord => (i === 0 ? apply : discard);
 
     const stats = sources.map((): PassStats[] => []);
     const writtenAtStart: number[] = [];

@@ -21,6 +21,7 @@ import { TransmissionFlag } from '../nbd/constants.js';
 import type { QmpExecutor } from '../qemu/qmp.js';
 import { ArgumentError } from '../stream/errors.js';
 import { DiskSizeError } from './errors.js';
+import { BASE_ALLOCATION } from './pass-plan.js';
 import { addExport, deleteExport, findDriveNode, startNbdServer, stopNbdServer, type DriveNode } from './qmp-block.js';
 import type { DiskRecord, DiskStreamHeader } from './records.js';
 
@@ -84,7 +85,8 @@ export class DiskSink {
     try {
       await addExport(qmp, { id: exportId, nodeName: node.nodeName, writable: true });
       exported = true;
-      const nbd = await NbdClient.connect({ path: options.socketPath, exportName: exportId, timeoutMs: options.timeoutMs });
+      // base:allocation: the consistency check (hashDrive) skips what reads as zeros.
+      const nbd = await NbdClient.connect({ path: options.socketPath, exportName: exportId, metaContexts: [BASE_ALLOCATION], timeoutMs: options.timeoutMs });
       const sink = new DiskSink(options, node, nbd, exportId, options.windowBytes ?? 16 * 1024 * 1024);
       if (nbd.size < options.header.size) {
         await sink.close().catch(() => undefined);
@@ -104,17 +106,23 @@ export class DiskSink {
     }
   }
 
-  /** Queues the writes of one record; resolves once they fit in the window. */
-  async apply(record: DiskRecord): Promise<void> {
+  /**
+   * Queues the writes of one record; resolves once they fit in the window. `done` is called
+   * once the record's bytes are no longer needed (its writes finished or failed), e.g. the
+   * `done` of DiskSource's EmitRecord, so the source can use the buffer again.
+   */
+  async apply(record: DiskRecord, done?: () => void): Promise<void> {
     this.throwIfFailed();
     const { chunkSize, size, subBlockSize } = this.header;
+    // A whole chunk's write, and a delta's writes, hold the caller's bytes until they settle.
+    if (record.type !== 'block-data' && record.type !== 'disk-delta') done?.();
     switch (record.type) {
       case 'block-data': {
         const offset = record.sector * 512;
         const length = this.chunkBytes(offset);
         this.stats.dataRecords++;
         this.stats.bytesWritten += length;
-        await this.queue(length, () => this.nbd.write(offset, record.data.subarray(0, length)));
+        await this.queue(length, () => this.nbd.write(offset, record.data.subarray(0, length)), done);
         return;
       }
       case 'block-zero': {
@@ -133,6 +141,8 @@ export class DiskSink {
         this.chunkBytes(record.offset);
         this.stats.deltaRecords++;
         const { indexes, data } = record;
+        // Runs of adjacent sub-blocks, checked before any is written.
+        const runs: { offset: number; bytes: Buffer }[] = [];
         for (let i = 0; i < indexes.length;) {
           let j = i + 1;
           while (j < indexes.length && indexes[j] === indexes[j - 1]! + 1) j++;
@@ -141,9 +151,16 @@ export class DiskSink {
           if (offset + bytes.length > size || indexes[j - 1]! * subBlockSize >= chunkSize) {
             throw new ArgumentError(`disk-delta at ${record.offset}: sub-blocks ${indexes[i]}..${indexes[j - 1]} run past the chunk or the drive`);
           }
-          this.stats.bytesWritten += bytes.length;
-          await this.queue(bytes.length, () => this.nbd.write(offset, bytes));
+          runs.push({ offset, bytes });
           i = j;
+        }
+        let unsettled = runs.length;
+        const settled = (): void => {
+          if (--unsettled === 0) done?.();
+        };
+        for (const { offset, bytes } of runs) {
+          this.stats.bytesWritten += bytes.length;
+          await this.queue(bytes.length, () => this.nbd.write(offset, bytes), settled);
         }
         return;
       }
@@ -179,7 +196,8 @@ export class DiskSink {
     return Math.min(chunkSize, size - offset);
   }
 
-  private async queue(bytes: number, write: () => Promise<void>): Promise<void> {
+  /** Starts `write` once it fits in the window; `done` runs when it has settled. */
+  private async queue(bytes: number, write: () => Promise<void>, done?: () => void): Promise<void> {
     while (this.inFlight.size > 0 && this.inFlightBytes + bytes > this.windowBytes) {
       await Promise.race(this.inFlight);
       this.throwIfFailed();
@@ -196,6 +214,7 @@ export class DiskSink {
       .finally(() => {
         this.inFlightBytes -= cost;
         this.inFlight.delete(promise);
+        done?.();
       });
     this.inFlight.add(promise);
   }

@@ -27,8 +27,13 @@ import { BASE_ALLOCATION, chunkRunBatches, dirtyBitmapContext, extentSelector, p
 import { addBitmap, addExport, deleteExport, findDriveNode, removeBitmap, rotateBitmap, startNbdServer, stopNbdServer, type DriveNode } from './qmp-block.js';
 import type { DiskStreamHeader } from './records.js';
 
-/** Receives each record; the next chunk is turned into a record once its promise settles. */
-export type EmitRecord = (record: ChunkRecord) => void | Promise<void>;
+/**
+ * Receives each record; the next chunk is turned into a record once its promise settles.
+ * `done`, when the receiver calls it, says it no longer holds the record's bytes (its write
+ * finished, or it copied them): the chunk's buffer then serves a later read instead of a new
+ * one being allocated. A receiver that never calls it costs only that allocation.
+ */
+export type EmitRecord = (record: ChunkRecord, done: () => void) => void | Promise<void>;
 
 export interface DiskSourceOptions {
   readonly qmp: QmpExecutor;
@@ -86,6 +91,8 @@ export class DiskSource {
   private bitmap: string | undefined;
   private passes = 0;
   private readers = 0;
+  /** Chunk buffers the receivers gave back (EmitRecord's `done`). */
+  private readonly freeBuffers: Buffer[] = [];
   private closed = false;
 
   private constructor(
@@ -160,7 +167,8 @@ export class DiskSource {
     await addExport(qmp, { id, nodeName: this.node.nodeName, writable: false });
     let nbd: NbdClient | undefined;
     try {
-      nbd = await NbdClient.connect({ path: this.options.socketPath, exportName: id, timeoutMs: this.timeoutMs });
+      // base:allocation: hashDrive skips what reads as zeros.
+      nbd = await NbdClient.connect({ path: this.options.socketPath, exportName: id, metaContexts: [BASE_ALLOCATION], timeoutMs: this.timeoutMs });
       return await use(nbd);
     } finally {
       if (nbd !== undefined) await nbd.close().catch(() => undefined);
@@ -204,7 +212,7 @@ export class DiskSource {
         nbd,
         chunkRunBatches(plan),
         pass > 0,
-        async (record) => {
+        async (record, done) => {
           if (record.type === 'block-data') stats.dataRecords++;
           else if (record.type === 'block-zero') stats.zeroRecords++;
           else {
@@ -212,7 +220,7 @@ export class DiskSource {
             stats.subBlocks += record.indexes.length;
           }
           stats.bytes += recordBytes(record, this.header);
-          await emit(record);
+          await emit(record, done);
         },
         () => stats.chunks++,
       );
@@ -232,16 +240,17 @@ export class DiskSource {
    * Reads every chunk of `runs` (chunkRunBatches) with up to `window` reads in flight, and encodes and emits them
    * in drive order: memory stays at `window` chunks whatever the pass's size.
    */
-  private async readChunks(nbd: NbdClient, runs: Iterable<Float64Array>, delta: boolean, emit: (record: ChunkRecord) => Promise<void>, counted: () => void): Promise<void> {
+  private async readChunks(nbd: NbdClient, runs: Iterable<Float64Array>, delta: boolean, emit: (record: ChunkRecord, done: () => void) => Promise<void>, counted: () => void): Promise<void> {
     const { chunkSize } = this.header;
     const pending: { index: number; read: Promise<Buffer> }[] = [];
     const start = (index: number): void => {
       const length = this.encoder.chunkLength(index);
       // The read writes every byte of [0, length) (the client zero-fills OFFSET_HOLE and checks
       // the reply covered the request), so only the padding past the drive's end is zeroed here:
-      // blk_send's buffer_is_zero sees the whole chunk. (bench:disk's profile of a whole-disk
-      // copy: allocating and collecting the zero-filled chunks took 0.33 s of 1.7 s.)
-      const buffer = Buffer.allocUnsafeSlow(chunkSize).fill(0, length);
+      // blk_send's buffer_is_zero sees the whole chunk. A buffer the receiver gave back is used
+      // again (bench:disk: a fresh 1 MiB buffer a chunk, its allocation and page faults, cost
+      // as much as the rest of a hash pass).
+      const buffer = (this.freeBuffers.pop() ?? Buffer.allocUnsafeSlow(chunkSize)).fill(0, length);
       const read = nbd.read(index * chunkSize, length, buffer.subarray(0, length)).then(() => buffer);
       read.catch(() => undefined); // awaited below, in order; a failure is not unhandled meanwhile
       pending.push({ index, read });
@@ -251,7 +260,15 @@ export class DiskSource {
       const data = await oldest.read;
       counted();
       const record = this.encoder.encode(oldest.index, data, delta);
-      if (record !== undefined) await emit(record);
+      // Only a whole chunk's record holds the buffer itself (a delta copies its sub-blocks).
+      if (record?.type !== 'block-data') this.freeBuffers.push(data);
+      if (record === undefined) return;
+      let given = record.type !== 'block-data';
+      await emit(record, () => {
+        if (given) return;
+        given = true;
+        if (this.freeBuffers.length < this.window * 2) this.freeBuffers.push(data);
+      });
     };
     try {
       // Each batch holds (first chunk, chunk count) pairs and stays as it is until the loop asks

@@ -96,11 +96,16 @@ export class DiskChannel {
     return new DiskChannel(socket, reader, peer);
   }
 
-  /** Writes a frame's buffers; resolves once the socket takes more (backpressure). */
-  async write(buffers: readonly Buffer[]): Promise<void> {
+  /**
+   * Writes a frame's buffers; resolves once the socket takes more (backpressure). `done` runs
+   * once the socket has handed them all to the kernel (TLS: encrypted), so they may be reused.
+   */
+  async write(buffers: readonly Buffer[], done?: () => void): Promise<void> {
     if (this.socket.destroyed) throw new VerdictChannelError(`${this.peer}: the disk connection is closed`);
     let flushed = true;
-    for (const buffer of buffers) flushed = this.socket.write(buffer);
+    buffers.forEach((buffer, i) => {
+      flushed = i === buffers.length - 1 && done !== undefined ? this.socket.write(buffer, (error) => (error === undefined || error === null ? done() : undefined)) : this.socket.write(buffer);
+    });
     if (!flushed) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {

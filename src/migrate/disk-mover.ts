@@ -173,7 +173,7 @@ export class DiskMover {
 
   /** One pass of one drive (the first copy when it has had none), recorded and reported. */
   private async pass(drive: Drive, phase: DiskPhase): Promise<PassStats> {
-    const emit = (record: Parameters<DiskStreamEncoder['encode']>[0]): Promise<void> => drive.channel.write(drive.encoder.encode(record));
+    const emit = (record: Parameters<DiskStreamEncoder['encode']>[0], done: () => void): Promise<void> => drive.channel.write(drive.encoder.encode(record), done);
     drive.lastPassStartMs = Date.now();
     const stats = await (phase === 'first-copy' ? drive.source.firstCopy(emit) : drive.source.pass(emit)).catch((error: unknown) => {
       // QMP's and the connection's errors do not say which drive they were about (DiskErrors do).

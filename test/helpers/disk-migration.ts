@@ -105,7 +105,11 @@ export async function runDiskMigration(options: DiskRunOptions): Promise<DiskRun
     };
     await through([encoder.start()]);
     expect(decoder.header).toEqual(main.header);
-    const apply = (record: ChunkRecord): Promise<void> => through(encoder.encode(record));
+    // The decoder copies each record out of the frames: once through, the source may reuse the chunk's buffer.
+    const apply = async (record: ChunkRecord, done: () => void): Promise<void> => {
+      await through(encoder.encode(record));
+      done();
+    };
     const discard = (): void => undefined;
 
     const stats = new Map<DiskSource, PassStats[]>(sources.map((s) => [s, []]));
