@@ -71,6 +71,8 @@ export class DiskLineReader {
 
 /** How long the destination may take to open its drive's export and answer. */
 const READY_MS = 30_000;
+/** How long the socket may take no bytes while the disk stream waits to send. */
+const STALL_MS = 60_000;
 
 /** The source's end of one drive's disk connection. */
 export class DiskChannel {
@@ -108,12 +110,23 @@ export class DiskChannel {
     });
     if (!flushed) {
       await new Promise<void>((resolve, reject) => {
-        const onDrain = (): void => {
+        // A peer (or link) that takes nothing for this long is gone: TCP alone would retry for minutes.
+        const timer = setTimeout(() => {
+          finish();
+          this.socket.destroy();
+          reject(new VerdictChannelError(`${this.peer} took no disk bytes for ${STALL_MS / 1000} s`));
+        }, STALL_MS);
+        const finish = (): void => {
+          clearTimeout(timer);
+          this.socket.off('drain', onDrain);
           this.socket.off('close', onClose);
+        };
+        const onDrain = (): void => {
+          finish();
           resolve();
         };
         const onClose = (): void => {
-          this.socket.off('drain', onDrain);
+          finish();
           reject(new VerdictChannelError(`${this.peer}: the disk connection closed while sending`));
         };
         this.socket.once('drain', onDrain);

@@ -86,7 +86,9 @@ export class DiskReceiver {
     this.receive(socket, open, drive, peer).then(
       (arrival) => this.settle(open.index, { state: 'done', arrival }),
       (error: unknown) => {
-        socket.destroy();
+        // A refusal already ended the socket with its reason: let that line go out.
+        if (socket.writableEnded) socket.destroySoon();
+        else socket.destroy();
         const failure = error instanceof Error ? error : new Error(String(error));
         failure.message = `disk ${drive} from ${peer}: ${failure.message}`;
         this.onEvent({ type: 'disk-failed', drive, message: failure.message });

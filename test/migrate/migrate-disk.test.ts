@@ -283,7 +283,9 @@ describe('migrate --disk QoS, and a drive resized or removed mid-run (QEMU 7.2)'
       ]);
       vms.push(source.vm, dest.vm);
       await source.vm.waitForSerial(/migstream-disk \d+/, 120_000);
-      const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--timeout', '120']);
+      // The source may fail before its RAM stream ever reaches this side: then incoming waits for
+      // a migration until its timeout (a failed disk connection does not end it: a source may retry).
+      const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--timeout', '20']);
       // RAM capped at 8 MiB/s: it takes long enough to change the drive while it moves.
       const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', '--disk', 'disk0', '--no-probe', '--max-bandwidth', '8M', '--timeout', '120']);
       for (let i = 0; i < 300; i++) {
