@@ -21,7 +21,9 @@ import { BIN, freePort } from '../helpers/transport.js';
 import { bootGuest, jsonLines, migstream, runsOn, status } from '../helpers/migrate-cli.js';
 import { expectSameRamThenRunsOn } from '../helpers/migrate-expect.js';
 
-const RAM = `${256 * 1024}K`;
+// 8 KiB over 256 MiB: QEMU 7.2 under TCG loses dirty pages of a RAMBlock whose size is a multiple
+// of 256 KiB (docs/libvirt-testing.md), and --verify rightly fails such a run (it did once: 23 pages).
+const RAM = `${256 * 1024 + 8}K`;
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-migrate-cli-'));
 const vms: QemuVm[] = [];
 afterAll(async () => {
