@@ -16,6 +16,7 @@ import { MigrationFailedError } from '../qemu/errors.js';
 import { queryMigrate, type MigrationInfo } from '../qemu/migration.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import { VmStateError } from './errors.js';
+import { WakeablePause } from './wakeable-pause.js';
 
 export type IncomingEvent =
   { type: 'waiting'; elapsedMs: number } | { type: 'loading'; elapsedMs: number } | { type: 'loaded'; elapsedMs: number } | { type: 'checking'; elapsedMs: number } | { type: 'resumed'; elapsedMs: number };
@@ -73,32 +74,12 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
   const startedAtMs = Date.now();
   const elapsed = (): number => Date.now() - startedAtMs;
   let resumedAtMs: number | undefined;
-  let nudge: (() => void) | undefined;
-  /** A MIGRATION event came while no poll was waiting (a query in flight): do not wait next time. */
-  let nudged = false;
+  /** The poll interval, cut short by a MIGRATION event: the guest waits for our cont. */
+  const poll = new WakeablePause();
   const unlisten = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'RESUME') resumedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
-    if (event.event === 'MIGRATION') {
-      if (nudge) nudge();
-      else nudged = true;
-    }
+    if (event.event === 'MIGRATION') poll.wake();
   });
-  /** The poll interval, cut short by a MIGRATION event: the guest waits for our cont. */
-  const nextPoll = (): Promise<void> =>
-    new Promise((resolve) => {
-      if (nudged) {
-        nudged = false;
-        resolve();
-        return;
-      }
-      const timer = setTimeout(done, options.pollMs ?? 100);
-      function done(): void {
-        clearTimeout(timer);
-        nudge = undefined;
-        resolve();
-      }
-      nudge = done;
-    });
   try {
     // MIGRATION events (status changes) only come with the events capability (migrate_events):
     // it is local to this QEMU, so setting it does not have to match the source.
@@ -126,7 +107,7 @@ export async function receiveMigration(options: DestinationOptions): Promise<Des
       if (options.timeoutMs !== undefined && elapsed() > options.timeoutMs) {
         throw new MigrationFailedError(`no migration completed within ${options.timeoutMs / 1000} s (incoming status ${info.status ?? 'none'})`, info);
       }
-      await nextPoll();
+      await poll.pause(options.pollMs ?? 100);
     }
     const loadedAtMs = Date.now();
     emit({ type: 'loaded', elapsedMs: elapsed() });

@@ -22,6 +22,7 @@ import type { TlsMaterial } from '../tls/credentials.js';
 import { DiskChannel } from './disk-channel.js';
 import { DiskPolicy, readyBytesForLink, type DiskDecision } from './disk-policy.js';
 import { HASH_CHUNK_BYTES } from './disk-wire.js';
+import { WakeablePause } from './wakeable-pause.js';
 
 export type DiskPhase = 'first-copy' | 'before-ram' | 'beside-ram' | 'last';
 
@@ -104,7 +105,7 @@ export class DiskMover {
   private readonly startedAtMs = Date.now();
   private beside: Promise<void> | undefined;
   private stopBeside = false;
-  private wakeBeside: (() => void) | undefined;
+  private readonly besidePause = new WakeablePause();
   private besideFailure: unknown;
   private readyAtMs: number | undefined;
   private switchoverMs: number | null = null;
@@ -243,14 +244,7 @@ export class DiskMover {
           await this.pass(drive, 'beside-ram');
         }
         // Cut short by switchover(): the guest is paused and waiting for the last pass.
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, pauseMs);
-          this.wakeBeside = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wakeBeside = undefined;
+        await this.besidePause.pause(pauseMs);
       }
     })().catch((error: unknown) => {
       this.besideFailure = error;
@@ -270,7 +264,7 @@ export class DiskMover {
   async switchover(): Promise<void> {
     const started = Date.now();
     this.stopBeside = true;
-    this.wakeBeside?.();
+    this.besidePause.wake();
     await this.beside;
     this.watch();
     for (const drive of this.drives) {
@@ -320,7 +314,7 @@ export class DiskMover {
   /** After a failure: connections cut, limits put back, bitmaps, exports and the server gone. */
   async abort(): Promise<void> {
     this.stopBeside = true;
-    this.wakeBeside?.();
+    this.besidePause.wake();
     for (const drive of this.drives) drive.channel.destroy();
     await this.beside;
     if (this.options.qmp.closed) return;

@@ -16,6 +16,7 @@ import { ConvergenceError, LeverMissingError, VmStateError } from './errors.js';
 import { formatVersion, readLevers, type Levers } from './levers.js';
 import { ProgressMeter, type ProgressEvent } from './progress.js';
 import { ThrottleActuator, type ThrottleStep } from './throttle-actuator.js';
+import { WakeablePause } from './wakeable-pause.js';
 
 export type MigrateEvent =
   ProgressEvent | { type: 'pass'; sample: PassSample } | { type: 'throttle'; percent: number; reason: string; elapsedMs: number } | { type: 'notice'; message: string; elapsedMs: number };
@@ -129,10 +130,11 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
   const passes: PassSample[] = [];
   const switchoverBandwidth: SourceResult['switchoverBandwidth'] = [];
   let stoppedAtMs: number | undefined;
-  let wakePoll: (() => void) | undefined;
+  // A MIGRATION event (pre-switchover: the guest is already down) cuts the poll's pause short.
+  const poll = new WakeablePause();
   const stopListener = qmp.onEvent((event: QmpEvent) => {
     if (event.event === 'STOP') stoppedAtMs = event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000;
-    if (event.event === 'MIGRATION') wakePoll?.();
+    if (event.event === 'MIGRATION') poll.wake();
   });
   let switchoverMs: number | null = null;
 
@@ -189,15 +191,7 @@ export async function migrateSource(options: SourceOptions): Promise<SourceResul
       if (options.timeoutMs !== undefined && atMs - startedAtMs > options.timeoutMs) {
         throw new ConvergenceError(`the migration did not complete within ${options.timeoutMs / 1000} s (pass ${progress.pass}, ${(progress.remaining / 1e6).toFixed(1)} MB still dirty)`);
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(wake, options.pollMs ?? 250);
-        function wake(): void {
-          clearTimeout(timer);
-          wakePoll = undefined;
-          resolve();
-        }
-        wakePoll = wake;
-      });
+      await poll.pause(options.pollMs ?? 250);
     }
   } catch (error) {
     stopListener();
