@@ -283,10 +283,17 @@ const tag = 'proc-' + process.pid;
 const source = await DiskSource.open({ qmp: sq, drive: 'disk0', socketPath: srcSock, serverStarted: true, prefix: tag, windowBytes });
 const sink = await DiskSink.open({ qmp: dq, drive: 'disk0', socketPath: dstSock, serverStarted: true, header: source.header, exportId: tag + '-sink', windowBytes });
 const encoder = new DiskStreamEncoder(source.header);
-const decoder = new DiskStreamDecoder();
-const through = async (pieces) => { for (const piece of pieces) for (const record of decoder.push(piece)) await sink.apply(record); };
+// As incoming's DiskReceiver: records point into the bytes they came in (no copy), and the
+// source's chunk buffer is lent until the sink's writes of it settled.
+const decoder = new DiskStreamDecoder({ copy: false, reuseBuffers: true });
+const through = async (pieces, done = () => {}) => {
+  let pending = 1;
+  const release = () => { if (--pending === 0) done(); };
+  for (const piece of pieces) for (const record of decoder.push(piece)) { pending++; await sink.apply(record, () => { decoder.release(record); release(); }); }
+  release();
+};
 await through([encoder.start()]);
-await source.firstCopy(async (record, done) => { await through(encoder.encode(record)); done(); });
+await source.firstCopy((record, done) => through(encoder.encode(record), done));
 await through(encoder.end());
 if (!decoder.complete) { console.error('the disk stream did not end'); process.exit(3); }
 await sink.finish();

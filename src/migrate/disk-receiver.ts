@@ -133,8 +133,9 @@ export class DiskReceiver {
 
   /** Decodes the disk stream from `socket` into `sink` until its END; the socket is paused while writes catch up. */
   private applyStream(socket: Socket, sink: DiskSink, open: DiskOpenMessage): Promise<number> {
-    // Records point into the received chunks, which are not reused: no copy.
-    const decoder = new DiskStreamDecoder({ copy: false });
+    // Records point into the received chunks, which are not reused: no copy. A chunk's frame
+    // spans the socket's reads: it is gathered into a buffer the decoder reuses once written.
+    const decoder = new DiskStreamDecoder({ copy: false, reuseBuffers: true });
     let records = 0;
     return new Promise<number>((resolve, reject) => {
       const stop = (error: Error | null): void => {
@@ -154,7 +155,7 @@ export class DiskReceiver {
               if (h.size !== open.size || h.chunkSize !== open.chunkSize || h.device !== open.drive) {
                 throw new Error(`the disk stream's header (${h.device}, ${h.size} bytes, chunks of ${h.chunkSize}) is not what its first line announced`);
               }
-              await sink.apply(record);
+              await sink.apply(record, () => decoder.release(record));
               if (record.type !== 'disk-end') records++;
             }
             if (decoder.complete) stop(null);

@@ -138,6 +138,39 @@ describe('decoding', () => {
     }
   });
 
+  test('reuseBuffers: a frame spanning chunks is gathered into a buffer that comes back once released, and only then', () => {
+    // Three chunk records, the bytes pushed 16 KiB at a time, as a socket gives them.
+    const chunks = [pattern(64 * KIB, 5), pattern(64 * KIB, 6), pattern(64 * KIB, 7)];
+    const list: DiskRecord[] = chunks.map((data, i) => ({ type: 'block-data', device: 'disk0', sector: (i * 64 * KIB) / 512, data }));
+    const bytes = encodeAll(header, [...list, { type: 'disk-end', records: 3 }]);
+    const decoder = new DiskStreamDecoder({ copy: false, reuseBuffers: true });
+    const out: DiskRecord[] = [];
+    const arrays: ArrayBufferLike[] = [];
+    for (let at = 0; at < bytes.length; at += 16 * KIB) {
+      for (const record of decoder.push(bytes.subarray(at, at + 16 * KIB))) {
+        out.push(record);
+        if (record.type !== 'block-data') continue;
+        // What arrived is right, whatever buffer it is in.
+        expect(record.data.equals(chunks[out.length - 1]!)).toBe(true);
+        arrays.push(record.data.buffer);
+        // Released before the next one: records 0 and 1 share a buffer; record 1 is kept, so 2 gets another.
+        if (out.length === 1) decoder.release(record);
+      }
+    }
+    expect(decoder.complete).toBe(true);
+    expect(out.map((r) => r.type)).toEqual(['block-data', 'block-data', 'block-data', 'disk-end']);
+    expect(arrays[1]).toBe(arrays[0]);
+    expect(arrays[2]).not.toBe(arrays[1]);
+    // Not one of the pushed pieces' memory.
+    expect(arrays[0]).not.toBe(bytes.buffer);
+    // A frame that lies in one pushed chunk stays a view of it (nothing to gather), and releasing it is a no-op.
+    const whole = new DiskStreamDecoder({ copy: false, reuseBuffers: true });
+    const input = Buffer.from(bytes);
+    const [first] = whole.push(input);
+    expect(first!.type === 'block-data' && first!.data.buffer).toBe(input.buffer);
+    whole.release(first!);
+  });
+
   test('copies record data out of the pushed chunks by default', () => {
     const input = Buffer.from(expected);
     const decoder = new DiskStreamDecoder();
