@@ -51,7 +51,18 @@ const READ_BUFFER_BYTES = 1024 * 1024;
 /** Where the socket's reads go: the handshake first, then the client. */
 interface ReadSink {
   sink: (chunk: Buffer) => void;
+  /** Where the next read may go instead of the shared buffer: a READ's own buffer (or undefined). */
+  target: () => Buffer | undefined;
+  /** `n` bytes landed in the last target. */
+  direct: (n: number) => void;
 }
+
+/**
+ * READ data with at least this much left is read straight into the READ's buffer (net's `onread`
+ * takes a buffer per read): the kernel's copy is the only one. Less goes through the shared
+ * buffer, so a small rest does not cost a read of its own.
+ */
+const DIRECT_READ_MIN_BYTES = 16 * 1024;
 
 interface Waiter {
   resolve(completion: Completion & { ok: true }): void;
@@ -100,6 +111,8 @@ export class NbdClient {
     this.maxPayload = Math.min(negotiated.blockSizes?.maximum ?? DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PAYLOAD);
     this.machine = new Transmission({ peer, structuredReplies: negotiated.structuredReplies, contexts: negotiated.contexts });
     reads.sink = (chunk) => this.onData(chunk, true);
+    reads.target = () => (this.failure === undefined ? this.machine.directTarget(DIRECT_READ_MIN_BYTES) : undefined);
+    reads.direct = (n) => this.deliver(() => this.machine.receivedDirect(n));
     socket.on('error', (error) => this.fail(new NbdConnectionError(`the socket failed: ${error.message}`, { peer, request: this.machine.currentRequest }, { cause: error })));
     socket.on('close', () => this.onClose());
     if (rest.length > 0) this.onData(rest, false);
@@ -117,8 +130,15 @@ export class NbdClient {
     const peer = `${where} export ${JSON.stringify(exportName)}`;
     const handshake = new Handshake({ peer, exportName, metaContexts: options.metaContexts, listQueries: options.listMetaContexts });
     const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    const reads: ReadSink = { sink: () => {} };
-    const onread = { buffer: readBuffer, callback: (n: number): boolean => (reads.sink(readBuffer.subarray(0, n)), true) };
+    const reads: ReadSink = { sink: () => {}, target: () => undefined, direct: () => {} };
+    const onread = {
+      buffer: (): Buffer => reads.target() ?? readBuffer,
+      callback: (n: number, buffer: Uint8Array): boolean => {
+        if (buffer === readBuffer) reads.sink(readBuffer.subarray(0, n));
+        else reads.direct(n);
+        return true;
+      },
+    };
     const socket = options.path !== undefined ? createConnection({ path: options.path, onread }) : createConnection({ host: options.host!, port: options.port ?? 10809, onread });
     if (options.path === undefined) socket.setNoDelay(true);
 
@@ -314,11 +334,16 @@ export class NbdClient {
   }
 
   private onData(chunk: Buffer, lent: boolean): void {
+    this.deliver(() => this.machine.receive(chunk, lent));
+  }
+
+  /** Hands the server's bytes to the machine (`parse`) and settles what they complete. */
+  private deliver(parse: () => Completion[]): void {
     if (this.failure !== undefined) return;
     this.lastHeard = Date.now();
     let completions: Completion[];
     try {
-      completions = this.machine.receive(chunk, lent);
+      completions = parse();
     } catch (error) {
       this.fail(error instanceof NbdError ? error : new NbdConnectionError(String(error), { peer: this.peer }, { cause: error }));
       return;

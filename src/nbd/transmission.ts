@@ -187,6 +187,33 @@ export class Transmission {
   }
 
   /**
+   * Where the server's next bytes may go straight from the socket, sparing a copy: the rest of
+   * the READ data being received, when nothing is queued ahead of it and at least `min` bytes
+   * are left (else undefined). Hand what arrived there to receivedDirect().
+   */
+  directTarget(min: number): Buffer | undefined {
+    if (this.queue.available > 0) return undefined;
+    const state = this.state;
+    if (state.kind === 'simple-data' && state.left >= min) {
+      const at = state.pending.length - state.left;
+      return state.pending.data!.subarray(at, at + state.left);
+    }
+    if (state.kind === 'data' && state.left >= min) return state.pending.data!.subarray(state.at, state.at + state.left);
+    return undefined;
+  }
+
+  /** `n` bytes arrived in the buffer directTarget() gave; the requests that completes. */
+  receivedDirect(n: number): Completion[] {
+    const state = this.state;
+    if ((state.kind !== 'simple-data' && state.kind !== 'data') || n > state.left || this.queue.available > 0) {
+      throw new RangeError(`${n} bytes read straight into a READ's buffer, where none were expected`);
+    }
+    state.left -= n;
+    if (state.kind === 'data') state.at += n;
+    return this.parse();
+  }
+
+  /**
    * The server's bytes; the requests they complete. Throws NbdProtocolError on a breach.
    * `lent`: the caller reuses `chunk` once this returns (what is kept of it is copied).
    */

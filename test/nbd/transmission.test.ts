@@ -91,6 +91,50 @@ describe('replies', () => {
     expect(data).toEqual(Buffer.concat([head, Buffer.alloc(4096), tail]));
   });
 
+  test("directTarget: READ data goes straight into the READ's buffer once nothing is queued ahead of it, structured and simple", () => {
+    const t = machine();
+    const into = Buffer.alloc(65536, 0xee);
+    t.request({ type: B.CMD.READ, offset: 0, length: 65536, into });
+    const data = pattern(65536, 3);
+    const reply = Buffer.concat([B.offsetData(1, 0, data), B.none(1)]);
+    // Nothing is being received yet: no target.
+    expect(t.directTarget(1)).toBeUndefined();
+    // The chunk header, its offset and 1000 data bytes come through receive(); the rest is direct.
+    const dataStart = reply.length - B.none(1).length - data.length;
+    expect(t.receive(reply.subarray(0, dataStart + 1000))).toEqual([]);
+    expect(t.directTarget(65536 - 1000 + 1)).toBeUndefined();
+    const target = t.directTarget(16384)!;
+    expect(target.buffer).toBe(into.buffer);
+    expect([target.byteOffset - into.byteOffset, target.length]).toEqual([1000, 64536]);
+    data.copy(target, 0, 1000, 41000);
+    expect(t.receivedDirect(40000)).toEqual([]);
+    const rest = t.directTarget(1)!;
+    expect(rest.length).toBe(24536);
+    data.copy(rest, 0, 41000);
+    expect(t.receivedDirect(24536)).toEqual([]);
+    // The data is whole; NONE completes the READ.
+    expect(t.directTarget(1)).toBeUndefined();
+    const done = t.receive(B.none(1));
+    expect(done).toHaveLength(1);
+    expect((done[0] as { data: Buffer }).data).toEqual(data);
+
+    // A simple reply's data the same way; bytes queued ahead of the data mean no target.
+    const simple = machine(false, new Map());
+    simple.request({ type: B.CMD.READ, offset: 0, length: 20000 });
+    const payload = pattern(20000, 4);
+    const bytes = B.simpleReply(0, 1, payload);
+    const headerLength = bytes.length - payload.length;
+    simple.receive(bytes.subarray(0, headerLength));
+    const direct = simple.directTarget(16384)!;
+    expect(direct.length).toBe(20000);
+    payload.copy(direct);
+    const finished = simple.receivedDirect(20000);
+    expect(finished).toHaveLength(1);
+    expect((finished[0] as { data: Buffer }).data).toEqual(payload);
+    // A receivedDirect that no target asked for is a bug of the caller, not a server's breach.
+    expect(() => simple.receivedDirect(1)).toThrow(RangeError);
+  });
+
   test('a content chunk may carry DONE itself', () => {
     const t = machine();
     t.request({ type: B.CMD.READ, offset: 0, length: 4 });
