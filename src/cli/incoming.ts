@@ -32,8 +32,8 @@ Options:
 ${verifySampleUsage}
   --control-port PORT     where migrate probes the link and, with --verify, sends its
                           verdict (default: PORT + 1)
-  --disk DRIVE            take this drive (its -drive id, qdev id or node name; a blank image
-                          of at least the source drive's size) from "migrate --disk", through
+  --disk DRIVE            take this drive (its -drive id, qdev id or node name; an image of
+                          at least the source drive's size) from "migrate --disk", through
                           this QEMU's NBD server; repeat in the order migrate names its drives.
                           The guest resumes only when every drive arrived and checked equal to
                           the source's. RAM arriving without the disk stops this QEMU (quit), so

@@ -59,6 +59,9 @@ Options:
                           again go as their changed 4 KiB sub-blocks
   --disk-granularity SIZE dirty bitmap granularity (default 64K)
   --no-disk-throttle      never lower the guest's write limit
+  --disk-target-is-zero   the destination drives are blank: the first copy skips what the
+                          source reads as zeros instead of zeroing it there (the check at
+                          switch-over still compares the whole drives)
   --force-downtime MS     with --converge auto: when throttling is exhausted, raise
                           downtime-limit to MS to force the switch-over
   --verify                before the destination resumes, compare the paused source's RAM
@@ -114,6 +117,7 @@ export const migrateCommand: Command = {
         'disk-block-size': { type: 'string' },
         'disk-granularity': { type: 'string' },
         'no-disk-throttle': { type: 'boolean' },
+        'disk-target-is-zero': { type: 'boolean' },
         'no-probe': { type: 'boolean' },
       },
       0,
@@ -216,6 +220,7 @@ export const migrateCommand: Command = {
           ...(diskGranularity !== undefined ? { granularity: diskGranularity } : {}),
           ...(probe !== null ? { linkBytesPerSecond: probe.rate } : {}),
           throttle: values['no-disk-throttle'] !== true,
+          zeroUnallocated: values['disk-target-is-zero'] !== true,
           onEvent,
         });
         await mover.converge();

@@ -9,8 +9,9 @@
  *   a zero block; here every record is handed on as soon as it is made, so there is nothing to
  *   hold back.
  * - With sub-block deltas on, the encoder keeps an 8-byte hash (XXH64) of every 4 KiB sub-block
- *   as the destination last received it: at first the hash of a zero sub-block (the destination
- *   drive is blank), then of every chunk sent. A chunk dirtied again is compared sub-block by
+ *   as the destination last received it: at first the hash of a zero sub-block (the first copy
+ *   zeroes what it does not send, zero(); or the destination is blank), then of every chunk
+ *   sent. A chunk dirtied again is compared sub-block by
  *   sub-block: only the changed ones go, in one delta record, unless they are so many that the
  *   whole chunk costs no more; an unchanged chunk (rewritten with the same bytes) sends nothing.
  *   A hash collision would leave a sub-block stale; the consistency check after the last pass
@@ -96,6 +97,22 @@ export class ChunkEncoder {
     const out = Buffer.allocUnsafe(changed.length * SUB_BLOCK_SIZE);
     changed.forEach((sub, i) => data.copy(out, i * SUB_BLOCK_SIZE, sub * SUB_BLOCK_SIZE, (sub + 1) * SUB_BLOCK_SIZE));
     return { type: 'disk-delta', offset, indexes: changed, data: out };
+  }
+
+  /**
+   * The record for chunk `index` when the source reads it as zeros without reading it (the first
+   * copy, where base:allocation says ZERO): it zeroes the destination's copy, whatever that held,
+   * so its sub-blocks are a blank destination's again.
+   */
+  zero(index: number): BlockDataRecord | BlockZeroRecord {
+    const { chunkSize, device } = this.header;
+    const offset = index * chunkSize;
+    if (this.sent !== undefined) {
+      const first = offset / SUB_BLOCK_SIZE;
+      this.sent.fill(zeroSubBlockHash(), first, first + this.chunkLength(index) / SUB_BLOCK_SIZE);
+    }
+    const sector = offset / BDRV_SECTOR_SIZE;
+    return this.zeroBlocks ? { type: 'block-zero', device, sector } : { type: 'block-data', device, sector, data: Buffer.alloc(chunkSize) };
   }
 
   /** blk_send: ZERO_BLOCK when zero-blocks is on and the whole buffer is zero, else the data. */

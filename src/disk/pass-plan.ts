@@ -30,8 +30,9 @@ export function dirtyBitmapContext(bitmap: string): string {
  * Which extents a pass reads, by the meta context they came from: a dirty bitmap's dirty
  * extents (NBD_STATE_DIRTY, QEMU's docs/interop/nbd.rst), or for `base:allocation` every extent
  * that may hold data: not NBD_STATE_ZERO (a hole of a backing file, HOLE without ZERO, reads
- * the backing file's data and is copied too). The destination is blank, so what reads as zero
- * is already there.
+ * the backing file's data and is copied too). What reads as zero is not read: the first copy
+ * sends it as ZERO_BLOCKs unread (DiskSource, zeroUnallocated), or skips it for a blank
+ * destination.
  */
 export function extentSelector(metaContext: string): (flags: number) => boolean {
   if (metaContext === BASE_ALLOCATION) return (flags) => (flags & NBD_STATE_ZERO) === 0;

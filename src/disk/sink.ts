@@ -10,11 +10,14 @@
  * - block-data: the chunk's bytes up to the drive's end (block_load: nr_sectors clipped to
  *   total_sectors at the last chunk);
  * - block-zero: WRITE_ZEROES over the chunk without NBD_CMD_FLAG_NO_HOLE, i.e. the server may
- *   punch a hole, as block_load's blk_pwrite_zeroes(…, BDRV_REQ_MAY_UNMAP);
+ *   punch a hole, as block_load's blk_pwrite_zeroes(…, BDRV_REQ_MAY_UNMAP); adjacent ones go as
+ *   one WRITE_ZEROES of up to 1 GiB (a first copy zeroes every unallocated chunk);
  * - disk-delta: each run of adjacent sub-blocks as one WRITE;
  * - disk-end: nothing (finish() flushes).
  * Writes are pipelined, at most `windowBytes` in flight; the first failure fails the next
- * apply() or finish().
+ * apply() or finish(). NBD lets a server complete requests in any order (QEMU's does: a
+ * coroutine each), so a write to a chunk waits until the write before it on that chunk settled:
+ * a chunk sent again in the next pass never lands under its older copy.
  */
 import { NbdClient } from '../nbd/client.js';
 import { TransmissionFlag } from '../nbd/constants.js';
@@ -50,12 +53,21 @@ export interface SinkStats {
   readonly bytesZeroed: number;
 }
 
+/** The longest WRITE_ZEROES adjacent ZERO_BLOCKs merge into (NBD's lengths are 32-bit). */
+const ZERO_RUN_MAX_BYTES = 1024 * 1024 * 1024;
+/** What a WRITE_ZEROES counts against the window: it carries no data, but the server works on it. */
+const ZERO_WRITE_COST = 64 * 1024;
+
 export class DiskSink {
   readonly header: DiskStreamHeader;
   /** The export, for a consistency check to read (its peer names it in errors). */
   readonly nbd: NbdClient;
   private readonly inFlight = new Set<Promise<void>>();
   private inFlightBytes = 0;
+  /** The write in flight on each chunk (by index), which the next write to it waits for. */
+  private readonly busy = new Map<number, Promise<void>>();
+  /** Adjacent ZERO_BLOCKs not yet sent, as one range. */
+  private zeroRun: { offset: number; length: number } | undefined;
   private failure: unknown;
   private readonly stats = { dataRecords: 0, zeroRecords: 0, deltaRecords: 0, bytesWritten: 0, bytesZeroed: 0 };
   private closed = false;
@@ -116,25 +128,38 @@ export class DiskSink {
     const { chunkSize, size, subBlockSize } = this.header;
     // A whole chunk's write, and a delta's writes, hold the caller's bytes until they settle.
     if (record.type !== 'block-data' && record.type !== 'disk-delta') done?.();
+    const writeZeroes = (this.nbd.flags & TransmissionFlag.SEND_WRITE_ZEROES) !== 0;
+    if (record.type === 'block-zero' && writeZeroes) {
+      const offset = record.sector * 512;
+      const length = this.chunkBytes(offset);
+      this.stats.zeroRecords++;
+      this.stats.bytesZeroed += length;
+      const run = this.zeroRun;
+      if (run !== undefined && run.offset + run.length === offset && run.length + length <= ZERO_RUN_MAX_BYTES) {
+        run.length += length;
+        return;
+      }
+      await this.sendZeroRun();
+      this.zeroRun = { offset, length };
+      return;
+    }
+    await this.sendZeroRun();
     switch (record.type) {
       case 'block-data': {
         const offset = record.sector * 512;
         const length = this.chunkBytes(offset);
         this.stats.dataRecords++;
         this.stats.bytesWritten += length;
-        await this.queue(length, () => this.nbd.write(offset, record.data.subarray(0, length)), done);
+        await this.queue(offset, length, length, () => this.nbd.write(offset, record.data.subarray(0, length)), done);
         return;
       }
       case 'block-zero': {
+        // A server without WRITE_ZEROES gets the zeros written.
         const offset = record.sector * 512;
         const length = this.chunkBytes(offset);
         this.stats.zeroRecords++;
         this.stats.bytesZeroed += length;
-        if (this.nbd.flags & TransmissionFlag.SEND_WRITE_ZEROES) {
-          await this.queue(0, () => this.nbd.writeZeroes(offset, length));
-        } else {
-          await this.queue(length, () => this.nbd.write(offset, Buffer.alloc(length)));
-        }
+        await this.queue(offset, length, length, () => this.nbd.write(offset, Buffer.alloc(length)));
         return;
       }
       case 'disk-delta': {
@@ -160,7 +185,7 @@ export class DiskSink {
         };
         for (const { offset, bytes } of runs) {
           this.stats.bytesWritten += bytes.length;
-          await this.queue(bytes.length, () => this.nbd.write(offset, bytes), settled);
+          await this.queue(offset, bytes.length, bytes.length, () => this.nbd.write(offset, bytes), settled);
         }
         return;
       }
@@ -171,6 +196,7 @@ export class DiskSink {
 
   /** Waits for every write, then flushes the drive (NBD_CMD_FLUSH). */
   async finish(): Promise<SinkStats> {
+    await this.sendZeroRun();
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
     this.throwIfFailed();
     await this.nbd.flush();
@@ -196,14 +222,34 @@ export class DiskSink {
     return Math.min(chunkSize, size - offset);
   }
 
-  /** Starts `write` once it fits in the window; `done` runs when it has settled. */
-  private async queue(bytes: number, write: () => Promise<void>, done?: () => void): Promise<void> {
-    while (this.inFlight.size > 0 && this.inFlightBytes + bytes > this.windowBytes) {
+  /** Sends the adjacent ZERO_BLOCKs gathered so far as one WRITE_ZEROES. */
+  private async sendZeroRun(): Promise<void> {
+    const run = this.zeroRun;
+    if (run === undefined) return;
+    this.zeroRun = undefined;
+    await this.queue(run.offset, run.length, ZERO_WRITE_COST, () => this.nbd.writeZeroes(run.offset, run.length));
+  }
+
+  /**
+   * Starts `write` of [offset, offset + length) once the writes before it on the same chunks
+   * settled and `cost` fits in the window; `done` runs when it has settled.
+   */
+  private async queue(offset: number, length: number, cost: number, write: () => Promise<void>, done?: () => void): Promise<void> {
+    const { chunkSize } = this.header;
+    const first = Math.floor(offset / chunkSize);
+    const last = Math.floor((offset + Math.max(length, 1) - 1) / chunkSize);
+    // apply() is awaited record by record, so no other write can take these chunks meanwhile.
+    for (let chunk = first; chunk <= last; chunk++) {
+      const before = this.busy.get(chunk);
+      if (before !== undefined) await before;
+    }
+    this.throwIfFailed();
+    while (this.inFlight.size > 0 && this.inFlightBytes + cost > this.windowBytes) {
       await Promise.race(this.inFlight);
       this.throwIfFailed();
     }
-    const cost = Math.max(bytes, 1);
-    this.inFlightBytes += cost;
+    const counted = Math.max(cost, 1);
+    this.inFlightBytes += counted;
     const promise: Promise<void> = write()
       .then(
         () => undefined,
@@ -212,11 +258,13 @@ export class DiskSink {
         },
       )
       .finally(() => {
-        this.inFlightBytes -= cost;
+        this.inFlightBytes -= counted;
         this.inFlight.delete(promise);
+        for (let chunk = first; chunk <= last; chunk++) if (this.busy.get(chunk) === promise) this.busy.delete(chunk);
         done?.();
       });
     this.inFlight.add(promise);
+    for (let chunk = first; chunk <= last; chunk++) this.busy.set(chunk, promise);
   }
 
   private throwIfFailed(): void {

@@ -51,6 +51,13 @@ export interface DiskSourceOptions {
   readonly deltas?: boolean;
   /** ZERO_BLOCK for all-zero chunks. Default true. */
   readonly zeroBlocks?: boolean;
+  /**
+   * The first copy also sends a ZERO_BLOCK for every chunk base:allocation reads as zeros, so
+   * the destination ends equal whatever its drive held before (as QEMU's own block migration
+   * and `qemu-img convert -n` do). Default true; false trusts the destination to be blank
+   * (qemu-img's --target-is-zero), and the consistency check tells when it was not.
+   */
+  readonly zeroUnallocated?: boolean;
   /** Bytes of chunks read ahead at most (the memory a pass holds). Default 16 MiB. */
   readonly windowBytes?: number;
   /** Names of this run's bitmaps and exports start with this. Default `migstream-<drive>`. */
@@ -208,10 +215,12 @@ export class DiskSource {
       let selectedBytes = 0;
       for (const extent of extents) if (selected(extent.flags)) selectedBytes += extent.length;
       const stats = { pass, metaContext, selectedBytes, chunks: 0, dataRecords: 0, zeroRecords: 0, deltaRecords: 0, subBlocks: 0, bytes: 0, ms: 0 };
+      const zeroGaps = pass === 0 && (this.options.zeroUnallocated ?? true);
       await this.readChunks(
         nbd,
         chunkRunBatches(plan),
         pass > 0,
+        zeroGaps,
         async (record, done) => {
           if (record.type === 'block-data') stats.dataRecords++;
           else if (record.type === 'block-zero') stats.zeroRecords++;
@@ -238,11 +247,20 @@ export class DiskSource {
 
   /**
    * Reads every chunk of `runs` (chunkRunBatches) with up to `window` reads in flight, and encodes and emits them
-   * in drive order: memory stays at `window` chunks whatever the pass's size.
+   * in drive order: memory stays at `window` chunks whatever the pass's size. With `zeroGaps`,
+   * every chunk between the runs is emitted as zeros, unread, in its place in that order.
    */
-  private async readChunks(nbd: NbdClient, runs: Iterable<Float64Array>, delta: boolean, emit: (record: ChunkRecord, done: () => void) => Promise<void>, counted: () => void): Promise<void> {
+  private async readChunks(nbd: NbdClient, runs: Iterable<Float64Array>, delta: boolean, zeroGaps: boolean, emit: (record: ChunkRecord, done: () => void) => Promise<void>, counted: () => void): Promise<void> {
     const { chunkSize } = this.header;
-    const pending: { index: number; read: Promise<Buffer> }[] = [];
+    /** `read` undefined: a chunk of a gap, zeros. */
+    const pending: { index: number; read: Promise<Buffer> | undefined }[] = [];
+    let next = 0;
+    const zeroUpTo = async (end: number): Promise<void> => {
+      for (; zeroGaps && next < end; next++) {
+        if (pending.length >= this.window) await finishOldest();
+        pending.push({ index: next, read: undefined });
+      }
+    };
     const start = (index: number): void => {
       const length = this.encoder.chunkLength(index);
       // The read writes every byte of [0, length) (the client zero-fills OFFSET_HOLE and checks
@@ -257,6 +275,11 @@ export class DiskSource {
     };
     const finishOldest = async (): Promise<void> => {
       const oldest = pending.shift()!;
+      if (oldest.read === undefined) {
+        counted();
+        await emit(this.encoder.zero(oldest.index), () => undefined);
+        return;
+      }
       const data = await oldest.read;
       counted();
       const record = this.encoder.encode(oldest.index, data, delta);
@@ -276,16 +299,19 @@ export class DiskSource {
       for (const batch of runs) {
         for (let i = 0; i < batch.length; i += 2) {
           const end = batch[i]! + batch[i + 1]!;
+          await zeroUpTo(batch[i]!);
           for (let index = batch[i]!; index < end; index++) {
             if (pending.length >= this.window) await finishOldest();
             start(index);
           }
+          next = end;
         }
       }
+      await zeroUpTo(Math.ceil(this.header.size / chunkSize));
       while (pending.length > 0) await finishOldest();
     } finally {
       // On failure, let the reads still in flight settle before the client is closed.
-      await Promise.allSettled(pending.map((p) => p.read));
+      await Promise.allSettled(pending.flatMap((p) => (p.read === undefined ? [] : [p.read])));
     }
   }
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 export const QEMU_VERSIONS = ['7.2', '10.0'] as const;
 export type QemuVersion = (typeof QEMU_VERSIONS)[number];
 
-export type QemuTool = 'qemu-system-x86_64' | 'qemu-img' | 'qemu-nbd' | 'qemu-storage-daemon';
+export type QemuTool = 'qemu-system-x86_64' | 'qemu-img' | 'qemu-io' | 'qemu-nbd' | 'qemu-storage-daemon';
 
 const CHECKOUT = fileURLToPath(new URL('../../', import.meta.url));
 

@@ -47,6 +47,21 @@ describe('sub-block deltas', () => {
     expect(encoder.encode(3, data, true)).toMatchObject({ type: 'disk-delta', offset: 768 * KIB, indexes: [3] });
   });
 
+  test('zero(): a chunk sent as zeros unread is compared with zeros afterwards (its older content is gone at the destination)', () => {
+    const encoder = new ChunkEncoder(header, { deltas: true });
+    const full = chunk((d) => d.fill(7));
+    expect(encoder.encode(1, full, false)).toMatchObject({ type: 'block-data' });
+    expect(encoder.zero(1)).toEqual({ type: 'block-zero', device: 'disk0', sector: 512 });
+    // One sub-block written after the zeroing: the delta is that sub-block, not the whole chunk.
+    const one = chunk((d) => d.fill(7, 6 * 4096, 7 * 4096));
+    expect(encoder.encode(1, one, true)).toMatchObject({ type: 'disk-delta', offset: 256 * KIB, indexes: [6] });
+    // Without zero-blocks, the zeros go as data.
+    const plain = new ChunkEncoder(header, { zeroBlocks: false });
+    const record = plain.zero(3);
+    expect(record).toMatchObject({ type: 'block-data', sector: 1536 });
+    expect(record.type === 'block-data' && record.data.equals(Buffer.alloc(256 * KIB))).toBe(true);
+  });
+
   test('needs a drive size in whole sub-blocks', () => {
     expect(() => new ChunkEncoder({ ...header, size: 1024 * KIB + 512 }, { deltas: true })).toThrow(/multiple of 4096/);
   });

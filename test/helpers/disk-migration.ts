@@ -1,7 +1,7 @@
 /**
  * The disk path against real QEMU (test/disk/qemu-*.test.ts): a source QEMU whose guest writes
  * random blocks to its virtio disk (guest/diskwrite), a destination QEMU in `-incoming defer`
- * with a blank image of the same size, and src/disk between them: the first copy and dirty
+ * with an image of the same size that is not blank (4 MiB of junk), and src/disk between them: the first copy and dirty
  * passes while the guest writes, `stop`, the last pass, the consistency check, a planted
  * difference, and after both QEMUs quit, `qemu-img compare`.
  *
@@ -70,6 +70,9 @@ export async function runDiskMigration(options: DiskRunOptions): Promise<DiskRun
   const dstImage = join(dir, `dst.${options.format}`);
   execFileSync(img, ['create', '-q', '-f', options.format, srcImage, `${options.sizeMiB}M`]);
   execFileSync(img, ['create', '-q', '-f', options.format, dstImage, `${options.sizeMiB}M`]);
+  // The destination is not blank: the first copy zeroes what the source reads as zeros, and a
+  // delta then builds on those zeros, so the drives still end equal.
+  execFileSync(qemuTool(options.qemu, 'qemu-io'), ['-f', options.format, '-c', 'write -P 0x5a 8M 3M', '-c', `write -P 0xa5 ${options.sizeMiB - 1}M 1M`, dstImage], { stdio: 'ignore' });
   // The accelerator the fixtures found working (a KVM that opens may still not boot a guest).
   const accel = loadFixture('idle').meta.accel;
   const guest = guestArgs('idle', [`disk=${options.blockBytes}:${options.rateMiBs}:7`]);

@@ -166,19 +166,45 @@ describe('migrate --disk faults (QEMU 7.2, one host): the source runs on, the de
     expect(dst.stderr).toMatch(/not resumed|QEMU is gone/);
   }, 240_000);
 
-  test('two drives, the second destination image not blank: the check at switch-over names its chunk, the migration is cancelled', async () => {
-    // disk0 is the guest's busy disk (every chunk of it gets written, and so copied whole); disk1
-    // is idle and blank on the source: its first copy reads nothing, so what the destination's
-    // image held before stays, and only the check can tell. 1 MiB of 0xa5 at 40 MiB.
-    const second = { src: image('7.2', 'two-src1', 'raw'), dst: image('7.2', 'two-dst1', 'raw') };
+  /** disk1 images: blank on the source, 1 MiB of 0xa5 at 40 MiB on the destination. */
+  const notBlankSecond = (tag: string): { src: string; dst: string } => {
+    const second = { src: image('7.2', `${tag}-src1`, 'raw'), dst: image('7.2', `${tag}-dst1`, 'raw') };
     const fd = openSync(second.dst, 'r+');
     writeSync(fd, Buffer.alloc(MIB, 0xa5), 0, MIB, 40 * MIB);
     closeSync(fd);
+    return second;
+  };
+
+  test('a destination drive that is not blank ends equal to the source: the first copy zeroes what the source reads as zeros', async () => {
+    const second = notBlankSecond('zeroed');
+    const { source, dest } = await boot('zeroed', image('7.2', 'zeroed-dst0', 'raw'), second);
+    const p = port();
+    const disks = ['--disk', 'disk0', '--disk', 'disk1'];
+    const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', ...disks, '--no-resume', '--json', '--timeout', '120']);
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', ...disks, '--no-probe', '--json', '--timeout', '120']);
+    const [src, dst] = await Promise.all([migrate, incoming]);
+    expect(src.code, src.stderr).toBe(0);
+    expect(dst.code, dst.stderr).toBe(0);
+    // disk1's first copy read nothing and zeroed all of it; the destination zeroed its 64 MiB.
+    const drives = (jsonLines(src.stdout).find((e) => e.type === 'summary')!.disk as { drives: { drive: string; passes: { phase: string; bytes: number }[]; applied: { bytesZeroed: number } }[] }).drives;
+    const disk1 = drives.find((d) => d.drive === 'disk1')!;
+    expect(disk1.passes[0]!.phase).toBe('first-copy');
+    expect(disk1.passes[0]!.bytes).toBeLessThan(64 * 64);
+    expect(disk1.applied.bytesZeroed).toBeGreaterThanOrEqual(DISK_MIB * MIB);
+    // Independently, both QEMUs paused: both drives' images hold the same bytes.
+    execFileSync(qemuTool('7.2', 'qemu-img'), ['compare', '-q', '-U', '-f', 'raw', '-F', 'raw', second.src, second.dst]);
+  }, 240_000);
+
+  test('two drives, the second destination image not blank but --disk-target-is-zero: the check at switch-over names its chunk, the migration is cancelled', async () => {
+    // disk0 is the guest's busy disk; disk1 is idle and blank on the source: told the target is
+    // zero, its first copy sends nothing, so what the destination's image held before stays,
+    // and only the check can tell.
+    const second = notBlankSecond('two');
     const { source, dest } = await boot('two', image('7.2', 'two-dst0', 'raw'), second);
     const p = port();
     const disks = ['--disk', 'disk0', '--disk', 'disk1'];
     const incoming = migstream(['incoming', '--qmp', dest.qmp, '--listen', `127.0.0.1:${p}`, '--insecure', ...disks, '--timeout', '120']);
-    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', ...disks, '--no-probe', '--timeout', '120']);
+    const migrate = migstream(['migrate', '--qmp', source.qmp, '--to', `127.0.0.1:${p}`, '--insecure', ...disks, '--disk-target-is-zero', '--no-probe', '--timeout', '120']);
     const [src, dst] = await Promise.all([migrate, incoming]);
     expect(src.code, src.stderr).toBe(1);
     expect(src.stderr).toMatch(/disk "disk1".*1 chunk\(s\) of 1048576 bytes differ .*chunk 40 at 0x2800000.*\(the source VM is running\)/);
