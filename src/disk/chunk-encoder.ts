@@ -11,9 +11,9 @@
  * - With sub-block deltas on, the encoder keeps an 8-byte hash (XXH64) of every 4 KiB sub-block
  *   as the destination last received it: at first the hash of a zero sub-block (the first copy
  *   zeroes what it does not send, zero(); or the destination is blank), then of every chunk
- *   sent. A chunk dirtied again is compared sub-block by
- *   sub-block: only the changed ones go, in one delta record, unless they are so many that the
- *   whole chunk costs no more; an unchanged chunk (rewritten with the same bytes) sends nothing.
+ *   sent. A chunk dirtied again is compared sub-block by sub-block: only the changed ones go, in
+ *   one delta record, unless they are so many that the whole chunk costs no more; an unchanged
+ *   chunk (rewritten with the same bytes) sends nothing.
  *   A hash collision would leave a sub-block stale; the consistency check after the last pass
  *   (consistency.ts) compares the drives themselves.
  */

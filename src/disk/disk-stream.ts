@@ -233,7 +233,7 @@ export class DiskStreamDecoder {
   private ended = false;
   private readonly copy: boolean;
   private readonly reuseBuffers: boolean;
-  /** Where gathered frames come from (reuseBuffers), made once the header gives the chunk size. */
+  /** Where gathered frames come from (reuseBuffers), made once the header gives the frames' size. */
   private pool: BufferPool | undefined;
 
   constructor(options: DiskStreamDecoderOptions = {}) {
@@ -265,6 +265,10 @@ export class DiskStreamDecoder {
       try {
         if (this.header === undefined) {
           this.header = this.readHeader();
+          if (this.reuseBuffers) {
+            const largest = maxPayload(this.header);
+            this.pool = new BufferPool(Math.max(4, Math.ceil(REUSED_BYTES / largest)), largest);
+          }
           continue;
         }
         if (this.ended) {
@@ -344,21 +348,16 @@ export class DiskStreamDecoder {
       throw new LimitExceededError(`a frame of ${length} bytes`, this.details(at, context, kind === FrameKind.END ? 'an END payload of 8 bytes' : `at most ${limit} bytes`, length));
     }
     if (reader.available < length) throw NEED_MORE;
-    const payload = this.gathers(length, header) ? reader.read(length, this.pool!.take(length)) : reader.bytes(length);
+    const payload = this.pool !== undefined && this.gathers(length) ? reader.read(length, this.pool.take(length)) : reader.bytes(length);
     const bytes = this.copy && kind !== FrameKind.END ? Buffer.from(payload) : payload;
     const record = kind === FrameKind.BLOCK ? this.blockRecord(bytes, header, at, context) : kind === FrameKind.DELTA ? this.deltaRecord(bytes, header, at, context) : this.endRecord(bytes, at, context);
     if (record.type !== 'disk-end') this.records++;
     return record;
   }
 
-  /** Whether a payload of `length` bytes (all available) is gathered into a reused buffer. */
-  private gathers(length: number, header: DiskStreamHeader): boolean {
-    if (!this.reuseBuffers || length < GATHER_MIN_BYTES || length <= this.reader.contiguous) return false;
-    if (this.pool === undefined) {
-      const largest = maxPayload(header);
-      this.pool = new BufferPool(Math.max(4, Math.ceil(REUSED_BYTES / largest)), largest);
-    }
-    return true;
+  /** Whether a payload of `length` bytes (all available) spans pushed chunks and is large enough to gather. */
+  private gathers(length: number): boolean {
+    return length >= GATHER_MIN_BYTES && length > this.reader.contiguous;
   }
 
   /** A BLOCK payload, read as block_load reads a record (word, name, chunk), and held to the header. */

@@ -128,22 +128,7 @@ export class DiskSink {
     const { chunkSize, size, subBlockSize } = this.header;
     // A whole chunk's write, and a delta's writes, hold the caller's bytes until they settle.
     if (record.type !== 'block-data' && record.type !== 'disk-delta') done?.();
-    const writeZeroes = (this.nbd.flags & TransmissionFlag.SEND_WRITE_ZEROES) !== 0;
-    if (record.type === 'block-zero' && writeZeroes) {
-      const offset = record.sector * 512;
-      const length = this.chunkBytes(offset);
-      this.stats.zeroRecords++;
-      this.stats.bytesZeroed += length;
-      const run = this.zeroRun;
-      if (run !== undefined && run.offset + run.length === offset && run.length + length <= ZERO_RUN_MAX_BYTES) {
-        run.length += length;
-        return;
-      }
-      await this.sendZeroRun();
-      this.zeroRun = { offset, length };
-      return;
-    }
-    await this.sendZeroRun();
+    if (record.type !== 'block-zero') await this.sendZeroRun();
     switch (record.type) {
       case 'block-data': {
         const offset = record.sector * 512;
@@ -154,11 +139,21 @@ export class DiskSink {
         return;
       }
       case 'block-zero': {
-        // A server without WRITE_ZEROES gets the zeros written.
         const offset = record.sector * 512;
         const length = this.chunkBytes(offset);
         this.stats.zeroRecords++;
         this.stats.bytesZeroed += length;
+        if (this.nbd.flags & TransmissionFlag.SEND_WRITE_ZEROES) {
+          const run = this.zeroRun;
+          if (run !== undefined && run.offset + run.length === offset && run.length + length <= ZERO_RUN_MAX_BYTES) {
+            run.length += length;
+            return;
+          }
+          await this.sendZeroRun();
+          this.zeroRun = { offset, length };
+          return;
+        }
+        // A server without WRITE_ZEROES gets the zeros written (and no run is ever gathered).
         await this.queue(offset, length, length, () => this.nbd.write(offset, Buffer.alloc(length)));
         return;
       }
@@ -237,7 +232,7 @@ export class DiskSink {
   private async queue(offset: number, length: number, cost: number, write: () => Promise<void>, done?: () => void): Promise<void> {
     const { chunkSize } = this.header;
     const first = Math.floor(offset / chunkSize);
-    const last = Math.floor((offset + Math.max(length, 1) - 1) / chunkSize);
+    const last = Math.floor((offset + length - 1) / chunkSize);
     // apply() is awaited record by record, so no other write can take these chunks meanwhile.
     for (let chunk = first; chunk <= last; chunk++) {
       const before = this.busy.get(chunk);
@@ -248,8 +243,7 @@ export class DiskSink {
       await Promise.race(this.inFlight);
       this.throwIfFailed();
     }
-    const counted = Math.max(cost, 1);
-    this.inFlightBytes += counted;
+    this.inFlightBytes += cost;
     const promise: Promise<void> = write()
       .then(
         () => undefined,
@@ -258,7 +252,7 @@ export class DiskSink {
         },
       )
       .finally(() => {
-        this.inFlightBytes -= counted;
+        this.inFlightBytes -= cost;
         this.inFlight.delete(promise);
         for (let chunk = first; chunk <= last; chunk++) if (this.busy.get(chunk) === promise) this.busy.delete(chunk);
         done?.();

@@ -256,7 +256,8 @@ export class DiskSource {
     const pending: { index: number; read: Promise<Buffer> | undefined }[] = [];
     let next = 0;
     const zeroUpTo = async (end: number): Promise<void> => {
-      for (; zeroGaps && next < end; next++) {
+      if (!zeroGaps) return;
+      for (; next < end; next++) {
         if (pending.length >= this.window) await finishOldest();
         pending.push({ index: next, read: undefined });
       }

@@ -48,7 +48,7 @@ export interface DiskMoverOptions {
   linkBytesPerSecond?: number;
   /** Lower the guest's write limit when passes stop shrinking. Default true. */
   throttle?: boolean;
-  /** The first copy zeroes on the destination what the source reads as zeros. Default true (DiskSourceOptions). */
+  /** The first copy zeroes on the destination what the source reads as zeros (DiskSourceOptions; default true). */
   zeroUnallocated?: boolean;
   /** Pause between dirty passes once RAM runs. Default 500 ms. */
   besideRamPauseMs?: number;
@@ -136,7 +136,7 @@ export class DiskMover {
           chunkSize: options.chunkSize ?? 1024 * 1024,
           granularity: options.granularity ?? 64 * 1024,
           deltas: true,
-          zeroUnallocated: options.zeroUnallocated ?? true,
+          zeroUnallocated: options.zeroUnallocated,
           prefix: `migstream-${index}`,
         });
         const { header } = source;

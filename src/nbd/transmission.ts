@@ -192,14 +192,10 @@ export class Transmission {
    * are left (else undefined). Hand what arrived there to receivedDirect().
    */
   directTarget(min: number): Buffer | undefined {
-    if (this.queue.available > 0) return undefined;
     const state = this.state;
-    if (state.kind === 'simple-data' && state.left >= min) {
-      const at = state.pending.length - state.left;
-      return state.pending.data!.subarray(at, at + state.left);
-    }
-    if (state.kind === 'data' && state.left >= min) return state.pending.data!.subarray(state.at, state.at + state.left);
-    return undefined;
+    if ((state.kind !== 'simple-data' && state.kind !== 'data') || state.left < min || this.queue.available > 0) return undefined;
+    const at = state.kind === 'data' ? state.at : state.pending.length - state.left;
+    return state.pending.data!.subarray(at, at + state.left);
   }
 
   /** `n` bytes arrived in the buffer directTarget() gave; the requests that completes. */
